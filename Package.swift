@@ -1,0 +1,46 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+/// Driver executables: each is a one-line `main.swift` over SMCore.
+let drivers = ["FileSR", "EXTSR", "NFSSR", "LVMSR", "ISCSISR", "LVMoISCSISR", "EXToISCSISR"]
+
+let package = Package(
+    name: "StorageManager",
+    products: [
+        .library(name: "SMCore", targets: ["SMCore"]),
+        .executable(name: "lock-util", targets: ["lock-util"]),
+    ] + drivers.map { .executable(name: $0, targets: [$0]) },
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2", traits: []),
+    ],
+    targets: [
+        .systemLibrary(name: "CLibXML2", pkgConfig: "libxml-2.0", providers: [.apt(["libxml2-dev"])]),
+        .systemLibrary(name: "CBlkid", pkgConfig: "blkid", providers: [.apt(["libblkid-dev"])]),
+        .systemLibrary(name: "CLVM2Cmd", providers: [.apt(["liblvm2-dev"])]),
+        .target(
+            name: "SMCore",
+            dependencies: [
+                "CLibXML2", "CBlkid", "CLVM2Cmd",
+                .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "Subprocess", package: "swift-subprocess"),
+            ]
+        ),
+        .executableTarget(
+            name: "lock-util",
+            dependencies: [
+                "SMCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(
+            name: "SMCoreTests",
+            dependencies: ["SMCore"]
+        ),
+        .testTarget(
+            name: "DriverTests",
+            dependencies: ["SMCore"]
+        ),
+    ] + drivers.map { .executableTarget(name: $0, dependencies: ["SMCore"]) }
+)

@@ -1,0 +1,3 @@
+import SMCore
+
+DriverMain.run(LVMSR.self)

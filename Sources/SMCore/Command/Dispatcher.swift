@@ -1,0 +1,67 @@
+/// The one `switch` over requests: takes the host-local locks, calls the driver, renders output.
+public enum Dispatcher {
+    /// Performs `request` and returns what to print on stdout (nil for nothing).
+    ///
+    /// Locks: SR-wide verbs hold `<lock_dir>/<SR>/sr` exclusively; VDI verbs hold it shared and
+    /// each named VDI's `<lock_dir>/<SR>/<VDI>` exclusively, in sorted order (no deadlock).
+    public static func perform<D: Driver>(_ request: Request, verb: Verb, on driver: D,
+                                          host: HostEnvironment) throws -> String? {
+        let locks = try takeLocks(for: request, verb: verb, host: host)
+        defer { locks.forEach { $0.release() } }
+        Diagnostics.debug("\(D.name) \(verb.rawValue) holding \(locks.count) host lock(s)")
+        switch request {
+        case .srCreate(let sr, let size):
+            try driver.srCreate(sr: sr, size: size)
+        case .srDelete(let sr):
+            try driver.srDelete(sr: sr)
+        case .srAttach(let sr):
+            try driver.srAttach(sr: sr)
+        case .srDetach(let sr):
+            try driver.srDetach(sr: sr)
+        case .srScan(let sr):
+            return ResultDocument.render(try driver.srScan(sr: sr).element)
+        case .srContentType(let sr):
+            let type = try driver.srContentType(sr: sr)
+            return ResultDocument.render(ResultElement("sr", children: [ResultElement("type", type)]))
+        case .srCheck(let sr):
+            let report = try driver.srCheck(sr: sr)
+            let document = ResultDocument.render(report.element)
+            if !report.problems.isEmpty {
+                Diagnostics.writeStandardOutput(document)
+                throw StorageError.io("sr_check found \(report.problems.count) problem(s) in SR \(sr); see the XML on stdout")
+            }
+            return document
+        case .srGC(let sr):
+            try driver.srGC(sr: sr)
+        case .vdiCreate(let sr, let vdi, let size):
+            try driver.vdiCreate(sr: sr, vdi: vdi, size: size)
+        case .vdiDelete(let sr, let vdi):
+            try driver.vdiDelete(sr: sr, vdi: vdi)
+        case .vdiAttach(let sr, let vdi):
+            return ResultDocument.render(try driver.vdiAttach(sr: sr, vdi: vdi).element)
+        case .vdiDetach(let sr, let vdi):
+            try driver.vdiDetach(sr: sr, vdi: vdi)
+        case .vdiClone(let sr, let source, let destination):
+            try driver.vdiClone(sr: sr, source: source, destination: destination)
+        case .vdiSnapshot(let sr, let source, let destination):
+            try driver.vdiSnapshot(sr: sr, source: source, destination: destination)
+        case .vdiResize(let sr, let vdi, let size):
+            try driver.vdiResize(sr: sr, vdi: vdi, size: size)
+        case .vdiLock(let sr, let vdi, let force, let user):
+            try driver.vdiLock(sr: sr, vdi: vdi, force: force, user: user)
+        case .vdiUnlock(let sr, let vdi, let user):
+            try driver.vdiUnlock(sr: sr, vdi: vdi, user: user)
+        }
+        return nil
+    }
+
+    static func takeLocks(for request: Request, verb: Verb, host: HostEnvironment) throws(StorageError) -> [HostLock] {
+        let directory = "\(host.lockDirectory)/\(request.sr)"
+        var locks = [try HostLock.acquire("\(directory)/sr", mode: verb.isSRWide ? .exclusive : .shared,
+                                          timeout: host.lockTimeout)]
+        for vdi in Set(request.vdis).sorted() {
+            locks.append(try HostLock.acquire("\(directory)/\(vdi)", mode: .exclusive, timeout: host.lockTimeout))
+        }
+        return locks
+    }
+}

@@ -1,0 +1,111 @@
+import SystemPackage
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The entry point of every driver executable: `DriverMain.run(FileSR.self)`.
+///
+/// `<Driver> [--verbose] <dconf> <verb> <args...>`; `<dconf>` is XML, `@FILE` or `@-` (stdin).
+/// Exit status is the errno (0 on success); on failure the last stderr line is `NAME: reason`.
+public enum DriverMain {
+    public static func run<D: Driver>(_ driver: D.Type) -> Never {
+        signal(SIGPIPE, SIG_IGN)
+        exit(execute(driver, arguments: Array(CommandLine.arguments.dropFirst())))
+    }
+
+    /// Runs one invocation and returns the exit status (never traps on bad input).
+    public static func execute<D: Driver>(_ driver: D.Type, arguments: [String]) -> Int32 {
+        var remaining = arguments
+        var wantsHelp = false
+        while let first = remaining.first, first.hasPrefix("-"), first != "-" {
+            switch first {
+            case "--verbose", "-v": Diagnostics.verbose = true
+            case "--help", "-h": wantsHelp = true
+            default:
+                return fail(.invalid("unknown option '\(ArgumentParsing.printable(first))'; see \(D.name) --help"))
+            }
+            remaining.removeFirst()
+        }
+        if wantsHelp || remaining.first == "help" {
+            let topic = wantsHelp ? nil : remaining.dropFirst().first
+            guard remaining.count <= 2 else { return fail(.invalid("usage: \(D.name) help [verb]")) }
+            if let topic {
+                guard let verb = Verb(rawValue: topic) else {
+                    return fail(.invalid("unknown verb '\(ArgumentParsing.printable(topic))'; see \(D.name) --help"))
+                }
+                Diagnostics.writeStandardOutput(Help.verb(verb, driver: D.name))
+            } else {
+                Diagnostics.writeStandardOutput(Help.usage(D.self))
+            }
+            return 0
+        }
+        let start = Syscall.monotonicNow()
+        let host: HostEnvironment
+        do throws(StorageError) {
+            host = try HostEnvironment.current()
+        } catch {
+            return fail(error)
+        }
+        var verbName = remaining.count >= 2 ? remaining[1] : "-"
+        var uuids: [CanonicalUUID] = []
+        let status: Int32
+        do {
+            guard remaining.count >= 2 else {
+                throw StorageError.invalid("usage: \(D.name) <dconf> <verb> <args...>; see \(D.name) --help")
+            }
+            guard let verb = Verb(rawValue: remaining[1]) else {
+                verbName = ArgumentParsing.printable(remaining[1])
+                throw StorageError.invalid("unknown verb '\(verbName)'; see \(D.name) --help")
+            }
+            let request = try Request.parse(verb, Array(remaining.dropFirst(2)))
+            uuids = [request.sr] + request.vdis
+            let configuration = try loadConfiguration(remaining[0])
+            Diagnostics.debug("dconf: \(configuration.redactedDescription)")
+            for key in D.requiredKeys { _ = try configuration.required(key) }
+            let instance = try D(configuration: configuration, host: host)
+            let output = try Dispatcher.perform(request, verb: verb, on: instance, host: host)
+            if let output { Diagnostics.writeStandardOutput(output) }
+            status = 0
+        } catch {
+            status = fail(normalise(error))
+        }
+        OperationLog.record(host: host, driver: D.name, verb: verbName, uuids: uuids,
+                            result: status == 0 ? "OK" : (Errno(rawValue: status).symbolicName),
+                            seconds: Syscall.monotonicNow() - start)
+        return status
+    }
+
+    /// Any error as a StorageError: system errnos keep their meaning, the rest is EIO.
+    public static func normalise(_ error: any Error) -> StorageError {
+        switch error {
+        case let storage as StorageError: return storage
+        case let code as Errno: return .system(code, "unexpected failure")
+        default: return .io("unexpected failure: \(error)")
+        }
+    }
+
+    static func fail(_ error: StorageError) -> Int32 {
+        Diagnostics.writeStandardError("\(error.code.symbolicName): \(error.message)\n")
+        return error.code.rawValue
+    }
+
+    /// The dconf argument: inline XML, `@FILE`, or `@-` for stdin.
+    static func loadConfiguration(_ argument: String) throws(StorageError) -> DeviceConfiguration {
+        let limit = DeviceConfiguration.maximumLength + 1
+        let bytes: [UInt8]
+        if argument == "@-" {
+            bytes = try Syscall.readStream(0, limit: limit, path: "stdin")
+        } else if argument.hasPrefix("@") {
+            let path = String(argument.dropFirst())
+            guard Syscall.exists(path) else { throw .invalid("cannot read dconf file '\(ArgumentParsing.printable(path))'") }
+            do throws(StorageError) {
+                bytes = try Syscall.readFile(path, limit: limit)
+            } catch {
+                throw .invalid("cannot read dconf file '\(ArgumentParsing.printable(path))': \(error.message)")
+            }
+        } else {
+            bytes = Array(argument.utf8)
+        }
+        return try DeviceConfiguration(xml: bytes)
+    }
+}

@@ -1,0 +1,58 @@
+import SystemPackage
+
+/// A failure as the caller sees it: one of the spec's errno values and a one-line reason.
+///
+/// The exit status of a driver is `code.rawValue`; the last stderr line is
+/// `"\(code.symbolicName): \(message)"`.
+public struct StorageError: Error, Equatable, CustomStringConvertible, Sendable {
+    public var code: Errno
+    public var message: String
+
+    public init(code: Errno, message: String) {
+        self.code = code
+        // One line, whatever a substrate handed us.
+        self.message = message.split(whereSeparator: \.isNewline).joined(separator: " ")
+    }
+
+    public var description: String { "\(code.symbolicName): \(message)" }
+}
+
+extension Errno {
+    /// The errno values the spec allows a driver to return.
+    public static let specified: [Errno] = [
+        .notPermitted, .ioError, .resourceBusy, .fileExists, .noSuchAddressOrDevice,
+        .invalidArgument, .noSpace, .noLocks, .noFunction,
+    ]
+
+    /// The C constant's name, e.g. `ENODEV`.
+    public var symbolicName: String {
+        switch self {
+        case .notPermitted: return "EPERM"
+        case .noSuchFileOrDirectory: return "ENOENT"
+        case .ioError: return "EIO"
+        case .resourceBusy: return "EBUSY"
+        case .fileExists: return "EEXIST"
+        case .noSuchAddressOrDevice: return "ENODEV"
+        case .invalidArgument: return "EINVAL"
+        case .noSpace: return "ENOSPC"
+        case .noLocks: return "ENOLCK"
+        case .noFunction: return "ENOSYS"
+        case .permissionDenied: return "EACCES"
+        case .notDirectory: return "ENOTDIR"
+        case .isDirectory: return "EISDIR"
+        case .readOnlyFileSystem: return "EROFS"
+        case .resourceTemporarilyUnavailable: return "EAGAIN"
+        case .directoryNotEmpty: return "ENOTEMPTY"
+        case .fileTooLarge: return "EFBIG"
+        case .diskQuotaExceeded: return "EDQUOT"
+        default: return "errno \(rawValue)"
+        }
+    }
+
+    /// Maps `ENODEV` (or `enodev`) back to the value; used by tests and `help`.
+    public init?(symbolicName: String) {
+        guard let match = Errno.specified.first(where: { $0.symbolicName == symbolicName.uppercased() })
+        else { return nil }
+        self = match
+    }
+}

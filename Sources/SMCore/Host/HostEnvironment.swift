@@ -1,0 +1,85 @@
+/// Where this host keeps its state, and the host-wide settings.
+///
+/// Defaults are DESIGN.md's host layout. Each can be moved by an environment variable, or by a
+/// `key = value` line in the config file (`SM_CONFIG`, default `/etc/sm/sm.conf`); the
+/// environment wins. Tests use this to run without touching the host's real state.
+///
+/// | key (file)   | environment      | default             |
+/// |--------------|------------------|---------------------|
+/// | run_dir      | SM_RUN_DIR       | /run/sm             |
+/// | lock_dir     | SM_LOCK_DIR      | /run/lock/sm        |
+/// | log_file     | SM_LOG_FILE      | /var/log/SMlog      |
+/// | mount_dir    | SM_MOUNT_DIR     | /run/sr-mount       |
+/// | lock_timeout | SM_LOCK_TIMEOUT  | 120 (seconds)       |
+/// | lvm_config   | SM_LVM_CONFIG    | (empty)             |
+public struct HostEnvironment: Sendable {
+    public var runDirectory: String
+    public var lockDirectory: String
+    public var logFile: String
+    public var mountDirectory: String
+    /// Seconds to wait for a host-local lock before answering EBUSY.
+    public var lockTimeout: Double
+    /// Extra LVM configuration (`--config` text) for LVM-based drivers; empty by default.
+    public var lvmConfiguration: String
+    /// Every setting read, for drivers with their own keys.
+    public var settings: [String: String]
+
+    public static let defaultConfigFile = "/etc/sm/sm.conf"
+
+    public init(runDirectory: String = "/run/sm", lockDirectory: String = "/run/lock/sm",
+                logFile: String = "/var/log/SMlog", mountDirectory: String = "/run/sr-mount",
+                lockTimeout: Double = 120, lvmConfiguration: String = "", settings: [String: String] = [:]) {
+        self.runDirectory = runDirectory
+        self.lockDirectory = lockDirectory
+        self.logFile = logFile
+        self.mountDirectory = mountDirectory
+        self.lockTimeout = lockTimeout
+        self.lvmConfiguration = lvmConfiguration
+        self.settings = settings
+    }
+
+    /// Reads the config file (if any) and the environment.
+    public static func current() throws(StorageError) -> HostEnvironment {
+        let configPath = Syscall.environment("SM_CONFIG") ?? defaultConfigFile
+        var settings: [String: String] = [:]
+        if Syscall.exists(configPath) {
+            let bytes = try Syscall.readFile(configPath, limit: 1 << 16)
+            for (number, rawLine) in String(decoding: bytes, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+                let line = String(rawLine).trimmingWhitespace()
+                if line.isEmpty || line.hasPrefix("#") { continue }
+                guard let equals = line.firstIndex(of: "=") else {
+                    throw .invalid("\(configPath) line \(number + 1): expected 'key = value'")
+                }
+                settings[String(line[..<equals]).trimmingWhitespace()] = String(line[line.index(after: equals)...]).trimmingWhitespace()
+            }
+        }
+        let keys: [(file: String, variable: String)] = [
+            ("run_dir", "SM_RUN_DIR"), ("lock_dir", "SM_LOCK_DIR"), ("log_file", "SM_LOG_FILE"),
+            ("mount_dir", "SM_MOUNT_DIR"), ("lock_timeout", "SM_LOCK_TIMEOUT"), ("lvm_config", "SM_LVM_CONFIG"),
+        ]
+        for key in keys {
+            if let value = Syscall.environment(key.variable) { settings[key.file] = value }
+        }
+        var environment = HostEnvironment(settings: settings)
+        for key in ["run_dir", "lock_dir", "mount_dir"] {
+            if let value = settings[key], !value.hasPrefix("/") {
+                throw .invalid("host setting \(key) must be an absolute path, got '\(value)'")
+            }
+        }
+        if let value = settings["run_dir"] { environment.runDirectory = value }
+        if let value = settings["lock_dir"] { environment.lockDirectory = value }
+        if let value = settings["log_file"] { environment.logFile = value }
+        if let value = settings["mount_dir"] { environment.mountDirectory = value }
+        if let value = settings["lvm_config"] { environment.lvmConfiguration = value }
+        if let value = settings["lock_timeout"] {
+            guard let seconds = Double(value), seconds >= 0 else {
+                throw .invalid("host setting lock_timeout must be a number of seconds, got '\(value)'")
+            }
+            environment.lockTimeout = seconds
+        }
+        return environment
+    }
+
+    /// The mount point of a mounted SR.
+    public func mountPoint(for sr: CanonicalUUID) -> String { "\(mountDirectory)/\(sr)" }
+}

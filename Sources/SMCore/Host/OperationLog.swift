@@ -1,0 +1,42 @@
+import SystemPackage
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One line per call in the SMlog (and syslog): time, driver, verb, UUIDs, result, duration.
+/// A log that cannot be written never fails the operation; `--verbose` says why.
+public enum OperationLog {
+    public static func record(host: HostEnvironment, driver: String, verb: String, uuids: [CanonicalUUID],
+                              result: String, seconds: Double) {
+        let line = "\(timestamp()) \(driver)[\(getpid())] \(verb) \(uuids.map(\.string).joined(separator: " ")) "
+            + "result=\(result) duration=\(formatMilliseconds(seconds))ms\n"
+        let descriptor = Glibc.open(host.logFile, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
+        if descriptor < 0 {
+            Diagnostics.debug("cannot open log \(host.logFile): errno \(errno)")
+        } else {
+            _ = try? Syscall.retrying("write", path: host.logFile) {
+                line.withCString { Glibc.write(descriptor, $0, strlen($0)) }
+            }
+            Glibc.close(descriptor)
+        }
+        Diagnostics.debug(line.trimmingWhitespace())
+    }
+
+    static func timestamp() -> String {
+        var time = timespec()
+        clock_gettime(CLOCK_REALTIME, &time)
+        var seconds = time.tv_sec
+        var broken = tm()
+        gmtime_r(&seconds, &broken)
+        func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
+        let milliseconds = Int(time.tv_nsec / 1_000_000)
+        let fraction = milliseconds < 10 ? "00\(milliseconds)" : milliseconds < 100 ? "0\(milliseconds)" : "\(milliseconds)"
+        return "\(broken.tm_year + 1900)-\(two(broken.tm_mon + 1))-\(two(broken.tm_mday))T"
+            + "\(two(broken.tm_hour)):\(two(broken.tm_min)):\(two(broken.tm_sec)).\(fraction)Z"
+    }
+
+    static func formatMilliseconds(_ seconds: Double) -> String {
+        let tenths = Int((seconds * 10_000).rounded())
+        return "\(tenths / 10).\(tenths % 10)"
+    }
+}

@@ -1,0 +1,249 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import SystemPackage
+
+/// The one place raw system calls are made: EINTR is retried, failures become `StorageError`s
+/// naming the operation and path (ENOSPC stays ENOSPC, everything else is EIO).
+public enum Syscall {
+    /// Runs `body` until it does not fail with EINTR; returns its result or throws the errno.
+    @discardableResult
+    public static func retrying<T: BinaryInteger>(_ operation: String, path: String? = nil,
+                                                  _ body: () -> T) throws(StorageError) -> T {
+        while true {
+            let result = body()
+            if result >= 0 { return result }
+            let code = Errno(rawValue: errno)
+            if code == .interrupted { continue }
+            throw .system(code, operation, path: path)
+        }
+    }
+
+    /// Like `retrying` but hands back the raw errno for callers that branch on it.
+    public static func attempt<T: BinaryInteger>(_ body: () -> T) -> Result<T, Errno> {
+        while true {
+            let result = body()
+            if result >= 0 { return .success(result) }
+            let code = Errno(rawValue: errno)
+            if code == .interrupted { continue }
+            return .failure(code)
+        }
+    }
+
+    public static func open(_ path: String, _ flags: Int32, mode: mode_t = 0o644) throws(StorageError) -> Int32 {
+        try retrying("open", path: path) { Glibc.open(path, flags | O_CLOEXEC, mode) }
+    }
+
+    public static func close(_ descriptor: Int32) {
+        _ = Glibc.close(descriptor)
+    }
+
+    public static func fsync(_ descriptor: Int32, path: String) throws(StorageError) {
+        try retrying("fsync", path: path) { Glibc.fsync(descriptor) }
+    }
+
+    /// Makes a directory entry change (create, rename, unlink) durable.
+    public static func fsyncDirectory(_ path: String) throws(StorageError) {
+        let descriptor = try open(path, O_RDONLY | O_DIRECTORY)
+        defer { close(descriptor) }
+        try fsync(descriptor, path: path)
+    }
+
+    /// Writes all of `bytes` at `offset`.
+    public static func pwriteAll(_ descriptor: Int32, _ bytes: UnsafeRawBufferPointer, at offset: UInt64,
+                                 path: String) throws(StorageError) {
+        var done = 0
+        while done < bytes.count {
+            let written = try retrying("write", path: path) {
+                Glibc.pwrite(descriptor, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done))
+            }
+            if written == 0 { throw .io("write \(path): no progress") }
+            done += written
+        }
+    }
+
+    public static func pwriteAll(_ descriptor: Int32, _ bytes: [UInt8], at offset: UInt64, path: String) throws(StorageError) {
+        if bytes.isEmpty { return }
+        let result: Result<Void, StorageError> = bytes.withUnsafeBytes { buffer in
+            do throws(StorageError) {
+                try pwriteAll(descriptor, buffer, at: offset, path: path)
+                return .success(())
+            } catch { return .failure(error) }
+        }
+        try result.get()
+    }
+
+    /// Reads up to `count` bytes at `offset`; fewer only at end of file.
+    public static func pread(_ descriptor: Int32, count: Int, at offset: UInt64, path: String) throws(StorageError) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: count)
+        var done = 0
+        while done < count {
+            let got = try retrying("read", path: path) {
+                bytes.withUnsafeMutableBytes { buffer in
+                    Glibc.pread(descriptor, buffer.baseAddress! + done, count - done, off_t(offset) + off_t(done))
+                }
+            }
+            if got == 0 { break }
+            done += got
+        }
+        if done < count { bytes.removeLast(count - done) }
+        return bytes
+    }
+
+    /// Reads a pipe or file sequentially until end of file or `limit` bytes.
+    public static func readStream(_ descriptor: Int32, limit: Int, path: String) throws(StorageError) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: limit)
+        var done = 0
+        while done < limit {
+            let got = try retrying("read", path: path) {
+                bytes.withUnsafeMutableBytes { buffer in Glibc.read(descriptor, buffer.baseAddress! + done, limit - done) }
+            }
+            if got == 0 { break }
+            done += got
+        }
+        bytes.removeLast(limit - done)
+        return bytes
+    }
+
+    public static func fileStatus(_ path: String) -> stat? {
+        var status = stat()
+        guard case .success = attempt({ stat(path, &status) }) else { return nil }
+        return status
+    }
+
+    public static func fileStatus(descriptor: Int32, path: String) throws(StorageError) -> stat {
+        var status = stat()
+        try retrying("fstat", path: path) { Glibc.fstat(descriptor, &status) }
+        return status
+    }
+
+    public static func exists(_ path: String) -> Bool { fileStatus(path) != nil }
+
+    public static func isDirectory(_ path: String) -> Bool {
+        guard let status = fileStatus(path) else { return false }
+        return (status.st_mode & S_IFMT) == S_IFDIR
+    }
+
+    public static func fileSystemStatus(_ path: String) throws(StorageError) -> statvfs {
+        var status = statvfs()
+        try retrying("statvfs", path: path) { statvfs(path, &status) }
+        return status
+    }
+
+    /// Creates a directory (and missing parents) with `mode`; existing directories are fine.
+    public static func makeDirectories(_ path: String, mode: mode_t = 0o755) throws(StorageError) {
+        if isDirectory(path) { return }
+        var prefix = ""
+        for component in path.split(separator: "/", omittingEmptySubsequences: true) {
+            prefix += "/" + component
+            if isDirectory(prefix) { continue }
+            switch attempt({ Glibc.mkdir(prefix, mode) }) {
+            case .success, .failure(.fileExists): continue
+            case .failure(let code): throw .system(code, "mkdir", path: prefix)
+            }
+        }
+    }
+
+    public static func rename(_ from: String, _ to: String) throws(StorageError) {
+        try retrying("rename", path: "\(from) -> \(to)") { Glibc.rename(from, to) }
+    }
+
+    /// Removes a file; a missing file is fine.
+    public static func unlinkIfPresent(_ path: String) throws(StorageError) {
+        switch attempt({ Glibc.unlink(path) }) {
+        case .success, .failure(.noSuchFileOrDirectory): return
+        case .failure(let code): throw .system(code, "unlink", path: path)
+        }
+    }
+
+    /// Removes an empty directory; a missing one is fine.
+    public static func removeDirectoryIfPresent(_ path: String) throws(StorageError) {
+        switch attempt({ Glibc.rmdir(path) }) {
+        case .success, .failure(.noSuchFileOrDirectory): return
+        case .failure(let code): throw .system(code, "rmdir", path: path)
+        }
+    }
+
+    /// Removes a directory tree (no symlinks followed); a missing one is fine.
+    public static func removeTree(_ path: String) throws(StorageError) {
+        guard let status = lstatus(path) else { return }
+        if (status.st_mode & S_IFMT) == S_IFDIR {
+            for entry in try directoryEntries(path) { try removeTree(path + "/" + entry) }
+            try removeDirectoryIfPresent(path)
+        } else {
+            try unlinkIfPresent(path)
+        }
+    }
+
+    public static func lstatus(_ path: String) -> stat? {
+        var status = stat()
+        guard case .success = attempt({ lstat(path, &status) }) else { return nil }
+        return status
+    }
+
+    /// The names in a directory, without `.` and `..`.
+    public static func directoryEntries(_ path: String) throws(StorageError) -> [String] {
+        guard let directory = opendir(path) else {
+            throw .system(Errno(rawValue: errno), "opendir", path: path)
+        }
+        defer { closedir(directory) }
+        var names: [String] = []
+        while let entry = readdir(directory) {
+            let name = withUnsafePointer(to: entry.pointee.d_name) { pointer in
+                pointer.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
+    /// Reads a whole (small) file.
+    public static func readFile(_ path: String, limit: Int = 1 << 20) throws(StorageError) -> [UInt8] {
+        let descriptor = try open(path, O_RDONLY)
+        defer { close(descriptor) }
+        return try pread(descriptor, count: limit, at: 0, path: path)
+    }
+
+    /// Writes a small file atomically and durably: temporary name, fsync, rename, fsync directory.
+    public static func writeFileAtomically(_ path: String, _ bytes: [UInt8]) throws(StorageError) {
+        let directory = parentDirectory(of: path)
+        let temporary = path + ".tmp.\(getpid())"
+        let descriptor = try open(temporary, O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644)
+        do throws(StorageError) {
+            try pwriteAll(descriptor, bytes, at: 0, path: temporary)
+            try fsync(descriptor, path: temporary)
+            close(descriptor)
+            try rename(temporary, path)
+        } catch {
+            close(descriptor)
+            try? unlinkIfPresent(temporary)
+            throw error
+        }
+        try fsyncDirectory(directory)
+    }
+
+    public static func parentDirectory(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        let parent = String(path[..<slash])
+        return parent.isEmpty ? "/" : parent
+    }
+
+    /// Seconds since the Unix epoch, with fractions.
+    public static func now() -> Double {
+        var time = timespec()
+        clock_gettime(CLOCK_REALTIME, &time)
+        return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
+    }
+
+    public static func monotonicNow() -> Double {
+        var time = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &time)
+        return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
+    }
+
+    public static func environment(_ name: String) -> String? {
+        getenv(name).map { String(cString: $0) }
+    }
+}
