@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 Scripts/install-dependencies.sh
 swift build --build-tests
 start=$(date +%s)
-swift test --skip-build --parallel --num-workers 2
+swift test --skip-build
 echo "host tests: $(( $(date +%s) - start )) s"
 if [ -x Tests/vm/run.sh ] && [ "${SM_SKIP_VM_LANE:-0}" != 1 ]; then
     Tests/vm/run.sh all
