@@ -1,14 +1,118 @@
 /// FileSR: VDIs as VHD files in `<location>/<SR-UUID>/` on a local directory.
+///
+/// The SR is the directory; everything about VDIs is `VHDRepository`.
 public struct FileSR: Driver {
     public static let name = "FileSR"
     public static let requiredKeys = ["location"]
-    public static let overview = "FileSR keeps each VDI as a dynamic VHD file <location>/<SR-UUID>/<VDI-UUID>.vhd."
+    public static let overview = """
+        FileSR keeps each VDI as a dynamic VHD file <location>/<SR-UUID>/<VDI-UUID>.vhd in a local
+        directory. dconf: <dconf><location>/srv/sm</location></dconf> (an existing absolute directory).
+        """
 
     let location: String
     let host: HostEnvironment
 
     public init(configuration: DeviceConfiguration, host: HostEnvironment) throws {
-        location = try configuration.required("location")
+        var location = try configuration.required("location")
+        guard location.hasPrefix("/") else {
+            throw StorageError.invalid("dconf location '\(ArgumentParsing.printable(location))' must be an absolute path")
+        }
+        guard !location.split(separator: "/").contains("..") else {
+            throw StorageError.invalid("dconf location must not contain '..'")
+        }
+        while location.count > 1 && location.hasSuffix("/") { location.removeLast() }
+        self.location = location
         self.host = host
+    }
+
+    func root(_ sr: CanonicalUUID) -> String { location == "/" ? "/\(sr)" : "\(location)/\(sr)" }
+
+    func repository(_ sr: CanonicalUUID) -> VHDRepository { VHDRepository(sr: sr, root: root(sr), host: host) }
+
+    /// ENODEV unless the SR directory exists.
+    func requireSR(_ sr: CanonicalUUID) throws(StorageError) -> VHDRepository {
+        guard Syscall.isDirectory(root(sr)) else { throw .noSuchSR(sr.string) }
+        return repository(sr)
+    }
+
+    /// The SR directory is made under a temporary name and renamed into place, so a crash leaves
+    /// no SR or a complete one.
+    public func srCreate(sr: CanonicalUUID, size: UInt64) throws {
+        guard Syscall.isDirectory(location) else {
+            throw StorageError(code: .noSuchAddressOrDevice, message: "location \(location) does not exist or is not a directory")
+        }
+        guard !Syscall.exists(root(sr)) else { throw StorageError.srExists(sr.string) }
+        let fileSystem = try Syscall.fileSystemStatus(location)
+        let capacity = UInt64(fileSystem.f_blocks) * UInt64(fileSystem.f_frsize)
+        guard size <= capacity else {
+            throw StorageError.noSpace("Size \(size) is larger than the filesystem holding \(location) (\(capacity) bytes)")
+        }
+        let temporary = "\(location)/.\(sr).new"
+        try Syscall.removeTree(temporary)
+        try Syscall.makeDirectories(temporary + "/.sm")
+        try Syscall.fsyncDirectory(temporary)
+        try Syscall.rename(temporary, root(sr))
+        try Syscall.fsyncDirectory(location)
+    }
+
+    /// Idempotent. The directory is renamed away first (the SR disappears at once), then removed.
+    public func srDelete(sr: CanonicalUUID) throws {
+        let state = AttachState(host: host, sr: sr)
+        let doomed = "\(location)/.\(sr).deleting"
+        try Syscall.removeTree(doomed)
+        guard Syscall.isDirectory(root(sr)) else {
+            try state.forgetSR()
+            return
+        }
+        let repository = repository(sr)
+        if let attached = state.attachedVDIs().first { throw StorageError.srHasAttachedVDI(sr.string, vdi: attached.string) }
+        let vdis = try repository.allVDIFiles()
+        guard vdis.isEmpty else { throw StorageError.srNotEmpty(sr.string, count: vdis.count) }
+        try Syscall.rename(root(sr), doomed)
+        try Syscall.fsyncDirectory(location)
+        try Syscall.removeTree(doomed)
+        try state.forgetSR()
+    }
+
+    public func srAttach(sr: CanonicalUUID) throws {
+        let repository = try requireSR(sr)
+        try repository.attachState.markSRAttached(details: "root=\(root(sr))\n")
+    }
+
+    public func srDetach(sr: CanonicalUUID) throws {
+        let state = AttachState(host: host, sr: sr)
+        if let attached = state.attachedVDIs().first { throw StorageError.srHasAttachedVDI(sr.string, vdi: attached.string) }
+        try state.clearSRAttached()
+    }
+
+    public func srScan(sr: CanonicalUUID) throws -> SRScanReport {
+        let repository = try requireSR(sr)
+        let usage = try repository.fileSystemUsage()
+        return try repository.scan(physicalSize: usage.size)
+    }
+
+    public func srContentType(sr: CanonicalUUID) throws -> String {
+        _ = try requireSR(sr)
+        return VHDRepository.contentType
+    }
+
+    public func vdiCreate(sr: CanonicalUUID, vdi: CanonicalUUID, size: UInt64) throws {
+        try requireSR(sr).create(vdi, size: size)
+    }
+
+    public func vdiDelete(sr: CanonicalUUID, vdi: CanonicalUUID) throws {
+        try requireSR(sr).delete(vdi)
+    }
+
+    public func vdiAttach(sr: CanonicalUUID, vdi: CanonicalUUID) throws -> AttachResult {
+        try requireSR(sr).attach(vdi)
+    }
+
+    public func vdiDetach(sr: CanonicalUUID, vdi: CanonicalUUID) throws {
+        try requireSR(sr).detach(vdi)
+    }
+
+    public func vdiResize(sr: CanonicalUUID, vdi: CanonicalUUID, size: UInt64) throws {
+        try requireSR(sr).resize(vdi, size: size)
     }
 }

@@ -22,6 +22,18 @@ public enum OperationLog {
         Diagnostics.debug(line.trimmingWhitespace())
     }
 
+    /// A free-form line in the SMlog (e.g. a damaged VDI that sr_scan skipped).
+    public static func note(host: HostEnvironment, _ message: String) {
+        append(host: host, "\(timestamp()) [\(getpid())] \(message)\n")
+    }
+
+    static func append(host: HostEnvironment, _ line: String) {
+        let descriptor = Glibc.open(host.logFile, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
+        guard descriptor >= 0 else { return }
+        _ = try? Syscall.retrying("write", path: host.logFile) { line.withCString { Glibc.write(descriptor, $0, strlen($0)) } }
+        Glibc.close(descriptor)
+    }
+
     static func timestamp() -> String {
         var time = timespec()
         clock_gettime(CLOCK_REALTIME, &time)

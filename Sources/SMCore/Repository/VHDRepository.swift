@@ -1,0 +1,195 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The VDI verbs of every file-based SR (FileSR, EXTSR, NFSSR, EXToISCSISR): a directory of
+/// `<VDI-UUID>.vhd` files. Drivers decide where the directory is (a subdirectory of `location`,
+/// a mounted filesystem) and compose this type for everything else.
+///
+/// The dispatcher holds the host-local locks; this type assumes it runs alone on the VDIs it names.
+public struct VHDRepository: Sendable {
+    /// Sizes of VDIs are rounded up to whole blocks.
+    public static let sizeGranularity = VHDImage.blockSize
+    public static let contentType = "vhd"
+    static let vhdSuffix = ".vhd"
+
+    public let sr: CanonicalUUID
+    public let root: String
+    public let host: HostEnvironment
+    public let attachState: AttachState
+    public let metadata: VDIMetadataStore
+
+    public init(sr: CanonicalUUID, root: String, host: HostEnvironment) {
+        self.sr = sr
+        self.root = root
+        self.host = host
+        attachState = AttachState(host: host, sr: sr)
+        metadata = VDIMetadataStore(srRoot: root)
+    }
+
+    public func vdiPath(_ vdi: CanonicalUUID) -> String { "\(root)/\(vdi)\(Self.vhdSuffix)" }
+
+    public func fileExists(_ vdi: CanonicalUUID) -> Bool { Syscall.exists(vdiPath(vdi)) }
+
+    /// ENODEV unless `sr_attach` ran on this host.
+    public func requireAttached() throws(StorageError) {
+        guard attachState.isSRAttached else { throw .srNotAttached(sr.string) }
+    }
+
+    /// Every VHD file in the SR, hidden ones included, sorted.
+    public func allVDIFiles() throws(StorageError) -> [CanonicalUUID] {
+        try Syscall.directoryEntries(root).compactMap { name -> CanonicalUUID? in
+            guard name.hasSuffix(Self.vhdSuffix) else { return nil }
+            let stem = String(name.dropLast(Self.vhdSuffix.count))
+            guard let uuid = CanonicalUUID(stem), uuid.string == stem else { return nil }
+            return uuid
+        }.sorted()
+    }
+
+    /// The size rounded up to a whole number of 2 MiB blocks.
+    public static func roundedSize(_ size: UInt64) -> UInt64 {
+        (size + sizeGranularity - 1) / sizeGranularity * sizeGranularity
+    }
+
+    // MARK: Verbs
+
+    /// Creates `<VDI>.vhd`: written under a temporary name, fsynced, then linked into place (the
+    /// link fails if the name appeared meanwhile) and the directory fsynced. A crash leaves either
+    /// no VDI or a complete one, plus at most a stale temporary file that the next create removes.
+    public func create(_ vdi: CanonicalUUID, size: UInt64) throws(StorageError) {
+        try requireAttached()
+        guard !fileExists(vdi) else { throw .vdiExists(vdi.string, sr: sr.string) }
+        let virtualSize = Self.roundedSize(size)
+        let needed = UInt64(VHDFooter.size * 2 + VHDDynamicHeader.size) + VHDImage.reservedEntries(for: virtualSize) * 4
+        let fileSystem = try Syscall.fileSystemStatus(root)
+        let available = UInt64(fileSystem.f_bavail) * UInt64(fileSystem.f_frsize)
+        guard available >= needed + 64 * 1024 else {
+            throw .noSpace("SR \(sr) has \(available) bytes free, not enough for the metadata of VDI \(vdi)")
+        }
+        let temporary = "\(root)/.\(vdi)\(Self.vhdSuffix).new"
+        try Syscall.unlinkIfPresent(temporary)
+        do throws(VHDError) {
+            _ = try VHDImage.create(at: temporary, size: virtualSize, uniqueID: CanonicalUUID.random().bytes)
+        } catch {
+            try? Syscall.unlinkIfPresent(temporary)
+            throw error.storageError
+        }
+        switch Syscall.attempt({ link(temporary, vdiPath(vdi)) }) {
+        case .success: break
+        case .failure(let code):
+            try? Syscall.unlinkIfPresent(temporary)
+            if code == .fileExists { throw .vdiExists(vdi.string, sr: sr.string) }
+            throw .system(code, "link", path: vdiPath(vdi))
+        }
+        try Syscall.unlinkIfPresent(temporary)
+        try Syscall.fsyncDirectory(root)
+    }
+
+    /// Deletes a VDI; a VDI that does not exist succeeds. EBUSY while attached on this host.
+    public func delete(_ vdi: CanonicalUUID) throws(StorageError) {
+        try requireAttached()
+        guard fileExists(vdi) else { return }
+        guard !attachState.isVDIAttached(vdi) else { throw .vdiAttached(vdi.string) }
+        try Syscall.unlinkIfPresent(vdiPath(vdi))
+        try Syscall.fsyncDirectory(root)
+        try metadata.remove(vdi)
+    }
+
+    /// Records the VDI as attached on this host and says where it is. Idempotent.
+    public func attach(_ vdi: CanonicalUUID) throws(StorageError) -> AttachResult {
+        try requireAttached()
+        guard fileExists(vdi), !(isHidden(vdi)) else { throw .noSuchVDI(vdi.string, sr: sr.string) }
+        try attachState.markVDIAttached(vdi, path: vdiPath(vdi))
+        return AttachResult(path: vdiPath(vdi), type: Self.contentType)
+    }
+
+    /// Forgets this host's attachment. Idempotent.
+    public func detach(_ vdi: CanonicalUUID) throws(StorageError) {
+        try requireAttached()
+        try attachState.clearVDIAttached(vdi)
+    }
+
+    /// Grows a VDI (see `VHDImage.resize(to:)` for the crash-safe order). The same size succeeds,
+    /// a smaller one is EINVAL, an attached VDI is EBUSY.
+    public func resize(_ vdi: CanonicalUUID, size: UInt64) throws(StorageError) {
+        try requireAttached()
+        guard fileExists(vdi), !isHidden(vdi) else { throw .noSuchVDI(vdi.string, sr: sr.string) }
+        guard !attachState.isVDIAttached(vdi) else { throw .vdiAttached(vdi.string) }
+        let newSize = Self.roundedSize(size)
+        do throws(VHDError) {
+            let image = try VHDImage.open(vdiPath(vdi), writable: true)
+            if newSize == image.size { return }
+            guard newSize > image.size else {
+                throw VHDError.system(.invalid("VDI \(vdi) is \(image.size) bytes; it can only grow (asked for \(newSize))"))
+            }
+            try image.resize(to: newSize)
+        } catch {
+            throw error.storageError
+        }
+    }
+
+    func isHidden(_ vdi: CanonicalUUID) -> Bool {
+        guard let image = try? VHDImage.open(vdiPath(vdi)) else { return false }
+        return image.footer.hidden
+    }
+
+    /// Reports every visible VDI. A damaged VHD is logged (with `--verbose`) and left out; the
+    /// scan goes on. `physicalSize` and `physicalUtilisation` come from the driver's substrate
+    /// (nil utilisation: the bytes the VHD files occupy).
+    public func scan(physicalSize: UInt64, physicalUtilisation: UInt64? = nil) throws(StorageError) -> SRScanReport {
+        try requireAttached()
+        struct Entry {
+            var report: VDIReport
+            var hidden: Bool
+            var parent: CanonicalUUID?
+        }
+        var entries: [CanonicalUUID: Entry] = [:]
+        var occupied: UInt64 = 0
+        for vdi in try allVDIFiles() {
+            let path = vdiPath(vdi)
+            do throws(VHDError) {
+                let image = try VHDImage.open(path)
+                let status = try VHDImage.system { () throws(StorageError) in try Syscall.fileStatus(descriptor: image.descriptor, path: path) }
+                let utilisation = UInt64(status.st_blocks) * 512
+                occupied += utilisation
+                var report = VDIReport(uuid: vdi, size: image.size, utilisation: utilisation)
+                let attributes = metadata.attributes(of: vdi)
+                report.label = attributes["label"] ?? ""
+                report.description = attributes["description"] ?? ""
+                report.readOnly = attributes["read_only"] == "true"
+                let parentName = image.header.parentName
+                let parent = image.isDifferencing && parentName.hasSuffix(Self.vhdSuffix)
+                    ? CanonicalUUID(String(parentName.dropLast(Self.vhdSuffix.count))) : nil
+                entries[vdi] = Entry(report: report, hidden: image.footer.hidden, parent: parent)
+            } catch {
+                Diagnostics.debug("sr_scan: skipping damaged VDI \(vdi): \(error)")
+                OperationLog.note(host: host, "sr_scan \(sr): VDI \(vdi) is damaged and not listed: \(error)")
+            }
+        }
+        var reports: [VDIReport] = []
+        var virtualAllocation: UInt64 = 0
+        for vdi in entries.keys.sorted() {
+            guard let entry = entries[vdi], !entry.hidden else { continue }
+            var report = entry.report
+            // The nearest listed ancestor (hidden parents are skipped; cycles are cut).
+            var ancestor = entry.parent
+            var seen: Set<CanonicalUUID> = [vdi]
+            while let candidate = ancestor, let parentEntry = entries[candidate], parentEntry.hidden, !seen.contains(candidate) {
+                seen.insert(candidate)
+                ancestor = parentEntry.parent
+            }
+            report.parent = ancestor.flatMap { entries[$0] != nil ? $0 : nil }
+            virtualAllocation += report.size
+            reports.append(report)
+        }
+        return SRScanReport(uuid: sr, physicalUtilisation: physicalUtilisation ?? occupied,
+                            virtualAllocation: virtualAllocation, physicalSize: physicalSize, vdis: reports)
+    }
+
+    /// Size and usage of the filesystem holding the SR.
+    public func fileSystemUsage() throws(StorageError) -> (size: UInt64, used: UInt64) {
+        let status = try Syscall.fileSystemStatus(root)
+        let size = UInt64(status.f_blocks) * UInt64(status.f_frsize)
+        return (size, size - UInt64(status.f_bfree) * UInt64(status.f_frsize))
+    }
+}

@@ -1,0 +1,498 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One dynamic or differencing VHD file, open for reading or writing.
+///
+/// Layout of a file this type creates (VHD-NOTES.md): footer copy at 0, dynamic header at 512,
+/// the BAT at 1536 (sector-padded, with room to grow), then 2 MiB blocks, each a 512-byte sector
+/// bitmap followed by its data area aligned to 4 KiB, then the footer.
+///
+/// Write order (each step fsynced before the next when `durable`):
+/// - block allocation: bitmap and data at the new place past all metadata, the footer at the new
+///   end, then the BAT entry. A crash before the BAT entry leaves unreferenced bytes past the
+///   old end; nothing reads them.
+/// - writes into an allocated block: data first, then the bitmap bits, so a set bit always
+///   covers written data.
+/// - resize: see `resize(to:)`.
+public final class VHDImage {
+    public static let sectorSize: UInt64 = 512
+    public static let unallocated: UInt32 = 0xFFFF_FFFF
+    /// The data area of each block starts on a 4 KiB boundary.
+    public static let dataAlignment: UInt64 = 4096
+    public static let blockSize = UInt64(VHDDynamicHeader.blockSize)
+    public static let sectorsPerBlock = blockSize / sectorSize
+    /// The bitmap in front of each block: one bit per sector, padded to a sector.
+    public static let bitmapSize: UInt64 = 512
+
+    public let path: String
+    public let writable: Bool
+    let descriptor: Int32
+    public private(set) var footer: VHDFooter
+    public private(set) var header: VHDDynamicHeader
+    /// True when the footer at the end of the file was unreadable and the copy at 0 was used.
+    public private(set) var endFooterDamaged = false
+    /// fsync between the steps of a metadata change (see the type's documentation).
+    public var durable = true
+    /// Reads guest bytes from the parent (offset, count) for sectors this differencing disk does not hold.
+    public var parentReader: ((UInt64, Int) throws(VHDError) -> [UInt8])?
+
+    private var table: [UInt32]?
+
+    private init(path: String, writable: Bool, descriptor: Int32, footer: VHDFooter, header: VHDDynamicHeader,
+                 endFooterDamaged: Bool) {
+        self.path = path
+        self.writable = writable
+        self.descriptor = descriptor
+        self.footer = footer
+        self.header = header
+        self.endFooterDamaged = endFooterDamaged
+    }
+
+    deinit { Syscall.close(descriptor) }
+
+    // MARK: Opening and creating
+
+    /// Opens an existing VHD; the footer at the end is preferred, the copy at 0 is the fallback.
+    public static func open(_ path: String, writable: Bool = false) throws(VHDError) -> VHDImage {
+        let descriptor: Int32
+        do throws(StorageError) {
+            descriptor = try Syscall.open(path, writable ? O_RDWR : O_RDONLY)
+        } catch { throw .system(error) }
+        do throws(VHDError) {
+            let size = try system { () throws(StorageError) in
+                UInt64(try Syscall.fileStatus(descriptor: descriptor, path: path).st_size)
+            }
+            guard size >= UInt64(VHDFooter.size + VHDDynamicHeader.size + VHDFooter.size) else {
+                throw .malformed("file is \(size) bytes, too short for a dynamic VHD")
+            }
+            var damaged = false
+            let footer: VHDFooter
+            do throws(VHDError) {
+                footer = try VHDFooter(bytes: try read(descriptor, path, count: VHDFooter.size, at: size - UInt64(VHDFooter.size)))
+            } catch {
+                damaged = true
+                do throws(VHDError) {
+                    footer = try VHDFooter(bytes: try read(descriptor, path, count: VHDFooter.size, at: 0))
+                } catch {
+                    throw .malformed("no valid footer at the end of the file or at offset 0")
+                }
+            }
+            guard footer.diskType != .fixed else { throw .malformed("fixed VHDs are not supported") }
+            guard footer.dataOffset != VHDFooter.noDataOffset, footer.dataOffset + UInt64(VHDDynamicHeader.size) <= size else {
+                throw .malformed("header offset \(footer.dataOffset) lies outside the file")
+            }
+            let header = try VHDDynamicHeader(bytes: try read(descriptor, path, count: VHDDynamicHeader.size, at: footer.dataOffset))
+            guard UInt64(header.maxTableEntries) * blockSize >= footer.currentSize else {
+                throw .malformed("BAT holds \(header.maxTableEntries) entries, too few for size \(footer.currentSize)")
+            }
+            return VHDImage(path: path, writable: writable, descriptor: descriptor, footer: footer, header: header,
+                            endFooterDamaged: damaged)
+        } catch {
+            Syscall.close(descriptor)
+            throw error
+        }
+    }
+
+    /// The BAT room reserved at creation, in entries: enough for the size, padded to 4 KiB of
+    /// table, so that small resizes never move data.
+    static func reservedEntries(for size: UInt64) -> UInt64 {
+        let needed = (size + blockSize - 1) / blockSize
+        let perPage = dataAlignment / 4
+        return max(perPage, (needed + perPage - 1) / perPage * perPage)
+    }
+
+    /// Creates a new dynamic (or, with `parent`, differencing) VHD at `path`, failing if it exists.
+    /// The caller publishes it (rename/link) after this returns; the file is fsynced.
+    @discardableResult
+    public static func create(at path: String, size: UInt64, uniqueID: [UInt8],
+                              differencing: DifferencingSetup? = nil) throws(VHDError) -> VHDImage {
+        let descriptor: Int32
+        do throws(StorageError) {
+            descriptor = try Syscall.open(path, O_RDWR | O_CREAT | O_EXCL, mode: 0o644)
+        } catch { throw .system(error) }
+        let entries = reservedEntries(for: size)
+        let tableOffset = UInt64(VHDFooter.size + VHDDynamicHeader.size)
+        var header = VHDDynamicHeader(tableOffset: tableOffset, maxTableEntries: UInt32((size + blockSize - 1) / blockSize))
+        var footer = VHDFooter(size: size, diskType: differencing == nil ? .dynamic : .differencing, uniqueID: uniqueID)
+        var metadataEnd = tableOffset + entries * 4
+        var locatorWrites: [(UInt64, [UInt8])] = []
+        if let differencing {
+            header.parentUniqueID = differencing.parentUniqueID
+            header.parentTimestamp = differencing.parentTimestamp
+            header.setParentName(differencing.parentFileName)
+            for (index, locator) in differencing.locators.prefix(VHDDynamicHeader.locatorCount).enumerated() {
+                let space = (UInt64(locator.data.count) + 511) / 512 * 512
+                header.parentLocators[index] = VHDParentLocator(platformCode: locator.platformCode, dataSpace: UInt32(max(space, 512)),
+                                                                dataLength: UInt32(locator.data.count), dataOffset: metadataEnd)
+                locatorWrites.append((metadataEnd, locator.data))
+                metadataEnd += max(space, 512)
+            }
+            footer.hidden = false
+        }
+        let footerOffset = (metadataEnd + 511) / 512 * 512
+        do throws(StorageError) {
+            try Syscall.pwriteAll(descriptor, footer.bytes, at: 0, path: path)
+            try Syscall.pwriteAll(descriptor, header.bytes, at: UInt64(VHDFooter.size), path: path)
+            try Syscall.pwriteAll(descriptor, [UInt8](repeating: 0xFF, count: Int(entries * 4)), at: tableOffset, path: path)
+            for (offset, data) in locatorWrites { try Syscall.pwriteAll(descriptor, data, at: offset, path: path) }
+            try Syscall.pwriteAll(descriptor, footer.bytes, at: footerOffset, path: path)
+            try Syscall.fsync(descriptor, path: path)
+        } catch {
+            Syscall.close(descriptor)
+            try? Syscall.unlinkIfPresent(path)
+            throw .system(error)
+        }
+        let image = VHDImage(path: path, writable: true, descriptor: descriptor, footer: footer, header: header,
+                             endFooterDamaged: false)
+        image.table = [UInt32](repeating: unallocated, count: Int(header.maxTableEntries))
+        return image
+    }
+
+    /// What a differencing disk records about its parent.
+    public struct DifferencingSetup: Sendable {
+        public var parentUniqueID: [UInt8]
+        public var parentTimestamp: UInt32
+        public var parentFileName: String
+        public var locators: [(platformCode: UInt32, data: [UInt8])]
+
+        /// Locators as blktap writes them for a parent file in the same directory.
+        public init(parentUniqueID: [UInt8], parentTimestamp: UInt32, parentFileName: String) {
+            self.parentUniqueID = parentUniqueID
+            self.parentTimestamp = parentTimestamp
+            self.parentFileName = parentFileName
+            func utf16LittleEndian(_ text: String) -> [UInt8] { text.utf16.flatMap { [UInt8($0 & 0xFF), UInt8($0 >> 8)] } }
+            locators = [
+                (VHDParentLocator.macX, Array("file://./\(parentFileName)".utf8)),
+                (VHDParentLocator.w2ku, utf16LittleEndian(".\\\(parentFileName)")),
+                (VHDParentLocator.w2ru, utf16LittleEndian(".\\\(parentFileName)")),
+            ]
+        }
+    }
+
+    // MARK: Geometry of the file
+
+    public var size: UInt64 { footer.currentSize }
+    public var blockCount: Int { Int((footer.currentSize + Self.blockSize - 1) / Self.blockSize) }
+    public var isDifferencing: Bool { footer.diskType == .differencing }
+    public var uniqueID: CanonicalUUID { CanonicalUUID(bytes: footer.uniqueID) }
+
+    public func fileSize() throws(VHDError) -> UInt64 {
+        try Self.system { () throws(StorageError) in UInt64(try Syscall.fileStatus(descriptor: descriptor, path: path).st_size) }
+    }
+
+    /// The BAT (loaded on first use; `sr_scan` never needs it).
+    public func allocationTable() throws(VHDError) -> [UInt32] {
+        if let table { return table }
+        let count = Int(header.maxTableEntries)
+        let bytes = try Self.read(descriptor, path, count: count * 4, at: header.tableOffset)
+        guard bytes.count == count * 4 else { throw .malformed("BAT extends past end of file") }
+        let loaded = (0..<count).map { bytes.bigEndian32(at: $0 * 4) }
+        table = loaded
+        return loaded
+    }
+
+    /// The first byte after every piece of metadata, every allocated block and the BAT room
+    /// reserved at creation (which ends where the footer of a file without blocks sits).
+    func endOfUsedSpace() throws(VHDError) -> UInt64 {
+        let table = try allocationTable()
+        var end = max(header.tableOffset + UInt64(header.maxTableEntries) * 4, try currentFooterOffset())
+        for locator in header.parentLocators where !locator.isEmpty {
+            end = max(end, locator.dataOffset + locator.dataSpaceInBytes)
+        }
+        for entry in table where entry != Self.unallocated {
+            end = max(end, UInt64(entry) * Self.sectorSize + Self.bitmapSize + Self.blockSize)
+        }
+        return end
+    }
+
+    /// The start of the first allocated block or locator after the BAT (how far the BAT may grow in place).
+    func firstObstacleAfterTable() throws(VHDError) -> UInt64 {
+        var first = UInt64.max
+        for locator in header.parentLocators where !locator.isEmpty && locator.dataOffset > header.tableOffset {
+            first = min(first, locator.dataOffset)
+        }
+        for entry in try allocationTable() where entry != Self.unallocated {
+            first = min(first, UInt64(entry) * Self.sectorSize)
+        }
+        return first
+    }
+
+    // MARK: Reading
+
+    /// The sector bitmap of an allocated block, nil when the block is not allocated.
+    public func bitmap(ofBlock block: Int) throws(VHDError) -> [UInt8]? {
+        let table = try allocationTable()
+        guard block < table.count, table[block] != Self.unallocated else { return nil }
+        let bitmap = try Self.read(descriptor, path, count: Int(Self.bitmapSize), at: UInt64(table[block]) * Self.sectorSize)
+        guard bitmap.count == Int(Self.bitmapSize) else { throw .malformed("block \(block) bitmap lies past end of file") }
+        return bitmap
+    }
+
+    /// Guest bytes at `offset` (any alignment), through the parent where this disk holds nothing.
+    public func read(at offset: UInt64, count: Int) throws(VHDError) -> [UInt8] {
+        guard offset <= size, UInt64(count) <= size - offset else {
+            throw .malformed("read of \(count) bytes at \(offset) is beyond the disk size \(size)")
+        }
+        var result = [UInt8]()
+        result.reserveCapacity(count)
+        var position = offset
+        let end = offset + UInt64(count)
+        while position < end {
+            let block = Int(position / Self.blockSize)
+            let blockEnd = min(end, UInt64(block + 1) * Self.blockSize)
+            guard let bitmap = try bitmap(ofBlock: block) else {
+                result += try fromParent(position, Int(blockEnd - position))
+                position = blockEnd
+                continue
+            }
+            let blockStart = UInt64(try allocationTable()[block]) * Self.sectorSize + Self.bitmapSize
+            // Runs of sectors with the same bitmap state are read in one call.
+            while position < blockEnd {
+                let sector = (position % Self.blockSize) / Self.sectorSize
+                let present = Self.bit(bitmap, Int(sector))
+                var runEnd = min(blockEnd, (position / Self.sectorSize + 1) * Self.sectorSize)
+                while runEnd < blockEnd && Self.bit(bitmap, Int((runEnd % Self.blockSize) / Self.sectorSize)) == present {
+                    runEnd = min(blockEnd, runEnd + Self.sectorSize)
+                }
+                let length = Int(runEnd - position)
+                if present {
+                    var bytes = try Self.read(descriptor, path, count: length, at: blockStart + position % Self.blockSize)
+                    if bytes.count < length { bytes += [UInt8](repeating: 0, count: length - bytes.count) }
+                    result += bytes
+                } else {
+                    result += try fromParent(position, length)
+                }
+                position = runEnd
+            }
+        }
+        return result
+    }
+
+    private func fromParent(_ offset: UInt64, _ count: Int) throws(VHDError) -> [UInt8] {
+        if isDifferencing, let parentReader {
+            return try parentReader(offset, count)
+        }
+        return [UInt8](repeating: 0, count: count)
+    }
+
+    static func bit(_ bitmap: [UInt8], _ sector: Int) -> Bool {
+        bitmap[sector >> 3] & (0x80 >> UInt8(sector & 7)) != 0
+    }
+
+    static func setBit(_ bitmap: inout [UInt8], _ sector: Int) {
+        bitmap[sector >> 3] |= 0x80 >> UInt8(sector & 7)
+    }
+
+    // MARK: Writing
+
+    /// Writes guest bytes at `offset` (any alignment; partial sectors are completed from the
+    /// current contents, through the parent if need be).
+    public func write(at offset: UInt64, bytes: [UInt8]) throws(VHDError) {
+        guard writable else { throw .system(.io("\(path) is open read-only")) }
+        guard offset <= size, UInt64(bytes.count) <= size - offset else {
+            throw .malformed("write of \(bytes.count) bytes at \(offset) is beyond the disk size \(size)")
+        }
+        if bytes.isEmpty { return }
+        let firstSector = offset / Self.sectorSize
+        let lastSector = (offset + UInt64(bytes.count) - 1) / Self.sectorSize
+        var data = bytes
+        let alignedStart = firstSector * Self.sectorSize
+        let alignedEnd = (lastSector + 1) * Self.sectorSize
+        if alignedStart != offset {
+            data = try read(at: alignedStart, count: Int(offset - alignedStart)) + data
+        }
+        let end = offset + UInt64(bytes.count)
+        if alignedEnd != end {
+            data += try read(at: end, count: Int(alignedEnd - end))
+        }
+        var position = alignedStart
+        var consumed = 0
+        while position < alignedEnd {
+            let block = Int(position / Self.blockSize)
+            let blockEnd = min(alignedEnd, UInt64(block + 1) * Self.blockSize)
+            let length = Int(blockEnd - position)
+            try writeSectors(block: block, offsetInBlock: position % Self.blockSize, Array(data[consumed..<consumed + length]))
+            consumed += length
+            position = blockEnd
+        }
+    }
+
+    /// Writes whole sectors inside one block, allocating it if needed.
+    private func writeSectors(block: Int, offsetInBlock: UInt64, _ data: [UInt8]) throws(VHDError) {
+        let firstSector = Int(offsetInBlock / Self.sectorSize)
+        let sectorCount = data.count / Int(Self.sectorSize)
+        if var bitmap = try bitmap(ofBlock: block) {
+            let blockStart = UInt64(try allocationTable()[block]) * Self.sectorSize
+            try Self.system { () throws(StorageError) in
+                try Syscall.pwriteAll(descriptor, data, at: blockStart + Self.bitmapSize + offsetInBlock, path: path)
+            }
+            var changed = false
+            for sector in firstSector..<firstSector + sectorCount where !Self.bit(bitmap, sector) {
+                Self.setBit(&bitmap, sector)
+                changed = true
+            }
+            if changed {
+                try barrier()
+                try Self.system { () throws(StorageError) in try Syscall.pwriteAll(descriptor, bitmap, at: blockStart, path: path) }
+            }
+            return
+        }
+        // A new block: in a differencing disk the untouched sectors stay clear (read from the parent).
+        var bitmap = [UInt8](repeating: 0, count: Int(Self.bitmapSize))
+        for sector in firstSector..<firstSector + sectorCount { Self.setBit(&bitmap, sector) }
+        let blockStart = try placeNewBlock()
+        try Self.system { () throws(StorageError) in
+            try Syscall.pwriteAll(descriptor, bitmap, at: blockStart, path: path)
+            try Syscall.pwriteAll(descriptor, data, at: blockStart + Self.bitmapSize + offsetInBlock, path: path)
+        }
+        try commitBlock(block, at: blockStart)
+    }
+
+    /// Where the next block goes: past all used space, data area 4 KiB aligned.
+    func placeNewBlock() throws(VHDError) -> UInt64 {
+        let end = try endOfUsedSpace()
+        return (end + Self.bitmapSize + Self.dataAlignment - 1) / Self.dataAlignment * Self.dataAlignment - Self.bitmapSize
+    }
+
+    /// Publishes a block whose bitmap and data are written: footer at the new end, then the BAT entry.
+    func commitBlock(_ block: Int, at blockStart: UInt64) throws(VHDError) {
+        try barrier()
+        try writeEndFooter(at: max(blockStart + Self.bitmapSize + Self.blockSize, try currentFooterOffset()))
+        try barrier()
+        try setTableEntry(block, UInt32(blockStart / Self.sectorSize))
+        try barrier()
+    }
+
+    func currentFooterOffset() throws(VHDError) -> UInt64 {
+        let size = try fileSize()
+        return size >= UInt64(VHDFooter.size) ? size - UInt64(VHDFooter.size) : 0
+    }
+
+    func setTableEntry(_ block: Int, _ value: UInt32) throws(VHDError) {
+        var bytes = [UInt8](repeating: 0, count: 4)
+        bytes.setBigEndian32(value, at: 0)
+        try Self.system { () throws(StorageError) in
+            try Syscall.pwriteAll(descriptor, bytes, at: header.tableOffset + UInt64(block) * 4, path: path)
+        }
+        if table == nil { _ = try allocationTable() }
+        table?[block] = value
+    }
+
+    func writeEndFooter(at offset: UInt64) throws(VHDError) {
+        try Self.system { () throws(StorageError) in try Syscall.pwriteAll(descriptor, footer.bytes, at: offset, path: path) }
+    }
+
+    /// Rewrites both footer copies (end first, then offset 0), e.g. after changing the hidden flag.
+    public func writeFooters() throws(VHDError) {
+        let end = max(try endOfUsedSpace(), try currentFooterOffset())
+        let footerOffset = (end + 511) / 512 * 512
+        try writeEndFooter(at: footerOffset)
+        try barrier()
+        try Self.system { () throws(StorageError) in try Syscall.pwriteAll(descriptor, footer.bytes, at: 0, path: path) }
+        try barrier()
+    }
+
+    /// Sets blktap's hidden flag in both footers.
+    public func setHidden(_ hidden: Bool) throws(VHDError) {
+        footer.hidden = hidden
+        try writeFooters()
+    }
+
+    /// fsync when `durable`.
+    func barrier() throws(VHDError) {
+        guard durable else { return }
+        try Self.system { () throws(StorageError) in try Syscall.fsync(descriptor, path: path) }
+    }
+
+    public func sync() throws(VHDError) {
+        try Self.system { () throws(StorageError) in try Syscall.fsync(descriptor, path: path) }
+    }
+
+    // MARK: Resizing
+
+    /// Grows the virtual size. Guest data is unchanged; new space reads as zeros (or, in a
+    /// differencing disk, from the parent, which is the same size or smaller and reads zeros).
+    ///
+    /// Order, each step durable before the next:
+    /// 1. if the BAT must grow past its reserved room, move each block in the way to the end of
+    ///    the file (copy, new footer, then repoint its BAT entry): a crash leaves the entry on the
+    ///    old or the new copy, both complete;
+    /// 2. write the new BAT entries as unallocated (beyond the old count, so nothing reads them);
+    /// 3. write the header with the new entry count;
+    /// 4. write the footer at the end, then the copy at offset 0, with the new size.
+    /// A crash between 3 and 4 leaves the old size with spare (unallocated) BAT entries: valid,
+    /// and repeating the resize completes it.
+    public func resize(to newSize: UInt64) throws(VHDError) {
+        guard writable else { throw .system(.io("\(path) is open read-only")) }
+        guard newSize >= size else { throw .malformed("cannot shrink from \(size) to \(newSize)") }
+        let newEntries = UInt32((newSize + Self.blockSize - 1) / Self.blockSize)
+        if newEntries > header.maxTableEntries {
+            let tableEnd = (header.tableOffset + UInt64(newEntries) * 4 + 511) / 512 * 512
+            try relocateObstacles(before: tableEnd)
+            // The end footer must not be overwritten by the new entries: move it first.
+            if try currentFooterOffset() < tableEnd {
+                try writeEndFooter(at: max(tableEnd, try endOfUsedSpace()))
+                try barrier()
+            }
+            let oldEntries = header.maxTableEntries
+            let fresh = [UInt8](repeating: 0xFF, count: Int(newEntries - oldEntries) * 4)
+            try Self.system { () throws(StorageError) in
+                try Syscall.pwriteAll(descriptor, fresh, at: header.tableOffset + UInt64(oldEntries) * 4, path: path)
+            }
+            try barrier()
+            header.maxTableEntries = newEntries
+            try Self.system { () throws(StorageError) in
+                try Syscall.pwriteAll(descriptor, header.bytes, at: footer.dataOffset, path: path)
+            }
+            table?.append(contentsOf: [UInt32](repeating: Self.unallocated, count: Int(newEntries - oldEntries)))
+            try barrier()
+        }
+        footer.resize(to: newSize)
+        try writeFooters()
+    }
+
+    /// Moves every block and locator that starts before `limit` (but after the BAT) to the end of the file.
+    private func relocateObstacles(before limit: UInt64) throws(VHDError) {
+        while try firstObstacleAfterTable() < limit {
+            let table = try allocationTable()
+            if let block = table.indices.first(where: { table[$0] != Self.unallocated && UInt64(table[$0]) * Self.sectorSize < limit }) {
+                let source = UInt64(table[block]) * Self.sectorSize
+                let destination = try placeNewBlock()
+                let length = Int(Self.bitmapSize + Self.blockSize)
+                let bytes = try Self.read(descriptor, path, count: length, at: source)
+                try Self.system { () throws(StorageError) in
+                    try Syscall.pwriteAll(descriptor, bytes + [UInt8](repeating: 0, count: length - bytes.count), at: destination, path: path)
+                }
+                try commitBlock(block, at: destination)
+                continue
+            }
+            guard let index = header.parentLocators.indices.first(where: {
+                !header.parentLocators[$0].isEmpty && header.parentLocators[$0].dataOffset < limit
+                    && header.parentLocators[$0].dataOffset > header.tableOffset
+            }) else { return }
+            var locator = header.parentLocators[index]
+            let data = try Self.read(descriptor, path, count: Int(locator.dataSpaceInBytes), at: locator.dataOffset)
+            let destination = (try endOfUsedSpace() + 511) / 512 * 512
+            try Self.system { () throws(StorageError) in try Syscall.pwriteAll(descriptor, data, at: destination, path: path) }
+            try writeEndFooter(at: max(destination + locator.dataSpaceInBytes, try currentFooterOffset()))
+            try barrier()
+            locator.dataOffset = destination
+            header.parentLocators[index] = locator
+            try Self.system { () throws(StorageError) in
+                try Syscall.pwriteAll(descriptor, header.bytes, at: footer.dataOffset, path: path)
+            }
+            try barrier()
+        }
+    }
+
+    // MARK: Helpers
+
+    static func read(_ descriptor: Int32, _ path: String, count: Int, at offset: UInt64) throws(VHDError) -> [UInt8] {
+        try system { () throws(StorageError) in try Syscall.pread(descriptor, count: count, at: offset, path: path) }
+    }
+
+    static func system<T>(_ body: () throws(StorageError) -> T) throws(VHDError) -> T {
+        do throws(StorageError) { return try body() } catch { throw .system(error) }
+    }
+}
