@@ -39,7 +39,7 @@ public struct FileSR: Driver {
     /// no SR or a complete one.
     public func srCreate(sr: CanonicalUUID, size: UInt64) throws {
         guard Syscall.isDirectory(location) else {
-            throw StorageError(code: .noSuchAddressOrDevice, message: "location \(location) does not exist or is not a directory")
+            throw StorageError(code: .noSuchDevice, message: "location \(location) does not exist or is not a directory")
         }
         guard !Syscall.exists(root(sr)) else { throw StorageError.srExists(sr.string) }
         let fileSystem = try Syscall.fileSystemStatus(location)

@@ -14,17 +14,17 @@ extension StorageError {
 
     /// ENODEV: the SR does not exist.
     public static func noSuchSR(_ sr: String) -> StorageError {
-        StorageError(code: .noSuchAddressOrDevice, message: "SR \(sr) does not exist")
+        StorageError(code: .noSuchDevice, message: "SR \(sr) does not exist")
     }
 
     /// ENODEV: the SR exists but `sr_attach` was not called on this host.
     public static func srNotAttached(_ sr: String) -> StorageError {
-        StorageError(code: .noSuchAddressOrDevice, message: "SR \(sr) is not attached on this host; run sr_attach first")
+        StorageError(code: .noSuchDevice, message: "SR \(sr) is not attached on this host; run sr_attach first")
     }
 
     /// ENODEV: no VDI of that UUID in the SR.
     public static func noSuchVDI(_ vdi: String, sr: String) -> StorageError {
-        StorageError(code: .noSuchAddressOrDevice, message: "VDI \(vdi) does not exist in SR \(sr)")
+        StorageError(code: .noSuchDevice, message: "VDI \(vdi) does not exist in SR \(sr)")
     }
 
     /// EEXIST: the SR already exists.

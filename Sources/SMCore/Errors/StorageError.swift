@@ -18,9 +18,13 @@ public struct StorageError: Error, Equatable, CustomStringConvertible, Sendable 
 }
 
 extension Errno {
+    /// ENODEV (19). swift-system names it `operationNotSupportedByDevice`; the spec means
+    /// "no such SR, VDI or device", so this name reads right at the call sites.
+    public static var noSuchDevice: Errno { .operationNotSupportedByDevice }
+
     /// The errno values the spec allows a driver to return.
     public static let specified: [Errno] = [
-        .notPermitted, .ioError, .resourceBusy, .fileExists, .noSuchAddressOrDevice,
+        .notPermitted, .ioError, .resourceBusy, .fileExists, .noSuchDevice,
         .invalidArgument, .noSpace, .noLocks, .noFunction,
     ]
 
@@ -32,7 +36,7 @@ extension Errno {
         case .ioError: return "EIO"
         case .resourceBusy: return "EBUSY"
         case .fileExists: return "EEXIST"
-        case .noSuchAddressOrDevice: return "ENODEV"
+        case .noSuchDevice: return "ENODEV"
         case .invalidArgument: return "EINVAL"
         case .noSpace: return "ENOSPC"
         case .noLocks: return "ENOLCK"

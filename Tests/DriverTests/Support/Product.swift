@@ -56,16 +56,17 @@ enum Product {
         if let input { standardInput.fileHandleForWriting.write(input) }
         try standardInput.fileHandleForWriting.close()
         // Read both pipes concurrently so that neither fills up.
-        nonisolated(unsafe) var errorData = Data()
-        let reader = Thread { errorData = error.fileHandleForReading.readDataToEndOfFile() }
+        final class Collected: @unchecked Sendable { var data = Data() }
+        let collected = Collected()
         let done = DispatchSemaphore(value: 0)
-        let errorThread = Thread {
-            reader.main()
+        let errorHandle = error.fileHandleForReading
+        DispatchQueue.global().async {
+            collected.data = errorHandle.readDataToEndOfFile()
             done.signal()
         }
-        errorThread.start()
         let outputData = output.fileHandleForReading.readDataToEndOfFile()
         done.wait()
+        let errorData = collected.data
         process.waitUntilExit()
         let status = process.terminationReason == .uncaughtSignal ? 128 + process.terminationStatus : process.terminationStatus
         return ProductResult(status: status, standardOutput: String(decoding: outputData, as: UTF8.self),
