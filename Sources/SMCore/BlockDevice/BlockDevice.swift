@@ -81,7 +81,7 @@ public struct DeviceNumber: Hashable, Sendable, CustomStringConvertible {
 extension StorageError {
     /// ENODEV: the dconf names something that is not a usable block device.
     public static func noSuchBlockDevice(_ path: String, reason: String) -> StorageError {
-        StorageError(code: .noSuchAddressOrDevice, message: "device \(path) \(reason)")
+        StorageError(code: .noSuchDevice, message: "device \(path) \(reason)")
     }
 
     /// EBUSY: the kernel refused an exclusive open (O_EXCL) of the device.

@@ -1,6 +1,283 @@
-/// The EXTSR driver: its issue is not done yet, so every verb answers ENOSYS "not implemented yet".
-public struct EXTSR: Driver {
+/// EXTSR: a file-based SR on a whole block device. The SR is an ext4 filesystem made on the
+/// device with the SR's UUID as the filesystem UUID; while attached it is mounted at
+/// `<mount_dir>/<SR-UUID>` and the root of that filesystem is the SR root of a `VHDRepository`,
+/// which does every VDI verb.
+///
+/// Crash safety lives on the device itself (Docs/EXTSR.md): mkfs.ext4 writes the primary
+/// superblock last, so the SR exists exactly when the device probes as ext4 with its UUID;
+/// sr_delete relabels the filesystem `sm-deleting` (its intent record) before wiping, and the
+/// wipe clears the first mebibyte last, so an interrupted delete is finished by running it again.
+public struct EXTSR: VHDRepositoryDriver {
     public static let name = "EXTSR"
+    public static let requiredKeys = ["device"]
+    public static let optionalKeys = ["force"]
+    public static let overview = """
+        EXTSR makes an ext4 filesystem on a whole disk or partition and keeps each VDI as a dynamic
+        VHD file <mount_dir>/<SR-UUID>/<VDI-UUID>.vhd in it while the SR is attached.
+        dconf: <dconf><device>/dev/sdb</device></dconf>. sr_create refuses a device that holds a
+        filesystem, a partition table, a RAID or LVM label unless the dconf has <force>true</force>.
+        """
 
-    public init(configuration: DeviceConfiguration, host: HostEnvironment) throws {}
+    /// The label sr_delete writes before it wipes: the delete's intent record, in the SR itself.
+    static let deletingLabel = "sm-deleting"
+
+    /// The filesystem label of an SR: `SR-` and the first eight hex digits of its UUID (labels
+    /// hold 16 bytes; the whole UUID is the filesystem UUID, which is what identifies the SR).
+    static func label(for sr: CanonicalUUID) -> String { "SR-" + sr.string.prefix(8) }
+
+    let devicePath: String
+    let force: Bool
+    let host: HostEnvironment
+
+    public init(configuration: DeviceConfiguration, host: HostEnvironment) throws {
+        try self.init(devicePath: configuration.required("device"), force: configuration.flag("force"), host: host)
+    }
+
+    /// For drivers that find the device themselves (an iSCSI LUN's path, say).
+    public init(devicePath: String, force: Bool = false, host: HostEnvironment) throws(StorageError) {
+        guard devicePath.hasPrefix("/") else {
+            throw .invalid("dconf device '\(ArgumentParsing.printable(devicePath))' must be an absolute path such as /dev/sdb")
+        }
+        self.devicePath = devicePath
+        self.force = force
+        self.host = host
+    }
+
+    func mountPoint(_ sr: CanonicalUUID) -> String { host.mountPoint(for: sr) }
+
+    /// Where sr_delete mounts the SR read-only to count its VDIs.
+    func inspectionMountPoint(_ sr: CanonicalUUID) -> String { "\(host.mountDirectory)/.\(sr).inspect" }
+
+    // MARK: SR verbs
+
+    /// Not idempotent. Order: checks (nothing written), wipe when forced, mkfs.ext4, probe again.
+    public func srCreate(sr: CanonicalUUID, size: UInt64) throws {
+        if size != 0 && size < Ext4.minimumSize {
+            throw StorageError.invalid("Size \(size) is below the smallest EXT SR (\(Ext4.minimumSize) bytes); 0 means the whole device")
+        }
+        let device = try BlockDevice(path: devicePath)
+        let lock = try lockDevice(device)
+        defer { lock.release() }
+        let capacity = try device.size
+        guard size <= capacity else {
+            throw StorageError.noSpace("Size \(size) is larger than device \(device.path) (\(capacity) bytes)")
+        }
+        guard capacity >= Ext4.minimumSize else {
+            throw StorageError.noSpace("device \(device.path) holds \(capacity) bytes; an EXT SR needs at least \(Ext4.minimumSize)")
+        }
+        try requireUnmounted(device)
+        switch try contents(of: device, sr: sr) {
+        case .blank:
+            break
+        case .thisSR:
+            throw StorageError(code: .fileExists, message: "SR \(sr) already exists on device \(device.path)")
+        case .thisSRBeingDeleted:
+            throw StorageError(code: .fileExists,
+                               message: "device \(device.path) holds SR \(sr), half deleted; run sr_delete to finish first")
+        case .other(let signatures):
+            guard force else {
+                throw StorageError(code: .fileExists, message: "device \(device.path) holds \(Self.describe(signatures)); "
+                                   + "nothing was changed (add <force>true</force> to the dconf to destroy it)")
+            }
+            Diagnostics.debug("force=true: wiping \(device.path), which held \(Self.describe(signatures))")
+            try device.wipe()
+        }
+        try Ext4.make(on: device, uuid: sr, label: Self.label(for: sr), size: size == 0 || size == capacity ? nil : size)
+        guard case .thisSR = try contents(of: device, sr: sr) else {
+            throw StorageError.io("mkfs.ext4 finished but device \(device.path) does not probe as SR \(sr)")
+        }
+    }
+
+    /// Idempotent. Checks the device holds this SR before anything is mounted; e2fsck -p, mount,
+    /// then the attach record (a failure to record unmounts again).
+    public func srAttach(sr: CanonicalUUID) throws {
+        let device = try BlockDevice(path: devicePath)
+        let lock = try lockDevice(device)
+        defer { lock.release() }
+        let state = AttachState(host: host, sr: sr)
+        let mountPoint = mountPoint(sr)
+        try releaseInspectionMount(sr)
+        let table = try MountTable.current()
+        if let mounted = table.entry(at: mountPoint) {
+            guard mounted.device == device.number else {
+                throw StorageError(code: .resourceBusy, message: "\(mountPoint) already has \(mounted.source) "
+                                   + "(\(mounted.fileSystemType)) mounted, not device \(device.path); unmount it first")
+            }
+            try state.markSRAttached(details: Self.attachRecord(device: device, mountPoint: mountPoint))
+            return
+        }
+        try requireThisSR(on: device, sr: sr)
+        if let elsewhere = table.entries(on: device.number).first {
+            throw StorageError(code: .resourceBusy,
+                               message: "device \(device.path) is mounted at \(elsewhere.mountPoint); unmount it first")
+        }
+        try Ext4.check(device)
+        try Mount.mount(device.path, at: mountPoint, type: Ext4.type)
+        do throws(StorageError) {
+            try state.markSRAttached(details: Self.attachRecord(device: device, mountPoint: mountPoint))
+        } catch {
+            try? Mount.unmount(mountPoint)
+            try? Syscall.removeDirectoryIfPresent(mountPoint)
+            throw error
+        }
+    }
+
+    /// Idempotent; EBUSY while a VDI is attached or a process has files open in the SR. Does not
+    /// need the device (it may already be gone).
+    public func srDetach(sr: CanonicalUUID) throws {
+        let state = AttachState(host: host, sr: sr)
+        if let attached = state.attachedVDIs().first {
+            throw StorageError.srHasAttachedVDI(sr.string, vdi: attached.string)
+        }
+        let mountPoint = mountPoint(sr)
+        try Mount.unmount(mountPoint)
+        removeMountPoint(mountPoint)
+        try state.clearSRAttached()
+    }
+
+    /// Idempotent: a blank device succeeds. EBUSY while attached (mounted) or holding VDIs;
+    /// ENODEV when the device holds something that is not this SR (nothing is wiped then).
+    public func srDelete(sr: CanonicalUUID) throws {
+        let device = try BlockDevice(path: devicePath)
+        let lock = try lockDevice(device)
+        defer { lock.release() }
+        let state = AttachState(host: host, sr: sr)
+        if let mounted = try MountTable.current().entry(at: mountPoint(sr)), mounted.device == device.number {
+            throw StorageError(code: .resourceBusy,
+                               message: "SR \(sr) is attached on this host (mounted at \(mounted.mountPoint)); run sr_detach first")
+        }
+        if let attached = state.attachedVDIs().first {
+            throw StorageError.srHasAttachedVDI(sr.string, vdi: attached.string)
+        }
+        switch try contents(of: device, sr: sr) {
+        case .blank:
+            break
+        case .other(let signatures):
+            throw StorageError(code: .noSuchDevice,
+                               message: "device \(device.path) holds \(Self.describe(signatures)), not SR \(sr); nothing was wiped")
+        case .thisSR:
+            try releaseInspectionMount(sr)
+            try requireUnmounted(device)
+            let count = try countVDIs(on: device, sr: sr)
+            guard count == 0 else { throw StorageError.srNotEmpty(sr.string, count: count) }
+            try Ext4.setLabel(Self.deletingLabel, on: device)
+            try device.wipe()
+        case .thisSRBeingDeleted:
+            try releaseInspectionMount(sr)
+            try requireUnmounted(device)
+            try device.wipe()
+        }
+        try state.forgetSR()
+    }
+
+    /// Everything as FileSR (`VHDRepository.scan`); physical size and utilisation are the
+    /// mounted filesystem's.
+    public func srScan(sr: CanonicalUUID) throws -> SRScanReport {
+        let repository = try attachedRepository(sr)
+        let usage = try repository.fileSystemUsage()
+        return try repository.scan(physicalSize: usage.size, physicalUtilisation: usage.used)
+    }
+
+    /// `vhd`, for a device that holds this SR (attached or not).
+    public func srContentType(sr: CanonicalUUID) throws -> String {
+        try requireThisSR(on: BlockDevice(path: devicePath), sr: sr)
+        return VHDRepository.contentType
+    }
+
+    /// ENODEV unless the SR is recorded as attached here and an ext4 filesystem is mounted on its
+    /// mount point (so a VDI is never written into the bare directory underneath).
+    public func attachedRepository(_ sr: CanonicalUUID) throws(StorageError) -> VHDRepository {
+        let mountPoint = mountPoint(sr)
+        let repository = VHDRepository(sr: sr, root: mountPoint, host: host)
+        try repository.requireAttached()
+        guard let mounted = try MountTable.current().entry(at: mountPoint), mounted.fileSystemType == Ext4.type else {
+            throw StorageError(code: .noSuchDevice,
+                               message: "SR \(sr) is recorded as attached but no ext4 is mounted on \(mountPoint); run sr_attach again")
+        }
+        return repository
+    }
+
+    // MARK: Pieces
+
+    /// What a device holds, as far as one SR is concerned.
+    enum Contents {
+        case blank
+        case thisSR
+        case thisSRBeingDeleted
+        case other([Signature])
+    }
+
+    func contents(of device: BlockDevice, sr: CanonicalUUID) throws(StorageError) -> Contents {
+        let signatures = try device.probeSignatures()
+        if signatures.isEmpty { return .blank }
+        let ours = signatures.first { $0.type == Ext4.type && $0.uuid.flatMap(CanonicalUUID.init) == sr }
+        guard let ours else { return .other(signatures) }
+        return ours.label == Self.deletingLabel ? .thisSRBeingDeleted : .thisSR
+    }
+
+    /// ENODEV naming what the device holds instead of this SR.
+    func requireThisSR(on device: BlockDevice, sr: CanonicalUUID) throws(StorageError) {
+        switch try contents(of: device, sr: sr) {
+        case .thisSR:
+            return
+        case .blank:
+            throw StorageError(code: .noSuchDevice, message: "device \(device.path) holds no filesystem, not SR \(sr)")
+        case .other(let signatures):
+            throw StorageError(code: .noSuchDevice, message: "device \(device.path) holds \(Self.describe(signatures)), not SR \(sr)")
+        case .thisSRBeingDeleted:
+            throw StorageError(code: .noSuchDevice,
+                               message: "SR \(sr) on device \(device.path) is half deleted (sr_delete was interrupted); run sr_delete to finish")
+        }
+    }
+
+    /// EBUSY while the device is mounted anywhere on this host.
+    func requireUnmounted(_ device: BlockDevice) throws(StorageError) {
+        let mounts = try MountTable.current().entries(on: device.number)
+        guard mounts.isEmpty else {
+            throw StorageError(code: .resourceBusy, message: "device \(device.path) is mounted at "
+                               + mounts.map(\.mountPoint).joined(separator: ", ") + "; unmount it first")
+        }
+    }
+
+    /// Mounts the SR read-only aside, counts its VHD files (hidden ones too), unmounts.
+    func countVDIs(on device: BlockDevice, sr: CanonicalUUID) throws(StorageError) -> Int {
+        let inspection = inspectionMountPoint(sr)
+        try Mount.mount(device.path, at: inspection, type: Ext4.type, options: ["ro"])
+        let counted = Result { () throws(StorageError) in
+            try VHDRepository(sr: sr, root: inspection, host: host).allVDIFiles().count
+        }
+        try Mount.unmount(inspection)
+        removeMountPoint(inspection)
+        return try counted.get()
+    }
+
+    /// Unmounts a read-only inspection mount that an interrupted sr_delete left behind.
+    func releaseInspectionMount(_ sr: CanonicalUUID) throws(StorageError) {
+        let inspection = inspectionMountPoint(sr)
+        if try Mount.isMounted(inspection) { try Mount.unmount(inspection) }
+        removeMountPoint(inspection)
+    }
+
+    /// Removes an (empty) mount-point directory; a leftover file in it only costs a log line.
+    func removeMountPoint(_ path: String) {
+        do throws(StorageError) {
+            try Syscall.removeDirectoryIfPresent(path)
+        } catch {
+            Diagnostics.debug("leaving mount point \(path): \(error)")
+        }
+    }
+
+    /// Serialises create, attach and delete per device, whatever SR UUID each names.
+    func lockDevice(_ device: BlockDevice) throws(StorageError) -> HostLock {
+        try HostLock.acquire("\(host.lockDirectory)/block-devices/\(device.number)", mode: .exclusive,
+                             timeout: host.lockTimeout)
+    }
+
+    static func attachRecord(device: BlockDevice, mountPoint: String) -> String {
+        "device=\(device.path)\nmount=\(mountPoint)\n"
+    }
+
+    static func describe(_ signatures: [Signature]) -> String {
+        signatures.map(\.description).joined(separator: " and ")
+    }
 }

@@ -1,0 +1,30 @@
+/// A driver whose VDIs are a `VHDRepository` (EXTSR, and any other SR whose root is a mounted
+/// filesystem): it says where the repository is once it has checked the SR is usable, and every
+/// VDI verb comes from here, so a verb added to the repository reaches all of them at once.
+public protocol VHDRepositoryDriver: Driver {
+    /// The SR's repository, after checking that the SR is attached and usable on this host
+    /// (ENODEV otherwise). Called once per VDI verb.
+    func attachedRepository(_ sr: CanonicalUUID) throws(StorageError) -> VHDRepository
+}
+
+extension VHDRepositoryDriver {
+    public func vdiCreate(sr: CanonicalUUID, vdi: CanonicalUUID, size: UInt64) throws {
+        try attachedRepository(sr).create(vdi, size: size)
+    }
+
+    public func vdiDelete(sr: CanonicalUUID, vdi: CanonicalUUID) throws {
+        try attachedRepository(sr).delete(vdi)
+    }
+
+    public func vdiAttach(sr: CanonicalUUID, vdi: CanonicalUUID) throws -> AttachResult {
+        try attachedRepository(sr).attach(vdi)
+    }
+
+    public func vdiDetach(sr: CanonicalUUID, vdi: CanonicalUUID) throws {
+        try attachedRepository(sr).detach(vdi)
+    }
+
+    public func vdiResize(sr: CanonicalUUID, vdi: CanonicalUUID, size: UInt64) throws {
+        try attachedRepository(sr).resize(vdi, size: size)
+    }
+}

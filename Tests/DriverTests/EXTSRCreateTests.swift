@@ -1,0 +1,119 @@
+import Foundation
+import Testing
+
+/// sr_create on devices that already hold something, and on bad input.
+@Suite(.serialized) struct EXTSRCreateTests {
+    /// Something a device can hold that sr_create must not destroy unasked.
+    enum Holding: String, CaseIterable, CustomTestStringConvertible {
+        case ext4, xfs, lvmPhysicalVolume, gptPartitionTable, dosPartitionTable
+
+        var testDescription: String { rawValue }
+
+        /// The shell command that puts it on `device`.
+        func command(_ device: String) -> String {
+            switch self {
+            case .ext4: return "mkfs.ext4 -q -F \(device)"
+            case .xfs: return "mkfs.xfs -q -f \(device)"
+            case .lvmPhysicalVolume:
+                return "LVM_SUPPRESS_FD_WARNINGS=1 pvcreate -q --config 'global{activation=0}' \(device)"
+            case .gptPartitionTable: return "printf 'label: gpt\\n,10M\\n' | sfdisk -q --no-reread \(device)"
+            case .dosPartitionTable: return "printf 'label: dos\\n,10M\\n' | sfdisk -q --no-reread \(device)"
+            }
+        }
+
+        /// blkid's key and value for it, and the word the EEXIST reason must contain.
+        var signature: (key: String, value: String) {
+            switch self {
+            case .ext4: return ("TYPE", "ext4")
+            case .xfs: return ("TYPE", "xfs")
+            case .lvmPhysicalVolume: return ("TYPE", "LVM2_member")
+            case .gptPartitionTable: return ("PTTYPE", "gpt")
+            case .dosPartitionTable: return ("PTTYPE", "dos")
+            }
+        }
+    }
+
+    /// Without force sr_create is EEXIST naming what is there, and the signature is untouched;
+    /// with force=true it makes the SR, and only the SR's ext4 is left.
+    @Test(.timeLimit(.minutes(1)), arguments: Holding.allCases)
+    func refusesWhatIsThereUnlessForced(_ holding: Holding) throws {
+        let fixture = try EXTSRFixture()
+        defer { fixture.tearDown() }
+        try Product.shell(holding.command(fixture.loop.path))
+        let before = try fixture.probe()
+        let (key, value) = holding.signature
+        try #require(before[key] == value, "setup: \(before)")
+
+        let refused = try fixture.run("sr_create", fixture.sr, "0")
+        expectFailure(refused, "EEXIST", 17, mentioning: [fixture.loop.path, value, "force"])
+        #expect(try fixture.probe() == before)
+
+        try fixture.succeed("sr_create", fixture.sr, "0", dconf: fixture.forcedDconf)
+        let after = try fixture.probe()
+        #expect(after["TYPE"] == "ext4" && after["UUID"] == fixture.sr && after["PTTYPE"] == nil, "\(after)")
+        try fixture.succeed("sr_attach", fixture.sr)
+        try fixture.succeed("sr_detach", fixture.sr)
+    }
+
+    /// sr_create twice is EEXIST naming the SR, even with force, and the SR stays usable.
+    @Test(.timeLimit(.minutes(1))) func createTwiceIsEEXIST() throws {
+        let fixture = try EXTSRFixture()
+        defer { fixture.tearDown() }
+        try fixture.succeed("sr_create", fixture.sr, "0")
+        expectFailure(try fixture.run("sr_create", fixture.sr, "0"), "EEXIST", 17, mentioning: [fixture.sr])
+        expectFailure(try fixture.run("sr_create", fixture.sr, "0", dconf: fixture.forcedDconf), "EEXIST", 17)
+        try fixture.succeed("sr_attach", fixture.sr)
+    }
+
+    /// A Size below the device makes a filesystem of that size; above it is ENOSPC and nothing is written.
+    @Test(.timeLimit(.minutes(1))) func sizeIsHonouredOrENOSPC() throws {
+        let fixture = try EXTSRFixture()
+        defer { fixture.tearDown() }
+        expectFailure(try fixture.run("sr_create", fixture.sr, String(EXTSRFixture.defaultSize + 1)), "ENOSPC", 28,
+                      mentioning: [fixture.loop.path])
+        #expect(try fixture.probe().isEmpty)
+        try fixture.succeed("sr_create", fixture.sr, String(128 << 20))
+        let header = try Product.runProgram("dumpe2fs", ["-h", fixture.loop.path]).standardOutput
+        func field(_ name: String) -> UInt64? {
+            header.split(separator: "\n").first { $0.hasPrefix(name + ":") }
+                .flatMap { UInt64($0.dropFirst(name.count + 1).trimmingCharacters(in: .whitespaces)) }
+        }
+        let bytes = (field("Block count") ?? 0) * (field("Block size") ?? 0)
+        #expect(bytes == 128 << 20, "\(header)")
+    }
+
+    /// A missing device, a plain file or a directory is ENODEV; bad dconf values and sizes are
+    /// EINVAL; nothing is created in any case.
+    @Test(.timeLimit(.minutes(1))) func badDevicesAndInput() throws {
+        let fixture = try EXTSRFixture()
+        defer { fixture.tearDown() }
+        let sr = fixture.sr
+        let missing = EXTSRFixture.dconf(device: "/dev/does-not-exist-\(sr.prefix(8))")
+        expectFailure(try fixture.run("sr_create", sr, "0", dconf: missing), "ENODEV", 19, mentioning: ["does not exist"])
+        let plainFile = EXTSRFixture.dconf(device: fixture.loop.backingFile)
+        expectFailure(try fixture.run("sr_create", sr, "0", dconf: plainFile), "ENODEV", 19, mentioning: ["not a block device"])
+        expectFailure(try fixture.run("sr_create", sr, "0", dconf: EXTSRFixture.dconf(device: fixture.scratch.path("data"))),
+                      "ENODEV", 19, mentioning: ["directory"])
+        expectFailure(try fixture.run("sr_create", sr, "0", dconf: "<dconf><device>loop0</device></dconf>"), "EINVAL", 22,
+                      mentioning: ["absolute"])
+        expectFailure(try fixture.run("sr_create", sr, "0", dconf: "<dconf/>"), "EINVAL", 22, mentioning: ["device"])
+        expectFailure(try fixture.run("sr_create", sr, "0",
+                                      dconf: "<dconf><device>\(fixture.loop.path)</device><force>maybe</force></dconf>"),
+                      "EINVAL", 22, mentioning: ["force"])
+        expectFailure(try fixture.run("sr_create", sr, String(1 << 20)), "EINVAL", 22, mentioning: ["smallest"])
+        #expect(try fixture.probe().isEmpty)
+    }
+
+    /// A mounted device is EBUSY even with force, and stays mounted and intact.
+    @Test(.timeLimit(.minutes(1))) func mountedDeviceIsBusyEvenWithForce() throws {
+        let fixture = try EXTSRFixture()
+        defer { fixture.tearDown() }
+        let elsewhere = fixture.scratch.path("elsewhere")
+        try Product.shell("mkfs.ext4 -q -F \(fixture.loop.path) && mkdir -p \(elsewhere) && mount \(fixture.loop.path) \(elsewhere)")
+        let before = try fixture.probe()
+        expectFailure(try fixture.run("sr_create", fixture.sr, "0", dconf: fixture.forcedDconf), "EBUSY", 16,
+                      mentioning: [elsewhere])
+        #expect(try EXTSRFixture.isMounted(elsewhere))
+        #expect(try fixture.probe() == before)
+    }
+}

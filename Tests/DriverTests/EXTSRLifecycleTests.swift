@@ -1,0 +1,102 @@
+import Foundation
+import Testing
+
+/// EXTSR end to end on real loop devices, through the built binary.
+@Suite(.serialized) struct EXTSRLifecycleTests {
+    /// Create, attach, every VDI verb, scan, detach and delete work on a real ext4; guest data in
+    /// a VDI survives detach and attach; after delete the device is blank and its head zero.
+    @Test(.timeLimit(.minutes(2))) func fullLifecycle() throws {
+        let fixture = try EXTSRFixture()
+        defer { fixture.tearDown() }
+        let sr = fixture.sr, vdi = newUUID()
+
+        try fixture.succeed("sr_create", sr, "0")
+        let created = try fixture.probe()
+        #expect(created["TYPE"] == "ext4" && created["UUID"] == sr, "\(created)")
+        try fixture.succeed("sr_attach", sr)
+        try fixture.succeed("sr_attach", sr)
+        #expect(try EXTSRFixture.isMounted(fixture.mountPoint))
+        #expect(fixture.loop.mountPoints == [fixture.mountPoint])
+
+        try fixture.succeed("vdi_create", sr, vdi, String(10 << 20))
+        let attached = try fixture.succeed("vdi_attach", sr, vdi)
+        let vhd = "\(fixture.mountPoint)/\(vdi).vhd"
+        #expect(attached.standardOutput.contains("<path>\(vhd)</path>"), "\(attached)")
+        #expect(attached.standardOutput.contains("<type>vhd</type>"))
+        let written = try Product.runProgram("qemu-io", ["-f", "vpc", "-c", "write -P 0x5a 1M 64k", vhd])
+        #expect(written.status == 0, "\(written)")
+        try fixture.succeed("vdi_detach", sr, vdi)
+        try fixture.succeed("vdi_resize", sr, vdi, String(20 << 20))
+
+        let scan = try fixture.succeed("sr_scan", sr).standardOutput
+        #expect(scan.contains("<uuid>\(vdi)</uuid>") && scan.contains("<size>\(20 << 20)</size>"), "\(scan)")
+        let statfs = try Product.runProgram("stat", ["-f", "-c", "%b %S", fixture.mountPoint]).standardOutput
+            .split(separator: " ").compactMap { UInt64($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        #expect(statfs.count == 2 && scan.contains("<physical_size>\(statfs[0] * statfs[1])</physical_size>"), "\(scan)")
+
+        try fixture.succeed("sr_detach", sr)
+        #expect(try !EXTSRFixture.isMounted(fixture.mountPoint))
+        #expect(fixture.loop.mountPoints.isEmpty)
+        expectFailure(try fixture.run("sr_scan", sr), "ENODEV", 19, mentioning: ["not attached"])
+        try fixture.succeed("sr_detach", sr)
+
+        try fixture.succeed("sr_attach", sr)
+        let read = try Product.runProgram("qemu-io", ["-f", "vpc", "-c", "read -P 0x5a 1M 64k", vhd])
+        #expect(read.status == 0 && !read.standardOutput.contains("verification failed"), "\(read)")
+        try fixture.succeed("vdi_delete", sr, vdi)
+        #expect(!(try fixture.succeed("sr_scan", sr).standardOutput.contains("<vdi>")))
+        try fixture.succeed("sr_detach", sr)
+
+        try fixture.succeed("sr_delete", sr)
+        #expect(try fixture.probe().isEmpty)
+        #expect(try fixture.headIsZero(EXTSRFixture.wipeLength))
+        try fixture.succeed("sr_delete", sr)
+        expectFailure(try fixture.run("sr_attach", sr), "ENODEV", 19, mentioning: [fixture.loop.path, "no filesystem"])
+    }
+
+    /// sr_detach with a VDI attached is EBUSY and leaves the SR mounted and usable.
+    @Test(.timeLimit(.minutes(1))) func detachWithAttachedVDIIsBusy() throws {
+        let fixture = try EXTSRFixture()
+        defer { fixture.tearDown() }
+        let sr = fixture.sr, vdi = newUUID()
+        try fixture.succeed("sr_create", sr, "0")
+        try fixture.succeed("sr_attach", sr)
+        try fixture.succeed("vdi_create", sr, vdi, String(4 << 20))
+        try fixture.succeed("vdi_attach", sr, vdi)
+
+        expectFailure(try fixture.run("sr_detach", sr), "EBUSY", 16, mentioning: [vdi])
+        #expect(try EXTSRFixture.isMounted(fixture.mountPoint))
+        #expect(try fixture.succeed("sr_scan", sr).standardOutput.contains(vdi))
+
+        try fixture.succeed("vdi_detach", sr, vdi)
+        try fixture.succeed("sr_detach", sr)
+        #expect(try !EXTSRFixture.isMounted(fixture.mountPoint))
+    }
+
+    /// A process with a file open in the SR makes sr_detach EBUSY (the kernel's answer), still mounted.
+    @Test(.timeLimit(.minutes(1))) func detachWhileAFileIsOpenIsBusy() throws {
+        let fixture = try EXTSRFixture()
+        defer { fixture.tearDown() }
+        let sr = fixture.sr
+        try fixture.succeed("sr_create", sr, "0")
+        try fixture.succeed("sr_attach", sr)
+        let holderPath = "\(fixture.mountPoint)/holder"
+        try #require(FileManager.default.createFile(atPath: holderPath, contents: nil))
+        let holder = try #require(FileHandle(forWritingAtPath: holderPath))
+        expectFailure(try fixture.run("sr_detach", sr), "EBUSY", 16, mentioning: [fixture.mountPoint])
+        #expect(try EXTSRFixture.isMounted(fixture.mountPoint))
+        try holder.close()
+        try fixture.succeed("sr_detach", sr)
+    }
+
+    /// On a device smaller than 100 MiB, sr_delete zeroes all of it.
+    @Test(.timeLimit(.minutes(1))) func deleteWipesASmallDeviceWhole() throws {
+        let size = 48 << 20
+        let fixture = try EXTSRFixture(size: UInt64(size))
+        defer { fixture.tearDown() }
+        try fixture.succeed("sr_create", fixture.sr, "0")
+        try fixture.succeed("sr_delete", fixture.sr)
+        #expect(try fixture.probe().isEmpty)
+        #expect(try fixture.headIsZero(size))
+    }
+}
