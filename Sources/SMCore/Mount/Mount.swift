@@ -19,7 +19,13 @@ public enum Mount {
         var arguments = ["-t", type]
         if !options.isEmpty { arguments += ["-o", options.joined(separator: ",")] }
         do throws(StorageError) {
-            try ExternalCommand.run("mount", arguments + [source, mountPoint])
+            let output = try ExternalCommand.runAllowingFailure("mount", arguments + [source, mountPoint])
+            guard output.status == 0 else {
+                // mount(8) puts its reason first and "dmesg(1) may have more information" last.
+                let reason = output.standardError.split(whereSeparator: \.isNewline)
+                    .map { String($0).trimmingWhitespace() }.filter { !$0.isEmpty }.joined(separator: " ")
+                throw .io("mount \(source) on \(mountPoint) failed (status \(output.status)): \(reason.isEmpty ? "no output" : reason)")
+            }
             guard try isMounted(mountPoint) else {
                 throw .io("mount \(source) on \(mountPoint) reported success but nothing is mounted there")
             }
