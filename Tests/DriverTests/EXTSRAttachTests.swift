@@ -56,4 +56,21 @@ import Testing
         expectFailure(try fixture.run("sr_attach", fixture.sr), "EBUSY", 16, mentioning: [elsewhere])
         #expect(try !EXTSRFixture.isMounted(fixture.mountPoint))
     }
+
+    /// Unmounted behind the driver's back, the SR answers VDI verbs ENODEV and nothing is written
+    /// into the bare mount-point directory; sr_attach mounts it again.
+    @Test(.timeLimit(.minutes(1))) func unmountedBehindOurBackIsENODEV() throws {
+        let fixture = try EXTSRFixture()
+        defer { fixture.tearDown() }
+        let sr = fixture.sr, vdi = newUUID()
+        try fixture.succeed("sr_create", sr, "0")
+        try fixture.succeed("sr_attach", sr)
+        try Product.shell("umount \(fixture.mountPoint)")
+        expectFailure(try fixture.run("vdi_create", sr, vdi, String(2 << 20)), "ENODEV", 19, mentioning: ["sr_attach"])
+        expectFailure(try fixture.run("sr_scan", sr), "ENODEV", 19)
+        #expect((try? FileManager.default.contentsOfDirectory(atPath: fixture.mountPoint)) ?? [] == [])
+        try fixture.succeed("sr_attach", sr)
+        try fixture.succeed("vdi_create", sr, vdi, String(2 << 20))
+        #expect(try fixture.succeed("sr_scan", sr).standardOutput.contains(vdi))
+    }
 }
