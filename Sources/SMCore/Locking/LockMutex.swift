@@ -1,0 +1,226 @@
+import SystemPackage
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// How long and how often a caller waits for the short-term mutex (LOCK-UTIL.md: 16 retries with
+/// random sleeps of up to 0.5 s, then a mutex older than 30 s on the server is removed).
+public struct MutexPolicy: Sendable, Equatable {
+    public var retries: Int
+    public var maximumSleep: Double
+    public var staleAge: Double
+
+    public init(retries: Int = 16, maximumSleep: Double = 0.5, staleAge: Double = 30) {
+        self.retries = retries
+        self.maximumSleep = maximumSleep
+        self.staleAge = staleAge
+    }
+
+    public static let standard = MutexPolicy()
+}
+
+/// The server's clock: the mtime of a file just created beside the target
+/// (`<file>.xen<8 digits>.tmp`, removed at once). Never the local clock, which may disagree
+/// with the server's and with every other host's.
+public enum ServerClock {
+    public static func now(beside target: LockTarget) -> Result<Double, LockOutcome> {
+        var lastPath = ""
+        for _ in 0..<8 {
+            let number = String(UInt32.random(in: 0...99_999_999))
+            let path = "\(target.path).xen\(String(repeating: "0", count: 8 - number.count))\(number).tmp"
+            lastPath = path
+            switch Syscall.attempt({ open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644) }) {
+            case .success(let descriptor):
+                defer {
+                    close(descriptor)
+                    unlink(path)
+                }
+                // An exclusive create on NFSv3 may park its verifier in the times; set them to the
+                // server's time explicitly.
+                _ = futimens(descriptor, nil)
+                var status = stat()
+                if case .failure(let code) = Syscall.attempt({ fstat(descriptor, &status) }) {
+                    return .failure(.failure(.statFailed, "cannot read the server's time from \(path): \(errnoText(code))", errno: code))
+                }
+                return .success(status.modificationTime)
+            case .failure(.fileExists):
+                continue
+            case .failure(let code):
+                return .failure(.failure(.openFailed, "cannot create \(path) to read the server's time: \(errnoText(code))", errno: code))
+            }
+        }
+        return .failure(.failure(.openFailed, "cannot create a unique file like \(lastPath) to read the server's time"))
+    }
+}
+
+/// The short-term mutex `<file>.xenlk`, held for the few file operations of one call.
+///
+/// Taken by creating it with O_EXCL, writing the link name into it, hard-linking it to
+/// `<file>.xenlk.<host>.<id>.x<r|w>` and checking that the link's inode is the inode this process
+/// created (O_EXCL alone is not atomic on old NFS; link is). Released by unlinking it, and only
+/// while the name still refers to that inode: a caller never removes another caller's mutex
+/// except one older than `staleAge` seconds of server time.
+final class LockMutex {
+    let target: LockTarget
+    private var descriptor: Int32
+    private let device: UInt64
+    private let inode: UInt64
+
+    private init(target: LockTarget, descriptor: Int32, device: UInt64, inode: UInt64) {
+        self.target = target
+        self.descriptor = descriptor
+        self.device = device
+        self.inode = inode
+    }
+
+    deinit { _ = release() }
+
+    /// Takes the mutex, retrying and recovering a stale one as `policy` says. With `force`, a
+    /// stale mutex is removed at the first refusal instead of after the retries; a fresh one never is.
+    static func acquire(_ target: LockTarget, owner: LockOwner, mode: LockMode, force: Bool,
+                        policy: MutexPolicy) -> Result<LockMutex, LockOutcome> {
+        let path = target.mutexPath
+        var attempt = 0
+        var removedStale = false
+        while true {
+            switch Syscall.attempt({ open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644) }) {
+            case .success(let descriptor):
+                return claim(target, descriptor: descriptor, owner: owner, mode: mode)
+            case .failure(.fileExists):
+                break
+            case .failure(let code):
+                return .failure(.failure(.openFailed, "cannot create the lock mutex \(path): \(errnoText(code))", errno: code))
+            }
+            if (force || attempt >= policy.retries) && !removedStale {
+                switch removeIfStale(target, policy: policy) {
+                case .success(true):
+                    removedStale = true
+                    continue
+                case .success(false):
+                    break
+                case .failure(let outcome):
+                    return .failure(outcome)
+                }
+            }
+            if attempt >= policy.retries {
+                return .failure(.failure(.mutexUnavailable, busyMessage(target, policy: policy)))
+            }
+            attempt += 1
+            let microseconds = UInt32(max(1_000, Int(policy.maximumSleep * 1_000_000)))
+            usleep(UInt32.random(in: 1_000...microseconds))
+        }
+    }
+
+    /// After a successful O_EXCL create: contents, link, inode test, link removed.
+    private static func claim(_ target: LockTarget, descriptor: Int32, owner: LockOwner,
+                              mode: LockMode) -> Result<LockMutex, LockOutcome> {
+        let path = target.mutexPath
+        let link = target.linkPath(owner, mode: mode)
+        var created = stat()
+        guard case .success = Syscall.attempt({ fstat(descriptor, &created) }) else {
+            let code = Errno(rawValue: Glibc.errno)
+            close(descriptor)
+            unlink(path)
+            return .failure(.failure(.statFailed, "cannot examine the lock mutex \(path): \(errnoText(code))", errno: code))
+        }
+        let mutex = LockMutex(target: target, descriptor: descriptor, device: UInt64(created.st_dev),
+                              inode: UInt64(created.st_ino))
+        do throws(StorageError) {
+            try Syscall.pwriteAll(descriptor, Array(link.utf8), at: 0, path: path)
+        } catch {
+            _ = mutex.release()
+            return .failure(.failure(.mutexWriteFailed, "cannot write the lock mutex \(path): \(error.message)", errno: .ioError))
+        }
+        var linkResult = Syscall.attempt({ Glibc.link(path, link) })
+        if case .failure(.fileExists) = linkResult {
+            // Only the mutex holder makes links, so this is the leftover of a killed caller with
+            // our host and id.
+            unlink(link)
+            linkResult = Syscall.attempt({ Glibc.link(path, link) })
+        }
+        // On NFS a retransmitted link can report failure after succeeding: the inodes decide.
+        var linked = stat()
+        let linkStatus = Syscall.attempt({ lstat(link, &linked) })
+        defer { unlink(link) }
+        guard case .success = linkStatus, UInt64(linked.st_ino) == mutex.inode, UInt64(linked.st_dev) == mutex.device else {
+            _ = mutex.release()
+            let reason: String
+            if case .failure(let code) = linkResult {
+                reason = "link to \(link) failed: \(errnoText(code))"
+            } else {
+                reason = "\(link) does not refer to the mutex this process created"
+            }
+            let code: Errno? = if case .failure(let code) = linkResult { code } else { nil }
+            return .failure(.failure(.inodeCheckFailed, "could not prove ownership of the lock mutex \(path): \(reason)", errno: code))
+        }
+        return .success(mutex)
+    }
+
+    /// Removes the mutex if it is older than `policy.staleAge` seconds of server time; true when removed.
+    private static func removeIfStale(_ target: LockTarget, policy: MutexPolicy) -> Result<Bool, LockOutcome> {
+        let path = target.mutexPath
+        var seen = stat()
+        switch Syscall.attempt({ lstat(path, &seen) }) {
+        case .success: break
+        case .failure(.noSuchFileOrDirectory): return .success(true)  // released meanwhile: try again
+        case .failure(let code):
+            return .failure(.failure(.statFailed, "cannot examine the lock mutex \(path): \(errnoText(code))", errno: code))
+        }
+        let now: Double
+        switch ServerClock.now(beside: target) {
+        case .success(let value): now = value
+        case .failure(let outcome): return .failure(outcome)
+        }
+        guard now - seen.modificationTime > policy.staleAge else { return .success(false) }
+        // Remove exactly the mutex judged stale, not one another caller made since.
+        var again = stat()
+        guard case .success = Syscall.attempt({ lstat(path, &again) }),
+              again.st_ino == seen.st_ino, again.st_dev == seen.st_dev,
+              again.modificationTime == seen.modificationTime
+        else { return .success(true) }
+        switch Syscall.attempt({ unlink(path) }) {
+        case .success, .failure(.noSuchFileOrDirectory):
+            Diagnostics.debug("removed stale lock mutex \(path) (\(Int(now - seen.modificationTime)) s old)")
+            return .success(true)
+        case .failure(let code):
+            return .failure(.failure(.removeFailed, "cannot remove the stale lock mutex \(path): \(errnoText(code))", errno: code))
+        }
+    }
+
+    private static func busyMessage(_ target: LockTarget, policy: MutexPolicy) -> String {
+        let path = target.mutexPath
+        let holder = (try? Syscall.readFile(path, limit: 4096)).map { String(decoding: $0, as: UTF8.self) } ?? ""
+        var text = "the lock mutex \(path) stayed taken through \(policy.retries) retries"
+        if !holder.isEmpty { text += " (taken for \(holder))" }
+        if let status = Syscall.fileStatus(path), case .success(let now) = ServerClock.now(beside: target) {
+            text += "; it is \(max(0, Int(now - status.modificationTime))) s old"
+        }
+        return text + "; a mutex older than \(Int(policy.staleAge)) s is removed automatically, try again later"
+    }
+
+    /// Sets the mutex's mtime to the server's now, so that waiters do not judge it stale while
+    /// a forced lock waits out a lease.
+    func refresh() {
+        if descriptor >= 0 { _ = futimens(descriptor, nil) }
+    }
+
+    /// Unlinks the mutex if the name still refers to the file this process created. Returns a
+    /// sentence when it could not be removed.
+    func release() -> String? {
+        guard descriptor >= 0 else { return nil }
+        close(descriptor)
+        descriptor = -1
+        let path = target.mutexPath
+        var current = stat()
+        guard case .success = Syscall.attempt({ lstat(path, &current) }),
+              UInt64(current.st_ino) == inode, UInt64(current.st_dev) == device
+        else {
+            return nil
+        }
+        switch Syscall.attempt({ unlink(path) }) {
+        case .success, .failure(.noSuchFileOrDirectory): return nil
+        case .failure(let code):
+            return "could not remove the lock mutex \(path) (\(errnoText(code))); others wait until it is \(Int(MutexPolicy.standard.staleAge)) s old"
+        }
+    }
+}
