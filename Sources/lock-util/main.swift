@@ -79,8 +79,11 @@ struct Unlock: ParsableCommand {
 
 struct Delta: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Prints '<seconds since the newest refresh> <largest lease>', or '-13 -1' when unlocked.",
-        discussion: "Ages are measured on the server's clock. Exit status 0."
+        abstract: "Prints '<age> <lease>' for the file's locks, or '-13 -1' when it is unlocked.",
+        discussion: """
+        <age> is the number of whole seconds since the most recent refresh of any lock file, measured \
+        on the server's clock; <lease> is the largest lease among them. Exit status 0.
+        """
     )
 
     @Argument(help: "The file whose locks to inspect.")
@@ -134,6 +137,9 @@ func operandsProtected(_ arguments: [String]) -> [String] {
 signal(SIGPIPE, SIG_IGN)
 let arguments = Array(CommandLine.arguments.dropFirst())
 if arguments.isEmpty { usageFailure("missing command: lock, unlock or delta") }
+if let first = arguments.first, !first.hasPrefix("-"), !["lock", "unlock", "delta", "help"].contains(first) {
+    usageFailure("unknown command '\(first)': expected lock, unlock or delta")
+}
 do {
     var command = try LockUtility.parseAsRoot(operandsProtected(arguments))
     try command.run()
