@@ -115,4 +115,13 @@ public struct FileSR: Driver {
     public func vdiResize(sr: CanonicalUUID, vdi: CanonicalUUID, size: UInt64) throws {
         try requireSR(sr).resize(vdi, size: size)
     }
+
+    // Persistent VDI locks: VHDRepository+Locks.swift.
+    public func vdiLock(sr: CanonicalUUID, vdi: CanonicalUUID, force: Bool, user: String) throws {
+        try requireSR(sr).lock(vdi, force: force, user: user)
+    }
+
+    public func vdiUnlock(sr: CanonicalUUID, vdi: CanonicalUUID, user: String) throws {
+        try requireSR(sr).unlock(vdi, user: user)
+    }
 }

@@ -96,13 +96,17 @@ public struct LockOutcome: Error, Sendable, Equatable {
     public var message: String
     /// The other holders' lock files that a forced lock removed.
     public var tookOver: [LockHolder]
+    /// The holders that made the lock refuse (-4, -5).
+    public var heldBy: [LockHolder]
 
-    public init(status: LockStatus, lease: Int, errno: Errno? = nil, message: String = "", tookOver: [LockHolder] = []) {
+    public init(status: LockStatus, lease: Int, errno: Errno? = nil, message: String = "", tookOver: [LockHolder] = [],
+                heldBy: [LockHolder] = []) {
         self.status = status
         self.lease = status.rawValue < 0 ? -1 : lease
         self.errno = errno
         self.message = message
         self.tookOver = tookOver
+        self.heldBy = heldBy
     }
 }
 

@@ -79,9 +79,13 @@ public struct PersistentLock: Sendable {
                 }
             }
         } else if !writers.isEmpty {
-            return .failure(.heldByWriter, "\(target.path) is locked by writer \(Self.list(writers)); use force to take it over")
+            return LockOutcome(status: .heldByWriter, lease: -1,
+                               message: "\(target.path) is locked by writer \(Self.list(writers)); use force to take it over",
+                               heldBy: writers)
         } else if mode == .writer && !readers.isEmpty {
-            return .failure(.heldByReaders, "\(target.path) is locked by reader\(readers.count == 1 ? "" : "s") \(Self.list(readers)); use force to take it over")
+            return LockOutcome(status: .heldByReaders, lease: -1,
+                               message: "\(target.path) is locked by reader\(readers.count == 1 ? "" : "s") \(Self.list(readers)); use force to take it over",
+                               heldBy: readers)
         }
 
         let previous = mine.first { $0.mode == mode }
@@ -207,7 +211,7 @@ public struct PersistentLock: Sendable {
         }
     }
 
-    static func list(_ holders: [LockHolder]) -> String {
+    public static func list(_ holders: [LockHolder]) -> String {
         holders.map(\.owner.description).joined(separator: ", ")
     }
 

@@ -90,6 +90,7 @@ public struct VHDRepository: Sendable {
         try requireAttached()
         guard fileExists(vdi) else { return }
         guard !attachState.isVDIAttached(vdi) else { throw .vdiAttached(vdi.string) }
+        try requireUnlocked(vdi)  // persistent VDI locks: VHDRepository+Locks.swift
         try Syscall.unlinkIfPresent(vdiPath(vdi))
         try Syscall.fsyncDirectory(root)
         try metadata.remove(vdi)
@@ -153,6 +154,7 @@ public struct VHDRepository: Sendable {
                 let utilisation = UInt64(status.st_blocks) * 512
                 occupied += utilisation
                 var report = VDIReport(uuid: vdi, size: image.size, utilisation: utilisation)
+                report.locked = isLocked(vdi)  // persistent VDI locks: VHDRepository+Locks.swift
                 let attributes = metadata.attributes(of: vdi)
                 report.label = attributes["label"] ?? ""
                 report.description = attributes["description"] ?? ""
