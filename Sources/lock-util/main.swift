@@ -98,11 +98,13 @@ struct Delta: ParsableCommand {
 }
 
 enum LockUtilityOutput {
-    /// Prints the stdout line and the explanation, and exits with the errno of an I/O failure or 0.
+    /// Prints the stdout line and the explanation, and exits.
     static func finish(_ line: String, status: LockStatus, errno: Int32?, message: String) -> Never {
         Diagnostics.writeStandardOutput(line + "\n")
         if !message.isEmpty { Diagnostics.writeStandardError("lock-util: \(status.description): \(message)\n") }
-        if status.isFailure, let errno, errno > 0 { exit(errno) }
+        // I/O-type failures exit with their errno (EIO when none, e.g. a failed inode test);
+        // answers (held, no lock, usage) and bad parameters exit 0.
+        if status.isFailure && status != .badParameter { exit(errno.flatMap { $0 > 0 ? $0 : nil } ?? EIO) }
         exit(0)
     }
 

@@ -72,24 +72,29 @@ import Testing
         expectLine(try LockUtil.run(["unlock", file, "w", "agent"], host: "hostb"), "-13")
         #expect(work.lockNames() == ["disk.vhd.xenlk.hosta.agent.fw"])
 
+        let forcedStart = Date()
         let forced = Task.detached { try LockUtil.timed(["lock", file, "w", "1", "agent", "2"], host: "hostb") }
-        try await Task.sleep(for: .milliseconds(500))
+        // hostb's lock file appears before its lease wait, which it spends holding the mutex.
+        while !work.lockNames().contains("disk.vhd.xenlk.hostb.agent.fw") && Date().timeIntervalSince(forcedStart) < 10 {
+            try await Task.sleep(for: .milliseconds(20))
+        }
         let third = try LockUtil.timed(["lock", file, "w", "0", "other", "2"], host: "hostc")
+        let thirdEnd = Date().timeIntervalSince(forcedStart)
         let (takeover, seconds) = try await forced.value
         expectLine(takeover, "0 2")
         #expect(takeover.standardError.contains("took over from 'agent' on host hosta"), "\(takeover)")
-        #expect(seconds >= 2.0 && seconds < 3.5, "a takeover with a 2 s lease took \(seconds) s")
+        #expect(seconds >= 2.0 && seconds < 5.0, "a takeover with a 2 s lease took \(seconds) s")
         expectLine(third.result, "-4 -1")
-        #expect(third.seconds >= 1.0, "hostc waited for the mutex held during the takeover (\(third.seconds) s)")
+        #expect(thirdEnd >= 2.0, "hostc could only decide after the takeover released the mutex (\(thirdEnd) s)")
         #expect(work.lockNames() == ["disk.vhd.xenlk.hostb.agent.fw"])
 
         expectLine(try LockUtil.run(["lock", file, "w", "0", "agent", "2"], host: "hosta"), "-4 -1")
         let again = try LockUtil.timed(["lock", file, "w", "1", "agent", "2"], host: "hostb")
         expectLine(again.result, "1 2")
-        #expect(again.seconds < 1.0, "nothing to take over, so no wait (\(again.seconds) s)")
+        #expect(again.seconds < 1.8, "nothing to take over, so no 2 s wait (\(again.seconds) s)")
         expectLine(try LockUtil.run(["unlock", file, "w", "agent"], host: "hostb"), "0")
         #expect(work.lockNames().isEmpty)
-        print("takeover with a 2 s lease: \(String(format: "%.2f", seconds)) s; third host waited \(String(format: "%.2f", third.seconds)) s")
+        print("takeover with a 2 s lease: \(String(format: "%.2f", seconds)) s; third host waited \(String(format: "%.2f", third.seconds)) s for the mutex")
     }
 
     /// A mutex left by a killed process is removed once it is more than 30 s old on the server's
@@ -124,7 +129,7 @@ import Testing
             expectLine(outcome.result, "0 30")
             #expect(work.lockNames() == ["disk.vhd.xenlk.\(hostName).a.fw"])
         }
-        #expect(recoveredForced.seconds < 1.0, "force removes a stale mutex at once and takes nothing over")
+        #expect(recoveredForced.seconds < 5.0, "force removes a stale mutex at once and takes nothing over (no 30 s wait)")
         print("stale mutex: -7 after \(String(format: "%.1f", try await youngResult.seconds)) s of retries; "
               + "recovered after \(String(format: "%.1f", recovered.seconds)) s (forced: \(String(format: "%.2f", recoveredForced.seconds)) s)")
     }

@@ -54,6 +54,10 @@ extension MutexPolicy {
                      "disk.vhd.xenlkh.i.fw", "xdisk.vhd.xenlk.h.i.fw"] {
             #expect(target.parseLockName(name) == nil, "\(name) must not count as a lock")
         }
+        // Names are compared as bytes: a canonically equivalent spelling is another file.
+        let composed = try #require(LockTarget("/sr/caf\u{E9}.vhd"))
+        #expect(composed.parseLockName("caf\u{E9}.vhd.xenlk.h.i.fw") != nil)
+        #expect(composed.parseLockName("cafe\u{301}.vhd.xenlk.h.i.fw") == nil)
         #expect(target.mutexPath == "/sr/disk.vhd.xenlk")
         #expect(target.lockPath(LockOwner(host: "h", id: "i"), mode: .reader) == "/sr/disk.vhd.xenlk.h.i.fr")
         #expect(target.linkPath(LockOwner(host: "h", id: "i"), mode: .writer) == "/sr/disk.vhd.xenlk.h.i.xw")
@@ -98,7 +102,7 @@ extension MutexPolicy {
         #expect(outcome.status == .reasserted && outcome.lease == 45)
         #expect(directory.read(name) == "\(directory.root)/\(name).45")
         let delta = PersistentLock.delta(directory.target)
-        #expect(delta.status == .acquired && delta.age <= 1 && delta.maximumLease == 45)
+        #expect(delta.status == .acquired && delta.age <= 5 && delta.maximumLease == 45)
     }
 
     /// Writers first: a writer blocks everyone (-4); readers block a writer (-5); readers share
@@ -196,7 +200,7 @@ extension MutexPolicy {
         try directory.age("disk.vhd.xenlk.h1.a.fr", by: 100)
         try directory.age("disk.vhd.xenlk.h2.b.fr", by: 60)
         let delta = PersistentLock.delta(directory.target)
-        #expect(delta.status == .acquired && (60...61).contains(delta.age) && delta.maximumLease == 40)
+        #expect(delta.status == .acquired && (60...70).contains(delta.age) && delta.maximumLease == 40)
         #expect(directory.names().count == 2)
     }
 

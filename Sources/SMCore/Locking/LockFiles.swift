@@ -58,19 +58,22 @@ public struct LockTarget: Sendable, Equatable {
     /// with a host free of dots and a non-empty id. Anything else (the mutex, links, temporary
     /// files, `.bak`, `.new`, other targets) is nil.
     public func parseLockName(_ name: String) -> (owner: LockOwner, mode: LockMode)? {
-        let prefix = baseName + Self.mutexSuffix + "."
-        guard name.hasPrefix(prefix), name.utf8.count > prefix.utf8.count + 3 else { return nil }
+        // Bytes, not Characters: String comparison would equate canonically equivalent names.
+        let bytes = Array(name.utf8), prefix = Array((baseName + Self.mutexSuffix + ".").utf8)
+        guard bytes.count > prefix.count + 3, bytes.starts(with: prefix) else { return nil }
+        let suffix = bytes[(bytes.count - 3)...]
         let mode: LockMode
-        if name.hasSuffix(".fw") {
+        if suffix.elementsEqual(".fw".utf8) {
             mode = .writer
-        } else if name.hasSuffix(".fr") {
+        } else if suffix.elementsEqual(".fr".utf8) {
             mode = .reader
         } else {
             return nil
         }
-        let middle = name.dropFirst(prefix.count).dropLast(3)
-        guard let dot = middle.firstIndex(of: ".") else { return nil }
-        let host = String(middle[..<dot]), id = String(middle[middle.index(after: dot)...])
+        let middle = bytes[prefix.count..<(bytes.count - 3)]
+        guard let dot = middle.firstIndex(of: UInt8(ascii: ".")) else { return nil }
+        let host = String(decoding: middle[..<dot], as: UTF8.self)
+        let id = String(decoding: middle[(dot + 1)...], as: UTF8.self)
         guard !host.isEmpty, !id.isEmpty else { return nil }
         return (LockOwner(host: host, id: id), mode)
     }
@@ -222,7 +225,13 @@ extension stat {
     var modificationTime: Double { Double(st_mtim.tv_sec) + Double(st_mtim.tv_nsec) / 1e9 }
 }
 
-/// `ENOENT (No such file or directory)`, for messages.
+/// Whole seconds of a difference between two times, clamped to what an Int32 holds.
+func wholeSeconds(_ seconds: Double) -> Int {
+    guard seconds.isFinite else { return 0 }
+    return Int(min(max(seconds, -Double(Int32.max)), Double(Int32.max)).rounded(.down))
+}
+
+/// `No such file or directory (ENOENT)`, for messages.
 func errnoText(_ code: Errno) -> String {
     "\(String(describing: code)) (\(code.symbolicName))"
 }

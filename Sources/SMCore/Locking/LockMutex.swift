@@ -91,7 +91,7 @@ final class LockMutex {
             case .failure(let code):
                 return .failure(.failure(.openFailed, "cannot create the lock mutex \(path): \(errnoText(code))", errno: code))
             }
-            if (force || attempt >= policy.retries) && !removedStale {
+            if (force && attempt == 0 || attempt >= policy.retries) && !removedStale {
                 switch removeIfStale(target, policy: policy) {
                 case .success(true):
                     removedStale = true
@@ -106,7 +106,7 @@ final class LockMutex {
                 return .failure(.failure(.mutexUnavailable, busyMessage(target, policy: policy)))
             }
             attempt += 1
-            let microseconds = UInt32(max(1_000, Int(policy.maximumSleep * 1_000_000)))
+            let microseconds = UInt32(min(max(policy.maximumSleep, 0.001), 60) * 1_000_000)
             usleep(UInt32.random(in: 1_000...microseconds))
         }
     }
@@ -180,7 +180,7 @@ final class LockMutex {
         else { return .success(true) }
         switch Syscall.attempt({ unlink(path) }) {
         case .success, .failure(.noSuchFileOrDirectory):
-            Diagnostics.debug("removed stale lock mutex \(path) (\(Int(now - seen.modificationTime)) s old)")
+            Diagnostics.debug("removed stale lock mutex \(path) (\(wholeSeconds(now - seen.modificationTime)) s old)")
             return .success(true)
         case .failure(let code):
             return .failure(.failure(.removeFailed, "cannot remove the stale lock mutex \(path): \(errnoText(code))", errno: code))
@@ -193,7 +193,7 @@ final class LockMutex {
         var text = "the lock mutex \(path) stayed taken through \(policy.retries) retries"
         if !holder.isEmpty { text += " (taken for \(holder))" }
         if let status = Syscall.fileStatus(path), case .success(let now) = ServerClock.now(beside: target) {
-            text += "; it is \(max(0, Int(now - status.modificationTime))) s old"
+            text += "; it is \(max(0, wholeSeconds(now - status.modificationTime))) s old"
         }
         return text + "; a mutex older than \(Int(policy.staleAge)) s is removed automatically, try again later"
     }

@@ -199,7 +199,7 @@ public struct PersistentLock: Sendable {
             return LockDelta(status: outcome.status, age: outcome.status.rawValue, maximumLease: -1,
                              errno: outcome.errno, message: outcome.message)
         }
-        let age = max(0, Int((now - newest).rounded(.down)))
+        let age = max(0, wholeSeconds(now - newest))
         return LockDelta(status: .acquired, age: age, maximumLease: holders.compactMap(\.lease).max() ?? 0)
     }
 
