@@ -73,6 +73,25 @@ import Testing
         #expect(try !EXTSRFixture.isMounted(fixture.mountPoint))
     }
 
+    /// The persistent lock works on EXTSR through the same repository code as FileSR: lock,
+    /// `<locked>` in sr_scan, ENOLCK for another user, EBUSY for vdi_delete, unlock.
+    @Test(.timeLimit(.minutes(1))) func persistentLocks() throws {
+        let fixture = try EXTSRFixture()
+        defer { fixture.tearDown() }
+        let sr = fixture.sr, vdi = newUUID()
+        try fixture.succeed("sr_create", sr, "0")
+        try fixture.succeed("sr_attach", sr)
+        try fixture.succeed("vdi_create", sr, vdi, String(4 << 20))
+        try fixture.succeed("vdi_lock", sr, vdi, "FALSE", "host-a")
+        let scan = try ResultXML(try fixture.succeed("sr_scan", sr).standardOutput)
+        #expect(scan.vdis.first?.fields["locked"] == "True")
+        expectFailure(try fixture.run("vdi_lock", sr, vdi, "FALSE", "host-b"), "ENOLCK", 37)
+        expectFailure(try fixture.run("vdi_delete", sr, vdi), "EBUSY", 16)
+        try fixture.succeed("vdi_unlock", sr, vdi, "host-a")
+        try fixture.succeed("vdi_delete", sr, vdi)
+        try fixture.succeed("sr_detach", sr)
+    }
+
     /// A process with a file open in the SR makes sr_detach EBUSY (the kernel's answer), still mounted.
     @Test(.timeLimit(.minutes(1))) func detachWhileAFileIsOpenIsBusy() throws {
         let fixture = try EXTSRFixture()

@@ -27,4 +27,12 @@ extension VHDRepositoryDriver {
     public func vdiResize(sr: CanonicalUUID, vdi: CanonicalUUID, size: UInt64) throws {
         try attachedRepository(sr).resize(vdi, size: size)
     }
+
+    public func vdiLock(sr: CanonicalUUID, vdi: CanonicalUUID, force: Bool, user: String) throws {
+        try attachedRepository(sr).lock(vdi, force: force, user: user)
+    }
+
+    public func vdiUnlock(sr: CanonicalUUID, vdi: CanonicalUUID, user: String) throws {
+        try attachedRepository(sr).unlock(vdi, user: user)
+    }
 }
