@@ -1,0 +1,242 @@
+#!/bin/bash
+# The VM lane: runs test groups that need a real kernel (device-mapper, the NFS client and
+# server, the iSCSI initiator) inside Debian's kernel, booted under QEMU software emulation with
+# this host's root filesystem shared read-only over 9p, so the binaries just built run unchanged.
+#
+#   Tests/vm/run.sh all             # the groups listed in Tests/vm/groups.enabled, one boot
+#   Tests/vm/run.sh lvm             # one group (any Tests/vm/groups/<name>.sh), one boot
+#   Tests/vm/run.sh lvm ext         # several groups, one boot
+#   Tests/vm/run.sh list            # the groups, and which are enabled
+#
+# Exit status: 0 every group passed; 1 a group failed (its test said so, or it overran its
+# time limit inside the guest); 2 usage error; 3 INFRASTRUCTURE FAILURE (no kernel or QEMU, the
+# guest never booted, or a group's result never came back). Needs root.
+#
+# Environment:
+#   SM_BIN_DIR               built products (default: .build/debug, built with `swift build`)
+#   SM_VM_MEMORY             guest memory in MiB (default 1024)
+#   SM_VM_CPUS               guest vCPUs (default 2)
+#   SM_VM_DISK_SIZE          size of each group's sparse virtio scratch disk (default 4G)
+#   SM_VM_BOOT_TIMEOUT       seconds for the guest to start reporting (default 240)
+#   SM_VM_GROUP_TIMEOUT      seconds one group may run inside the guest (default 600)
+#   SM_VM_LOG_DIR            keep the guest's per-group logs here (default: a temporary directory)
+#   SM_VM_SKIP_INSTALL=1     do not run Scripts/install-dependencies.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+repo=$(pwd -P)
+vm_dir="$repo/Tests/vm"
+
+readonly EXIT_TEST_FAILED=1 EXIT_USAGE=2 EXIT_INFRASTRUCTURE=3
+
+usage() {
+    sed -n '2,25p' "$vm_dir/run.sh" | sed 's/^# \{0,1\}//' >&2
+    exit $EXIT_USAGE
+}
+
+infrastructure_failure() {
+    echo "VM LANE INFRASTRUCTURE FAILURE: $*" >&2
+    echo "(this is the lane's machinery failing, not a test result)" >&2
+    exit $EXIT_INFRASTRUCTURE
+}
+
+enabled_groups() {
+    sed 's/#.*//' "$vm_dir/groups.enabled" | tr -s ' \t\n' '\n' | grep -v '^$' || true
+}
+
+all_groups() {
+    local script
+    for script in "$vm_dir"/groups/*.sh; do basename "$script" .sh; done
+}
+
+# ---- arguments ----------------------------------------------------------------------------------
+[ $# -ge 1 ] || usage
+case "$1" in
+    -h|--help|help) usage ;;
+    list)
+        enabled=" $(enabled_groups | tr '\n' ' ') "
+        for group in $(all_groups); do
+            case "$enabled" in *" $group "*) echo "$group (enabled: runs in 'all')" ;; *) echo "$group" ;; esac
+        done
+        exit 0 ;;
+esac
+groups=()
+for argument in "$@"; do
+    if [ "$argument" = all ]; then
+        mapfile -t -O "${#groups[@]}" groups < <(enabled_groups)
+    else
+        groups+=("$argument")
+    fi
+done
+for group in "${groups[@]}"; do
+    if ! [[ "$group" =~ ^[a-z0-9][a-z0-9-]{0,15}$ ]] || [ ! -f "$vm_dir/groups/$group.sh" ]; then
+        echo "Tests/vm/run.sh: no such group '$group' (Tests/vm/run.sh list shows them)" >&2
+        exit $EXIT_USAGE
+    fi
+done
+if [ ${#groups[@]} -eq 0 ]; then
+    echo "VM lane: no groups enabled in Tests/vm/groups.enabled; nothing to run"
+    exit 0
+fi
+[ "$(id -u)" = 0 ] || { echo "Tests/vm/run.sh: needs root (it installs packages and boots QEMU)" >&2; exit $EXIT_USAGE; }
+
+lane_start=$(date +%s)
+
+# ---- what the guest needs on this host ----------------------------------------------------------
+if [ "${SM_VM_SKIP_INSTALL:-0}" != 1 ]; then
+    Scripts/install-dependencies.sh || infrastructure_failure "installing the Debian packages failed"
+fi
+if [ -z "${SM_BIN_DIR:-}" ]; then
+    # A no-op when Tests/run.sh has just built; by hand it makes sure the guest runs current code.
+    swift build >/dev/null || { echo "VM lane: swift build failed" >&2; exit $EXIT_TEST_FAILED; }
+    SM_BIN_DIR="$repo/.build/debug"
+fi
+bin_dir=$(cd "$SM_BIN_DIR" && pwd -P) || infrastructure_failure "SM_BIN_DIR $SM_BIN_DIR does not exist"
+
+# The newest kernel that has both its modules and its image; never a hard-coded version.
+kernel=""
+for version in $(ls /lib/modules 2>/dev/null | sort -V); do
+    [ -f "/boot/vmlinuz-$version" ] && kernel=$version
+done
+[ -n "$kernel" ] || infrastructure_failure "no kernel: /lib/modules has no version with a /boot/vmlinuz (is linux-image-amd64 installed?)"
+command -v qemu-system-x86_64 >/dev/null || infrastructure_failure "qemu-system-x86_64 is not installed"
+
+# ---- the initramfs: busybox and just enough modules to mount the host root ----------------------
+# Cached (it is a few MB) under Tests/vm/.cache, keyed by kernel, busybox and the stage-1 script.
+stage1_modules=(virtio_pci 9pnet_virtio 9p overlay)
+cache_dir="$vm_dir/.cache"
+mkdir -p "$cache_dir"
+key=$( { echo "$kernel"; sha256sum /bin/busybox "$vm_dir/stage1-init"; } | sha256sum | cut -c1-16)
+initramfs="$cache_dir/initramfs-$kernel-$key.cpio"
+if [ ! -f "$initramfs" ]; then
+    rm -f "$cache_dir"/initramfs-*.cpio
+    staging=$(mktemp -d)
+    mkdir -p "$staging"/{bin,dev,proc,sys,lower,rw,newroot,modules}
+    cp /bin/busybox "$staging/bin/busybox"
+    cp "$vm_dir/stage1-init" "$staging/init"
+    chmod 755 "$staging/init"
+    : > "$staging/modules/order"
+    for module in "${stage1_modules[@]}"; do
+        modprobe -S "$kernel" --show-depends "$module" | awk '$1 == "insmod" { print $2 }'
+    done | awk '!seen[$0]++' | while read -r path; do
+        cp "$path" "$staging/modules/"
+        basename "$path" >> "$staging/modules/order"
+    done
+    [ -s "$staging/modules/order" ] || infrastructure_failure "could not resolve the initramfs modules for $kernel"
+    (cd "$staging" && find . | cpio --quiet -o -H newc > "$initramfs.tmp")
+    mv "$initramfs.tmp" "$initramfs"
+    rm -rf "$staging"
+fi
+
+# ---- one boot for all the requested groups ------------------------------------------------------
+work=$(mktemp -d "${TMPDIR:-/tmp}/sm-vm-lane.XXXXXX")
+qemu_pid_file="$work/qemu.pid"
+cleanup() {
+    if [ -s "$qemu_pid_file" ]; then kill "$(cat "$qemu_pid_file")" 2>/dev/null || true; fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+out="$work/out"
+mkdir -p "$out/results"
+if [ -n "${SM_VM_LOG_DIR:-}" ]; then
+    mkdir -p "$SM_VM_LOG_DIR"
+    out=$(cd "$SM_VM_LOG_DIR" && pwd -P)
+    rm -rf "$out/results" "$out/booted" "$out/finished" "$out/config"
+    mkdir -p "$out/results"
+fi
+group_timeout=${SM_VM_GROUP_TIMEOUT:-600}
+boot_timeout=${SM_VM_BOOT_TIMEOUT:-240}
+total_timeout=$(( boot_timeout + (group_timeout + 60) * ${#groups[@]} ))
+
+# The guest reads its orders from the shared results directory.
+{
+    printf 'VM_REPO=%q\n' "$repo"
+    printf 'SM_BIN_DIR=%q\n' "$bin_dir"
+    printf 'VM_GROUPS=%q\n' "${groups[*]}"
+    printf 'VM_GROUP_TIMEOUT=%q\n' "$group_timeout"
+} > "$out/config"
+
+disk_args=()
+for group in "${groups[@]}"; do
+    truncate -s "${SM_VM_DISK_SIZE:-4G}" "$work/disk-$group.img"
+    disk_args+=(-drive "file=$work/disk-$group.img,if=none,id=disk-$group,format=raw,cache=unsafe,discard=unmap"
+                -device "virtio-blk-pci,drive=disk-$group,serial=$group")
+done
+
+echo "VM lane: booting Debian kernel $kernel (QEMU TCG, ${SM_VM_CPUS:-2} vCPUs, ${SM_VM_MEMORY:-1024} MiB) for: ${groups[*]}"
+boot_start=$(date +%s)
+{
+    timeout --kill-after=10 "$total_timeout" qemu-system-x86_64 \
+        -accel tcg,thread=multi -cpu max -smp "${SM_VM_CPUS:-2}" -m "${SM_VM_MEMORY:-1024}" \
+        -nodefaults -no-user-config -display none -no-reboot -pidfile "$qemu_pid_file" \
+        -serial stdio -device virtio-rng-pci \
+        -kernel "/boot/vmlinuz-$kernel" -initrd "$initramfs" \
+        -append "console=ttyS0 panic=-1 quiet loglevel=3 smvm_init=$vm_dir/guest-init.sh" \
+        -fsdev "local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap" \
+        -device "virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot" \
+        -fsdev "local,id=out,path=$out,security_model=none,multidevs=remap" \
+        -device "virtio-9p-pci,fsdev=out,mount_tag=out" \
+        "${disk_args[@]}" < /dev/null
+    echo $? > "$work/qemu.status"
+} 2>&1 | sed -u 's/\r$//' &
+console_pipeline=$!
+
+# Watchdog: a guest that has not started reporting within the boot timeout is an infrastructure
+# failure; stop QEMU rather than wait for the whole run's timeout.
+never_booted=0
+while kill -0 "$console_pipeline" 2>/dev/null; do
+    if [ ! -e "$out/booted" ] && [ $(( $(date +%s) - boot_start )) -ge "$boot_timeout" ]; then
+        never_booted=1
+        [ -s "$qemu_pid_file" ] && kill "$(cat "$qemu_pid_file")" 2>/dev/null || true
+        break
+    fi
+    sleep 1
+done
+wait "$console_pipeline" || true
+lane_end=$(date +%s)
+qemu_status=$(cat "$work/qemu.status" 2>/dev/null || echo "?")
+
+# ---- the report ---------------------------------------------------------------------------------
+echo
+echo "VM lane results (kernel $kernel):"
+if [ -e "$out/booted" ]; then
+    echo "  boot to the guest's first report: $(cat "$out/booted") s"
+fi
+passed=0 failed=0 unreported=0
+for group in "${groups[@]}"; do
+    if [ -f "$out/results/$group" ]; then
+        read -r status seconds < "$out/results/$group"
+        if [ "$status" = 0 ]; then
+            passed=$((passed + 1)); printf '  %-14s PASS  %4s s\n' "$group" "$seconds"
+        else
+            failed=$((failed + 1))
+            case "$status" in
+                124|137) why="timed out after $group_timeout s inside the guest" ;;
+                *) why="exit status $status" ;;
+            esac
+            printf '  %-14s FAIL  %4s s  (%s)\n' "$group" "$seconds" "$why"
+        fi
+    else
+        unreported=$((unreported + 1)); printf '  %-14s NO RESULT (the guest never reported this group)\n' "$group"
+    fi
+done
+echo "  total VM lane wall time: $(( lane_end - lane_start )) s (boot and groups: $(( lane_end - boot_start )) s)"
+echo "vm: $passed passed, $(( failed + unreported )) failed"
+
+if [ "$never_booted" = 1 ]; then
+    infrastructure_failure "the guest never reported within $boot_timeout s of starting QEMU (QEMU status $qemu_status); see the console above"
+fi
+if [ ! -e "$out/booted" ]; then
+    infrastructure_failure "QEMU exited (status $qemu_status) before the guest reported; see the console above"
+fi
+if [ "$failed" -gt 0 ]; then
+    exit $EXIT_TEST_FAILED
+fi
+if [ "$unreported" -gt 0 ]; then
+    if [ "$qemu_status" = 124 ] || [ "$qemu_status" = 137 ]; then
+        infrastructure_failure "QEMU was stopped after the run's $total_timeout s limit before every group reported"
+    fi
+    infrastructure_failure "the guest stopped (QEMU status $qemu_status) before every group reported; see the console above"
+fi
+exit 0
