@@ -83,7 +83,7 @@ vm_driver() {
 vm_driver_explain() {
     local driver=$1 verb=$2
     if [ "$DRIVER_STATUS" = 38 ]; then
-        vm_fail "$driver does not implement $verb yet (exit 38 ENOSYS: ${DRIVER_ERR##*$'\n'}); this group needs the real driver and cannot pass until it lands"
+        vm_fail "$driver does not implement $verb yet (exit 38, \"${DRIVER_ERR##*$'\n'}\"); this group needs the real driver and cannot pass until it lands"
     fi
     [ -z "$DRIVER_OUT" ] || printf '  stdout: %s\n' "$DRIVER_OUT"
     [ -z "$DRIVER_ERR" ] || printf '  stderr: %s\n' "$DRIVER_ERR"

@@ -34,8 +34,8 @@ usage() {
 }
 
 infrastructure_failure() {
-    echo "VM LANE INFRASTRUCTURE FAILURE: $*" >&2
-    echo "(this is the lane's machinery failing, not a test result)" >&2
+    echo "VM LANE INFRASTRUCTURE FAILURE: $*"
+    echo "(the lane's machinery failed; this is not a test result)"
     exit $EXIT_INFRASTRUCTURE
 }
 
@@ -216,27 +216,35 @@ for group in "${groups[@]}"; do
                 *) why="exit status $status" ;;
             esac
             printf '  %-14s FAIL  %4s s  (%s)\n' "$group" "$seconds" "$why"
+            grep -m1 '^FAIL: ' "$out/$group.log" 2>/dev/null | sed 's/^/                 /' || true
         fi
     else
         unreported=$((unreported + 1)); printf '  %-14s NO RESULT (the guest never reported this group)\n' "$group"
     fi
 done
 echo "  total VM lane wall time: $(( lane_end - lane_start )) s (boot and groups: $(( lane_end - boot_start )) s)"
-echo "vm: $passed passed, $(( failed + unreported )) failed"
-
+verdict=0 reason=""
 if [ "$never_booted" = 1 ]; then
-    infrastructure_failure "the guest never reported within $boot_timeout s of starting QEMU (QEMU status $qemu_status); see the console above"
-fi
-if [ ! -e "$out/booted" ]; then
-    infrastructure_failure "QEMU exited (status $qemu_status) before the guest reported; see the console above"
-fi
-if [ "$failed" -gt 0 ]; then
-    exit $EXIT_TEST_FAILED
-fi
-if [ "$unreported" -gt 0 ]; then
+    verdict=$EXIT_INFRASTRUCTURE
+    reason="the guest never reported within $boot_timeout s of starting QEMU (QEMU status $qemu_status); see the console above"
+elif [ ! -e "$out/booted" ]; then
+    verdict=$EXIT_INFRASTRUCTURE
+    reason="QEMU exited (status $qemu_status) before the guest reported; see the console above"
+elif [ "$failed" -gt 0 ]; then
+    verdict=$EXIT_TEST_FAILED
+elif [ "$unreported" -gt 0 ]; then
+    verdict=$EXIT_INFRASTRUCTURE
     if [ "$qemu_status" = 124 ] || [ "$qemu_status" = 137 ]; then
-        infrastructure_failure "QEMU was stopped after the run's $total_timeout s limit before every group reported"
+        reason="QEMU was stopped at the run's $total_timeout s limit before every group reported"
+    else
+        reason="the guest stopped (QEMU status $qemu_status) before every group reported; see the console above"
     fi
-    infrastructure_failure "the guest stopped (QEMU status $qemu_status) before every group reported; see the console above"
 fi
-exit 0
+if [ "$verdict" = "$EXIT_INFRASTRUCTURE" ]; then
+    echo "VM LANE INFRASTRUCTURE FAILURE: $reason"
+    echo "(the lane's machinery failed; this is not a test result)"
+elif [ "$unreported" -gt 0 ]; then
+    echo "VM LANE INFRASTRUCTURE FAILURE as well: $unreported group(s) never reported"
+fi
+echo "vm: $passed passed, $(( failed + unreported )) failed"
+exit "$verdict"
