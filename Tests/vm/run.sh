@@ -87,7 +87,11 @@ if [ "${SM_VM_SKIP_INSTALL:-0}" != 1 ]; then
 fi
 if [ -z "${SM_BIN_DIR:-}" ]; then
     # A no-op when Tests/run.sh has just built; by hand it makes sure the guest runs current code.
-    swift build >/dev/null || { echo "VM lane: swift build failed" >&2; exit $EXIT_TEST_FAILED; }
+    if ! build_output=$(swift build 2>&1); then
+        printf '%s\n' "$build_output" | tail -n 30
+        echo "VM lane: swift build failed"
+        exit $EXIT_TEST_FAILED
+    fi
     SM_BIN_DIR="$repo/.build/debug"
 fi
 bin_dir=$(cd "$SM_BIN_DIR" && pwd -P) || infrastructure_failure "SM_BIN_DIR $SM_BIN_DIR does not exist"
