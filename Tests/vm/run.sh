@@ -18,7 +18,7 @@
 #   SM_VM_CPUS               guest vCPUs (default 2)
 #   SM_VM_DISK_SIZE          size of each group's sparse virtio scratch disk (default 4G)
 #   SM_VM_BOOT_TIMEOUT       seconds for the guest to start reporting (default 240)
-#   SM_VM_GROUP_TIMEOUT      seconds one group may run inside the guest (default 600)
+#   SM_VM_GROUP_TIMEOUT      seconds one group may run inside the guest (default 300)
 #   SM_VM_LOG_DIR            keep the guest's per-group logs here (default: a temporary directory)
 #   SM_VM_SKIP_INSTALL=1     do not run Scripts/install-dependencies.sh
 set -euo pipefail
@@ -118,16 +118,21 @@ if [ ! -f "$initramfs" ]; then
     cp /bin/busybox "$staging/bin/busybox"
     cp "$vm_dir/stage1-init" "$staging/init"
     chmod 755 "$staging/init"
-    : > "$staging/modules/order"
+    module_paths=()
     for module in "${stage1_modules[@]}"; do
-        modprobe -S "$kernel" --show-depends "$module" | awk '$1 == "insmod" { print $2 }'
-    done | awk '!seen[$0]++' | while read -r path; do
-        cp "$path" "$staging/modules/"
-        basename "$path" >> "$staging/modules/order"
+        dependencies=$(modprobe -S "$kernel" --show-depends "$module") \
+            || infrastructure_failure "modprobe cannot resolve $module for kernel $kernel"
+        mapfile -t -O "${#module_paths[@]}" module_paths < <(awk '$1 == "insmod" { print $2 }' <<< "$dependencies")
     done
-    [ -s "$staging/modules/order" ] || infrastructure_failure "could not resolve the initramfs modules for $kernel"
-    (cd "$staging" && find . | cpio --quiet -o -H newc > "$initramfs.tmp")
-    mv "$initramfs.tmp" "$initramfs"
+    : > "$staging/modules/order"
+    for path in "${module_paths[@]}"; do
+        grep -qxF "${path##*/}" "$staging/modules/order" && continue
+        cp "$path" "$staging/modules/"
+        echo "${path##*/}" >> "$staging/modules/order"
+    done
+    partial=$(mktemp "$cache_dir/partial.XXXXXX")
+    (cd "$staging" && find . | cpio --quiet -o -H newc > "$partial")
+    mv "$partial" "$initramfs"
     rm -rf "$staging"
 fi
 
@@ -149,9 +154,9 @@ if [ -n "${SM_VM_LOG_DIR:-}" ]; then
     rm -rf "$out/results" "$out/booted" "$out/finished" "$out/config"
     mkdir -p "$out/results"
 fi
-group_timeout=${SM_VM_GROUP_TIMEOUT:-600}
+group_timeout=${SM_VM_GROUP_TIMEOUT:-300}
 boot_timeout=${SM_VM_BOOT_TIMEOUT:-240}
-total_timeout=$(( boot_timeout + (group_timeout + 60) * ${#groups[@]} ))
+total_timeout=$(( boot_timeout + (group_timeout + 30) * ${#groups[@]} ))
 
 # The guest reads its orders from the shared results directory.
 {
@@ -205,7 +210,7 @@ qemu_status=$(cat "$work/qemu.status" 2>/dev/null || echo "?")
 echo
 echo "VM lane results (kernel $kernel):"
 if [ -e "$out/booted" ]; then
-    echo "  boot to the guest's first report: $(cat "$out/booted") s"
+    echo "  guest boot (kernel start to its first report): $(cat "$out/booted") s"
 fi
 passed=0 failed=0 unreported=0
 for group in "${groups[@]}"; do
