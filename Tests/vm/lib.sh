@@ -15,7 +15,7 @@
 #                                reported as "the driver does not implement VERB yet"
 #   vm_driver_status CODE DRIVER DCONF VERB ARGS...
 #                                vm_driver, and fails the group unless it exits CODE
-#   vm_xml_values TAG <<< XML    the text of every <TAG> element, one a line
+#   vm_xml_values TAG <<< XML    the trimmed text of every <TAG> element, one a line
 set -u
 export LVM_SUPPRESS_FD_WARNINGS=1
 
@@ -107,6 +107,9 @@ vm_driver_status() {
     fi
 }
 
-vm_xml_values() { grep -o "<$1>[^<]*</$1>" | sed -e "s|^<$1>||" -e "s|</$1>\$||"; }
+vm_xml_values() {
+    tr -d '\n' | grep -o "<$1>[^<]*</$1>" | sed -e "s|^<$1>||" -e "s|</$1>\$||" \
+        -e 's/^[[:space:]"]*//' -e 's/[[:space:]"]*$//'
+}
 
 [ -n "${VM_DISK:-}" ] && [ -b "$VM_DISK" ] || vm_fail "no scratch disk for this group (VM_DISK='${VM_DISK:-}')"

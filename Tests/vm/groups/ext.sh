@@ -15,7 +15,7 @@ new_size=$((128 * 1024 * 1024))
 vm_on_exit umount -l "$mount_point"
 
 # The size sr_scan reports for our VDI.
-scanned_size() { sed 's|</vdi>|&\n|g' <<< "$DRIVER_OUT" | grep "<uuid>$vdi</uuid>" | vm_xml_values size; }
+scanned_size() { tr -d '\n' <<< "$DRIVER_OUT" | sed 's|</vdi>|&\n|g' | grep "<uuid>$vdi</uuid>" | vm_xml_values size; }
 
 vm_step "the scratch disk starts empty"
 if found=$(blkid -p "$VM_DISK" 2>&1); then vm_fail "the scratch disk is not empty: $found"; fi
@@ -50,7 +50,7 @@ vm_driver_ok EXTSR "$dconf" sr_scan "$sr"
 vm_step "vdi_delete; sr_scan no longer lists it"
 vm_driver_ok EXTSR "$dconf" vdi_delete "$sr" "$vdi"
 vm_driver_ok EXTSR "$dconf" sr_scan "$sr"
-if grep -q "<uuid>$vdi</uuid>" <<< "$DRIVER_OUT"; then vm_fail "sr_scan still lists $vdi after vdi_delete"; fi
+if vm_xml_values uuid <<< "$DRIVER_OUT" | grep -qx "$vdi"; then vm_fail "sr_scan still lists $vdi after vdi_delete"; fi
 
 vm_step "sr_detach unmounts; sr_delete leaves nothing blkid can find"
 vm_driver_ok EXTSR "$dconf" sr_detach "$sr"
