@@ -48,7 +48,7 @@ public enum DriverMain {
         }
         var verbName = remaining.count >= 2 ? remaining[1] : "-"
         var uuids: [CanonicalUUID] = []
-        let status: Int32
+        var failure: StorageError?
         do {
             guard remaining.count >= 2 else {
                 throw StorageError.invalid("usage: \(D.name) <dconf> <verb> <args...>; see \(D.name) --help")
@@ -65,14 +65,13 @@ public enum DriverMain {
             let instance = try D(configuration: configuration, host: host)
             let output = try Dispatcher.perform(request, verb: verb, on: instance, host: host)
             if let output { Diagnostics.writeStandardOutput(output) }
-            status = 0
         } catch {
-            status = fail(normalise(error))
+            failure = normalise(error)
         }
         OperationLog.record(host: host, driver: D.name, verb: verbName, uuids: uuids,
-                            result: status == 0 ? "OK" : (Errno(rawValue: status).symbolicName),
-                            seconds: Syscall.monotonicNow() - start)
-        return status
+                            result: failure?.code.symbolicName ?? "OK", seconds: Syscall.monotonicNow() - start)
+        // The error line comes last on stderr, after any --verbose output.
+        return failure.map(fail) ?? 0
     }
 
     /// Any error as a StorageError: system errnos keep their meaning, the rest is EIO.

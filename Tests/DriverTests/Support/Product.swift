@@ -52,9 +52,11 @@ enum Product {
         process.standardOutput = output
         process.standardError = error
         process.standardInput = standardInput
+        // A child that exits without reading its stdin must not kill the test run with SIGPIPE.
+        signal(SIGPIPE, SIG_IGN)
         try process.run()
-        if let input { standardInput.fileHandleForWriting.write(input) }
-        try standardInput.fileHandleForWriting.close()
+        if let input { try? standardInput.fileHandleForWriting.write(contentsOf: input) }
+        try? standardInput.fileHandleForWriting.close()
         // Read both pipes concurrently so that neither fills up.
         final class Collected: @unchecked Sendable { var data = Data() }
         let collected = Collected()
