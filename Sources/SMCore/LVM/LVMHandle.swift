@@ -1,0 +1,163 @@
+import CLVM2Cmd
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What one LVM command said: LVM's return code and its messages, split by level.
+public struct LVMOutcome: Sendable {
+    /// `LVM2_COMMAND_SUCCEEDED` (1) on success; 2 to 5 are liblvm2cmd's failures.
+    public var returnCode: Int32
+    /// Lines LVM printed (level PRINT): reports, notices and warnings.
+    public var output: [String]
+    /// Lines LVM logged as errors (levels FATAL and ERROR).
+    public var errors: [String]
+
+    public var succeeded: Bool { returnCode == LVM2_COMMAND_SUCCEEDED }
+
+    /// LVM's own words for a failure, for a StorageError message.
+    public var reason: String {
+        errors.isEmpty ? "LVM returned \(returnCode) without an error message" : errors.joined(separator: "; ")
+    }
+}
+
+/// The process's one liblvm2cmd handle, freed in `deinit`; the only user of `CLVM2Cmd`.
+///
+/// Every command runs in-process through `lvm2_run` (no `lvm` child process). The host's extra
+/// LVM configuration (`lvm_config` / `SM_LVM_CONFIG`) is passed as `--config` on every command.
+/// While a command runs, standard input reads `/dev/null` and standard output goes to
+/// `/dev/null` (LVM prompts there; commands run with `-qq` so that every prompt is answered
+/// "no"), and standard error too unless `--verbose`. liblvm2cmd keeps global state, so only one
+/// handle may be open at a time, and only from one thread.
+public final class LVMHandle {
+    private let handle: UnsafeMutableRawPointer
+    private let configuration: String
+
+    nonisolated(unsafe) private static var isOpen = false
+
+    /// Opens liblvm2cmd with the overlay system directory (see `LVMSystemDirectory`).
+    public init(host: HostEnvironment) throws(StorageError) {
+        guard !Self.isOpen else { throw .io("internal error: a second liblvm2cmd handle was requested") }
+        // The --config text must survive liblvm2cmd's splitter; check before touching anything.
+        _ = try LVMCommand.quote(host.lvmConfiguration)
+        configuration = host.lvmConfiguration
+        let systemDirectory = try LVMSystemDirectory(host: host).prepare()
+        setenv("LVM_SUPPRESS_FD_WARNINGS", "1", 1)
+        let previousSystemDirectory = Syscall.environment("LVM_SYSTEM_DIR")
+        setenv("LVM_SYSTEM_DIR", systemDirectory, 1)
+        lvm2_log_fn(captureLogLine)
+        let savedMask = umask(0o022)
+        umask(savedMask)
+        let opened = lvm2_init()
+        umask(savedMask)
+        if let previousSystemDirectory {
+            setenv("LVM_SYSTEM_DIR", previousSystemDirectory, 1)
+        } else {
+            unsetenv("LVM_SYSTEM_DIR")
+        }
+        guard let opened else { throw .io("liblvm2cmd could not be initialised (lvm2_init failed)") }
+        handle = opened
+        Self.isOpen = true
+        Diagnostics.debug("liblvm2cmd opened with system directory \(systemDirectory)")
+    }
+
+    deinit {
+        lvm2_exit(handle)
+        Self.isOpen = false
+    }
+
+    /// Runs `command` (with `-qq` added by the caller where prompts are possible) and returns what
+    /// LVM said, success or not. Throws only when the command line cannot be written (EINVAL).
+    public func attempt(_ command: LVMCommand) throws(StorageError) -> LVMOutcome {
+        let line = try command.configured(configuration).line()
+        let start = Syscall.monotonicNow()
+        LogCapture.reset()
+        let diversion = StreamDiversion(keepStandardError: Diagnostics.verbose)
+        let savedMask = umask(0o022)
+        umask(savedMask)
+        let returnCode = lvm2_run(handle, line)
+        umask(savedMask)
+        diversion.restore()
+        let outcome = LVMOutcome(returnCode: returnCode, output: LogCapture.output, errors: LogCapture.errors)
+        LogCapture.reset()
+        Diagnostics.debug("lvm \(command) -> \(returnCode) in \(Int((Syscall.monotonicNow() - start) * 1000)) ms")
+        for line in outcome.errors { Diagnostics.debug("lvm error: \(line)") }
+        for line in outcome.output where line.contains("WARNING") { Diagnostics.debug("lvm: \(line)") }
+        return outcome
+    }
+
+    /// Runs `command`; EIO with LVM's messages when it fails.
+    @discardableResult
+    public func run(_ command: LVMCommand) throws(StorageError) -> LVMOutcome {
+        let outcome = try attempt(command)
+        guard outcome.succeeded else { throw .lvmFailed(command, outcome) }
+        return outcome
+    }
+
+    /// Runs a reporting command (`vgs`, `lvs`, `pvs`) with `--reportformat json` and decodes it.
+    public func report(_ command: LVMCommand) throws(StorageError) -> LVMReport {
+        var reporting = command
+        reporting.words.append(contentsOf: ["--reportformat", "json", "--units", "b", "--nosuffix"])
+        let outcome = try run(reporting)
+        return try LVMReport(lines: outcome.output, command: command)
+    }
+}
+
+extension StorageError {
+    /// EIO: an LVM command failed; the message names the command and quotes LVM.
+    static func lvmFailed(_ command: LVMCommand, _ outcome: LVMOutcome) -> StorageError {
+        .io("\(command.words.first ?? "lvm") failed: \(outcome.reason)")
+    }
+}
+
+/// Where `lvm2_log_fn` puts what LVM says during one command. liblvm2cmd calls back on the
+/// thread that called `lvm2_run`, and only one handle exists, so plain statics suffice.
+private enum LogCapture {
+    nonisolated(unsafe) static var output: [String] = []
+    nonisolated(unsafe) static var errors: [String] = []
+
+    static func reset() {
+        output.removeAll()
+        errors.removeAll()
+    }
+}
+
+/// liblvm2cmd's levels (lvm2cmd.h): FATAL 2, ERROR 3, PRINT 4, then verbose and debug chatter,
+/// which is dropped unformatted. The level may carry flag bits above the low nibble.
+private let captureLogLine: lvm2_log_fn_t = { level, _, _, _, message in
+    guard let message else { return }
+    switch level & 0x0F {
+    case 0..<LVM2_LOG_PRINT: LogCapture.errors.append(String(cString: message))
+    case LVM2_LOG_PRINT: LogCapture.output.append(String(cString: message))
+    default: return
+    }
+}
+
+/// Points standard input and output (and error, unless kept) at `/dev/null` for the duration
+/// of one LVM command, and puts them back. Buffered stdio is flushed both ways.
+private struct StreamDiversion {
+    private var saved: [(descriptor: Int32, copy: Int32)] = []
+
+    init(keepStandardError: Bool) {
+        fflush(nil)
+        let null = Glibc.open("/dev/null", O_RDWR | O_CLOEXEC)
+        guard null >= 0 else { return }
+        defer { Glibc.close(null) }
+        for descriptor in keepStandardError ? [Int32(0), 1] : [0, 1, 2] {
+            let copy = fcntl(descriptor, F_DUPFD_CLOEXEC, 3)
+            guard copy >= 0 else { continue }
+            if dup2(null, descriptor) >= 0 {
+                saved.append((descriptor, copy))
+            } else {
+                Glibc.close(copy)
+            }
+        }
+    }
+
+    func restore() {
+        fflush(nil)
+        for (descriptor, copy) in saved {
+            _ = dup2(copy, descriptor)
+            Glibc.close(copy)
+        }
+    }
+}
