@@ -1,0 +1,85 @@
+/// A logical volume, by volume group and name, over liblvm2cmd.
+public struct LogicalVolume {
+    public let volumeGroup: String
+    public let name: String
+    let lvm: LVMHandle
+
+    /// The block device LVM (or udev) makes for it while it is active.
+    public var path: String { "/dev/\(volumeGroup)/\(name)" }
+    /// `VG/LV`, as LVM commands name it.
+    public var qualifiedName: String { "\(volumeGroup)/\(name)" }
+
+    /// Whether LVM has the volume active on this host.
+    public enum Activation: Sendable, Equatable {
+        case active
+        case inactive
+        /// LVM cannot tell: activation is disabled by configuration (`global/activation = 0`)
+        /// or device-mapper is not available.
+        case unknown
+    }
+
+    /// What `lvs` says about a logical volume.
+    public struct Report: Sendable, Equatable {
+        public var name: String
+        public var size: UInt64
+        /// `lv_attr`, e.g. `-wi-a-----`.
+        public var attributes: String
+        public var activation: Activation
+        /// Whether something holds the device open; nil when LVM cannot tell.
+        public var isOpen: Bool?
+
+        static let fields = "lv_name,lv_size,lv_attr,lv_active,lv_device_open"
+
+        public init(name: String, size: UInt64, attributes: String, activation: Activation, isOpen: Bool?) {
+            self.name = name
+            self.size = size
+            self.attributes = attributes
+            self.activation = activation
+            self.isOpen = isOpen
+        }
+
+        init(_ row: LVMReport.Row) throws(StorageError) {
+            name = try row.text("lv_name")
+            size = try row.number("lv_size")
+            attributes = try row.text("lv_attr")
+            switch try row.text("lv_active") {
+            case "unknown": activation = .unknown
+            case "": activation = .inactive
+            default: activation = .active
+            }
+            switch try row.text("lv_device_open") {
+            case "unknown": isOpen = nil
+            case "": isOpen = false
+            default: isOpen = true
+            }
+        }
+
+        /// The permission letter of `lv_attr` is `r` for a read-only volume.
+        public var isReadOnly: Bool {
+            let letters = Array(attributes)
+            return letters.count > 1 && letters[1] == "r"
+        }
+    }
+
+    /// Activates the volume (`lvchange --activate y`). With activation disabled by
+    /// configuration LVM does nothing and reports success.
+    public func activate() throws(StorageError) {
+        try lvm.run(LVMCommand("lvchange", ["-qq", "--activate", "y", qualifiedName]))
+    }
+
+    /// Deactivates the volume; LVM refuses while it is open.
+    public func deactivate() throws(StorageError) {
+        try lvm.run(LVMCommand("lvchange", ["-qq", "--activate", "n", qualifiedName]))
+    }
+
+    /// Removes the volume, deactivating it first if needed (`--force` answers that question;
+    /// callers check that it is not in use).
+    public func remove() throws(StorageError) {
+        try lvm.run(LVMCommand("lvremove", ["-qq", "--force", qualifiedName]))
+    }
+
+    /// Grows the volume to `extents` extents.
+    public func extend(toExtents extents: UInt64) throws(StorageError) {
+        try lvm.run(LVMCommand("lvextend", ["-qq", "--extents", String(extents), qualifiedName]))
+    }
+}
