@@ -1,6 +1,87 @@
-/// The LVMSR driver: its issue is not done yet, so every verb answers ENOSYS "not implemented yet".
+/// LVMSR: the SR is the volume group `VG_XenStorage-<SR-UUID>` over the dconf's `device`s, each
+/// VDI a logical volume `LV-<VDI-UUID>` (raw and thick, content type `aio`). All LVM work is
+/// in-process through liblvm2cmd; see `LVMRepository` and Docs/LVMSR.md.
 public struct LVMSR: Driver {
     public static let name = "LVMSR"
+    public static let requiredKeys = ["device"]
+    public static let overview = """
+        LVMSR keeps the SR as the LVM volume group VG_XenStorage-<SR-UUID> over the devices in dconf \
+        'device' (comma-separated) and each VDI as the logical volume LV-<VDI-UUID>, attached as \
+        /dev/VG_XenStorage-<SR-UUID>/LV-<VDI-UUID> with type aio. No clone, snapshot or locks (ENOSYS).
+        """
 
-    public init(configuration: DeviceConfiguration, host: HostEnvironment) throws {}
+    /// The most devices one volume group may be given here.
+    public static let maximumDevices = 32
+
+    let repository: LVMRepository
+
+    public init(configuration: DeviceConfiguration, host: HostEnvironment) throws {
+        repository = LVMRepository(devices: try Self.devices(try configuration.required("device")), host: host)
+    }
+
+    /// The dconf `device` value: absolute paths separated by commas (whitespace around each is
+    /// ignored). EINVAL for an empty entry, a relative path, a repeated path, whitespace, quotes
+    /// or control characters inside a path, or more than `maximumDevices`.
+    public static func devices(_ value: String) throws(StorageError) -> [String] {
+        let entries = value.split(separator: ",", omittingEmptySubsequences: false).map { String($0).trimmingWhitespace() }
+        guard entries.count <= maximumDevices else {
+            throw .invalid("dconf device lists \(entries.count) devices; at most \(maximumDevices) are supported")
+        }
+        var devices: [String] = []
+        for entry in entries {
+            let shown = ArgumentParsing.printable(entry)
+            guard !entry.isEmpty else { throw .invalid("dconf device has an empty entry: '\(ArgumentParsing.printable(value))'") }
+            guard entry.hasPrefix("/") else { throw .invalid("dconf device '\(shown)' is not an absolute path") }
+            guard entry.utf8.count <= 4096 else { throw .invalid("dconf device '\(shown)' is too long") }
+            let unsafe = entry.unicodeScalars.contains { scalar in
+                scalar.properties.isWhitespace || scalar.properties.generalCategory == .control
+                    || scalar == "'" || scalar == "\"" || scalar == "#"
+            }
+            guard !unsafe else {
+                throw .invalid("dconf device '\(shown)' contains whitespace, quotes, '#' or control characters")
+            }
+            guard !devices.contains(entry) else { throw .invalid("dconf device lists '\(shown)' twice") }
+            devices.append(entry)
+        }
+        return devices
+    }
+
+    public func srCreate(sr: CanonicalUUID, size: UInt64) throws { try repository.create(sr: sr, size: size) }
+    public func srDelete(sr: CanonicalUUID) throws { try repository.delete(sr: sr) }
+    public func srAttach(sr: CanonicalUUID) throws { try repository.attach(sr: sr) }
+    public func srDetach(sr: CanonicalUUID) throws { try repository.detach(sr: sr) }
+    public func srScan(sr: CanonicalUUID) throws -> SRScanReport { try repository.scan(sr: sr) }
+    public func srContentType(sr: CanonicalUUID) throws -> String { LVMRepository.contentType }
+
+    public func vdiCreate(sr: CanonicalUUID, vdi: CanonicalUUID, size: UInt64) throws {
+        try repository.createVDI(sr: sr, vdi: vdi, size: size)
+    }
+    public func vdiDelete(sr: CanonicalUUID, vdi: CanonicalUUID) throws { try repository.deleteVDI(sr: sr, vdi: vdi) }
+    public func vdiAttach(sr: CanonicalUUID, vdi: CanonicalUUID) throws -> AttachResult {
+        try repository.attachVDI(sr: sr, vdi: vdi)
+    }
+    public func vdiDetach(sr: CanonicalUUID, vdi: CanonicalUUID) throws { try repository.detachVDI(sr: sr, vdi: vdi) }
+    public func vdiResize(sr: CanonicalUUID, vdi: CanonicalUUID, size: UInt64) throws {
+        try repository.resizeVDI(sr: sr, vdi: vdi, size: size)
+    }
+
+    public func vdiClone(sr: CanonicalUUID, source: CanonicalUUID, destination: CanonicalUUID) throws {
+        throw StorageError.notImplemented(Verb.vdiClone.rawValue, driver: Self.name, reason: Self.noCopyOnWrite)
+    }
+    public func vdiSnapshot(sr: CanonicalUUID, source: CanonicalUUID, destination: CanonicalUUID) throws {
+        throw StorageError.notImplemented(Verb.vdiSnapshot.rawValue, driver: Self.name, reason: Self.noCopyOnWrite)
+    }
+    public func vdiLock(sr: CanonicalUUID, vdi: CanonicalUUID, force: Bool, user: String) throws {
+        throw StorageError.notImplemented(Verb.vdiLock.rawValue, driver: Self.name, reason: Self.noLocks)
+    }
+    public func vdiUnlock(sr: CanonicalUUID, vdi: CanonicalUUID, user: String) throws {
+        throw StorageError.notImplemented(Verb.vdiUnlock.rawValue, driver: Self.name, reason: Self.noLocks)
+    }
+    public func srGC(sr: CanonicalUUID) throws {
+        throw StorageError.notImplemented(Verb.srGC.rawValue, driver: Self.name,
+                                          reason: "not supported: thick logical volumes have no chains to coalesce")
+    }
+
+    static let noCopyOnWrite = "not supported: LVM SRs keep raw, thick logical volumes without copy-on-write"
+    static let noLocks = "not supported: LVM SRs keep no persistent VDI locks"
 }
