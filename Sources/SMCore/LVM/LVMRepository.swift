@@ -195,7 +195,7 @@ extension StorageError {
 
     /// ENODEV: the volume group lacks physical volumes (a device is missing or renamed).
     static func volumeGroupIncomplete(_ group: String, missing: UInt64, of total: UInt64) -> StorageError {
-        StorageError(code: StorageError.noSuchSR("").code,
+        StorageError(code: .noSuchDevice,
                      message: "volume group \(group) is missing \(missing) of its \(total) physical volumes; check its devices")
     }
 
