@@ -108,6 +108,27 @@ import Testing
         try f.expectScanAgreesWithLVM(vdis: 1)
     }
 
+    /// Callers running at once (admins and scripts do) never corrupt the SR: eight vdi_creates
+    /// in parallel all land, eight vdi_deletes in parallel all go, and LVM agrees with sr_scan.
+    @Test(.timeLimit(.minutes(3))) func concurrentCallers() throws {
+        let f = try LVMSRFixture(devices: 1, megabytes: 128)
+        defer { f.tearDown() }
+        try f.ok("sr_create", f.sr, "0")
+        try f.ok("sr_attach", f.sr)
+        let vdis = (0..<8).map { _ in newUUID() }
+        let (sr, dconf, environment) = (f.sr, f.dconf, f.scratch.environment)
+        for verb in ["vdi_create", "vdi_delete"] {
+            let statuses = Statuses(count: vdis.count)
+            DispatchQueue.concurrentPerform(iterations: vdis.count) { index in
+                let arguments = [dconf, verb, sr, vdis[index]] + (verb == "vdi_create" ? ["4194304"] : [])
+                statuses.set(index, (try? Product.run("LVMSR", arguments, environment: environment))?.status ?? -1)
+            }
+            #expect(statuses.all == Array(repeating: 0, count: vdis.count), "\(verb): \(statuses.all)")
+            let listed = try f.expectScanAgreesWithLVM(vdis: verb == "vdi_create" ? vdis.count : 0)
+            #expect(Set(listed.keys) == (verb == "vdi_create" ? Set(vdis) : []))
+        }
+    }
+
     /// The same SR seen through a symlink to its device works, and sr_attach on another host's
     /// fresh state (no attach record) needs only the group: the SR lives in LVM, not in /run.
     @Test(.timeLimit(.minutes(2))) func stateLivesInLVM() throws {
@@ -291,4 +312,15 @@ enum LVMOracle {
         return result.standardOutput.split(separator: "\n").filter { $0.hasPrefix("TYPE=") || $0.hasPrefix("PTTYPE=") }
             .map(String.init)
     }
+}
+
+/// Exit statuses collected from parallel callers.
+final class Statuses: @unchecked Sendable {
+    private let lock = NSLock()
+    private var values: [Int32]
+
+    init(count: Int) { values = Array(repeating: -2, count: count) }
+
+    func set(_ index: Int, _ value: Int32) { lock.withLock { values[index] = value } }
+    var all: [Int32] { lock.withLock { values } }
 }

@@ -7,7 +7,10 @@ import Glibc
 public struct LVMOutcome: Sendable {
     /// `LVM2_COMMAND_SUCCEEDED` (1) on success; 2 to 5 are liblvm2cmd's failures.
     public var returnCode: Int32
-    /// Lines LVM printed (level PRINT): reports, notices and warnings.
+    /// The lines of a report (what libdm's report writer printed), apart from everything else.
+    public var report: [String]
+    /// Other lines LVM printed (level PRINT): notices and warnings. During a report they come
+    /// between its lines, as LVM processes each object after the report's header is out.
     public var output: [String]
     /// Lines LVM logged as errors (levels FATAL and ERROR).
     public var errors: [String]
@@ -77,7 +80,8 @@ public final class LVMHandle {
         let returnCode = lvm2_run(handle, line)
         umask(savedMask)
         diversion.restore()
-        let outcome = LVMOutcome(returnCode: returnCode, output: LogCapture.output, errors: LogCapture.errors)
+        let outcome = LVMOutcome(returnCode: returnCode, report: LogCapture.report, output: LogCapture.output,
+                                 errors: LogCapture.errors)
         LogCapture.reset()
         Diagnostics.debug("lvm \(command) -> \(returnCode) in \(Int((Syscall.monotonicNow() - start) * 1000)) ms")
         for line in outcome.errors { Diagnostics.debug("lvm error: \(line)") }
@@ -98,7 +102,7 @@ public final class LVMHandle {
         var reporting = command
         reporting.words.append(contentsOf: ["--reportformat", "json", "--units", "b", "--nosuffix"])
         let outcome = try run(reporting)
-        return try LVMReport(lines: outcome.output, command: command)
+        return try LVMReport(lines: outcome.report, command: command)
     }
 }
 
@@ -112,21 +116,30 @@ extension StorageError {
 /// Where `lvm2_log_fn` puts what LVM says during one command. liblvm2cmd calls back on the
 /// thread that called `lvm2_run`, and only one handle exists, so plain statics suffice.
 private enum LogCapture {
+    nonisolated(unsafe) static var report: [String] = []
     nonisolated(unsafe) static var output: [String] = []
     nonisolated(unsafe) static var errors: [String] = []
 
     static func reset() {
+        report.removeAll()
         output.removeAll()
         errors.removeAll()
+    }
+
+    /// Whether a line comes from libdm's report writer, through which every report line passes.
+    static func isReportWriter(_ file: UnsafePointer<CChar>?) -> Bool {
+        guard let file else { return false }
+        return String(cString: file).hasSuffix("libdm-report.c")
     }
 }
 
 /// liblvm2cmd's levels (lvm2cmd.h): FATAL 2, ERROR 3, PRINT 4, then verbose and debug chatter,
 /// which is dropped unformatted. The level may carry flag bits above the low nibble.
-private let captureLogLine: lvm2_log_fn_t = { level, _, _, _, message in
+private let captureLogLine: lvm2_log_fn_t = { level, file, _, _, message in
     guard let message else { return }
     switch level & 0x0F {
     case 0..<LVM2_LOG_PRINT: LogCapture.errors.append(String(cString: message))
+    case LVM2_LOG_PRINT where LogCapture.isReportWriter(file): LogCapture.report.append(String(cString: message))
     case LVM2_LOG_PRINT: LogCapture.output.append(String(cString: message))
     default: return
     }

@@ -1,9 +1,8 @@
 /// One `--reportformat json` report, decoded: for each section (`vg`, `lv`, `pv`), its rows.
 ///
 /// LVM prints `{"report": [{"vg": [{"vg_name": "...", ...}, ...]}, ...]}` with every value a
-/// string. The report's lines arrive through the log callback among LVM's other PRINT-level
-/// lines (warnings come before it), so decoding starts at the first line that is exactly `{`
-/// and reads one JSON value.
+/// string, one line at a time through the log callback (`LVMOutcome.report`). Decoding starts at
+/// the first line that is exactly `{` and reads one JSON value.
 public struct LVMReport: Sendable {
     public var sections: [String: [Row]]
 

@@ -97,9 +97,11 @@ public struct VolumeGroup {
 
     /// Creates a linear logical volume of `extents` extents. LVM's defaults apply: it is
     /// activated to zero its first 4 KiB and wipe stale signatures (when activation is
-    /// available), and left active; callers deactivate it if they want it inactive.
+    /// available), and left active; callers deactivate it if they want it inactive. `--yes`
+    /// answers LVM's "signature detected, wipe it?" for the new volume: what a previous VDI left
+    /// in these extents must not show through.
     public func createLogicalVolume(named logicalVolume: String, extents: UInt64) throws(StorageError) -> LogicalVolume {
-        try lvm.run(LVMCommand("lvcreate", ["-qq", "--name", logicalVolume, "--extents", String(extents), name]))
+        try lvm.run(LVMCommand("lvcreate", ["-qq", "--yes", "--name", logicalVolume, "--extents", String(extents), name]))
         return self.logicalVolume(logicalVolume)
     }
 
@@ -121,11 +123,9 @@ public enum PhysicalVolume {
         // pvs fails ("Failed to find physical volume") for a device without a label but still
         // reports the others; so the report is read whatever the return code.
         let outcome = try lvm.attempt(command)
-        guard outcome.output.contains(where: { $0.trimmingWhitespace() == "{" }) else {
-            throw .lvmFailed(command, outcome)
-        }
+        guard !outcome.report.isEmpty else { throw .lvmFailed(command, outcome) }
         var groups: [String: String] = [:]
-        for row in try LVMReport(lines: outcome.output, command: command).rows("pv") {
+        for row in try LVMReport(lines: outcome.report, command: command).rows("pv") {
             groups[try row.text("pv_name")] = try row.text("vg_name")
         }
         return groups
