@@ -78,6 +78,28 @@ import Testing
         #expect(try LVMOracle.logicalVolumes(of: f.volumeGroup).isEmpty)
     }
 
+    /// ENODEV "SR does not exist" for every verb when the group vanished behind the driver's back
+    /// while the SR was attached; sr_detach still succeeds and drops the record.
+    @Test(.timeLimit(.minutes(2))) func volumeGroupRemovedWhileAttached() throws {
+        let f = try LVMSRFixture(devices: 1)
+        defer { f.tearDown() }
+        try f.ok("sr_create", f.sr, "0")
+        try f.ok("sr_attach", f.sr)
+        let vdi = newUUID()
+        try f.ok("vdi_create", f.sr, vdi, "4194304")
+        #expect(try LVMOracle.lvm("vgremove", ["--force", "--yes", f.volumeGroup]).status == 0)
+        for (verb, arguments) in [("sr_scan", [f.sr]), ("vdi_create", [f.sr, newUUID(), "4194304"]),
+                                  ("vdi_delete", [f.sr, vdi]), ("vdi_attach", [f.sr, vdi]),
+                                  ("vdi_detach", [f.sr, vdi]), ("vdi_resize", [f.sr, vdi, "8388608"]),
+                                  ("sr_attach", [f.sr])] {
+            let result = try f.call(verb, arguments)
+            #expect(result.status == 19, "\(verb): \(result)")
+            #expect(result.reason == "ENODEV: SR \(f.sr) does not exist", "\(verb): \(result.reason)")
+        }
+        try f.ok("sr_detach", f.sr)
+        try f.fails(19, "ENODEV", "sr_scan", f.sr)
+    }
+
     /// ENOSPC: a VDI larger than the group's free extents, a resize beyond them, and an sr_create
     /// Size beyond the devices (raw size) or beyond what the group over them holds; each leaves
     /// LVM as it was (no partial volume, no label left on the devices).

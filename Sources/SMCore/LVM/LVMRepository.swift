@@ -58,7 +58,7 @@ public final class LVMRepository {
     public func create(sr: CanonicalUUID, size: UInt64) throws(StorageError) {
         let blockDevices = try distinctBlockDevices()
         let group = try volumeGroup(sr)
-        if try group.report() != nil { throw .srExists(sr.string) }
+        if try group.reportIfPresent() != nil { throw .srExists(sr.string) }
         for device in blockDevices {
             try refuseSignatures(on: device)
         }
@@ -70,10 +70,12 @@ public final class LVMRepository {
         do {
             _ = try VolumeGroup.create(name: group.name, devices: devices, lvm: try lvm())
         } catch {
-            if (try? group.report()) != nil { throw .srExists(sr.string) }
+            if case .some(.some) = try? group.reportIfPresent() { throw .srExists(sr.string) }
             throw error
         }
-        guard size > 0, let report = try group.report(), report.size < size else { return }
+        guard size > 0 else { return }
+        let report = try group.report()
+        guard report.size < size else { return }
         try group.remove(physicalVolumes: try group.physicalVolumes())
         throw .noSpace("a volume group over \(devices.joined(separator: ", ")) holds \(report.size) bytes, less than Size \(size)")
     }
@@ -85,7 +87,7 @@ public final class LVMRepository {
     public func delete(sr: CanonicalUUID) throws(StorageError) {
         for path in devices { _ = try BlockDevice(path: path) }
         let group = try volumeGroup(sr)
-        if let report = try group.report() {
+        if let report = try group.reportIfPresent() {
             guard report.logicalVolumeCount == 0 else {
                 throw .srNotEmpty(sr.string, count: Int(report.logicalVolumeCount))
             }
@@ -101,12 +103,18 @@ public final class LVMRepository {
     /// attach. Logical volumes are activated one by one by `vdi_attach` (see Docs/LVMSR.md).
     public func attach(sr: CanonicalUUID) throws(StorageError) {
         for path in devices { _ = try BlockDevice(path: path) }
-        guard let report = try volumeGroup(sr).report() else { throw .noSuchSR(sr.string) }
+        let group = try volumeGroup(sr)
+        let report: VolumeGroup.Report
+        do {
+            report = try group.report()
+        } catch {
+            throw explain(error, sr: sr, group: group)
+        }
         guard report.missingPhysicalVolumeCount == 0 else {
-            throw .volumeGroupIncomplete(Self.volumeGroupName(for: sr), missing: report.missingPhysicalVolumeCount,
+            throw .volumeGroupIncomplete(group.name, missing: report.missingPhysicalVolumeCount,
                                          of: report.physicalVolumeCount)
         }
-        try attachState(sr).markSRAttached(details: Self.volumeGroupName(for: sr))
+        try attachState(sr).markSRAttached(details: group.name)
     }
 
     /// `sr_detach`: idempotent. EBUSY while a VDI is attached on this host or a logical volume of
@@ -116,11 +124,18 @@ public final class LVMRepository {
         let state = attachState(sr)
         if let vdi = state.attachedVDIs().first { throw .srHasAttachedVDI(sr.string, vdi: vdi.string) }
         let group = try volumeGroup(sr)
-        if let report = try group.report() {
-            if report.logicalVolumeCount > 0,
-               let open = try group.logicalVolumes().first(where: { $0.isOpen == true }) {
-                throw .logicalVolumeOpen("\(group.name)/\(open.name)")
-            }
+        let volumes: [LogicalVolume.Report]
+        do {
+            volumes = try group.contents().volumes
+        } catch {
+            guard case .some(.none) = try? group.reportIfPresent() else { throw error }
+            try state.clearSRAttached()
+            return
+        }
+        if let open = volumes.first(where: { $0.isOpen == true }) {
+            throw .logicalVolumeOpen("\(group.name)/\(open.name)")
+        }
+        if volumes.contains(where: { $0.activation != .inactive }) {
             try group.deactivate()
         }
         try state.clearSRAttached()
@@ -131,22 +146,32 @@ public final class LVMRepository {
     public func scan(sr: CanonicalUUID) throws(StorageError) -> SRScanReport {
         try requireAttached(sr)
         let group = try volumeGroup(sr)
-        guard let report = try group.report() else { throw .noSuchSR(sr.string) }
+        let contents: (group: VolumeGroup.Report, volumes: [LogicalVolume.Report])
+        do {
+            contents = try group.contents()
+        } catch {
+            throw explain(error, sr: sr, group: group)
+        }
         var vdis: [VDIReport] = []
-        if report.logicalVolumeCount > 0 {
-            for volume in try group.logicalVolumes() {
-                guard let vdi = Self.vdi(fromLogicalVolume: volume.name) else {
-                    Diagnostics.debug("sr_scan: logical volume \(volume.name) is not a VDI; not listed")
-                    continue
-                }
-                var entry = VDIReport(uuid: vdi, size: volume.size, utilisation: volume.size)
-                entry.readOnly = volume.isReadOnly
-                vdis.append(entry)
+        for volume in contents.volumes {
+            guard let vdi = Self.vdi(fromLogicalVolume: volume.name) else {
+                Diagnostics.debug("sr_scan: logical volume \(volume.name) is not a VDI; not listed")
+                continue
             }
+            var entry = VDIReport(uuid: vdi, size: volume.size, utilisation: volume.size)
+            entry.readOnly = volume.isReadOnly
+            vdis.append(entry)
         }
         vdis.sort { $0.uuid < $1.uuid }
-        return SRScanReport(uuid: sr, physicalUtilisation: report.allocated,
-                            virtualAllocation: vdis.reduce(0) { $0 + $1.size }, physicalSize: report.size, vdis: vdis)
+        return SRScanReport(uuid: sr, physicalUtilisation: contents.group.allocated,
+                            virtualAllocation: vdis.reduce(0) { $0 + $1.size }, physicalSize: contents.group.size, vdis: vdis)
+    }
+
+    /// What a failed LVM command on the SR's group means: ENODEV when the group does not exist,
+    /// otherwise the failure itself.
+    func explain(_ error: StorageError, sr: CanonicalUUID, group: VolumeGroup) -> StorageError {
+        guard case .some(.none) = try? group.reportIfPresent() else { return error }
+        return .noSuchSR(sr.string)
     }
 
     func requireAttached(_ sr: CanonicalUUID) throws(StorageError) {

@@ -5,28 +5,29 @@ import Glibc
 
 /// The VDI verbs of an LVM SR: one logical volume per VDI. Every verb needs the SR attached on
 /// this host (ENODEV otherwise) and an existing volume group (ENODEV).
+///
+/// The usual case is one LVM command: LVM itself checks, under its lock, that a name is free,
+/// that the space is there and that a volume is not open. Only when a command fails are reports
+/// read, to turn the failure into the spec's errno (`diagnose`).
 extension LVMRepository {
     /// `vdi_create`: a logical volume of Size rounded up to whole extents, left inactive.
     /// EEXIST for an existing VDI; ENOSPC when the group's free extents do not hold it.
     public func createVDI(sr: CanonicalUUID, vdi: CanonicalUUID, size: UInt64) throws(StorageError) {
         try requireAttached(sr)
         let group = try volumeGroup(sr)
-        guard let report = try group.report() else { throw .noSuchSR(sr.string) }
         let name = Self.logicalVolumeName(for: vdi)
-        if report.logicalVolumeCount > 0, try group.logicalVolume(named: name) != nil {
-            throw .vdiExists(vdi.string, sr: sr.string)
-        }
-        let extents = report.extents(for: size)
-        guard extents <= report.freeExtentCount else { throw .noRoom(for: vdi, extents: extents, in: report) }
         let volume: LogicalVolume
         do {
-            volume = try group.createLogicalVolume(named: name, extents: extents)
+            volume = try group.createLogicalVolume(named: name, size: size)
         } catch {
-            // Another caller may have got there first (host locks are per VDI, not per group).
-            if (try? group.logicalVolume(named: name)) != nil { throw .vdiExists(vdi.string, sr: sr.string) }
-            if let now = try? group.report(), extents > now.freeExtentCount { throw .noRoom(for: vdi, extents: extents, in: now) }
+            let found = try diagnose(error, sr: sr, vdi: vdi, group: group)
+            if found != nil { throw .vdiExists(vdi.string, sr: sr.string) }
+            if case .some(let report) = try? group.report(), report.extents(for: size) > report.freeExtentCount {
+                throw .noRoom(for: vdi, extents: report.extents(for: size), in: report)
+            }
             throw error
         }
+        guard Self.isBlockDevice(volume.path) else { return }
         do {
             try volume.deactivate()
         } catch {
@@ -37,11 +38,15 @@ extension LVMRepository {
     /// `vdi_delete`: idempotent. EBUSY while the VDI is attached on this host or open.
     public func deleteVDI(sr: CanonicalUUID, vdi: CanonicalUUID) throws(StorageError) {
         try requireAttached(sr)
-        let (group, found) = try lookUp(sr: sr, vdi: vdi)
-        guard let found else { return }
         if attachState(sr).isVDIAttached(vdi) { throw .vdiAttached(vdi.string) }
-        if found.isOpen == true { throw .logicalVolumeOpen("\(group.name)/\(found.name)") }
-        try group.logicalVolume(found.name).remove()
+        let group = try volumeGroup(sr)
+        do {
+            try group.logicalVolume(Self.logicalVolumeName(for: vdi)).remove()
+        } catch {
+            guard let found = try diagnose(error, sr: sr, vdi: vdi, group: group) else { return }
+            if found.isOpen == true { throw .logicalVolumeOpen("\(group.name)/\(found.name)") }
+            throw error
+        }
     }
 
     /// `vdi_attach`: idempotent. Activates the logical volume and returns its device with type
@@ -50,12 +55,16 @@ extension LVMRepository {
     /// recorded and the path LVM would create is returned (see Docs/LVMSR.md).
     public func attachVDI(sr: CanonicalUUID, vdi: CanonicalUUID) throws(StorageError) -> AttachResult {
         try requireAttached(sr)
-        let (group, found) = try lookUp(sr: sr, vdi: vdi)
-        guard let found else { throw .noSuchVDI(vdi.string, sr: sr.string) }
-        let volume = group.logicalVolume(found.name)
-        try volume.activate()
+        let group = try volumeGroup(sr)
+        let volume = group.logicalVolume(Self.logicalVolumeName(for: vdi))
+        do {
+            try volume.activate()
+        } catch {
+            if try diagnose(error, sr: sr, vdi: vdi, group: group) == nil { throw .noSuchVDI(vdi.string, sr: sr.string) }
+            throw error
+        }
         if !Self.isBlockDevice(volume.path) {
-            guard found.activation == .unknown else {
+            guard try group.logicalVolume(named: volume.name)?.volume.activation == .unknown else {
                 throw .io("\(volume.qualifiedName) was activated but \(volume.path) did not appear")
             }
             Diagnostics.debug("vdi_attach: LVM activation is disabled; \(volume.path) recorded without a device")
@@ -67,11 +76,15 @@ extension LVMRepository {
     /// `vdi_detach`: idempotent. EBUSY while the device is open; deactivates and drops the record.
     public func detachVDI(sr: CanonicalUUID, vdi: CanonicalUUID) throws(StorageError) {
         try requireAttached(sr)
-        let (group, found) = try lookUp(sr: sr, vdi: vdi)
-        guard let found else { throw .noSuchVDI(vdi.string, sr: sr.string) }
-        if found.isOpen == true { throw .logicalVolumeOpen("\(group.name)/\(found.name)") }
-        if found.activation != .inactive {
-            try group.logicalVolume(found.name).deactivate()
+        let group = try volumeGroup(sr)
+        do {
+            try group.logicalVolume(Self.logicalVolumeName(for: vdi)).deactivate()
+        } catch {
+            guard let found = try diagnose(error, sr: sr, vdi: vdi, group: group) else {
+                throw .noSuchVDI(vdi.string, sr: sr.string)
+            }
+            if found.isOpen == true { throw .logicalVolumeOpen("\(group.name)/\(found.name)") }
+            throw error
         }
         try attachState(sr).clearVDIAttached(vdi)
     }
@@ -82,10 +95,13 @@ extension LVMRepository {
     public func resizeVDI(sr: CanonicalUUID, vdi: CanonicalUUID, size: UInt64) throws(StorageError) {
         try requireAttached(sr)
         let group = try volumeGroup(sr)
-        guard let report = try group.report() else { throw .noSuchSR(sr.string) }
-        guard let found = try group.logicalVolume(named: Self.logicalVolumeName(for: vdi)) else {
-            throw .noSuchVDI(vdi.string, sr: sr.string)
+        let lookup: (volume: LogicalVolume.Report, group: VolumeGroup.Report)?
+        do {
+            lookup = try group.logicalVolume(named: Self.logicalVolumeName(for: vdi))
+        } catch {
+            throw explain(error, sr: sr, group: group)
         }
+        guard let (found, report) = lookup else { throw .noSuchVDI(vdi.string, sr: sr.string) }
         if attachState(sr).isVDIAttached(vdi) { throw .vdiAttached(vdi.string) }
         if found.isOpen == true { throw .logicalVolumeOpen("\(group.name)/\(found.name)") }
         let current = report.extents(for: found.size)
@@ -100,22 +116,23 @@ extension LVMRepository {
         do {
             try group.logicalVolume(found.name).extend(toExtents: wanted)
         } catch {
-            if let now = try? group.report(), wanted - current > now.freeExtentCount {
+            if case .some(let now) = try? group.report(), wanted - current > now.freeExtentCount {
                 throw .noRoom(for: vdi, extents: wanted - current, in: now)
             }
             throw error
         }
     }
 
-    /// The VDI's logical volume, nil when there is none; ENODEV when the group does not exist.
-    /// One LVM command in the usual case.
-    private func lookUp(sr: CanonicalUUID, vdi: CanonicalUUID) throws(StorageError) -> (VolumeGroup, LogicalVolume.Report?) {
-        let group = try volumeGroup(sr)
+    /// After `error` from a command on the VDI's volume: the volume as LVM now reports it, nil
+    /// when it does not exist; ENODEV when the group does not exist; `error` itself when LVM
+    /// cannot even say.
+    private func diagnose(_ error: StorageError, sr: CanonicalUUID, vdi: CanonicalUUID,
+                          group: VolumeGroup) throws(StorageError) -> LogicalVolume.Report? {
         do {
-            return (group, try group.logicalVolume(named: Self.logicalVolumeName(for: vdi)))
-        } catch {
-            if try group.report() == nil { throw .noSuchSR(sr.string) }
-            throw error
+            return try group.logicalVolume(named: Self.logicalVolumeName(for: vdi))?.volume
+        } catch let failure {
+            Diagnostics.debug("cannot look up \(vdi) after a failure: \(failure.message)")
+            throw explain(error, sr: sr, group: group)
         }
     }
 

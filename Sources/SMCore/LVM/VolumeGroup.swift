@@ -44,13 +44,33 @@ public struct VolumeGroup {
         }
     }
 
+    /// The group's report; EIO (LVM's "not found" among other failures) when LVM cannot give it.
+    public func report() throws(StorageError) -> Report {
+        let report = try lvm.report(LVMCommand("vgs", ["-qq", "-o", Report.fields, name]))
+        guard let row = report.rows("vg").first(where: { $0.fields["vg_name"] == name }) else {
+            throw .io("vgs did not report volume group \(name)")
+        }
+        return try Report(row)
+    }
+
     /// The group's report, or nil when no volume group of this name exists. A selection rather
-    /// than a name argument, so that "not found" is an empty report and not an error to parse.
-    public func report() throws(StorageError) -> Report? {
+    /// than a name argument, so that "not found" is an empty report and not an error to parse;
+    /// it reads every group's metadata, so it serves to explain failures and to check for
+    /// existence where that is the question.
+    public func reportIfPresent() throws(StorageError) -> Report? {
         let report = try lvm.report(LVMCommand("vgs", ["-qq", "-o", Report.fields, "-S", "vg_name=\(name)"]))
         let rows = report.rows("vg").filter { $0.fields["vg_name"] == name }
         guard let row = rows.first else { return nil }
         return try Report(row)
+    }
+
+    /// The group and all its logical volumes: one `lvs` that also reports the group's fields,
+    /// and a `vgs` only when the group has no volume.
+    public func contents() throws(StorageError) -> (group: Report, volumes: [LogicalVolume.Report]) {
+        let report = try lvm.report(LVMCommand("lvs", ["-qq", "-o", "\(LogicalVolume.Report.fields),\(Report.fields)", name]))
+        let rows = report.rows("lv")
+        guard let first = rows.first else { return (try self.report(), []) }
+        return (try Report(first), try rows.map { row throws(StorageError) in try LogicalVolume.Report(row) })
     }
 
     /// Makes `devices` physical volumes and the group over them, in one LVM command (one
@@ -76,18 +96,13 @@ public struct VolumeGroup {
         return try report.rows("pv").map { row throws(StorageError) in try row.text("pv_name") }
     }
 
-    /// Every logical volume in the group.
-    public func logicalVolumes() throws(StorageError) -> [LogicalVolume.Report] {
-        let report = try lvm.report(LVMCommand("lvs", ["-qq", "-o", LogicalVolume.Report.fields, name]))
-        return try report.rows("lv").map { row throws(StorageError) in try LogicalVolume.Report(row) }
-    }
-
-    /// The logical volume `logicalVolume`, or nil when the group has none of that name.
-    public func logicalVolume(named logicalVolume: String) throws(StorageError) -> LogicalVolume.Report? {
-        let report = try lvm.report(LVMCommand("lvs", ["-qq", "-o", LogicalVolume.Report.fields,
+    /// The logical volume `logicalVolume` with the group's report, or nil when the group has no
+    /// volume of that name. One `lvs`; EIO when the group does not exist.
+    public func logicalVolume(named logicalVolume: String) throws(StorageError) -> (volume: LogicalVolume.Report, group: Report)? {
+        let report = try lvm.report(LVMCommand("lvs", ["-qq", "-o", "\(LogicalVolume.Report.fields),\(Report.fields)",
                                                        "-S", "lv_name=\(logicalVolume)", name]))
-        return try report.rows("lv").filter { $0.fields["lv_name"] == logicalVolume }.first
-            .map { row throws(StorageError) in try LogicalVolume.Report(row) }
+        guard let row = report.rows("lv").first(where: { $0.fields["lv_name"] == logicalVolume }) else { return nil }
+        return (try LogicalVolume.Report(row), try Report(row))
     }
 
     /// A logical volume of this group, by name (whether or not it exists).
@@ -95,15 +110,21 @@ public struct VolumeGroup {
         LogicalVolume(volumeGroup: name, name: logicalVolume, lvm: lvm)
     }
 
-    /// Creates a linear logical volume of `extents` extents. LVM's defaults apply: it is
-    /// activated to zero its first 4 KiB and wipe stale signatures (when activation is
-    /// available), and left active; callers deactivate it if they want it inactive. `--yes`
-    /// answers LVM's "signature detected, wipe it?" for the new volume: what a previous VDI left
-    /// in these extents must not show through.
-    public func createLogicalVolume(named logicalVolume: String, extents: UInt64) throws(StorageError) -> LogicalVolume {
-        try lvm.run(LVMCommand("lvcreate", ["-qq", "--yes", "--name", logicalVolume, "--extents", String(extents), name]))
+    /// Creates a linear logical volume of at least `size` bytes (LVM rounds up to whole extents;
+    /// LVM checks the name is free and the space there, under its own lock). LVM's defaults
+    /// apply: where activation works, the volume is activated so that LVM zeroes its first 4 KiB
+    /// and wipes stale signatures, and is left active; callers deactivate it if they want it
+    /// inactive. `--yes` answers LVM's "signature detected, wipe it?" for the new volume: what a
+    /// previous VDI left in these extents must not show through.
+    public func createLogicalVolume(named logicalVolume: String, size: UInt64) throws(StorageError) -> LogicalVolume {
+        let sectors = size / Self.sectorSize + (size % Self.sectorSize == 0 ? 0 : 1)
+        try lvm.run(LVMCommand("lvcreate", ["-qq", "--yes", "--name", logicalVolume,
+                                            "--size", "\(sectors * Self.sectorSize)b", name]))
         return self.logicalVolume(logicalVolume)
     }
+
+    /// LVM takes sizes in bytes only in whole 512-byte sectors.
+    static let sectorSize: UInt64 = 512
 
     /// Deactivates every logical volume of the group. LVM refuses (EBUSY is the caller's to
     /// decide) while one is open.
