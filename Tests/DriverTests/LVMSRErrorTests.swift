@@ -83,10 +83,7 @@ import Testing
     @Test(.timeLimit(.minutes(2))) func volumeGroupRemovedWhileAttached() throws {
         let f = try LVMSRFixture(devices: 1)
         defer { f.tearDown() }
-        try f.ok("sr_create", f.sr, "0")
-        try f.ok("sr_attach", f.sr)
-        let vdi = newUUID()
-        try f.ok("vdi_create", f.sr, vdi, "4194304")
+        let vdi = try f.createAndAttach(vdiSize: 4 << 20)
         #expect(try LVMOracle.lvm("vgremove", ["--force", "--yes", f.volumeGroup]).status == 0)
         for (verb, arguments) in [("sr_scan", [f.sr]), ("vdi_create", [f.sr, newUUID(), "4194304"]),
                                   ("vdi_delete", [f.sr, vdi]), ("vdi_attach", [f.sr, vdi]),
@@ -133,10 +130,7 @@ import Testing
     @Test(.timeLimit(.minutes(2))) func busy() throws {
         let f = try LVMSRFixture(devices: 1)
         defer { f.tearDown() }
-        try f.ok("sr_create", f.sr, "0")
-        try f.ok("sr_attach", f.sr)
-        let vdi = newUUID()
-        try f.ok("vdi_create", f.sr, vdi, "4194304")
+        let vdi = try f.createAndAttach(vdiSize: 4 << 20)
         #expect(try f.fails(16, "EBUSY", "sr_delete", f.sr).reason.contains("1 VDI"))
         try f.ok("vdi_attach", f.sr, vdi)
         try f.fails(16, "EBUSY", "sr_detach", f.sr)

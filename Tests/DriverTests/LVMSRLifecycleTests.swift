@@ -113,8 +113,7 @@ import Testing
     @Test(.timeLimit(.minutes(3))) func concurrentCallers() throws {
         let f = try LVMSRFixture(devices: 1, megabytes: 128)
         defer { f.tearDown() }
-        try f.ok("sr_create", f.sr, "0")
-        try f.ok("sr_attach", f.sr)
+        try f.createAndAttach()
         let vdis = (0..<8).map { _ in newUUID() }
         let (sr, dconf, environment) = (f.sr, f.dconf, f.scratch.environment)
         for verb in ["vdi_create", "vdi_delete"] {
@@ -134,10 +133,7 @@ import Testing
     @Test(.timeLimit(.minutes(2))) func stateLivesInLVM() throws {
         let f = try LVMSRFixture(devices: 1)
         defer { f.tearDown() }
-        try f.ok("sr_create", f.sr, "0")
-        try f.ok("sr_attach", f.sr)
-        let vdi = newUUID()
-        try f.ok("vdi_create", f.sr, vdi, "4194304")
+        let vdi = try f.createAndAttach(vdiSize: 4 << 20)
         try FileManager.default.removeItem(atPath: f.scratch.path("run"))
         try f.fails(19, "ENODEV", "sr_scan", f.sr)
         let link = f.scratch.path("data/pv-link")
@@ -233,6 +229,16 @@ final class LVMSRFixture {
                 sourceLocation: sourceLocation)
         #expect(result.standardOutput.isEmpty, sourceLocation: sourceLocation)
         return result
+    }
+
+    /// sr_create + sr_attach, and a first VDI of `size` bytes when asked; returns that VDI.
+    @discardableResult
+    func createAndAttach(vdiSize size: UInt64? = nil, sourceLocation: SourceLocation = #_sourceLocation) throws -> String {
+        try ok("sr_create", sr, "0", sourceLocation: sourceLocation)
+        try ok("sr_attach", sr, sourceLocation: sourceLocation)
+        let vdi = newUUID()
+        if let size { try ok("vdi_create", sr, vdi, String(size), sourceLocation: sourceLocation) }
+        return vdi
     }
 
     /// sr_scan, checked against `vgs` and `lvs` run independently: physical_size is the group's
