@@ -155,38 +155,30 @@ final class LVMSRFixture {
 
     let scratch: Scratch
     let sr = newUUID()
-    private(set) var devices: [String] = []
+    private var loopDevices: [LoopDevice] = []
+    let devices: [String]
     var dconfDevices: String
     var dconf: String { "<dconf><device>\(dconfDevices)</device></dconf>" }
     var volumeGroup: String { "VG_XenStorage-\(sr)" }
     /// Other volume groups a test made, removed at tear-down.
     var otherVolumeGroups: [String] = []
+    private var tornDown = false
 
-    init(devices count: Int, megabytes: Int = 64) throws {
+    init(devices count: Int, megabytes: UInt64 = 64) throws {
         scratch = try Scratch("lvmsr")
         scratch.environment["SM_LVM_CONFIG"] = Self.lvmConfiguration
-        dconfDevices = ""
-        do {
-            for index in 0..<count {
-                let image = scratch.path("data/pv\(index).img")
-                _ = FileManager.default.createFile(atPath: image, contents: nil)
-                let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: image))
-                try handle.truncate(atOffset: UInt64(megabytes) << 20)
-                try handle.close()
-                let result = try Product.runProgram("losetup", ["--find", "--show", image])
-                guard result.status == 0 else { throw FixtureError.setup("losetup: \(result)") }
-                devices.append(result.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines))
-            }
-        } catch {
-            tearDown()
-            throw error
+        for _ in 0..<count {
+            loopDevices.append(try LoopDevice(size: megabytes << 20, in: scratch.path("data")))
         }
+        devices = loopDevices.map(\.path)
         dconfDevices = devices.joined(separator: ",")
     }
 
     deinit { tearDown() }
 
     func tearDown() {
+        guard !tornDown else { return }
+        tornDown = true
         for group in [volumeGroup] + otherVolumeGroups {
             _ = try? LVMOracle.lvm("vgremove", ["--force", "--yes", group])
             let archives = (try? FileManager.default.contentsOfDirectory(atPath: "/etc/lvm/archive")) ?? []
@@ -198,11 +190,7 @@ final class LVMSRFixture {
         if !devices.isEmpty {
             _ = try? LVMOracle.lvm("pvremove", ["--force", "--force", "--yes"] + devices)
         }
-        for device in devices {
-            _ = try? Product.runProgram("losetup", ["--detach", device])
-        }
-        devices = []
-        otherVolumeGroups = []
+        loopDevices.forEach { $0.release() }
     }
 
     func call(_ verb: String, _ arguments: [String]) throws -> ProductResult {
@@ -269,8 +257,6 @@ final class LVMSRFixture {
         #expect(scan.value("virtual_allocation") == String(expected.values.reduce(0, +)), sourceLocation: sourceLocation)
         return reported
     }
-
-    enum FixtureError: Error { case setup(String) }
 }
 
 /// LVM's own command-line tools, run as child processes of the test (never of the driver), to
