@@ -4,6 +4,9 @@ import PackageDescription
 /// Driver executables: each is a one-line `main.swift` over SMCore.
 let drivers = ["FileSR", "EXTSR", "NFSSR", "LVMSR", "ISCSISR", "LVMoISCSISR", "EXToISCSISR"]
 
+/// Drivers built on the LVM substrate.
+let lvmDrivers: Set<String> = ["LVMSR"]
+
 let package = Package(
     name: "StorageManager",
     products: [
@@ -22,10 +25,16 @@ let package = Package(
         .target(
             name: "SMCore",
             dependencies: [
-                "CLibXML2", "CBlkid", "CLVM2Cmd",
+                "CLibXML2", "CBlkid",
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
             ]
+        ),
+        // LVM lives in its own module so that only LVM drivers link liblvm2cmd (and its ~20
+        // shared libraries): a FileSR call must not pay for loading them at start-up.
+        .target(
+            name: "SMLVM",
+            dependencies: ["SMCore", "CLVM2Cmd"]
         ),
         .executableTarget(
             name: "lock-util",
@@ -40,7 +49,7 @@ let package = Package(
         ),
         .testTarget(
             name: "DriverTests",
-            dependencies: ["SMCore"]
+            dependencies: ["SMCore", "SMLVM"]
         ),
-    ] + drivers.map { .executableTarget(name: $0, dependencies: ["SMCore"]) }
+    ] + drivers.map { .executableTarget(name: $0, dependencies: lvmDrivers.contains($0) ? ["SMLVM"] : ["SMCore"]) }
 )

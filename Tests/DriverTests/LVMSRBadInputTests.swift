@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import SMCore
+@testable import SMLVM
 
 /// Bad input is EINVAL with no side effect, and the LVM plumbing (JSON reports, command lines)
 /// refuses what it cannot handle instead of crashing or splitting arguments.

@@ -59,7 +59,7 @@ public enum ArgumentParsing {
     }
 
     /// An argument as it may appear in a message: control characters replaced, at most 64 characters.
-    static func printable(_ text: String) -> String {
+    public static func printable(_ text: String) -> String {
         let cleaned = String(text.unicodeScalars.map { $0.properties.generalCategory == .control ? "?" : Character($0) })
         return cleaned.count > 64 ? String(cleaned.prefix(64)) + "..." : cleaned
     }

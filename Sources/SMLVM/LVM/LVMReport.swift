@@ -1,3 +1,4 @@
+import SMCore
 /// One `--reportformat json` report, decoded: for each section (`vg`, `lv`, `pv`), its rows.
 ///
 /// LVM prints `{"report": [{"vg": [{"vg_name": "...", ...}, ...]}, ...]}` with every value a

@@ -1,3 +1,4 @@
+import SMCore
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,3 +1,4 @@
+import SMCore
 /// An SR kept as one LVM volume group, `VG_XenStorage-<SR-UUID>`, over block devices, with one
 /// logical volume `LV-<VDI-UUID>` per VDI: raw, thick, no copy-on-write. LVMSR composes it over
 /// the dconf's devices; LVMoISCSISR composes it over iSCSI LUNs.

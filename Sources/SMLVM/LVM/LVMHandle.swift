@@ -1,3 +1,4 @@
+import SMCore
 import CLVM2Cmd
 #if canImport(Glibc)
 import Glibc

@@ -1,3 +1,4 @@
+import SMCore
 import SystemPackage
 #if canImport(Glibc)
 import Glibc

@@ -1,3 +1,4 @@
+import SMCore
 /// A logical volume, by volume group and name, over liblvm2cmd.
 public struct LogicalVolume {
     public let volumeGroup: String

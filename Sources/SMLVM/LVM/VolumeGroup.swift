@@ -1,3 +1,4 @@
+import SMCore
 /// A volume group, by name, over liblvm2cmd: what LVM reports about it and the commands that
 /// change it. Every mutating command runs with `-qq`, so that a prompt is answered "no" and the
 /// command fails instead of waiting on standard input.

@@ -1,3 +1,4 @@
+import SMCore
 /// A JSON value, read by `JSONValue.parse`: enough JSON for LVM's `--reportformat json` (objects,
 /// arrays and strings) and the rest of RFC 8259, so that an unexpected report is an error
 /// message, never a crash.

@@ -1,3 +1,4 @@
+import SMCore
 /// One LVM command line, as `lvm2_run` takes it: a single string that liblvm2cmd splits itself.
 ///
 /// liblvm2cmd's splitter knows whitespace and one level of quoting: a word that starts with `'`
