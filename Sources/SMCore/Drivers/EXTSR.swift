@@ -131,7 +131,7 @@ public struct EXTSR: VHDRepositoryDriver {
         }
         let mountPoint = mountPoint(sr)
         try Mount.unmount(mountPoint)
-        removeMountPoint(mountPoint)
+        Mount.removeMountPoint(mountPoint)
         try state.clearSRAttached()
     }
 
@@ -247,7 +247,7 @@ public struct EXTSR: VHDRepositoryDriver {
             try VHDRepository(sr: sr, root: inspection, host: host).allVDIFiles().count
         }
         try Mount.unmount(inspection)
-        removeMountPoint(inspection)
+        Mount.removeMountPoint(inspection)
         return try counted.get()
     }
 
@@ -255,16 +255,7 @@ public struct EXTSR: VHDRepositoryDriver {
     func releaseInspectionMount(_ sr: CanonicalUUID) throws(StorageError) {
         let inspection = inspectionMountPoint(sr)
         if try Mount.isMounted(inspection) { try Mount.unmount(inspection) }
-        removeMountPoint(inspection)
-    }
-
-    /// Removes an (empty) mount-point directory; a leftover file in it only costs a log line.
-    func removeMountPoint(_ path: String) {
-        do throws(StorageError) {
-            try Syscall.removeDirectoryIfPresent(path)
-        } catch {
-            Diagnostics.debug("leaving mount point \(path): \(error)")
-        }
+        Mount.removeMountPoint(inspection)
     }
 
     /// Serialises create, attach and delete per device, whatever SR UUID each names.

@@ -1,6 +1,201 @@
-/// The NFSSR driver: its issue is not done yet, so every verb answers ENOSYS "not implemented yet".
-public struct NFSSR: Driver {
+/// NFSSR: a file-based SR in a directory `<serverpath>/<SR-UUID>` of an NFS export. While
+/// attached, `server:serverpath/<SR-UUID>` is mounted at `<mount_dir>/<SR-UUID>` and that mount
+/// is the SR root of a `VHDRepository`, which does every VDI verb (as EXTSR).
+///
+/// The export is shared by every host that attaches the SR, so nothing about the SR is kept on
+/// this host beyond the mount and the attach record; sr_create makes the directory the way FileSR
+/// makes its own (built aside, renamed into place), and sr_delete is not offered (ENOSYS), as the
+/// spec says for "a shared substrate".
+public struct NFSSR: VHDRepositoryDriver {
     public static let name = "NFSSR"
+    public static let requiredKeys = ["server", "serverpath"]
+    public static let optionalKeys = NFSMountOptions.keys
+    public static let overview = """
+        NFSSR keeps each VDI as a dynamic VHD file in the directory <serverpath>/<SR-UUID> of an NFS
+        export, mounted at <mount_dir>/<SR-UUID> while the SR is attached.
+        dconf: <dconf><server>nfs.example.com</server><serverpath>/export/sm</serverpath></dconf>.
+        Options (defaults): nfsversion 3 (or 4, 4.0, 4.1, 4.2), proto tcp (or tcp6), timeo 100
+        (tenths of a second), retrans 3, soft true (or hard true). The mount always has actimeo=0,
+        retry=0, nosuid, nodev, noexec. sr_delete answers ENOSYS: remove the directory on the server.
+        """
 
-    public init(configuration: DeviceConfiguration, host: HostEnvironment) throws {}
+    /// The filesystem types the kernel reports for NFS mounts.
+    static let mountedTypes: Set<String> = ["nfs", "nfs4"]
+
+    let export: NFSExport
+    let options: NFSMountOptions
+    let host: HostEnvironment
+
+    public init(configuration: DeviceConfiguration, host: HostEnvironment) throws {
+        let export = try NFSExport(server: configuration.required("server"), path: configuration.required("serverpath"))
+        self.init(export: export, options: try NFSMountOptions(configuration: configuration, server: export.server), host: host)
+        let known = Set(Self.requiredKeys + Self.optionalKeys)
+        for key in configuration.values.keys.sorted() where !known.contains(key) {
+            Diagnostics.debug("NFSSR ignores the dconf key '\(ArgumentParsing.printable(key))'")
+        }
+    }
+
+    public init(export: NFSExport, options: NFSMountOptions, host: HostEnvironment) {
+        self.export = export
+        self.options = options
+        self.host = host
+    }
+
+    func mountPoint(_ sr: CanonicalUUID) -> String { host.mountPoint(for: sr) }
+
+    /// Where sr_create (and a failed sr_attach, to find out why) mounts the export itself for the
+    /// length of the call.
+    func exportMountPoint(_ sr: CanonicalUUID) -> String { "\(host.mountDirectory)/.\(sr).export" }
+
+    // MARK: SR verbs
+
+    /// Not idempotent. Mounts the export aside, makes `<SR-UUID>` in it exactly as FileSR makes an
+    /// SR in its location (EEXIST if present; ENOSPC if Size exceeds the export's filesystem;
+    /// built under a temporary name and renamed, so a crash leaves no SR or a whole one), unmounts.
+    public func srCreate(sr: CanonicalUUID, size: UInt64) throws {
+        try withExportMounted(sr) { (root: String) throws in
+            let files = try FileSR(configuration: DeviceConfiguration(values: ["location": root]), host: host)
+            do {
+                try files.srCreate(sr: sr, size: size)
+            } catch let error as StorageError where error.code == .fileExists {
+                throw StorageError(code: .fileExists, message: "SR \(sr) already exists on \(export.source)")
+            }
+        }
+    }
+
+    /// ENOSYS: the export is shared, so which host could decide it is unused? The directory
+    /// `<serverpath>/<SR-UUID>` is removed on the server once no host attaches the SR.
+    public func srDelete(sr: CanonicalUUID) throws {
+        throw StorageError.notImplemented(Verb.srDelete.rawValue, driver: Self.name,
+                                          reason: "not offered for NFS, a shared substrate (as the spec says); once no host has the SR "
+                                          + "attached, remove \(export.path == "/" ? "" : export.path)/\(sr) on the server")
+    }
+
+    /// Idempotent. Mounts `server:serverpath/<SR-UUID>` at the SR's mount point, then writes the
+    /// attach record (a failure to record unmounts again). Already mounted from that source:
+    /// success. A mount that fails is explained by mounting the export itself: no SR directory
+    /// there is ENODEV, an export that cannot be mounted either is ENODEV with mount's reason,
+    /// anything else EIO with mount's reason.
+    public func srAttach(sr: CanonicalUUID) throws {
+        let state = AttachState(host: host, sr: sr)
+        let mountPoint = mountPoint(sr)
+        try releaseExportMount(sr)
+        if let mounted = try MountTable.current().entry(at: mountPoint) {
+            guard Self.mountedTypes.contains(mounted.fileSystemType), mounted.source == export.source(appending: sr.string) else {
+                throw StorageError(code: .resourceBusy, message: "\(mountPoint) already has \(mounted.source) (\(mounted.fileSystemType)) "
+                                   + "mounted, not \(export.source(appending: sr.string)); unmount it first")
+            }
+            try state.markSRAttached(details: attachRecord(sr))
+            return
+        }
+        do throws(StorageError) {
+            try Mount.mount(export.source(appending: sr.string), at: mountPoint, type: "nfs", options: options.arguments)
+        } catch {
+            throw explainAttachFailure(sr, mountError: error)
+        }
+        do throws(StorageError) {
+            try state.markSRAttached(details: attachRecord(sr))
+        } catch {
+            try? Mount.unmount(mountPoint)
+            Mount.removeMountPoint(mountPoint)
+            throw error
+        }
+    }
+
+    /// Idempotent; EBUSY while a VDI is attached or a process has files open in the SR. Does not
+    /// need the server to be reachable for the checks; the unmount itself may wait for it.
+    public func srDetach(sr: CanonicalUUID) throws {
+        let state = AttachState(host: host, sr: sr)
+        if let attached = state.attachedVDIs().first {
+            throw StorageError.srHasAttachedVDI(sr.string, vdi: attached.string)
+        }
+        let mountPoint = mountPoint(sr)
+        try releaseExportMount(sr)
+        try Mount.unmount(mountPoint)
+        Mount.removeMountPoint(mountPoint)
+        try state.clearSRAttached()
+    }
+
+    /// Everything as FileSR (`VHDRepository.scan`); physical size and utilisation are the
+    /// export's filesystem as statvfs(3) of the mount reports it.
+    public func srScan(sr: CanonicalUUID) throws -> SRScanReport {
+        let repository = try attachedRepository(sr)
+        let usage = try repository.fileSystemUsage()
+        return try repository.scan(physicalSize: usage.size, physicalUtilisation: usage.used)
+    }
+
+    /// `vhd`: a property of the driver, answered without contacting the server.
+    public func srContentType(sr: CanonicalUUID) throws -> String {
+        VHDRepository.contentType
+    }
+
+    /// ENODEV unless the SR is recorded as attached here and the NFS mount of this SR's directory
+    /// is on its mount point (so nothing is ever written into the bare local directory).
+    public func attachedRepository(_ sr: CanonicalUUID) throws(StorageError) -> VHDRepository {
+        let mountPoint = mountPoint(sr)
+        let repository = VHDRepository(sr: sr, root: mountPoint, host: host)
+        try repository.requireAttached()
+        guard let mounted = try MountTable.current().entry(at: mountPoint), Self.mountedTypes.contains(mounted.fileSystemType) else {
+            throw StorageError(code: .noSuchDevice,
+                               message: "SR \(sr) is recorded as attached but no NFS is mounted on \(mountPoint); run sr_attach again")
+        }
+        let expected = export.source(appending: sr.string)
+        guard mounted.source == expected else {
+            throw StorageError(code: .noSuchDevice, message: "SR \(sr) is mounted from \(mounted.source), not from \(expected) "
+                               + "as the dconf says; run sr_detach and sr_attach with the right dconf")
+        }
+        return repository
+    }
+
+    // MARK: Pieces
+
+    /// Mounts the export itself at `exportMountPoint(sr)`, runs `body` with that path, and
+    /// unmounts whatever happens. A mount failure is ENODEV with mount's reason (the spec's
+    /// "target attachment parameters are incorrect").
+    func withExportMounted(_ sr: CanonicalUUID, _ body: (String) throws -> Void) throws {
+        let point = exportMountPoint(sr)
+        try releaseExportMount(sr)
+        do throws(StorageError) {
+            try Mount.mount(export.source, at: point, type: "nfs", options: options.arguments)
+        } catch {
+            throw StorageError(code: .noSuchDevice, message: "cannot mount the export \(export.source): \(error.message)")
+        }
+        let outcome = Result { try body(point) }
+        do throws(StorageError) {
+            try Mount.unmount(point)
+            Mount.removeMountPoint(point)
+        } catch {
+            // The work is done (or failed on its own); a mount left behind is released by the
+            // next sr_create, sr_attach or sr_detach of this SR.
+            Diagnostics.debug("leaving \(point) mounted: \(error)")
+            OperationLog.note(host: host, "NFSSR: could not unmount \(point): \(error)")
+        }
+        try outcome.get()
+    }
+
+    /// Why mounting the SR's directory failed, found by mounting the export itself.
+    func explainAttachFailure(_ sr: CanonicalUUID, mountError: StorageError) -> StorageError {
+        do {
+            var exists = false
+            try withExportMounted(sr) { root in exists = Syscall.isDirectory("\(root)/\(sr)") }
+            guard exists else {
+                return StorageError(code: .noSuchDevice, message: "SR \(sr) does not exist on \(export.source) "
+                                    + "(no directory \(sr) there); run sr_create first, or check serverpath")
+            }
+            return mountError
+        } catch {
+            return DriverMain.normalise(error)
+        }
+    }
+
+    /// Unmounts an export mount that an interrupted call left behind.
+    func releaseExportMount(_ sr: CanonicalUUID) throws(StorageError) {
+        let point = exportMountPoint(sr)
+        if try Mount.isMounted(point) { try Mount.unmount(point) }
+        Mount.removeMountPoint(point)
+    }
+
+    func attachRecord(_ sr: CanonicalUUID) -> String {
+        "source=\(export.source(appending: sr.string))\nmount=\(mountPoint(sr))\noptions=\(options.arguments.joined(separator: ","))\n"
+    }
 }

@@ -52,6 +52,16 @@ public enum Mount {
         }
     }
 
+    /// Removes an (empty) mount-point directory after an unmount; one that still holds something
+    /// stays, which only costs a `--verbose` line.
+    public static func removeMountPoint(_ path: String) {
+        do throws(StorageError) {
+            try Syscall.removeDirectoryIfPresent(path)
+        } catch {
+            Diagnostics.debug("leaving mount point \(path): \(error)")
+        }
+    }
+
     /// True when a filesystem is mounted exactly on `mountPoint`.
     public static func isMounted(_ mountPoint: String) throws(StorageError) -> Bool {
         try MountTable.current().entry(at: mountPoint) != nil
