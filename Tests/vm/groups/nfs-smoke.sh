@@ -4,40 +4,12 @@
 # through either mount is seen by the other and by the server's filesystem. Ready for NFSSR.
 . "$VM_LIB"
 
+. "$VM_REPO/Tests/vm/nfs-server.sh"
+
 export_dir=/srv/nfs-smoke
-pids=()
-stop_daemons() { local pid; for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done; }
 
-vm_step "load nfsd and the client's modules"
-vm_check "modprobe" modprobe -a nfsd nfs nfsv3 nfsv4
-
-vm_step "make an ext4 filesystem on $VM_DISK and export it"
-vm_check "mkfs.ext4" mkfs.ext4 -q -F "$VM_DISK"
-mkdir -p "$export_dir"
-vm_check "mount the export's filesystem" mount -t ext4 "$VM_DISK" "$export_dir"
-vm_on_exit umount "$export_dir"
-echo "$export_dir 127.0.0.1(rw,sync,no_subtree_check,no_root_squash,fsid=0)" > /etc/exports
-
-vm_step "start rpcbind, statd, mountd and nfsd (short v4 grace period)"
-mkdir -p /run/rpc_pipefs
-mountpoint -q /run/rpc_pipefs || vm_check "rpc_pipefs" mount -t rpc_pipefs sunrpc /run/rpc_pipefs
-mountpoint -q /proc/fs/nfsd || vm_check "nfsd fs" mount -t nfsd nfsd /proc/fs/nfsd
-vm_on_exit stop_daemons
-vm_on_exit rpc.nfsd 0
-vm_on_exit exportfs -ua
-rpcbind -w || vm_fail "rpcbind did not start"
-pids+=("$(pidof rpcbind)")
-rpc.statd --no-notify || vm_fail "rpc.statd did not start"
-pids+=("$(pidof rpc.statd)")
-vm_check "exportfs" exportfs -ra
-echo 10 > /proc/fs/nfsd/nfsv4gracetime
-echo 10 > /proc/fs/nfsd/nfsv4leasetime
-rpc.mountd || vm_fail "rpc.mountd did not start"
-pids+=("$(pidof rpc.mountd)")
-vm_check "rpc.nfsd" rpc.nfsd 4
-versions=$(cat /proc/fs/nfsd/versions)
-echo "  nfsd versions: $versions"
-vm_check "the export is listed" showmount -e 127.0.0.1
+vm_step "export an ext4 filesystem on $VM_DISK; start rpcbind, statd, mountd and nfsd"
+vm_nfs_serve "$export_dir"
 
 vm_step "mount with NFSv3 and write a file"
 mkdir -p /mnt/v3 /mnt/v42
