@@ -122,7 +122,7 @@ import Testing
         #expect(verbHelp.status == 0 && verbHelp.standardOutput.contains("new-size") && verbHelp.standardOutput.contains("EBUSY"))
         let bogus = try Product.run("FileSR", ["help", "vdi_bogus"])
         #expect(bogus.status == 22 && bogus.reason.hasPrefix("EINVAL: "))
-        for driver in ["NFSSR", "ISCSISR", "LVMoISCSISR", "EXToISCSISR"] {
+        for driver in ["ISCSISR", "LVMoISCSISR", "EXToISCSISR"] {
             let scratch = try Scratch()
             let result = try scratch.run(driver, ["<dconf/>", "sr_scan", newUUID()])
             #expect(result.status == 38 && result.reason.hasSuffix("not implemented yet"), "\(driver): \(result)")

@@ -59,6 +59,9 @@ public struct NFSSR: VHDRepositoryDriver {
                 try files.srCreate(sr: sr, size: size)
             } catch let error as StorageError where error.code == .fileExists {
                 throw StorageError(code: .fileExists, message: "SR \(sr) already exists on \(export.source)")
+            } catch let error as StorageError {
+                // FileSR names the temporary mount point; the caller knows the export.
+                throw StorageError(code: error.code, message: error.message.replacing(root, with: export.source))
             }
         }
     }

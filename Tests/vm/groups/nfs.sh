@@ -6,7 +6,8 @@
 # point), sr_detach refused while attached, vdi_detach, vdi_resize, sr_scan (sizes checked
 # against the server's filesystem), vdi_lock/vdi_unlock (lock files on the export), vdi_delete,
 # sr_delete (ENOSYS, the directory stays), sr_detach (no mount left). Also: sr_attach of an SR
-# that does not exist and sr_create on a missing serverpath are ENODEV and leave no mount.
+# that does not exist and sr_create on a missing serverpath are ENODEV, sr_create with a Size
+# larger than the export is ENOSPC, and none of them leaves a mount.
 . "$VM_LIB"
 . "$VM_REPO/Tests/vm/nfs-server.sh"
 
@@ -139,13 +140,17 @@ lifecycle() {
 lifecycle 3 "$export_dir/sm" 3a9e5c17-2b4d-4f60-8e1a-c5d7b9f20e44
 lifecycle 4.1 /sm 7c0b2f5e-91d3-4a6e-b8f4-2e5d6c1a9b30
 
-vm_step "sr_attach of an SR with no directory on the server is ENODEV; sr_create on a missing serverpath is ENODEV"
+vm_step "ENODEV: sr_attach of an SR with no directory on the server, sr_create on a missing serverpath; ENOSPC: sr_create larger than the export"
 missing=0f6e4d2c-3b1a-4978-a6c5-d4e3f2a1b0c9
 vm_driver_status 19 NFSSR "<dconf><server>127.0.0.1</server><serverpath>$export_dir/sm</serverpath></dconf>" sr_attach "$missing"
 [[ "$DRIVER_ERR" == *"does not exist"* ]] || vm_fail "the ENODEV reason does not say the SR does not exist: $DRIVER_ERR"
 no_nfs_mount_left "after the failed sr_attach"
 vm_driver_status 19 NFSSR "<dconf><server>127.0.0.1</server><serverpath>$export_dir/absent</serverpath></dconf>" sr_create "$missing" 0
 no_nfs_mount_left "after the failed sr_create"
+vm_driver_status 28 NFSSR "<dconf><server>127.0.0.1</server><serverpath>$export_dir/sm</serverpath></dconf>" sr_create "$missing" $((1 << 50))
+[[ "$DRIVER_ERR" == *"127.0.0.1:$export_dir/sm"* ]] || vm_fail "the ENOSPC reason does not name the export: $DRIVER_ERR"
+[ ! -e "$export_dir/sm/$missing" ] || vm_fail "the refused sr_create made $export_dir/sm/$missing"
+no_nfs_mount_left "after the sr_create refused for its size"
 [ -z "$(ls -A "$mount_dir" 2>/dev/null)" ] || vm_fail "the failed calls left $(ls -A "$mount_dir") in $mount_dir"
 
 echo "PASS: $VM_GROUP"
