@@ -36,3 +36,26 @@ extension VHDRepositoryDriver {
         try attachedRepository(sr).unlock(vdi, user: user)
     }
 }
+
+/// The SR verbs that EXTSR, NFSSR and any other driver whose SR root is a mount share.
+extension VHDRepositoryDriver {
+    /// sr_scan of a mounted SR: everything as FileSR (`VHDRepository.scan`), with physical size
+    /// and utilisation from statvfs(3) of the mount.
+    public func scanMountedSR(_ sr: CanonicalUUID) throws(StorageError) -> SRScanReport {
+        let repository = try attachedRepository(sr)
+        let usage = try repository.fileSystemUsage()
+        return try repository.scan(physicalSize: usage.size, physicalUtilisation: usage.used)
+    }
+
+    /// sr_detach of a mounted SR. Idempotent; EBUSY while a VDI is attached here or a process
+    /// has files open in the SR. Unmounts, removes the mount-point directory, clears the record.
+    public func detachMountedSR(_ sr: CanonicalUUID, mountPoint: String, host: HostEnvironment) throws(StorageError) {
+        let state = AttachState(host: host, sr: sr)
+        if let attached = state.attachedVDIs().first {
+            throw StorageError.srHasAttachedVDI(sr.string, vdi: attached.string)
+        }
+        try Mount.unmount(mountPoint)
+        Mount.removeMountPoint(mountPoint)
+        try state.clearSRAttached()
+    }
+}

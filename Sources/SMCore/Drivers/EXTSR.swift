@@ -125,14 +125,7 @@ public struct EXTSR: VHDRepositoryDriver {
     /// Idempotent; EBUSY while a VDI is attached or a process has files open in the SR. Does not
     /// need the device (it may already be gone).
     public func srDetach(sr: CanonicalUUID) throws {
-        let state = AttachState(host: host, sr: sr)
-        if let attached = state.attachedVDIs().first {
-            throw StorageError.srHasAttachedVDI(sr.string, vdi: attached.string)
-        }
-        let mountPoint = mountPoint(sr)
-        try Mount.unmount(mountPoint)
-        Mount.removeMountPoint(mountPoint)
-        try state.clearSRAttached()
+        try detachMountedSR(sr, mountPoint: mountPoint(sr), host: host)
     }
 
     /// Idempotent: a blank device succeeds. EBUSY while attached (mounted) or holding VDIs;
@@ -173,9 +166,7 @@ public struct EXTSR: VHDRepositoryDriver {
     /// Everything as FileSR (`VHDRepository.scan`); physical size and utilisation are the
     /// mounted filesystem's.
     public func srScan(sr: CanonicalUUID) throws -> SRScanReport {
-        let repository = try attachedRepository(sr)
-        let usage = try repository.fileSystemUsage()
-        return try repository.scan(physicalSize: usage.size, physicalUtilisation: usage.used)
+        try scanMountedSR(sr)
     }
 
     /// `vhd`, for a device that holds this SR (attached or not).

@@ -108,23 +108,14 @@ public struct NFSSR: VHDRepositoryDriver {
     /// Idempotent; EBUSY while a VDI is attached or a process has files open in the SR. Does not
     /// need the server to be reachable for the checks; the unmount itself may wait for it.
     public func srDetach(sr: CanonicalUUID) throws {
-        let state = AttachState(host: host, sr: sr)
-        if let attached = state.attachedVDIs().first {
-            throw StorageError.srHasAttachedVDI(sr.string, vdi: attached.string)
-        }
-        let mountPoint = mountPoint(sr)
         try releaseExportMount(sr)
-        try Mount.unmount(mountPoint)
-        Mount.removeMountPoint(mountPoint)
-        try state.clearSRAttached()
+        try detachMountedSR(sr, mountPoint: mountPoint(sr), host: host)
     }
 
     /// Everything as FileSR (`VHDRepository.scan`); physical size and utilisation are the
     /// export's filesystem as statvfs(3) of the mount reports it.
     public func srScan(sr: CanonicalUUID) throws -> SRScanReport {
-        let repository = try attachedRepository(sr)
-        let usage = try repository.fileSystemUsage()
-        return try repository.scan(physicalSize: usage.size, physicalUtilisation: usage.used)
+        try scanMountedSR(sr)
     }
 
     /// `vhd`: a property of the driver, answered without contacting the server.
