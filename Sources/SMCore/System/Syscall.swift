@@ -207,10 +207,13 @@ public enum Syscall {
     }
 
     /// Writes a small file atomically and durably: temporary name, fsync, rename, fsync directory.
-    public static func writeFileAtomically(_ path: String, _ bytes: [UInt8]) throws(StorageError) {
+    /// The temporary file is created with `mode` (and O_EXCL after removing a stale one), so a
+    /// secret written with 0600 is never readable by others, not even for an instant.
+    public static func writeFileAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o644) throws(StorageError) {
         let directory = parentDirectory(of: path)
         let temporary = path + ".tmp.\(getpid())"
-        let descriptor = try open(temporary, O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644)
+        try unlinkIfPresent(temporary)
+        let descriptor = try open(temporary, O_WRONLY | O_CREAT | O_EXCL, mode: mode)
         do throws(StorageError) {
             try pwriteAll(descriptor, bytes, at: 0, path: temporary)
             try fsync(descriptor, path: temporary)
