@@ -5,7 +5,7 @@ import PackageDescription
 let drivers = ["FileSR", "EXTSR", "NFSSR", "LVMSR", "ISCSISR", "LVMoISCSISR", "EXToISCSISR"]
 
 /// Drivers built on the LVM substrate.
-let lvmDrivers: Set<String> = ["LVMSR"]
+let lvmDrivers: Set<String> = ["LVMSR", "LVMoISCSISR"]
 
 let package = Package(
     name: "StorageManager",

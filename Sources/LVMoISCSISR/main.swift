@@ -1,3 +1,4 @@
 import SMCore
+import SMLVM
 
 DriverMain.run(LVMoISCSISR.self)

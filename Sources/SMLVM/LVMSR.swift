@@ -20,6 +20,11 @@ public struct LVMSR: Driver {
         repository = LVMRepository(devices: try Self.devices(try configuration.required("device")), host: host)
     }
 
+    /// LVMSR over devices another driver found (LVMoISCSISR's LUNs).
+    init(repository: LVMRepository) {
+        self.repository = repository
+    }
+
     /// The dconf `device` value: absolute paths separated by commas (whitespace around each is
     /// ignored). EINVAL for an empty entry, a relative path, a repeated path, whitespace, quotes
     /// or control characters inside a path, or more than `maximumDevices`.

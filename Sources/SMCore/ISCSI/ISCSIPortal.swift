@@ -5,6 +5,12 @@ public struct ISCSIPortal: Sendable, Equatable {
     public let port: UInt16
     public let groupTag: String
 
+    public init(address: String, port: UInt16, groupTag: String) {
+        self.address = address
+        self.port = port
+        self.groupTag = groupTag
+    }
+
     /// `address:port` as iscsiadm's `-p` and the by-path links write it (IPv6 in brackets).
     public var text: String { address.contains(":") ? "[\(address)]:\(port)" : "\(address):\(port)" }
 

@@ -1,0 +1,92 @@
+import SMCore
+/// LVMoISCSISR: an iSCSI session plus LVMSR over the LUNs the dconf's `LUNid` names (one or
+/// more, comma-separated). Every SR and VDI verb is LVMSR's, on the LUNs' /dev/disk/by-path
+/// devices; this type only logs in and out around them. See Docs/ISCSI.md.
+public struct LVMoISCSISR: Driver {
+    public static let name = "LVMoISCSISR"
+    public static let requiredKeys = ISCSITarget.requiredKeys + ["LUNid"]
+    public static let optionalKeys = ISCSITarget.optionalKeys
+    public static let overview = """
+        LVMoISCSISR logs in to an iSCSI target and keeps an LVM SR (see LVMSR: the volume group \
+        VG_XenStorage-<SR-UUID>, one logical volume per VDI, type aio) over the LUNs the dconf's LUNid \
+        names (comma-separated). sr_attach logs in; sr_detach deactivates and logs out; sr_create and \
+        sr_delete log in for the duration of the call. No clone, snapshot or locks (ENOSYS).
+        """
+
+    let session: ISCSISession
+    let luns: [Int]
+    let host: HostEnvironment
+
+    public init(configuration: DeviceConfiguration, host: HostEnvironment) throws {
+        session = ISCSISession(target: try ISCSITarget(configuration: configuration), host: host)
+        luns = try ISCSITarget.lunNumbers(configuration.required("LUNid"), single: false)
+        self.host = host
+    }
+
+    /// LVMSR over the LUNs' devices, waiting for them to appear after login.
+    func lvm(_ portal: ISCSIPortal) throws(StorageError) -> LVMSR {
+        LVMSR(repository: LVMRepository(devices: try session.waitForLUNs(luns, portal: portal), host: host))
+    }
+
+    /// LVMSR for verbs that name the volume group, not the devices (detach, scan, VDI verbs): the
+    /// LUNs' links at the portal this host logged in to, or at `target` when there is none.
+    func attachedLVM(_ sr: CanonicalUUID) -> LVMSR {
+        let portal = session.attachedPortal(for: sr)
+            ?? ISCSIPortal(address: session.target.address, port: session.target.port, groupTag: "1")
+        return LVMSR(repository: LVMRepository(devices: luns.map { session.lunPath($0, portal: portal) }, host: host))
+    }
+
+    public func srCreate(sr: CanonicalUUID, size: UInt64) throws {
+        try session.withSession(for: sr) { portal in try lvm(portal).srCreate(sr: sr, size: size) }
+    }
+
+    public func srDelete(sr: CanonicalUUID) throws {
+        try session.withSession(for: sr) { portal in try lvm(portal).srDelete(sr: sr) }
+    }
+
+    /// Idempotent: login, then LVMSR's attach; a failed attach logs out again.
+    public func srAttach(sr: CanonicalUUID) throws {
+        let portal = try session.open(for: sr)
+        do {
+            try lvm(portal).srAttach(sr: sr)
+        } catch {
+            try? session.close(for: sr)
+            throw error
+        }
+    }
+
+    /// Idempotent: LVMSR's detach (EBUSY with a VDI attached or a volume open; deactivates the
+    /// group), then logout.
+    public func srDetach(sr: CanonicalUUID) throws {
+        try attachedLVM(sr).srDetach(sr: sr)
+        try session.close(for: sr)
+    }
+
+    public func srScan(sr: CanonicalUUID) throws -> SRScanReport { try attachedLVM(sr).srScan(sr: sr) }
+    public func srContentType(sr: CanonicalUUID) throws -> String { LVMRepository.contentType }
+
+    public func vdiCreate(sr: CanonicalUUID, vdi: CanonicalUUID, size: UInt64) throws {
+        try attachedLVM(sr).vdiCreate(sr: sr, vdi: vdi, size: size)
+    }
+    public func vdiDelete(sr: CanonicalUUID, vdi: CanonicalUUID) throws { try attachedLVM(sr).vdiDelete(sr: sr, vdi: vdi) }
+    public func vdiAttach(sr: CanonicalUUID, vdi: CanonicalUUID) throws -> AttachResult {
+        try attachedLVM(sr).vdiAttach(sr: sr, vdi: vdi)
+    }
+    public func vdiDetach(sr: CanonicalUUID, vdi: CanonicalUUID) throws { try attachedLVM(sr).vdiDetach(sr: sr, vdi: vdi) }
+    public func vdiResize(sr: CanonicalUUID, vdi: CanonicalUUID, size: UInt64) throws {
+        try attachedLVM(sr).vdiResize(sr: sr, vdi: vdi, size: size)
+    }
+
+    public func vdiClone(sr: CanonicalUUID, source: CanonicalUUID, destination: CanonicalUUID) throws {
+        throw StorageError.notImplemented(Verb.vdiClone.rawValue, driver: Self.name, reason: LVMSR.noCopyOnWrite)
+    }
+    public func vdiSnapshot(sr: CanonicalUUID, source: CanonicalUUID, destination: CanonicalUUID) throws {
+        throw StorageError.notImplemented(Verb.vdiSnapshot.rawValue, driver: Self.name, reason: LVMSR.noCopyOnWrite)
+    }
+    public func vdiLock(sr: CanonicalUUID, vdi: CanonicalUUID, force: Bool, user: String) throws {
+        throw StorageError.notImplemented(Verb.vdiLock.rawValue, driver: Self.name, reason: LVMSR.noLocks)
+    }
+    public func vdiUnlock(sr: CanonicalUUID, vdi: CanonicalUUID, user: String) throws {
+        throw StorageError.notImplemented(Verb.vdiUnlock.rawValue, driver: Self.name, reason: LVMSR.noLocks)
+    }
+}
