@@ -106,7 +106,7 @@ echo "<dconf>$chap_base<chappassword>wrong-password1</chappassword></dconf>" > /
 echo "<dconf>$(sed "s|$local_iqn|$host_initiator|" <<< "$chap_base")<chappassword>$password</chappassword></dconf>" > /tmp/chap-other.dconf
 echo "<dconf>$chap_base<chappassword>$password</chappassword></dconf>" > /tmp/chap.dconf
 umask 022
-( while :; do cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\0' ' '; echo; sleep 0.02; done ) > /tmp/cmdlines &
+( while :; do cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\0' ' '; echo; sleep 0.05; done ) > /tmp/cmdlines &
 sampler=$!
 vm_on_exit kill "$sampler"
 vm_driver_status 1 ISCSISR @/tmp/chap-wrong.dconf sr_attach "$chap_sr"
@@ -138,7 +138,7 @@ done
 [ "$(sessions "$chap_iqn")" = 0 ] || vm_fail "sr_detach left the CHAP session"
 
 vm_step "EXToISCSISR on LUN 1: sr_create logs in only for the call; sr_attach mounts the LUN's ext4"
-vm_driver_ok EXToISCSISR "$ext_dconf" sr_create "$ext_sr" 0
+vm_driver_ok EXToISCSISR "$ext_dconf" sr_create "$ext_sr" $((256 * 1024 * 1024))
 [ "$(sessions "$iqn")" = 0 ] || vm_fail "sr_create left a session"
 [ "$(blkid -p -o value -s TYPE "$VM_DISK")" = ext4 ] || vm_fail "sr_create made no ext4 on LUN 1's backing disk"
 vm_driver_ok EXToISCSISR "$ext_dconf" sr_attach "$ext_sr"
@@ -152,7 +152,7 @@ vhd=$(vm_xml_values path <<< "$DRIVER_OUT")
 vm_step "LVMoISCSISR on LUNs 2,3 of the same target: sr_create, sr_attach shares the session"
 vm_driver_ok LVMoISCSISR "$lvm_dconf" sr_create "$lvm_sr" 0
 [ "$(sessions "$iqn")" = 1 ] || vm_fail "sr_create of a second SR changed the shared session"
-pvs --noheadings -o pv_name "$vg" | grep -q . || vm_fail "no VG $vg after sr_create"
+vgs "$vg" >/dev/null || vm_fail "no VG $vg after sr_create"
 vm_driver_ok LVMoISCSISR "$lvm_dconf" sr_attach "$lvm_sr"
 vm_driver_ok LVMoISCSISR "$lvm_dconf" vdi_create "$lvm_sr" "$lv_vdi" $((32 * 1024 * 1024))
 vm_driver_ok LVMoISCSISR "$lvm_dconf" vdi_attach "$lvm_sr" "$lv_vdi"

@@ -1,0 +1,138 @@
+import Foundation
+import Testing
+
+/// The iSCSI drivers' host-side contract. This host's kernel has no iSCSI initiator, so logins
+/// are proven in the VM lane (Tests/vm/groups/iscsi-drivers.sh); here a stand-in `iscsiadm`
+/// (a shell script first in PATH that records its argv and answers like iscsiadm) shows what the
+/// drivers hand to iscsiadm and where the CHAP password goes.
+@Suite(.serialized) struct ISCSIDriverTests {
+    static let iqn = "iqn.2007-10.test.sm:host-tests"
+    static let password = "Pa55-w0rd-host"
+    static let drivers = ["ISCSISR", "LVMoISCSISR", "EXToISCSISR"]
+
+    /// A scratch host whose PATH starts with a fake iscsiadm: discovery prints one record and
+    /// writes its node record (as iscsiadm does), `--login` exits `loginStatus`.
+    final class FakeInitiator {
+        let scratch: Scratch
+        var nodeDirectory: String { scratch.path("nodes") }
+        var argvLog: String { scratch.path("iscsiadm.argv") }
+        var record: String { "\(nodeDirectory)/\(ISCSIDriverTests.iqn)/127.0.0.1,3260,1/default" }
+
+        init(loginStatus: Int32) throws {
+            scratch = try Scratch("iscsi")
+            let bin = scratch.path("bin")
+            try FileManager.default.createDirectory(atPath: bin, withIntermediateDirectories: true)
+            let script = """
+                #!/bin/sh
+                echo "$*" >> '\(argvLog)'
+                case "$*" in
+                  *discovery*)
+                    mkdir -p '\(nodeDirectory)/\(ISCSIDriverTests.iqn)/127.0.0.1,3260,1'
+                    printf '# BEGIN RECORD 2.1.8\\nnode.name = \(ISCSIDriverTests.iqn)\\nnode.session.auth.authmethod = None\\n# END RECORD\\n' > '\(record)'
+                    echo '127.0.0.1:3260,1 \(ISCSIDriverTests.iqn)'; exit 0 ;;
+                  *--login*) echo 'iscsiadm: Login failed' >&2; exit \(loginStatus) ;;
+                  *) exit 0 ;;
+                esac
+                """
+            try script.write(toFile: "\(bin)/iscsiadm", atomically: true, encoding: .utf8)
+            try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: "\(bin)/iscsiadm")
+            try "iscsi_node_dir = \(nodeDirectory)\n".write(toFile: scratch.path("sm.conf"), atomically: true, encoding: .utf8)
+            scratch.environment["PATH"] = "\(bin):" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")
+        }
+
+        func dconf(_ extra: String = "") -> String {
+            "<dconf><target>127.0.0.1</target><targetIQN>\(ISCSIDriverTests.iqn)</targetIQN>\(extra)</dconf>"
+        }
+    }
+
+    /// Malformed iSCSI dconfs and arguments are EINVAL naming the key for all three drivers, and
+    /// nothing runs: iscsiadm is never called and no host state is written.
+    @Test(.timeLimit(.minutes(2))) func invalidConfigurationTouchesNothing() throws {
+        let fake = try FakeInitiator(loginStatus: 0)
+        let sr = newUUID()
+        let lun = "<LUNid>1</LUNid>"
+        let cases: [(String, String)] = [
+            ("<dconf><targetIQN>\(Self.iqn)</targetIQN>\(lun)</dconf>", "target"),
+            ("<dconf><target>127.0.0.1</target>\(lun)</dconf>", "targetIQN"),
+            (fake.dconf("<port>99999</port>\(lun)"), "port"),
+            ("<dconf><target>-x</target><targetIQN>\(Self.iqn)</targetIQN>\(lun)</dconf>", "target"),
+            (fake.dconf("<usediscoverynumber>x</usediscoverynumber>\(lun)"), "usediscoverynumber"),
+            (fake.dconf("<chapuser>u</chapuser>\(lun)"), "chappassword"),
+            (fake.dconf("<localIQN>not an iqn</localIQN>\(lun)"), "localIQN"),
+            (fake.dconf("<LUNid>1,x</LUNid>"), "LUNid"),
+        ]
+        for driver in Self.drivers {
+            for (dconf, key) in cases where driver != "ISCSISR" || key != "LUNid" {
+                let result = try fake.scratch.run(driver, [dconf, "sr_attach", sr])
+                expectFailure(result, "EINVAL", 22, mentioning: [key])
+            }
+            expectFailure(try fake.scratch.run(driver, [fake.dconf(lun), "sr_attach", "not-a-uuid"]), "EINVAL", 22)
+        }
+        for driver in ["LVMoISCSISR", "EXToISCSISR"] {
+            expectFailure(try fake.scratch.run(driver, [fake.dconf(), "sr_attach", sr]), "EINVAL", 22, mentioning: ["LUNid"])
+        }
+        expectFailure(try fake.scratch.run("EXToISCSISR", [fake.dconf("<LUNid>1,2</LUNid>"), "sr_create", sr, "0"]),
+                      "EINVAL", 22, mentioning: ["exactly one"])
+        #expect(!FileManager.default.fileExists(atPath: fake.argvLog), "iscsiadm ran")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: fake.scratch.path("run")).isEmpty)
+    }
+
+    /// With CHAP the password reaches the node record (mode 0600) and nothing else: not
+    /// iscsiadm's argv, not stderr (even with --verbose), not the SMlog. A refused login
+    /// (iscsiadm status 24) is EPERM naming the CHAP keys, and leaves the SR unattached.
+    @Test(.timeLimit(.minutes(2))) func chapPasswordOnlyInTheNodeRecord() throws {
+        let fake = try FakeInitiator(loginStatus: 24)
+        let sr = newUUID()
+        let dconf = fake.dconf("<chapuser>smuser</chapuser><chappassword>\(Self.password)</chappassword>")
+        let result = try fake.scratch.run("ISCSISR", ["--verbose", "@-", "sr_attach", sr], input: Data(dconf.utf8))
+        expectFailure(result, "EPERM", 1, mentioning: ["chapuser", "chappassword"])
+        #expect(result.standardError.contains("chappassword=***"))
+        let argv = try String(contentsOfFile: fake.argvLog, encoding: .utf8)
+        #expect(argv.contains("--login") && argv.contains("discovery"))
+        #expect(!argv.contains(Self.password), "\(argv)")
+        #expect(!result.standardError.contains(Self.password) && !result.standardOutput.contains(Self.password))
+        let log = (try? String(contentsOfFile: fake.scratch.path("SMlog"), encoding: .utf8)) ?? ""
+        #expect(!log.contains(Self.password))
+        let record = try String(contentsOfFile: fake.record, encoding: .utf8)
+        #expect(record.contains("node.session.auth.authmethod = CHAP\nnode.session.auth.username = smuser\n"
+                                + "node.session.auth.password = \(Self.password)\n# END RECORD"))
+        let mode = try FileManager.default.attributesOfItem(atPath: fake.record)[.posixPermissions] as? Int
+        #expect(mode == 0o600)
+        expectFailure(try fake.scratch.run("ISCSISR", [dconf, "sr_scan", sr]), "ENODEV", 19, mentioning: ["not attached"])
+    }
+
+    /// Provisioning verbs are ENOSYS with the reason; sr_content_type is aio without a session;
+    /// VDI verbs on an SR not attached here are ENODEV.
+    @Test(.timeLimit(.minutes(2))) func unsupportedVerbsAndUnattachedSRs() throws {
+        let fake = try FakeInitiator(loginStatus: 0)
+        let (sr, vdi) = (newUUID(), newUUID())
+        let dconf = fake.dconf()
+        for arguments in [["sr_create", sr, "0"], ["sr_delete", sr], ["vdi_create", sr, vdi, "1048576"], ["vdi_delete", sr, vdi],
+                          ["vdi_resize", sr, vdi, "1048576"], ["vdi_clone", sr, vdi, newUUID()],
+                          ["vdi_snapshot", sr, vdi, newUUID()], ["vdi_lock", sr, vdi, "false", "host1"]] {
+            expectFailure(try fake.scratch.run("ISCSISR", [dconf] + arguments), "ENOSYS", 38, mentioning: ["ISCSISR"])
+        }
+        let type = try fake.scratch.run("ISCSISR", [dconf, "sr_content_type", sr])
+        #expect(type.status == 0 && type.standardOutput.contains("<type>aio</type>"))
+        expectFailure(try fake.scratch.run("ISCSISR", [dconf, "vdi_attach", sr, vdi]), "ENODEV", 19)
+        expectFailure(try fake.scratch.run("ISCSISR", [dconf, "vdi_detach", sr, vdi]), "ENODEV", 19)
+        #expect(try fake.scratch.run("ISCSISR", [dconf, "sr_detach", sr]).status == 0)
+        let lvm = fake.dconf("<LUNid>1,2</LUNid>")
+        expectFailure(try fake.scratch.run("LVMoISCSISR", [lvm, "vdi_clone", sr, vdi, newUUID()]), "ENOSYS", 38, mentioning: ["LVMoISCSISR"])
+        expectFailure(try fake.scratch.run("LVMoISCSISR", [lvm, "sr_scan", sr]), "ENODEV", 19)
+        expectFailure(try fake.scratch.run("EXToISCSISR", [fake.dconf("<LUNid>1</LUNid>"), "sr_scan", sr]), "ENODEV", 19)
+        #expect(try fake.scratch.run("EXToISCSISR", [fake.dconf("<LUNid>1</LUNid>"), "sr_detach", sr]).status == 0)
+        #expect(!FileManager.default.fileExists(atPath: fake.argvLog), "iscsiadm ran")
+    }
+
+    /// --help names the iSCSI keys for every driver.
+    @Test func help() throws {
+        for driver in Self.drivers {
+            let result = try Product.run(driver, ["--help"])
+            #expect(result.status == 0)
+            #expect(result.standardOutput.contains("Required dconf keys: target, targetIQN"))
+            #expect(result.standardOutput.contains("chappassword"))
+            #expect(result.standardOutput.contains("LUNid") == (driver != "ISCSISR"))
+        }
+    }
+}
