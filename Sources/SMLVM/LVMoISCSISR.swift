@@ -37,11 +37,29 @@ public struct LVMoISCSISR: Driver {
     }
 
     public func srCreate(sr: CanonicalUUID, size: UInt64) throws {
-        try session.withSession(for: sr) { portal in try lvm(portal).srCreate(sr: sr, size: size) }
+        try borrowingSession(sr) { lvm in try lvm.srCreate(sr: sr, size: size) }
     }
 
     public func srDelete(sr: CanonicalUUID) throws {
-        try session.withSession(for: sr) { portal in try lvm(portal).srDelete(sr: sr) }
+        try borrowingSession(sr) { lvm in try lvm.srDelete(sr: sr) }
+    }
+
+    /// Runs an LVMSR verb with the target logged in for the call. udev activates the volume
+    /// groups it finds on new LUNs, which would hold them open and stop the logout; so unless the
+    /// SR is attached on this host its volumes are deactivated again (LVMSR's sr_detach) first.
+    func borrowingSession(_ sr: CanonicalUUID, _ body: (LVMSR) throws -> Void) throws {
+        try session.withSession(for: sr) { portal in
+            let lvm = try lvm(portal)
+            let result = Result { try body(lvm) }
+            if !AttachState(host: host, sr: sr).isSRAttached {
+                do {
+                    try lvm.srDetach(sr: sr)
+                } catch {
+                    Diagnostics.debug("deactivating SR \(sr) before logout: \(error)")
+                }
+            }
+            try result.get()
+        }
     }
 
     /// Idempotent: login, then LVMSR's attach; a failed attach logs out again.
