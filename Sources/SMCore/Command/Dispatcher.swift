@@ -56,6 +56,9 @@ public enum Dispatcher {
     }
 
     static func takeLocks(for request: Request, verb: Verb, host: HostEnvironment) throws(StorageError) -> [HostLock] {
+        // sr_gc serialises itself (VHDRepository+GC.swift: the SR's gc lock, then each merge's
+        // VDIs): holding the SR lock through a long merge would stall every other verb.
+        if verb == .srGC { return [] }
         let directory = "\(host.lockDirectory)/\(request.sr)"
         var locks = [try HostLock.acquire("\(directory)/sr", mode: verb.isSRWide ? .exclusive : .shared,
                                           timeout: host.lockTimeout)]

@@ -8,32 +8,57 @@ public protocol VHDRepositoryDriver: Driver {
 }
 
 extension VHDRepositoryDriver {
-    public func vdiCreate(sr: CanonicalUUID, vdi: CanonicalUUID, size: UInt64) throws {
-        try attachedRepository(sr).create(vdi, size: size)
+    /// The attached repository after the recovery pass (VHDRepository+Recovery.swift) has settled
+    /// what a crashed operation left; `held` names the VDIs the dispatcher locked for this call.
+    func readyRepository(_ sr: CanonicalUUID, holding held: Set<CanonicalUUID> = []) throws(StorageError) -> VHDRepository {
+        let repository = try attachedRepository(sr)
+        try repository.recover(holding: held)
+        return repository
     }
 
+    public func vdiCreate(sr: CanonicalUUID, vdi: CanonicalUUID, size: UInt64) throws {
+        try readyRepository(sr, holding: [vdi]).create(vdi, size: size)
+    }
+
+    /// Hidden parents left by the delete are coalesced by `sr_gc` (FileSR also starts it in the background).
     public func vdiDelete(sr: CanonicalUUID, vdi: CanonicalUUID) throws {
-        try attachedRepository(sr).delete(vdi)
+        try readyRepository(sr, holding: [vdi]).delete(vdi)
     }
 
     public func vdiAttach(sr: CanonicalUUID, vdi: CanonicalUUID) throws -> AttachResult {
-        try attachedRepository(sr).attach(vdi)
+        try readyRepository(sr, holding: [vdi]).attach(vdi)
     }
 
     public func vdiDetach(sr: CanonicalUUID, vdi: CanonicalUUID) throws {
-        try attachedRepository(sr).detach(vdi)
+        try readyRepository(sr, holding: [vdi]).detach(vdi)
     }
 
     public func vdiResize(sr: CanonicalUUID, vdi: CanonicalUUID, size: UInt64) throws {
-        try attachedRepository(sr).resize(vdi, size: size)
+        try readyRepository(sr, holding: [vdi]).resize(vdi, size: size)
     }
 
     public func vdiLock(sr: CanonicalUUID, vdi: CanonicalUUID, force: Bool, user: String) throws {
-        try attachedRepository(sr).lock(vdi, force: force, user: user)
+        try readyRepository(sr, holding: [vdi]).lock(vdi, force: force, user: user)
     }
 
     public func vdiUnlock(sr: CanonicalUUID, vdi: CanonicalUUID, user: String) throws {
-        try attachedRepository(sr).unlock(vdi, user: user)
+        try readyRepository(sr, holding: [vdi]).unlock(vdi, user: user)
+    }
+
+    public func vdiClone(sr: CanonicalUUID, source: CanonicalUUID, destination: CanonicalUUID) throws {
+        try readyRepository(sr, holding: [source, destination]).clone(source, as: destination)
+    }
+
+    public func vdiSnapshot(sr: CanonicalUUID, source: CanonicalUUID, destination: CanonicalUUID) throws {
+        try readyRepository(sr, holding: [source, destination]).snapshot(source, as: destination)
+    }
+
+    public func srCheck(sr: CanonicalUUID) throws -> SRCheckReport {
+        try readyRepository(sr).check()
+    }
+
+    public func srGC(sr: CanonicalUUID) throws {
+        try readyRepository(sr).collectGarbage()
     }
 }
 
@@ -42,7 +67,7 @@ extension VHDRepositoryDriver {
     /// sr_scan of a mounted SR: everything as FileSR (`VHDRepository.scan`), with physical size
     /// and utilisation from statvfs(3) of the mount.
     public func scanMountedSR(_ sr: CanonicalUUID) throws(StorageError) -> SRScanReport {
-        let repository = try attachedRepository(sr)
+        let repository = try readyRepository(sr)
         let usage = try repository.fileSystemUsage()
         return try repository.scan(physicalSize: usage.size, physicalUtilisation: usage.used)
     }

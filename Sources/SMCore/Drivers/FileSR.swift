@@ -11,6 +11,7 @@ public struct FileSR: Driver {
 
     let location: String
     let host: HostEnvironment
+    let configuration: DeviceConfiguration
 
     public init(configuration: DeviceConfiguration, host: HostEnvironment) throws {
         var location = try configuration.required("location")
@@ -23,16 +24,20 @@ public struct FileSR: Driver {
         while location.count > 1 && location.hasSuffix("/") { location.removeLast() }
         self.location = location
         self.host = host
+        self.configuration = configuration
     }
 
     func root(_ sr: CanonicalUUID) -> String { location == "/" ? "/\(sr)" : "\(location)/\(sr)" }
 
     func repository(_ sr: CanonicalUUID) -> VHDRepository { VHDRepository(sr: sr, root: root(sr), host: host) }
 
-    /// ENODEV unless the SR directory exists.
-    func requireSR(_ sr: CanonicalUUID) throws(StorageError) -> VHDRepository {
+    /// ENODEV unless the SR directory exists. Then the recovery pass settles what a crashed
+    /// operation left (`held`: the VDIs whose host locks the dispatcher took for this call).
+    func requireSR(_ sr: CanonicalUUID, holding held: Set<CanonicalUUID> = []) throws(StorageError) -> VHDRepository {
         guard Syscall.isDirectory(root(sr)) else { throw .noSuchSR(sr.string) }
-        return repository(sr)
+        let repository = repository(sr)
+        try repository.recover(holding: held)
+        return repository
     }
 
     /// The SR directory is made under a temporary name and renamed into place, so a crash leaves
@@ -96,32 +101,52 @@ public struct FileSR: Driver {
         return VHDRepository.contentType
     }
 
-    public func vdiCreate(sr: CanonicalUUID, vdi: CanonicalUUID, size: UInt64) throws {
-        try requireSR(sr).create(vdi, size: size)
+    public func srCheck(sr: CanonicalUUID) throws -> SRCheckReport {
+        try requireSR(sr).check()
     }
 
+    /// Coalesces in the foreground; vdi_delete starts the same verb as a detached worker.
+    public func srGC(sr: CanonicalUUID) throws {
+        try requireSR(sr).collectGarbage()
+    }
+
+    public func vdiCreate(sr: CanonicalUUID, vdi: CanonicalUUID, size: UInt64) throws {
+        try requireSR(sr, holding: [vdi]).create(vdi, size: size)
+    }
+
+    /// Starts coalescing in the background when the delete left work for it.
     public func vdiDelete(sr: CanonicalUUID, vdi: CanonicalUUID) throws {
-        try requireSR(sr).delete(vdi)
+        if try requireSR(sr, holding: [vdi]).delete(vdi), BackgroundCollector.enabled(host) {
+            BackgroundCollector(deviceConfiguration: configuration).start(sr: sr, host: host)
+        }
     }
 
     public func vdiAttach(sr: CanonicalUUID, vdi: CanonicalUUID) throws -> AttachResult {
-        try requireSR(sr).attach(vdi)
+        try requireSR(sr, holding: [vdi]).attach(vdi)
     }
 
     public func vdiDetach(sr: CanonicalUUID, vdi: CanonicalUUID) throws {
-        try requireSR(sr).detach(vdi)
+        try requireSR(sr, holding: [vdi]).detach(vdi)
+    }
+
+    public func vdiClone(sr: CanonicalUUID, source: CanonicalUUID, destination: CanonicalUUID) throws {
+        try requireSR(sr, holding: [source, destination]).clone(source, as: destination)
+    }
+
+    public func vdiSnapshot(sr: CanonicalUUID, source: CanonicalUUID, destination: CanonicalUUID) throws {
+        try requireSR(sr, holding: [source, destination]).snapshot(source, as: destination)
     }
 
     public func vdiResize(sr: CanonicalUUID, vdi: CanonicalUUID, size: UInt64) throws {
-        try requireSR(sr).resize(vdi, size: size)
+        try requireSR(sr, holding: [vdi]).resize(vdi, size: size)
     }
 
     // Persistent VDI locks: VHDRepository+Locks.swift.
     public func vdiLock(sr: CanonicalUUID, vdi: CanonicalUUID, force: Bool, user: String) throws {
-        try requireSR(sr).lock(vdi, force: force, user: user)
+        try requireSR(sr, holding: [vdi]).lock(vdi, force: force, user: user)
     }
 
     public func vdiUnlock(sr: CanonicalUUID, vdi: CanonicalUUID, user: String) throws {
-        try requireSR(sr).unlock(vdi, user: user)
+        try requireSR(sr, holding: [vdi]).unlock(vdi, user: user)
     }
 }

@@ -85,15 +85,16 @@ public struct VHDRepository: Sendable {
         try Syscall.fsyncDirectory(root)
     }
 
-    /// Deletes a VDI; a VDI that does not exist succeeds. EBUSY while attached on this host.
-    public func delete(_ vdi: CanonicalUUID) throws(StorageError) {
+    /// Deletes a VDI; a VDI that does not exist (or is already hidden) succeeds. EBUSY while
+    /// attached on this host. A VDI others depend on is hidden, a leaf removed with its childless
+    /// hidden ancestors (VHDRepository+Delete.swift). Returns true when coalescing has work.
+    @discardableResult
+    public func delete(_ vdi: CanonicalUUID) throws(StorageError) -> Bool {
         try requireAttached()
-        guard fileExists(vdi) else { return }
+        guard fileExists(vdi) else { return false }
         guard !attachState.isVDIAttached(vdi) else { throw .vdiAttached(vdi.string) }
         try requireUnlocked(vdi)  // persistent VDI locks: VHDRepository+Locks.swift
-        try Syscall.unlinkIfPresent(vdiPath(vdi))
-        try Syscall.fsyncDirectory(root)
-        try metadata.remove(vdi)
+        return try removeOrHide(vdi)
     }
 
     /// Records the VDI as attached on this host and says where it is. Idempotent.
@@ -116,6 +117,9 @@ public struct VHDRepository: Sendable {
         try requireAttached()
         guard fileExists(vdi), !isHidden(vdi) else { throw .noSuchVDI(vdi.string, sr: sr.string) }
         guard !attachState.isVDIAttached(vdi) else { throw .vdiAttached(vdi.string) }
+        guard try tree().childrenOf(vdi).isEmpty else {
+            throw StorageError(code: .notPermitted, message: "VDI \(vdi) has dependent VDIs (a snapshot or base copy) and cannot change")
+        }
         let newSize = Self.roundedSize(size)
         do throws(VHDError) {
             let image = try VHDImage.open(vdiPath(vdi), writable: true)

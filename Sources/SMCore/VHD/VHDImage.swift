@@ -34,10 +34,12 @@ public final class VHDImage {
     public private(set) var endFooterDamaged = false
     /// fsync between the steps of a metadata change (see the type's documentation).
     public var durable = true
-    /// Reads guest bytes from the parent (offset, count) for sectors this differencing disk does not hold.
-    public var parentReader: ((UInt64, Int) throws(VHDError) -> [UInt8])?
+    /// Fills the buffer with guest bytes of the parent at the offset, for sectors this
+    /// differencing disk does not hold (`VHDChain` sets it).
+    public var parentReader: ParentReader?
+    public typealias ParentReader = (UInt64, UnsafeMutableRawBufferPointer) throws(VHDError) -> Void
 
-    private var table: [UInt32]?
+    var table: [UInt32]?
 
     private init(path: String, writable: Bool, descriptor: Int32, footer: VHDFooter, header: VHDDynamicHeader,
                  endFooterDamaged: Bool) {
@@ -231,49 +233,68 @@ public final class VHDImage {
 
     /// Guest bytes at `offset` (any alignment), through the parent where this disk holds nothing.
     public func read(at offset: UInt64, count: Int) throws(VHDError) -> [UInt8] {
+        var result = [UInt8](repeating: 0, count: count)
+        let outcome: Result<Void, VHDError> = result.withUnsafeMutableBytes { buffer in
+            do throws(VHDError) {
+                try read(at: offset, into: buffer)
+                return .success(())
+            } catch { return .failure(error) }
+        }
+        try outcome.get()
+        return result
+    }
+
+    /// Guest bytes at `offset` into `buffer` (any alignment). Sectors this disk does not hold
+    /// come from `parentReader` (differencing) or read as zeros; nothing is copied twice.
+    public func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(VHDError) {
+        let count = buffer.count
         guard offset <= size, UInt64(count) <= size - offset else {
             throw .malformed("read of \(count) bytes at \(offset) is beyond the disk size \(size)")
         }
-        var result = [UInt8]()
-        result.reserveCapacity(count)
-        var position = offset
+        let table = try allocationTable()
         let end = offset + UInt64(count)
+        var position = offset
         while position < end {
             let block = Int(position / Self.blockSize)
             let blockEnd = min(end, UInt64(block + 1) * Self.blockSize)
-            guard let bitmap = try bitmap(ofBlock: block) else {
-                result += try fromParent(position, Int(blockEnd - position))
+            let done = Int(position - offset)
+            let slice = UnsafeMutableRawBufferPointer(rebasing: buffer[done..<done + Int(blockEnd - position)])
+            guard block < table.count, table[block] != Self.unallocated, let bitmap = try bitmap(ofBlock: block) else {
+                try fromParent(position, slice)
                 position = blockEnd
                 continue
             }
-            let blockStart = UInt64(try allocationTable()[block]) * Self.sectorSize + Self.bitmapSize
+            let dataStart = UInt64(table[block]) * Self.sectorSize + Self.bitmapSize
             // Runs of sectors with the same bitmap state are read in one call.
             while position < blockEnd {
-                let sector = (position % Self.blockSize) / Self.sectorSize
-                let present = Self.bit(bitmap, Int(sector))
+                let present = Self.bit(bitmap, Int((position % Self.blockSize) / Self.sectorSize))
                 var runEnd = min(blockEnd, (position / Self.sectorSize + 1) * Self.sectorSize)
                 while runEnd < blockEnd && Self.bit(bitmap, Int((runEnd % Self.blockSize) / Self.sectorSize)) == present {
                     runEnd = min(blockEnd, runEnd + Self.sectorSize)
                 }
-                let length = Int(runEnd - position)
+                let runStart = Int(position - offset)
+                let run = UnsafeMutableRawBufferPointer(rebasing: buffer[runStart..<runStart + Int(runEnd - position)])
                 if present {
-                    var bytes = try Self.read(descriptor, path, count: length, at: blockStart + position % Self.blockSize)
-                    if bytes.count < length { bytes += [UInt8](repeating: 0, count: length - bytes.count) }
-                    result += bytes
+                    let got = try Self.system { () throws(StorageError) in
+                        try Syscall.pread(descriptor, into: run, at: dataStart + position % Self.blockSize, path: path)
+                    }
+                    if got < run.count {
+                        UnsafeMutableRawBufferPointer(rebasing: run[got...]).initializeMemory(as: UInt8.self, repeating: 0)
+                    }
                 } else {
-                    result += try fromParent(position, length)
+                    try fromParent(position, run)
                 }
                 position = runEnd
             }
         }
-        return result
     }
 
-    private func fromParent(_ offset: UInt64, _ count: Int) throws(VHDError) -> [UInt8] {
+    private func fromParent(_ offset: UInt64, _ buffer: UnsafeMutableRawBufferPointer) throws(VHDError) {
         if isDifferencing, let parentReader {
-            return try parentReader(offset, count)
+            try parentReader(offset, buffer)
+        } else {
+            buffer.initializeMemory(as: UInt8.self, repeating: 0)
         }
-        return [UInt8](repeating: 0, count: count)
     }
 
     static func bit(_ bitmap: [UInt8], _ sector: Int) -> Bool {
@@ -397,6 +418,24 @@ public final class VHDImage {
     public func setHidden(_ hidden: Bool) throws(VHDError) {
         footer.hidden = hidden
         try writeFooters()
+    }
+
+    /// Gives this file another disk's identity (unique id and hidden flag) in both footers: the
+    /// last step of coalescing, where the merged parent takes its child's place.
+    public func setIdentity(uniqueID: [UInt8], hidden: Bool) throws(VHDError) {
+        footer.uniqueID = uniqueID
+        footer.hidden = hidden
+        try writeFooters()
+    }
+
+    /// The file's modification time (a child records its parent's, in seconds since 2000).
+    public func modificationTime() throws(VHDError) -> timespec {
+        try Self.system { () throws(StorageError) in try Syscall.modificationTime(descriptor: descriptor, path: path) }
+    }
+
+    /// Restores a modification time after a metadata change, so that children still agree with it.
+    public func setModificationTime(_ time: timespec) throws(VHDError) {
+        try Self.system { () throws(StorageError) in try Syscall.setModificationTime(descriptor: descriptor, time, path: path) }
     }
 
     /// fsync when `durable`.

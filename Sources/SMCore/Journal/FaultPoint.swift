@@ -1,0 +1,36 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Named places between two durable steps of a multi-step operation, where a test can make the
+/// process die as a power cut would: with `SM_FAULT_POINT=<name>` in the environment, the
+/// process sends itself SIGKILL on reaching that point (nothing is flushed or cleaned up).
+///
+/// Every name is listed in `FaultPoint.all` so that crash tests can visit each in turn; see
+/// Docs/copy-on-write.md for what each operation has done when it reaches each point.
+public enum FaultPoint {
+    public static let snapshot = [
+        "snapshot.journaled", "snapshot.child-created", "snapshot.linked", "snapshot.committed",
+    ]
+    public static let clone = [
+        "clone.journaled", "clone.children-created", "clone.base-linked", "clone.destination-linked", "clone.committed",
+    ]
+    public static let delete = [
+        "delete.journaled", "delete.hidden", "delete.unlinked", "delete.ancestor-reclaimed",
+    ]
+    public static let coalesce = [
+        "coalesce.journaled", "coalesce.block-copied", "coalesce.data-copied", "coalesce.bitmaps-written",
+        "coalesce.merged", "coalesce.identity-written", "coalesce.renamed",
+    ]
+    public static let all = snapshot + clone + delete + coalesce
+
+    nonisolated(unsafe) private static var armed: String?? = nil
+
+    /// Dies here if the environment names this point.
+    public static func reach(_ name: String) {
+        if armed == nil { armed = .some(Syscall.environment("SM_FAULT_POINT")) }
+        guard case .some(.some(let wanted)) = armed, wanted == name else { return }
+        Diagnostics.debug("fault point \(name): killing myself")
+        kill(getpid(), SIGKILL)
+    }
+}

@@ -1,0 +1,151 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What a multi-step operation is about to do, written and fsynced before its first step.
+///
+/// On disk: `<SR root>/.sm/journal/<id>.intent`, UTF-8 lines: `sm-intent 1`, then
+/// `operation=<name>` and one `key=value` line per field (UUIDs, unique ids, times).
+public struct IntentRecord: Equatable, Sendable {
+    public var operation: String
+    public var fields: [String: String]
+
+    public init(operation: String, fields: [String: String]) {
+        self.operation = operation
+        self.fields = fields
+    }
+
+    static let magic = "sm-intent 1"
+
+    var bytes: [UInt8] {
+        let lines = [Self.magic, "operation=\(operation)"] + fields.keys.sorted().map { "\($0)=\(fields[$0] ?? "")" }
+        return Array((lines.joined(separator: "\n") + "\n").utf8)
+    }
+
+    init?(bytes: [UInt8]) {
+        let lines = String(decoding: bytes, as: UTF8.self).split(separator: "\n").map(String.init)
+        guard lines.first == Self.magic else { return nil }
+        var fields: [String: String] = [:]
+        for line in lines.dropFirst() {
+            guard let equals = line.firstIndex(of: "=") else { return nil }
+            fields[String(line[..<equals])] = String(line[line.index(after: equals)...])
+        }
+        guard let operation = fields.removeValue(forKey: "operation") else { return nil }
+        self.operation = operation
+        self.fields = fields
+    }
+
+    public subscript(key: String) -> String? { fields[key] }
+
+    public func uuid(_ key: String) -> CanonicalUUID? { fields[key].flatMap(CanonicalUUID.init) }
+}
+
+/// One record, held (flock) by the process carrying it out or recovering it. Another process
+/// can tell a live operation (lock held) from a crashed one (lock free, record still there).
+public final class IntentEntry {
+    public let record: IntentRecord
+    public let path: String
+    private var descriptor: Int32
+
+    init(record: IntentRecord, path: String, descriptor: Int32) {
+        self.record = record
+        self.path = path
+        self.descriptor = descriptor
+    }
+
+    deinit { if descriptor >= 0 { Syscall.close(descriptor) } }
+
+    /// The operation is complete (or rolled back): remove the record durably, then unlock.
+    public func finish() throws(StorageError) {
+        try Syscall.unlinkIfPresent(path)
+        try Syscall.fsyncDirectory(Syscall.parentDirectory(of: path))
+        Syscall.close(descriptor)
+        descriptor = -1
+    }
+}
+
+/// The intent records of one SR.
+public struct IntentJournal: Sendable {
+    public let directory: String
+    static let suffix = ".intent"
+    static let temporaryPrefix = ".tmp-"
+
+    public init(srRoot: String) {
+        directory = "\(srRoot)/.sm/journal"
+    }
+
+    /// Writes `record` durably (temporary name, fsync, rename, fsync directory) and returns it held.
+    public func begin(_ record: IntentRecord) throws(StorageError) -> IntentEntry {
+        try Syscall.makeDirectories(directory)
+        let id = CanonicalUUID.random().string
+        let temporary = "\(directory)/\(Self.temporaryPrefix)\(id)"
+        let path = "\(directory)/\(id)\(Self.suffix)"
+        let descriptor = try Syscall.open(temporary, O_RDWR | O_CREAT | O_EXCL, mode: 0o600)
+        do throws(StorageError) {
+            try Syscall.retrying("flock", path: temporary) { flock(descriptor, LOCK_EX) }
+            try Syscall.pwriteAll(descriptor, record.bytes, at: 0, path: temporary)
+            try Syscall.fsync(descriptor, path: temporary)
+            try Syscall.rename(temporary, path)
+            try Syscall.fsyncDirectory(directory)
+        } catch {
+            Syscall.close(descriptor)
+            try? Syscall.unlinkIfPresent(temporary)
+            throw error
+        }
+        return IntentEntry(record: record, path: path, descriptor: descriptor)
+    }
+
+    /// True when no record (live or crashed) exists: the cheap test before every operation.
+    public var isEmpty: Bool {
+        guard let names = try? Syscall.directoryEntries(directory) else { return true }
+        return names.isEmpty
+    }
+
+    /// Every record left by a process that is gone, each now held by the caller. Records of live
+    /// operations (their lock is held) are skipped; unreadable ones are returned as `damaged`.
+    public func claimAbandoned() -> (entries: [IntentEntry], damaged: [String]) {
+        guard let names = try? Syscall.directoryEntries(directory) else { return ([], []) }
+        var entries: [IntentEntry] = []
+        var damaged: [String] = []
+        for name in names.sorted() {
+            let path = "\(directory)/\(name)"
+            guard let descriptor = try? Syscall.open(path, O_RDWR) else { continue }
+            guard case .success = Syscall.attempt({ flock(descriptor, LOCK_EX | LOCK_NB) }),
+                  let status = try? Syscall.fileStatus(descriptor: descriptor, path: path), status.st_nlink > 0 else {
+                Syscall.close(descriptor)
+                continue
+            }
+            if name.hasPrefix(Self.temporaryPrefix) {
+                // Never committed: its operation had not started. Gone.
+                try? Syscall.unlinkIfPresent(path)
+                Syscall.close(descriptor)
+                continue
+            }
+            guard name.hasSuffix(Self.suffix), let bytes = try? Syscall.pread(descriptor, count: 1 << 16, at: 0, path: path),
+                  let record = IntentRecord(bytes: bytes) else {
+                damaged.append(path)
+                Syscall.close(descriptor)
+                continue
+            }
+            entries.append(IntentEntry(record: record, path: path, descriptor: descriptor))
+        }
+        return (entries, damaged)
+    }
+
+    /// Every committed record: whether its operation is running now (its lock is held by a
+    /// process) and its contents (nil when unreadable).
+    public func records() -> [(path: String, intent: IntentRecord?, live: Bool)] {
+        guard let names = try? Syscall.directoryEntries(directory) else { return [] }
+        var result: [(path: String, intent: IntentRecord?, live: Bool)] = []
+        for name in names.sorted() where name.hasSuffix(Self.suffix) {
+            let path = "\(directory)/\(name)"
+            guard let descriptor = try? Syscall.open(path, O_RDONLY) else { continue }
+            defer { Syscall.close(descriptor) }
+            var live = false
+            if case .failure(.wouldBlock) = Syscall.attempt({ flock(descriptor, LOCK_SH | LOCK_NB) }) { live = true }
+            let bytes = (try? Syscall.pread(descriptor, count: 1 << 16, at: 0, path: path)) ?? []
+            result.append((path, IntentRecord(bytes: bytes), live))
+        }
+        return result
+    }
+}

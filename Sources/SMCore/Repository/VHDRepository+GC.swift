@@ -1,0 +1,222 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Coalescing (sr_gc): hidden VDIs with no children are removed; a hidden VDI H with exactly
+/// one child C absorbs C's sectors and then takes C's place, so the chain loses a link and H's
+/// space comes back.
+///
+/// One at a time per SR: the pass holds `<lock_dir>/<SR>/gc`. It does not hold the SR lock (so
+/// sr_scan and VDI verbs on other VDIs go on during a long merge), only the host locks of H and
+/// C for the merge; C must not be attached or locked (it would be replaced under its user).
+///
+/// A merge, each step durable before the next:
+/// 1. record {coalesce, H, C, C's unique id, both modification times};   `coalesce.journaled`
+/// 2. `VHDImage.absorb`: C's sectors copied into H (see its order)       `coalesce.merged`
+/// 3. H takes C's unique id and hidden flag (both footers) and C's modification time, so C's
+///    children still agree with it;                                     `coalesce.identity-written`
+/// 4. rename H.vhd over C.vhd, fsync the directory;                       `coalesce.renamed`
+/// 5. H's attributes and the record removed.
+/// No listed VDI reads a different byte at any instant: H is read only through C, which holds
+/// every sector H gains. Recovery: before 3, H keeps its identity, its tail is repaired and its
+/// time restored (the next pass merges again); from 3 on, the rename is completed.
+extension VHDRepository {
+    public struct GCReport: Sendable, Equatable {
+        public var coalesced: [CanonicalUUID] = []
+        public var reclaimed: [CanonicalUUID] = []
+        public var skipped: [CanonicalUUID: String] = [:]
+    }
+
+    /// Runs passes until nothing more can be done.
+    @discardableResult
+    public func collectGarbage() throws(StorageError) -> GCReport {
+        try requireAttached()
+        let gcLock = try HostLock.acquire("\(host.lockDirectory)/\(sr)/gc", mode: .exclusive, timeout: host.lockTimeout)
+        defer { gcLock.release() }
+        var report = GCReport()
+        while true {
+            let tree = try tree()
+            var progressed = false
+            for node in tree.nodes.values.sorted(by: { $0.vdi < $1.vdi }) where node.hidden && report.skipped[node.vdi] == nil {
+                let children = tree.childrenOf(node.vdi)
+                if children.isEmpty {
+                    guard let lock = tryLockVDI(node.vdi) else { continue }
+                    defer { lock.release() }
+                    try Syscall.unlinkIfPresent(vdiPath(node.vdi))
+                    try Syscall.fsyncDirectory(root)
+                    try metadata.remove(node.vdi)
+                    report.reclaimed.append(node.vdi)
+                    progressed = true
+                } else if children.count == 1 {
+                    switch try coalesce(node.vdi, into: children[0]) {
+                    case .none:
+                        report.coalesced.append(node.vdi)
+                        progressed = true
+                    case .some(let reason):
+                        report.skipped[node.vdi] = reason
+                        OperationLog.note(host: host, "sr_gc \(sr): not coalescing \(node.vdi) now: \(reason)")
+                    }
+                }
+                if progressed { break }
+            }
+            if !progressed { return report }
+        }
+    }
+
+    /// Merges hidden `parent` with its only child; nil when done, else why it was skipped.
+    func coalesce(_ parent: CanonicalUUID, into child: CanonicalUUID) throws(StorageError) -> String? {
+        guard let parentLock = tryLockVDI(parent), let childLock = tryLockVDI(child) else {
+            return "VDI \(parent) or \(child) is busy"
+        }
+        defer {
+            childLock.release()
+            parentLock.release()
+        }
+        do throws(StorageError) { try ensureUnlocked(child) } catch { return error.message }
+        let tree = try tree()
+        guard let node = tree.nodes[parent], node.hidden, tree.childrenOf(parent) == [child],
+              let childNode = tree.nodes[child] else { return "the tree changed" }
+        guard node.size <= childNode.size else { return "parent \(parent) is larger than its child" }
+        guard let parentTime = Syscall.modificationTime(vdiPath(parent)),
+              let childTime = Syscall.modificationTime(vdiPath(child)) else { return "cannot stat the files" }
+        let entry = try journal.begin(IntentRecord(operation: "coalesce", fields: [
+            "parent": parent.string, "child": child.string,
+            "child-unique-id": CanonicalUUID(bytes: childNode.uniqueID).string,
+            "parent-modification-time": Self.encode(parentTime), "child-modification-time": Self.encode(childTime),
+        ]))
+        FaultPoint.reach("coalesce.journaled")
+        do throws(StorageError) {
+            do throws(VHDError) {
+                let target = try VHDImage.open(vdiPath(parent), writable: true)
+                let source = try VHDImage.open(vdiPath(child))
+                try target.absorb(source)
+                FaultPoint.reach("coalesce.merged")
+                try target.setIdentity(uniqueID: childNode.uniqueID, hidden: childNode.hidden)
+                try target.setModificationTime(childTime)
+                try target.sync()
+            } catch { throw error.storageError }
+            FaultPoint.reach("coalesce.identity-written")
+            try Syscall.rename(vdiPath(parent), vdiPath(child))
+            try Syscall.fsyncDirectory(root)
+            FaultPoint.reach("coalesce.renamed")
+            try metadata.remove(parent)
+            try entry.finish()
+        } catch {
+            try settleAfterFailure(entry, error)
+        }
+        return nil
+    }
+
+    func recoverCoalesce(_ record: IntentRecord) throws(StorageError) -> RecoveryOutcome {
+        guard let parent = record.uuid("parent"), let child = record.uuid("child"), let childID = record.uuid("child-unique-id"),
+              let parentTime = record["parent-modification-time"].flatMap(Self.decodeTime),
+              let childTime = record["child-modification-time"].flatMap(Self.decodeTime) else {
+            throw .io("coalesce record is incomplete")
+        }
+        guard fileExists(parent) else {
+            try metadata.remove(parent)
+            return .rolledForward
+        }
+        do throws(VHDError) {
+            let image = try VHDImage.open(vdiPath(parent), writable: true)
+            if image.footer.uniqueID == childID.bytes {
+                let hidden = (try? VHDImage.open(vdiPath(child)))?.footer.hidden ?? image.footer.hidden
+                try image.setIdentity(uniqueID: childID.bytes, hidden: hidden)
+                try image.setModificationTime(childTime)
+                try image.sync()
+                try VHDImage.system { () throws(StorageError) in
+                    try Syscall.rename(vdiPath(parent), vdiPath(child))
+                    try Syscall.fsyncDirectory(root)
+                    try metadata.remove(parent)
+                }
+                return .rolledForward
+            }
+            try image.repairTail()
+            try image.setModificationTime(parentTime)
+            try image.sync()
+            return .rolledBack
+        } catch { throw error.storageError }
+    }
+}
+
+/// Starts `sr_gc` as a detached process after a delete, so the agent's call returns at once.
+/// The worker is this executable (`/proc/self/exe`) with the same dconf on its standard input
+/// (never in its argv: it may hold secrets) and the same environment; it runs in its own session
+/// with its output discarded, and logs to the SMlog like any call.
+public struct BackgroundCollector: Sendable {
+    public var deviceConfiguration: DeviceConfiguration
+
+    public init(deviceConfiguration: DeviceConfiguration) {
+        self.deviceConfiguration = deviceConfiguration
+    }
+
+    /// `SM_GC_AFTER_DELETE=0` (or `gc_after_delete = false` in the host config) turns it off.
+    public static func enabled(_ host: HostEnvironment) -> Bool {
+        let value = Syscall.environment("SM_GC_AFTER_DELETE") ?? host.settings["gc_after_delete"] ?? "true"
+        return !["0", "false", "no"].contains(value.lowercased())
+    }
+
+    /// The dconf as a document the worker parses back.
+    var document: [UInt8] {
+        func escape(_ text: String) -> String {
+            var result = ""
+            for character in text {
+                switch character {
+                case "&": result += "&amp;"
+                case "<": result += "&lt;"
+                case ">": result += "&gt;"
+                default: result.append(character)
+                }
+            }
+            return result
+        }
+        let body = deviceConfiguration.values.keys.sorted().map { "<\($0)>\(escape(deviceConfiguration.values[$0] ?? ""))</\($0)>" }
+        return Array("<dconf>\(body.joined())</dconf>".utf8)
+    }
+
+    /// Spawns the worker; failures are logged, never thrown (the delete itself succeeded).
+    public func start(sr: CanonicalUUID, host: HostEnvironment) {
+        var pipeEnds: [Int32] = [-1, -1]
+        guard pipe(&pipeEnds) == 0 else { return }
+        defer { Syscall.close(pipeEnds[1]) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, pipeEnds[0], 0)
+        posix_spawn_file_actions_addclose(&actions, pipeEnds[0])
+        posix_spawn_file_actions_addclose(&actions, pipeEnds[1])
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        posix_spawnattr_setflags(&attributes, Int16(0x80)  /* POSIX_SPAWN_SETSID (glibc 2.26+), not imported as a constant */)
+        let executable = "/proc/self/exe"
+        let arguments = [executable, "@-", Verb.srGC.rawValue, sr.string]
+        var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var child: pid_t = 0
+        let status = posix_spawn(&child, executable, &actions, &attributes, &argv, environ)
+        Syscall.close(pipeEnds[0])
+        guard status == 0 else {
+            OperationLog.note(host: host, "SR \(sr): cannot start the background sr_gc (errno \(status)); run sr_gc by hand")
+            return
+        }
+        _ = try? Syscall.pwriteAllToPipe(pipeEnds[1], document)
+        Diagnostics.debug("started background sr_gc \(sr) as process \(child)")
+    }
+}
+
+extension Syscall {
+    /// Writes all of `bytes` to a pipe (no offsets).
+    static func pwriteAllToPipe(_ descriptor: Int32, _ bytes: [UInt8]) throws(StorageError) {
+        var done = 0
+        while done < bytes.count {
+            let written = try retrying("write", path: "pipe") {
+                bytes.withUnsafeBytes { buffer in write(descriptor, buffer.baseAddress! + done, bytes.count - done) }
+            }
+            if written == 0 { return }
+            done += written
+        }
+    }
+}

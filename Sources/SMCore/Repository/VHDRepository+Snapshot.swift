@@ -1,0 +1,261 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// vdi_snapshot and vdi_clone: O(1) in the data size (metadata of one or two new files and a
+/// few directory operations), crash-safe through an intent record.
+///
+/// Snapshot of a leaf S as D: the file S.vhd becomes D.vhd (read-only); a new empty
+/// differencing S.vhd continues S as D's child.
+/// 1. record {snapshot, S, D, S's unique id}, fsynced;          fault point `snapshot.journaled`
+/// 2. D's attributes (read_only), then `.S.vhd.cow`, a child of D.vhd, written and fsynced;
+///                                                                 `snapshot.child-created`
+/// 3. link S.vhd as D.vhd (fails if D appeared);                  `snapshot.linked`
+/// 4. rename `.S.vhd.cow` over S.vhd, fsync the directory: the commit point; `snapshot.committed`
+/// 5. remove the record.
+/// Recovery: while S.vhd still carries S's old unique id nothing was committed and the extra
+/// names are removed (rolled back); after step 4 only clean-up remains (rolled forward).
+///
+/// Clone of a leaf S as D: S.vhd becomes B.vhd, a new UUID, listed read-only as "base copy";
+/// S and D are two new empty children of it. Same pattern: both children built under temporary
+/// names, B linked (`clone.base-linked`), D linked (`clone.destination-linked`), then the
+/// rename over S.vhd commits (`clone.committed`).
+///
+/// A source that already has children (a snapshot or base copy, immutable) is not renamed:
+/// a clone becomes a new child of it directly; a snapshot is EPERM (its data cannot change,
+/// so a snapshot of it would be the same bytes: clone it instead).
+extension VHDRepository {
+    /// EBUSY when `vdi` is attached on this host or persistently locked (vdi_lock, see
+    /// VHDRepository+Locks.swift). Snapshot, clone and coalescing all call it.
+    public func ensureUnlocked(_ vdi: CanonicalUUID) throws(StorageError) {
+        guard !attachState.isVDIAttached(vdi) else { throw .vdiAttached(vdi.string) }
+        try requireUnlocked(vdi)
+    }
+
+    public var journal: IntentJournal { IntentJournal(srRoot: root) }
+
+    /// The temporary name a new child is built under before it is published.
+    func pendingChildPath(_ vdi: CanonicalUUID) -> String { "\(root)/.\(vdi)\(Self.vhdSuffix).cow" }
+
+    /// What snapshot and clone learn about their source before changing anything.
+    struct CopyOnWriteSource {
+        var uniqueID: [UInt8]
+        var size: UInt64
+        var modificationTime: timespec
+        var hasChildren: Bool
+    }
+
+    /// Checks shared by snapshot and clone: ENODEV, EEXIST, EBUSY, EPERM (depth), ENOSPC.
+    func prepareCopyOnWrite(_ source: CanonicalUUID, _ destination: CanonicalUUID, newFiles: Int,
+                            verb: String) throws(StorageError) -> CopyOnWriteSource {
+        try requireAttached()
+        guard fileExists(source) else { throw .noSuchVDI(source.string, sr: sr.string) }
+        guard !fileExists(destination) else { throw .vdiExists(destination.string, sr: sr.string) }
+        try ensureUnlocked(source)
+        let image: VHDImage
+        do throws(VHDError) { image = try VHDImage.open(vdiPath(source)) } catch {
+            throw .io("VDI \(source) cannot be read (\(error)); run sr_check")
+        }
+        guard !image.footer.hidden else { throw .noSuchVDI(source.string, sr: sr.string) }
+        let tree = try tree()
+        let length = tree.chain(from: source).count
+        guard length + 1 <= VHDChain.maximumLength else {
+            throw StorageError(code: .notPermitted, message: "\(verb) of VDI \(source) would make a chain of \(length + 1) VHDs; "
+                + "the limit is \(VHDChain.maximumLength) (delete snapshots and run sr_gc to shorten it)")
+        }
+        let perFile = UInt64(VHDFooter.size * 2 + VHDDynamicHeader.size) + VHDImage.reservedEntries(for: image.size) * 4 + 3 * 512
+        let fileSystem = try Syscall.fileSystemStatus(root)
+        let available = UInt64(fileSystem.f_bavail) * UInt64(fileSystem.f_frsize)
+        guard available >= perFile * UInt64(newFiles) + 64 * 1024 else {
+            throw .noSpace("SR \(sr) has \(available) bytes free, not enough for the metadata of \(verb) \(source) -> \(destination)")
+        }
+        let time: timespec
+        do throws(VHDError) { time = try image.modificationTime() } catch { throw error.storageError }
+        return CopyOnWriteSource(uniqueID: image.footer.uniqueID, size: image.size, modificationTime: time,
+                                 hasChildren: !tree.childrenOf(source).isEmpty)
+    }
+
+    /// Writes (and fsyncs) an empty differencing disk at `path` whose parent is `parent`.vhd.
+    func createChild(at path: String, parent: CanonicalUUID, parentUniqueID: [UInt8], parentTime: timespec,
+                     size: UInt64) throws(StorageError) {
+        try Syscall.unlinkIfPresent(path)
+        let setup = VHDImage.DifferencingSetup(parentUniqueID: parentUniqueID,
+                                               parentTimestamp: VHDTime.fromUnix(Int64(parentTime.tv_sec)),
+                                               parentFileName: "\(parent)\(Self.vhdSuffix)")
+        do throws(VHDError) {
+            _ = try VHDImage.create(at: path, size: size, uniqueID: CanonicalUUID.random().bytes, differencing: setup)
+        } catch {
+            try? Syscall.unlinkIfPresent(path)
+            throw error.storageError
+        }
+    }
+
+    // MARK: Snapshot
+
+    public func snapshot(_ source: CanonicalUUID, as destination: CanonicalUUID) throws(StorageError) {
+        let info = try prepareCopyOnWrite(source, destination, newFiles: 1, verb: "snapshot")
+        guard !info.hasChildren else {
+            throw StorageError(code: .notPermitted, message: "VDI \(source) has dependent VDIs (it is a snapshot or base copy) and "
+                + "cannot change; clone it instead")
+        }
+        let entry = try journal.begin(IntentRecord(operation: "snapshot", fields: [
+            "source": source.string, "destination": destination.string,
+            "source-unique-id": CanonicalUUID(bytes: info.uniqueID).string,
+        ]))
+        FaultPoint.reach("snapshot.journaled")
+        do throws(StorageError) {
+            try metadata.setAttributes(["read_only": "true"], of: destination)
+            try createChild(at: pendingChildPath(source), parent: destination, parentUniqueID: info.uniqueID,
+                            parentTime: info.modificationTime, size: info.size)
+            FaultPoint.reach("snapshot.child-created")
+            guard try Syscall.linkNoReplace(vdiPath(source), vdiPath(destination)) else {
+                throw StorageError.vdiExists(destination.string, sr: sr.string)
+            }
+            FaultPoint.reach("snapshot.linked")
+            try Syscall.rename(pendingChildPath(source), vdiPath(source))
+            try Syscall.fsyncDirectory(root)
+            FaultPoint.reach("snapshot.committed")
+            try entry.finish()
+        } catch {
+            try settleAfterFailure(entry, error)
+        }
+    }
+
+    /// After a failed step: recovery decides; the caller sees success only if it rolled forward.
+    func settleAfterFailure(_ entry: IntentEntry, _ error: StorageError) throws(StorageError) {
+        let outcome: RecoveryOutcome
+        do throws(StorageError) { outcome = try replay(entry) } catch {
+            OperationLog.note(host: host, "SR \(sr): could not settle \(entry.record.operation) after \(error.message): \(error)")
+            throw error
+        }
+        if outcome == .rolledBack { throw error }
+    }
+
+    func recoverSnapshot(_ record: IntentRecord) throws(StorageError) -> RecoveryOutcome {
+        guard let source = record.uuid("source"), let destination = record.uuid("destination"),
+              let sourceID = record.uuid("source-unique-id") else { throw .io("snapshot record is incomplete") }
+        let current = try? VHDImage.open(vdiPath(source))
+        if let current, current.footer.uniqueID == sourceID.bytes {
+            if Syscall.sameFile(vdiPath(source), vdiPath(destination)) { try Syscall.unlinkIfPresent(vdiPath(destination)) }
+            try Syscall.unlinkIfPresent(pendingChildPath(source))
+            try metadata.remove(destination)
+            try Syscall.fsyncDirectory(root)
+            return .rolledBack
+        }
+        if current == nil, let parent = try? VHDImage.open(vdiPath(destination)), parent.footer.uniqueID == sourceID.bytes {
+            // Not reachable with the order above (the rename replaces S.vhd atomically); handled anyway.
+            let time = (try? parent.modificationTime()) ?? timespec()
+            try createChild(at: pendingChildPath(source), parent: destination, parentUniqueID: sourceID.bytes, parentTime: time,
+                            size: parent.size)
+            try Syscall.rename(pendingChildPath(source), vdiPath(source))
+        }
+        try Syscall.unlinkIfPresent(pendingChildPath(source))
+        try metadata.setAttributes(metadata.attributes(of: destination).merging(["read_only": "true"]) { $1 }, of: destination)
+        try Syscall.fsyncDirectory(root)
+        return .rolledForward
+    }
+
+    // MARK: Clone
+
+    public func clone(_ source: CanonicalUUID, as destination: CanonicalUUID) throws(StorageError) {
+        let info = try prepareCopyOnWrite(source, destination, newFiles: 2, verb: "clone")
+        if info.hasChildren {
+            try cloneAsChild(source, destination, info)
+            return
+        }
+        let base = CanonicalUUID.random()
+        let entry = try journal.begin(IntentRecord(operation: "clone", fields: [
+            "source": source.string, "destination": destination.string, "base": base.string,
+            "source-unique-id": CanonicalUUID(bytes: info.uniqueID).string,
+        ]))
+        FaultPoint.reach("clone.journaled")
+        do throws(StorageError) {
+            try metadata.setAttributes(["label": "base copy", "read_only": "true"], of: base)
+            try metadata.remove(destination)
+            for child in [source, destination] {
+                try createChild(at: pendingChildPath(child), parent: base, parentUniqueID: info.uniqueID,
+                                parentTime: info.modificationTime, size: info.size)
+            }
+            FaultPoint.reach("clone.children-created")
+            guard try Syscall.linkNoReplace(vdiPath(source), vdiPath(base)) else {
+                throw StorageError.vdiExists(base.string, sr: sr.string)
+            }
+            FaultPoint.reach("clone.base-linked")
+            guard try Syscall.linkNoReplace(pendingChildPath(destination), vdiPath(destination)) else {
+                throw StorageError.vdiExists(destination.string, sr: sr.string)
+            }
+            try Syscall.unlinkIfPresent(pendingChildPath(destination))
+            FaultPoint.reach("clone.destination-linked")
+            try Syscall.rename(pendingChildPath(source), vdiPath(source))
+            try Syscall.fsyncDirectory(root)
+            FaultPoint.reach("clone.committed")
+            try entry.finish()
+        } catch {
+            try settleAfterFailure(entry, error)
+        }
+    }
+
+    func recoverClone(_ record: IntentRecord) throws(StorageError) -> RecoveryOutcome {
+        guard let source = record.uuid("source"), let destination = record.uuid("destination"), let base = record.uuid("base"),
+              let sourceID = record.uuid("source-unique-id") else { throw .io("clone record is incomplete") }
+        let current = try? VHDImage.open(vdiPath(source))
+        if current == nil || current?.footer.uniqueID == sourceID.bytes {
+            if current == nil, Syscall.exists(vdiPath(base)) {
+                // Unreachable with the order above; keep the data under the source's name.
+                try Syscall.rename(vdiPath(base), vdiPath(source))
+            }
+            if let made = try? VHDImage.open(vdiPath(destination)), made.isDifferencing,
+               made.header.parentUniqueID == sourceID.bytes, Self.parentVDI(made.header) == base {
+                try Syscall.unlinkIfPresent(vdiPath(destination))
+            }
+            if Syscall.sameFile(vdiPath(source), vdiPath(base)) { try Syscall.unlinkIfPresent(vdiPath(base)) }
+            for child in [source, destination] { try Syscall.unlinkIfPresent(pendingChildPath(child)) }
+            try metadata.remove(base)
+            try Syscall.fsyncDirectory(root)
+            return .rolledBack
+        }
+        if !fileExists(destination), let parent = try? VHDImage.open(vdiPath(base)) {
+            let time = (try? parent.modificationTime()) ?? timespec()
+            try createChild(at: pendingChildPath(destination), parent: base, parentUniqueID: sourceID.bytes, parentTime: time,
+                            size: parent.size)
+            _ = try Syscall.linkNoReplace(pendingChildPath(destination), vdiPath(destination))
+        }
+        for child in [source, destination] { try Syscall.unlinkIfPresent(pendingChildPath(child)) }
+        try metadata.setAttributes(["label": "base copy", "read_only": "true"], of: base)
+        try Syscall.fsyncDirectory(root)
+        return .rolledForward
+    }
+
+    /// Clone of an immutable VDI (one with children): the destination becomes its new child.
+    func cloneAsChild(_ source: CanonicalUUID, _ destination: CanonicalUUID, _ info: CopyOnWriteSource) throws(StorageError) {
+        let entry = try journal.begin(IntentRecord(operation: "clone-child", fields: [
+            "source": source.string, "destination": destination.string,
+            "source-unique-id": CanonicalUUID(bytes: info.uniqueID).string,
+        ]))
+        do throws(StorageError) {
+            try metadata.remove(destination)
+            try createChild(at: pendingChildPath(destination), parent: source, parentUniqueID: info.uniqueID,
+                            parentTime: info.modificationTime, size: info.size)
+            guard try Syscall.linkNoReplace(pendingChildPath(destination), vdiPath(destination)) else {
+                throw StorageError.vdiExists(destination.string, sr: sr.string)
+            }
+            try Syscall.unlinkIfPresent(pendingChildPath(destination))
+            try Syscall.fsyncDirectory(root)
+            try entry.finish()
+        } catch {
+            try settleAfterFailure(entry, error)
+        }
+    }
+
+    func recoverCloneAsChild(_ record: IntentRecord) throws(StorageError) -> RecoveryOutcome {
+        guard let destination = record.uuid("destination"), let sourceID = record.uuid("source-unique-id") else {
+            throw .io("clone-child record is incomplete")
+        }
+        try Syscall.unlinkIfPresent(pendingChildPath(destination))
+        try Syscall.fsyncDirectory(root)
+        if let made = try? VHDImage.open(vdiPath(destination)), made.header.parentUniqueID == sourceID.bytes {
+            return .rolledForward
+        }
+        return .rolledBack
+    }
+}

@@ -1,0 +1,181 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Verifies one VHD file against every rule of VHD-NOTES.md that can be checked from the file
+/// itself (the chain rules, which need the parent, are `parentProblems`). Never throws and never
+/// traps on damaged input: every violation is one sentence in the result.
+public enum VHDChecker {
+    /// Problems of the file at `path`; empty when it is sound.
+    public static func problems(ofFile path: String, now: UInt32 = VHDTime.now()) -> [String] {
+        guard let descriptor = try? Syscall.open(path, O_RDONLY) else { return ["cannot open \(path)"] }
+        defer { Syscall.close(descriptor) }
+        guard let status = try? Syscall.fileStatus(descriptor: descriptor, path: path) else { return ["cannot stat \(path)"] }
+        let fileSize = UInt64(status.st_size)
+        func read(_ count: Int, at offset: UInt64) -> [UInt8] {
+            (try? Syscall.pread(descriptor, count: count, at: offset, path: path)) ?? []
+        }
+        let minimum = UInt64(VHDFooter.size * 2 + VHDDynamicHeader.size)
+        guard fileSize >= minimum else { return ["file is \(fileSize) bytes, too short for a dynamic VHD (truncated?)"] }
+        var problems: [String] = []
+        if fileSize % VHDImage.sectorSize != 0 { problems.append("file size \(fileSize) is not a multiple of 512 (truncated?)") }
+        let footerOffset = fileSize - UInt64(VHDFooter.size)
+        let endBytes = read(VHDFooter.size, at: footerOffset)
+        let copyBytes = read(VHDFooter.size, at: 0)
+        var footer: VHDFooter?
+        do throws(VHDError) { footer = try VHDFooter(bytes: endBytes) } catch { problems.append("footer at the end: \(error)") }
+        do throws(VHDError) {
+            let copy = try VHDFooter(bytes: copyBytes)
+            if footer == nil { footer = copy }
+        } catch { problems.append("footer copy at offset 0: \(error)") }
+        if endBytes != copyBytes, problems.isEmpty { problems.append("footer copy at offset 0 differs from the footer at the end") }
+        guard let footer else { return problems }
+        problems += footerProblems(footer, raw: endBytes.count == VHDFooter.size ? endBytes : copyBytes, now: now)
+        guard footer.diskType != .fixed, footer.dataOffset != VHDFooter.noDataOffset,
+              footer.dataOffset + UInt64(VHDDynamicHeader.size) <= footerOffset else {
+            problems.append("dynamic header offset \(footer.dataOffset) lies outside the file")
+            return problems
+        }
+        let headerBytes = read(VHDDynamicHeader.size, at: footer.dataOffset)
+        let header: VHDDynamicHeader
+        do throws(VHDError) { header = try VHDDynamicHeader(bytes: headerBytes) } catch {
+            problems.append("dynamic header: \(error)")
+            return problems
+        }
+        if headerBytes[60..<64].contains(where: { $0 != 0 }) || headerBytes[768..<1024].contains(where: { $0 != 0 }) {
+            problems.append("dynamic header reserved bytes are not zero")
+        }
+        if UInt64(header.maxTableEntries) * VHDImage.blockSize < footer.currentSize {
+            problems.append("BAT holds \(header.maxTableEntries) entries, too few for size \(footer.currentSize)")
+        }
+        let differencing = footer.diskType == .differencing
+        if !differencing {
+            if header.parentUniqueID.contains(where: { $0 != 0 }) || header.parentTimestamp != 0 || !header.parentName.isEmpty
+                || header.parentLocators.contains(where: { !$0.isEmpty }) {
+                problems.append("a dynamic (non-differencing) disk has parent fields set")
+            }
+        } else {
+            if !header.parentUniqueID.contains(where: { $0 != 0 }) { problems.append("parent unique id is all zero") }
+            if header.parentName.isEmpty { problems.append("parent name is empty") }
+        }
+        // Extents: everything that occupies the file must lie before the end footer and not overlap.
+        var extents: [(start: UInt64, end: UInt64, what: String)] = [
+            (0, UInt64(VHDFooter.size), "footer copy"),
+            (footer.dataOffset, footer.dataOffset + UInt64(VHDDynamicHeader.size), "dynamic header"),
+        ]
+        let tableEnd = header.tableOffset + UInt64(header.maxTableEntries) * 4
+        extents.append((header.tableOffset, tableEnd, "BAT"))
+        var locatorsPresent = false
+        for (index, locator) in header.parentLocators.enumerated() where !locator.isEmpty {
+            locatorsPresent = true
+            let name = "parent locator \(index)"
+            guard [VHDParentLocator.macX, VHDParentLocator.w2ku, VHDParentLocator.w2ru].contains(locator.platformCode) else {
+                problems.append("\(name) has unknown platform code \(locator.platformCode)")
+                continue
+            }
+            guard locator.dataOffset != 0, locator.dataSpace != 0, locator.dataLength != 0,
+                  UInt64(locator.dataLength) <= locator.dataSpaceInBytes else {
+                problems.append("\(name) has a zero offset, space or length, or a length beyond its space")
+                continue
+            }
+            extents.append((locator.dataOffset, locator.dataOffset + locator.dataSpaceInBytes, name))
+            let data = read(Int(min(locator.dataLength, 4096)), at: locator.dataOffset)
+            let target = VHDChain.decodeLocator(platformCode: locator.platformCode, data)
+            if let target, target.split(separator: "/").last.map(String.init) != header.parentName {
+                problems.append("\(name) names '\(target)' but the header's parent name is '\(header.parentName)'")
+            } else if target == nil {
+                problems.append("\(name) cannot be decoded")
+            }
+        }
+        if differencing && !locatorsPresent { problems.append("differencing disk without parent locators") }
+        let tableBytes = tableEnd <= footerOffset ? read(Int(header.maxTableEntries) * 4, at: header.tableOffset) : []
+        if tableBytes.count != Int(header.maxTableEntries) * 4 {
+            problems.append("BAT extends past the end of the file")
+            return problems
+        }
+        for block in 0..<Int(header.maxTableEntries) {
+            let entry = tableBytes.bigEndian32(at: block * 4)
+            guard entry != VHDImage.unallocated else { continue }
+            let start = UInt64(entry) * VHDImage.sectorSize
+            let end = start + VHDImage.bitmapSize + VHDImage.blockSize
+            if end > footerOffset {
+                problems.append("BAT entry \(block) points past the end of the file (block at \(start), footer at \(footerOffset))")
+                continue
+            }
+            extents.append((start, end, "block \(block)"))
+        }
+        extents.sort { $0.start < $1.start }
+        for (first, second) in zip(extents, extents.dropFirst()) where first.end > second.start {
+            problems.append("\(first.what) overlaps \(second.what)")
+        }
+        if footer.creatorApplication == VHDFooter.creatorApplication, footer.creatorVersion >= 0x0001_0002 {
+            problems += batmapProblems(read: read, header: header, footer: footer, tableBytes: tableBytes)
+        }
+        return problems
+    }
+
+    /// The footer rules beyond what parsing enforces.
+    static func footerProblems(_ footer: VHDFooter, raw: [UInt8], now: UInt32) -> [String] {
+        var problems: [String] = []
+        if footer.features & VHDFooter.requiredFeatures == 0 { problems.append("footer features lack the reserved bit 0x2") }
+        if footer.diskType == .fixed { problems.append("fixed disks are not used in this SR") }
+        if footer.diskType != .fixed && footer.dataOffset != UInt64(VHDFooter.size) {
+            problems.append("footer data offset is \(footer.dataOffset), expected 512")
+        }
+        if !footer.uniqueID.contains(where: { $0 != 0 }) { problems.append("footer unique id is all zero") }
+        if footer.timestamp > now &+ 300 { problems.append("footer timestamp \(footer.timestamp) is in the future") }
+        if footer.creatorApplication == VHDFooter.creatorApplication, footer.creatorVersion > 0x0001_0003 {
+            problems.append("creator 'tap' with version \(String(footer.creatorVersion, radix: 16)), above 1.3")
+        }
+        if raw.count == VHDFooter.size {
+            if raw[VHDFooter.hiddenOffset] > 1 { problems.append("hidden flag is \(raw[VHDFooter.hiddenOffset]), not 0 or 1") }
+            if raw[86..<512].contains(where: { $0 != 0 }) { problems.append("footer reserved bytes are not zero") }
+        }
+        if footer.currentSize % VHDImage.sectorSize != 0 { problems.append("size \(footer.currentSize) is not a whole number of sectors") }
+        let expected = VHDGeometry(size: footer.currentSize)
+        if footer.geometry != expected {
+            problems.append("geometry \(footer.geometry.cylinders)/\(footer.geometry.heads)/\(footer.geometry.sectorsPerTrack) "
+                + "differs from \(expected.cylinders)/\(expected.heads)/\(expected.sectorsPerTrack) computed from the size")
+        }
+        if footer.geometry.sectorCount * VHDImage.sectorSize > footer.currentSize {
+            problems.append("geometry describes more than the size")
+        }
+        return problems
+    }
+
+    /// blktap's batmap (creator tap 1.2 and later): header after the BAT, map bits only for full blocks.
+    static func batmapProblems(read: (Int, UInt64) -> [UInt8], header: VHDDynamicHeader, footer: VHDFooter,
+                               tableBytes: [UInt8]) -> [String] {
+        let headerOffset = (header.tableOffset + UInt64(header.maxTableEntries) * 4 + 511) / 512 * 512
+        let bytes = read(512, headerOffset)
+        guard bytes.count == 512, Array(bytes[0..<8]) == Array("tdbatmap".utf8) else {
+            return ["creator tap \(String(footer.creatorVersion, radix: 16)) promises a batmap, none follows the BAT"]
+        }
+        let mapOffset = bytes.bigEndian64(at: 8)
+        let mapSectors = bytes.bigEndian32(at: 16)
+        let checksum = bytes.bigEndian32(at: 24)
+        let covered = max(1, Int(((footer.currentSize >> 24) + 511) / 512))
+        let map = read(covered * 512, mapOffset)
+        guard map.count == covered * 512, covered <= Int(mapSectors) else { return ["batmap lies past the end of the file"] }
+        var sum: UInt32 = 0
+        for byte in map { sum &+= UInt32(byte) }
+        var problems: [String] = []
+        if ~sum != checksum { problems.append("batmap checksum mismatch") }
+        return problems
+    }
+
+    /// The rules between a differencing disk and its parent: unique id and modification time.
+    public static func parentProblems(child: VHDImage, parentPath: String) -> [String] {
+        guard let parent = try? VHDImage.open(parentPath) else { return ["parent \(parentPath) cannot be read"] }
+        var problems: [String] = []
+        if parent.footer.uniqueID != child.header.parentUniqueID {
+            problems.append("parent \(parentPath) has unique id \(CanonicalUUID(bytes: parent.footer.uniqueID)), "
+                + "the header expects \(CanonicalUUID(bytes: child.header.parentUniqueID))")
+        }
+        if let time = try? parent.modificationTime(), VHDTime.fromUnix(Int64(time.tv_sec)) != child.header.parentTimestamp {
+            problems.append("parent timestamp \(child.header.parentTimestamp) differs from the parent's modification time "
+                + "\(VHDTime.fromUnix(Int64(time.tv_sec)))")
+        }
+        return problems
+    }
+}
