@@ -19,6 +19,8 @@ extension VHDRepository {
         if let node = tree.nodes[vdi], node.hidden { return false }
         let hasChildren = !tree.childrenOf(vdi).isEmpty
         var fields = ["vdi": vdi.string, "mode": hasChildren ? "hide" : "remove"]
+        // Where reclaiming starts once the file is gone (not a key recovery locks: reclaiming does).
+        if let parent = tree.nodes[vdi]?.parent { fields["leaf-parent"] = parent.string }
         if hasChildren, let time = Syscall.modificationTime(vdiPath(vdi)) { fields["modification-time"] = Self.encode(time) }
         let entry = try journal.begin(IntentRecord(operation: "delete", fields: fields))
         FaultPoint.reach("delete.journaled")
@@ -49,7 +51,7 @@ extension VHDRepository {
         try Syscall.fsyncDirectory(root)
         try metadata.remove(vdi)
         FaultPoint.reach("delete.unlinked")
-        try reclaimChildlessAncestors(from: tree.nodes[vdi]?.parent, removed: vdi, tree: tree)
+        try reclaimChildlessAncestors(from: tree.nodes[vdi]?.parent ?? record.uuid("leaf-parent"), removed: vdi, tree: tree)
         return .rolledForward
     }
 

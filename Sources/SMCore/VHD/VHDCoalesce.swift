@@ -26,6 +26,7 @@ extension VHDImage {
         var newBlocks: [(block: Int, start: UInt64)] = []
         var widenedBitmaps: [(start: UInt64, bitmap: [UInt8])] = []
         var data = [UInt8](repeating: 0, count: Int(Self.blockSize))
+        var copied = 0
         for block in 0..<min(child.blockCount, childTable.count) where childTable[block] != Self.unallocated {
             guard let childBitmap = try child.bitmap(ofBlock: block), childBitmap.contains(where: { $0 != 0 }) else { continue }
             let childData = UInt64(childTable[block]) * Self.sectorSize + Self.bitmapSize
@@ -57,7 +58,8 @@ extension VHDImage {
                 let end = nextStart + Self.bitmapSize + Self.blockSize
                 nextStart = (end + Self.bitmapSize + Self.dataAlignment - 1) / Self.dataAlignment * Self.dataAlignment - Self.bitmapSize
             }
-            if newBlocks.count + widenedBitmaps.count == 1 { FaultPoint.reach("coalesce.block-copied") }
+            copied += 1
+            if copied == 1 { FaultPoint.reach("coalesce.block-copied") }
         }
         try barrier()
         FaultPoint.reach("coalesce.data-copied")
