@@ -267,11 +267,10 @@ public final class VHDImage {
             let dataStart = UInt64(table[block]) * Self.sectorSize + Self.bitmapSize
             // Runs of sectors with the same bitmap state are read in one call.
             while position < blockEnd {
-                let present = Self.bit(bitmap, Int((position % Self.blockSize) / Self.sectorSize))
-                var runEnd = min(blockEnd, (position / Self.sectorSize + 1) * Self.sectorSize)
-                while runEnd < blockEnd && Self.bit(bitmap, Int((runEnd % Self.blockSize) / Self.sectorSize)) == present {
-                    runEnd = min(blockEnd, runEnd + Self.sectorSize)
-                }
+                let sector = Int((position % Self.blockSize) / Self.sectorSize)
+                let present = Self.bit(bitmap, sector)
+                let blockBase = UInt64(block) * Self.blockSize
+                let runEnd = min(blockEnd, blockBase + UInt64(Self.runEnd(bitmap, from: sector, present: present)) * Self.sectorSize)
                 let runStart = Int(position - offset)
                 let run = UnsafeMutableRawBufferPointer(rebasing: buffer[runStart..<runStart + Int(runEnd - position)])
                 if present {
@@ -295,6 +294,22 @@ public final class VHDImage {
         } else {
             buffer.initializeMemory(as: UInt8.self, repeating: 0)
         }
+    }
+
+    /// The first sector at or after `sector` whose bit differs from `present` (whole bytes at a time).
+    static func runEnd(_ bitmap: [UInt8], from sector: Int, present: Bool) -> Int {
+        let uniform: UInt8 = present ? 0xFF : 0x00
+        var current = sector
+        let limit = Int(sectorsPerBlock)
+        while current < limit {
+            if current & 7 == 0, bitmap[current >> 3] == uniform {
+                current += 8
+                continue
+            }
+            if bit(bitmap, current) != present { return current }
+            current += 1
+        }
+        return limit
     }
 
     static func bit(_ bitmap: [UInt8], _ sector: Int) -> Bool {
