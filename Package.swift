@@ -12,6 +12,7 @@ let package = Package(
     products: [
         .library(name: "SMCore", targets: ["SMCore"]),
         .executable(name: "lock-util", targets: ["lock-util"]),
+        .executable(name: "sm-vhd", targets: ["sm-vhd"]),
     ] + drivers.map { .executable(name: $0, targets: [$0]) },
     dependencies: [
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
@@ -43,6 +44,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        .executableTarget(name: "sm-vhd", dependencies: ["SMCore"]),
         .testTarget(
             name: "SMCoreTests",
             dependencies: ["SMCore"]

@@ -57,6 +57,7 @@ extension VHDRepository {
             throw .io("VDI \(source) cannot be read (\(error)); run sr_check")
         }
         guard !image.footer.hidden else { throw .noSuchVDI(source.string, sr: sr.string) }
+        guard !image.endFooterDamaged else { throw .io("VDI \(source) is damaged (no valid footer at its end); run sr_check") }
         let tree = try tree()
         let length = tree.chain(from: source).count
         guard length + 1 <= VHDChain.maximumLength else {

@@ -36,7 +36,7 @@ extension VHDImage {
                 } catch { return .failure(error) }
             }
             let got = try Self.system { () throws(StorageError) -> Int in try outcome.get() }
-            if got < data.count { for index in got..<data.count { data[index] = 0 } }
+            guard got == data.count else { throw .malformed("\(child.path): block \(block) data lies past the end of the file") }
             if block < table.count, table[block] != Self.unallocated, let bitmap = try bitmap(ofBlock: block) {
                 let blockStart = UInt64(table[block]) * Self.sectorSize
                 for run in Self.setRuns(childBitmap) {

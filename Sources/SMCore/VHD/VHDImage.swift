@@ -277,9 +277,7 @@ public final class VHDImage {
                     let got = try Self.system { () throws(StorageError) in
                         try Syscall.pread(descriptor, into: run, at: dataStart + position % Self.blockSize, path: path)
                     }
-                    if got < run.count {
-                        UnsafeMutableRawBufferPointer(rebasing: run[got...]).initializeMemory(as: UInt8.self, repeating: 0)
-                    }
+                    guard got == run.count else { throw .malformed("\(path): block \(block) data lies past the end of the file") }
                 } else {
                     try fromParent(position, run)
                 }
