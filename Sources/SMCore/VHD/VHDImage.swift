@@ -287,7 +287,9 @@ public final class VHDImage {
     }
 
     private func fromParent(_ offset: UInt64, _ buffer: UnsafeMutableRawBufferPointer) throws(VHDError) {
-        if isDifferencing, let parentReader {
+        if isDifferencing {
+            // Zeros would be silently wrong: a differencing disk is read (and partially written) through its chain.
+            guard let parentReader else { throw .system(.io("\(path) is a differencing disk opened without its parent; use VHDChain")) }
             try parentReader(offset, buffer)
         } else {
             buffer.initializeMemory(as: UInt8.self, repeating: 0)
