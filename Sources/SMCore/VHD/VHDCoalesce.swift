@@ -25,35 +25,29 @@ extension VHDImage {
         var nextStart = try placeNewBlock()
         var newBlocks: [(block: Int, start: UInt64)] = []
         var widenedBitmaps: [(start: UInt64, bitmap: [UInt8])] = []
-        var data = [UInt8](repeating: 0, count: Int(Self.blockSize))
         var copied = 0
         for block in 0..<min(child.blockCount, childTable.count) where childTable[block] != Self.unallocated {
             guard let childBitmap = try child.bitmap(ofBlock: block), childBitmap.contains(where: { $0 != 0 }) else { continue }
             let childData = UInt64(childTable[block]) * Self.sectorSize + Self.bitmapSize
-            let outcome: Result<Int, StorageError> = data.withUnsafeMutableBytes { buffer in
-                do throws(StorageError) {
-                    return .success(try Syscall.pread(child.descriptor, into: buffer, at: childData, path: child.path))
-                } catch { return .failure(error) }
+            // Data moves inside the kernel (copy_file_range), as cp does; nothing passes through here.
+            func copy(_ sectors: Range<Int>, to destination: UInt64) throws(VHDError) {
+                let offset = UInt64(sectors.lowerBound) * Self.sectorSize
+                let count = sectors.count * Int(Self.sectorSize)
+                let got = try Self.system { () throws(StorageError) -> Int in
+                    try Syscall.copyRange(from: child.descriptor, at: childData + offset, to: descriptor, at: destination + offset,
+                                          count: count, path: child.path)
+                }
+                guard got == count else { throw .malformed("\(child.path): block \(block) data lies past the end of the file") }
             }
-            let got = try Self.system { () throws(StorageError) -> Int in try outcome.get() }
-            guard got == data.count else { throw .malformed("\(child.path): block \(block) data lies past the end of the file") }
             if block < table.count, table[block] != Self.unallocated, let bitmap = try bitmap(ofBlock: block) {
                 let blockStart = UInt64(table[block]) * Self.sectorSize
-                for run in Self.setRuns(childBitmap) {
-                    let bytes = Array(data[run.lowerBound * Int(Self.sectorSize)..<run.upperBound * Int(Self.sectorSize)])
-                    try Self.system { () throws(StorageError) in
-                        try Syscall.pwriteAll(descriptor, bytes, at: blockStart + Self.bitmapSize + UInt64(run.lowerBound) * Self.sectorSize,
-                                              path: path)
-                    }
-                }
+                for run in Self.setRuns(childBitmap) { try copy(run, to: blockStart + Self.bitmapSize) }
                 let widened = zip(bitmap, childBitmap).map { $0 | $1 }
                 if widened != bitmap { widenedBitmaps.append((blockStart, widened)) }
             } else {
                 guard block < table.count else { throw .malformed("\(path): BAT has no entry for block \(block) of the child") }
-                try Self.system { () throws(StorageError) in
-                    try Syscall.pwriteAll(descriptor, childBitmap, at: nextStart, path: path)
-                    try Syscall.pwriteAll(descriptor, data, at: nextStart + Self.bitmapSize, path: path)
-                }
+                try Self.system { () throws(StorageError) in try Syscall.pwriteAll(descriptor, childBitmap, at: nextStart, path: path) }
+                try copy(0..<Int(Self.sectorsPerBlock), to: nextStart + Self.bitmapSize)
                 newBlocks.append((block, nextStart))
                 let end = nextStart + Self.bitmapSize + Self.blockSize
                 nextStart = (end + Self.bitmapSize + Self.dataAlignment - 1) / Self.dataAlignment * Self.dataAlignment - Self.bitmapSize

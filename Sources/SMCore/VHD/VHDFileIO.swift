@@ -56,4 +56,42 @@ extension Syscall {
         guard let a = fileStatus(first), let b = fileStatus(second) else { return false }
         return a.st_dev == b.st_dev && a.st_ino == b.st_ino
     }
+
+    /// Copies `count` bytes between two files inside the kernel (copy_file_range), falling back
+    /// to read and write where the filesystem cannot; returns how many bytes the source had.
+    public static func copyRange(from source: Int32, at sourceOffset: UInt64, to destination: Int32, at destinationOffset: UInt64,
+                                 count: Int, path: String) throws(StorageError) -> Int {
+        var done = 0
+        var input = off_t(sourceOffset)
+        var output = off_t(destinationOffset)
+        while done < count {
+            guard let copyFileRange = Self.copyFileRange else {
+                let rest = try pread(source, count: count - done, at: UInt64(input), path: path)
+                try pwriteAll(destination, rest, at: UInt64(output), path: path)
+                return done + rest.count
+            }
+            switch attempt({ copyFileRange(source, &input, destination, &output, count - done, 0) }) {
+            case .success(0):
+                return done
+            case .success(let copied):
+                done += copied
+            case .failure(.improperLink), .failure(.noFunction), .failure(.invalidArgument), .failure(.notSupported):
+                let rest = try pread(source, count: count - done, at: UInt64(input), path: path)
+                try pwriteAll(destination, rest, at: UInt64(output), path: path)
+                return done + rest.count
+            case .failure(let code):
+                throw .system(code, "copy_file_range", path: path)
+            }
+        }
+        return done
+    }
+
+    typealias CopyFileRange = @convention(c) (Int32, UnsafeMutablePointer<off_t>?, Int32, UnsafeMutablePointer<off_t>?, Int, UInt32) -> Int
+
+    /// glibc's copy_file_range (2.27+), looked up at run time: Swift's Glibc module does not
+    /// import it (it is declared under _GNU_SOURCE).
+    static let copyFileRange: CopyFileRange? = {
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "copy_file_range") else { return nil }
+        return unsafeBitCast(symbol, to: CopyFileRange.self)
+    }()
 }
