@@ -150,6 +150,9 @@ public struct VHDRepository: Sendable {
         }
         var entries: [CanonicalUUID: Entry] = [:]
         var occupied: UInt64 = 0
+        let lockFileOwners = Set(try Syscall.directoryEntries(root).compactMap { name -> String? in
+            name.contains("\(Self.vhdSuffix)\(LockTarget.mutexSuffix).") ? String(name.prefix(36)) : nil
+        })
         for vdi in try allVDIFiles() {
             let path = vdiPath(vdi)
             do throws(VHDError) {
@@ -158,7 +161,9 @@ public struct VHDRepository: Sendable {
                 let utilisation = UInt64(status.st_blocks) * 512
                 occupied += utilisation
                 var report = VDIReport(uuid: vdi, size: image.size, utilisation: utilisation)
-                report.locked = isLocked(vdi)  // persistent VDI locks: VHDRepository+Locks.swift
+                // persistent VDI locks: VHDRepository+Locks.swift (asked only where lock files exist:
+                // each question lists the SR directory, which made a 10,000-VDI scan quadratic)
+                report.locked = lockFileOwners.contains(vdi.string) && isLocked(vdi)
                 let attributes = metadata.attributes(of: vdi)
                 report.label = attributes["label"] ?? ""
                 report.description = attributes["description"] ?? ""
