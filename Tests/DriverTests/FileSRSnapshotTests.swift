@@ -53,7 +53,7 @@ import SMCore
         try sr.expectClean()
     }
 
-    /// Each documented failure: ENODEV, EEXIST, EBUSY (attached), EPERM (immutable source), with
+    /// Each documented failure: ENODEV, EEXIST, EBUSY (attached, locked), EPERM (immutable source), with
     /// nothing changed on disk.
     @Test(.timeLimit(.minutes(1))) func snapshotAndCloneErrors() throws {
         let sr = try CopyOnWriteSR()
@@ -67,6 +67,10 @@ import SMCore
             let busy = try sr.run(verb, sr.sr, source, newUUID())
             #expect(busy.status == 16 && busy.reason.hasPrefix("EBUSY:"), "\(busy)")
             try sr.expectOK("vdi_detach", sr.sr, source)
+            try sr.expectOK("vdi_lock", sr.sr, source, "FALSE", "agent")
+            let locked = try sr.run(verb, sr.sr, source, newUUID())
+            #expect(locked.status == 16 && locked.reason.contains("locked"), "\(locked)")
+            try sr.expectOK("vdi_unlock", sr.sr, source, "agent")
             #expect(try sr.files() == before)
         }
         let snapshot = newUUID()
