@@ -92,6 +92,31 @@ import Testing
         try fixture.succeed("sr_detach", sr)
     }
 
+    /// Copy-on-write reaches EXTSR by composition: snapshot, then deleting the snapshot leaves a
+    /// hidden parent that the detached sr_gc worker (started with EXTSR's own dconf) merges away.
+    @Test(.timeLimit(.minutes(1))) func snapshotAndBackgroundCoalescing() throws {
+        let fixture = try EXTSRFixture()
+        defer { fixture.tearDown() }
+        let sr = fixture.sr, vdi = newUUID(), snapshot = newUUID()
+        try fixture.succeed("sr_create", sr, "0")
+        try fixture.succeed("sr_attach", sr)
+        try fixture.succeed("vdi_create", sr, vdi, String(8 << 20))
+        try fixture.succeed("vdi_snapshot", sr, vdi, snapshot)
+        let scan = try ResultXML(try fixture.succeed("sr_scan", sr).standardOutput)
+        #expect(Set(scan.vdis.compactMap { $0.fields["uuid"] }) == [vdi, snapshot])
+        #expect(scan.vdis.first { $0.fields["uuid"] == vdi }?.fields["parent"] == snapshot)
+        try fixture.succeed("vdi_delete", sr, snapshot)
+        let vhdFiles = { try FileManager.default.contentsOfDirectory(atPath: fixture.mountPoint).filter { $0.hasSuffix(".vhd") } }
+        let deadline = Date().addingTimeInterval(20)
+        while try vhdFiles().count > 1, Date() < deadline { usleep(50_000) }
+        #expect(try vhdFiles() == ["\(vdi).vhd"])
+        let log = try String(contentsOfFile: fixture.scratch.path("SMlog"), encoding: .utf8)
+        #expect(log.contains("EXTSR") && log.contains("sr_gc \(sr) result=OK"), "\(log)")
+        try fixture.succeed("sr_check", sr)
+        try fixture.succeed("vdi_delete", sr, vdi)
+        try fixture.succeed("sr_detach", sr)
+    }
+
     /// A process with a file open in the SR makes sr_detach EBUSY (the kernel's answer), still mounted.
     @Test(.timeLimit(.minutes(1))) func detachWhileAFileIsOpenIsBusy() throws {
         let fixture = try EXTSRFixture()

@@ -5,6 +5,10 @@ public protocol VHDRepositoryDriver: Driver {
     /// The SR's repository, after checking that the SR is attached and usable on this host
     /// (ENODEV otherwise). Called once per VDI verb.
     func attachedRepository(_ sr: CanonicalUUID) throws(StorageError) -> VHDRepository
+
+    /// The dconf to start the background `sr_gc` worker with after a delete that left hidden
+    /// parents (nil: no worker; run sr_gc by hand). It reaches the worker on stdin, never argv.
+    var backgroundConfiguration: DeviceConfiguration? { get }
 }
 
 extension VHDRepositoryDriver {
@@ -20,9 +24,16 @@ extension VHDRepositoryDriver {
         try readyRepository(sr, holding: [vdi]).create(vdi, size: size)
     }
 
-    /// Hidden parents left by the delete are coalesced by `sr_gc` (FileSR also starts it in the background).
+    public var backgroundConfiguration: DeviceConfiguration? { nil }
+
+    /// Hidden parents left by the delete are coalesced by `sr_gc`, started here as a detached
+    /// worker when the driver keeps its dconf (`backgroundConfiguration`) and the host allows it.
     public func vdiDelete(sr: CanonicalUUID, vdi: CanonicalUUID) throws {
-        try readyRepository(sr, holding: [vdi]).delete(vdi)
+        let repository = try readyRepository(sr, holding: [vdi])
+        if try repository.delete(vdi), let configuration = backgroundConfiguration,
+           BackgroundCollector.enabled(repository.host) {
+            BackgroundCollector(deviceConfiguration: configuration).start(sr: sr, host: repository.host)
+        }
     }
 
     public func vdiAttach(sr: CanonicalUUID, vdi: CanonicalUUID) throws -> AttachResult {

@@ -28,9 +28,12 @@ public struct EXTSR: VHDRepositoryDriver {
     let devicePath: String
     let force: Bool
     let host: HostEnvironment
+    /// The dconf this driver was started with, for the background sr_gc worker.
+    public private(set) var backgroundConfiguration: DeviceConfiguration?
 
     public init(configuration: DeviceConfiguration, host: HostEnvironment) throws {
         try self.init(devicePath: configuration.required("device"), force: configuration.flag("force"), host: host)
+        backgroundConfiguration = configuration
     }
 
     /// For drivers that find the device themselves (an iSCSI LUN's path, say).

@@ -15,8 +15,12 @@ public struct EXToISCSISR: VHDRepositoryDriver {
     let lun: Int
     let force: Bool
     let host: HostEnvironment
+    /// The dconf this driver was started with, for the background sr_gc worker (on its stdin:
+    /// the CHAP secret never reaches an argv).
+    public let backgroundConfiguration: DeviceConfiguration?
 
     public init(configuration: DeviceConfiguration, host: HostEnvironment) throws {
+        backgroundConfiguration = configuration
         session = ISCSISession(target: try ISCSITarget(configuration: configuration), host: host)
         lun = try ISCSITarget.lunNumbers(configuration.required("LUNid"), single: true)[0]
         force = try configuration.flag("force")

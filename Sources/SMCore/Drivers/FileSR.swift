@@ -1,7 +1,7 @@
 /// FileSR: VDIs as VHD files in `<location>/<SR-UUID>/` on a local directory.
 ///
 /// The SR is the directory; everything about VDIs is `VHDRepository`.
-public struct FileSR: Driver {
+public struct FileSR: VHDRepositoryDriver {
     public static let name = "FileSR"
     public static let requiredKeys = ["location"]
     public static let overview = """
@@ -31,13 +31,18 @@ public struct FileSR: Driver {
 
     func repository(_ sr: CanonicalUUID) -> VHDRepository { VHDRepository(sr: sr, root: root(sr), host: host) }
 
-    /// ENODEV unless the SR directory exists. Then the recovery pass settles what a crashed
-    /// operation left (`held`: the VDIs whose host locks the dispatcher took for this call).
-    func requireSR(_ sr: CanonicalUUID, holding held: Set<CanonicalUUID> = []) throws(StorageError) -> VHDRepository {
+    /// ENODEV unless the SR directory exists; the repository checks the attach record itself.
+    public func attachedRepository(_ sr: CanonicalUUID) throws(StorageError) -> VHDRepository {
         guard Syscall.isDirectory(root(sr)) else { throw .noSuchSR(sr.string) }
-        let repository = repository(sr)
-        try repository.recover(holding: held)
-        return repository
+        return repository(sr)
+    }
+
+    /// The dconf the background sr_gc worker is started with after a delete.
+    public var backgroundConfiguration: DeviceConfiguration? { configuration }
+
+    /// The SR, after the recovery pass has settled what a crashed operation left.
+    func requireSR(_ sr: CanonicalUUID) throws(StorageError) -> VHDRepository {
+        try readyRepository(sr)
     }
 
     /// The SR directory is made under a temporary name and renamed into place, so a crash leaves
@@ -101,52 +106,5 @@ public struct FileSR: Driver {
         return VHDRepository.contentType
     }
 
-    public func srCheck(sr: CanonicalUUID) throws -> SRCheckReport {
-        try requireSR(sr).check()
-    }
-
-    /// Coalesces in the foreground; vdi_delete starts the same verb as a detached worker.
-    public func srGC(sr: CanonicalUUID) throws {
-        try requireSR(sr).collectGarbage()
-    }
-
-    public func vdiCreate(sr: CanonicalUUID, vdi: CanonicalUUID, size: UInt64) throws {
-        try requireSR(sr, holding: [vdi]).create(vdi, size: size)
-    }
-
-    /// Starts coalescing in the background when the delete left work for it.
-    public func vdiDelete(sr: CanonicalUUID, vdi: CanonicalUUID) throws {
-        if try requireSR(sr, holding: [vdi]).delete(vdi), BackgroundCollector.enabled(host) {
-            BackgroundCollector(deviceConfiguration: configuration).start(sr: sr, host: host)
-        }
-    }
-
-    public func vdiAttach(sr: CanonicalUUID, vdi: CanonicalUUID) throws -> AttachResult {
-        try requireSR(sr, holding: [vdi]).attach(vdi)
-    }
-
-    public func vdiDetach(sr: CanonicalUUID, vdi: CanonicalUUID) throws {
-        try requireSR(sr, holding: [vdi]).detach(vdi)
-    }
-
-    public func vdiClone(sr: CanonicalUUID, source: CanonicalUUID, destination: CanonicalUUID) throws {
-        try requireSR(sr, holding: [source, destination]).clone(source, as: destination)
-    }
-
-    public func vdiSnapshot(sr: CanonicalUUID, source: CanonicalUUID, destination: CanonicalUUID) throws {
-        try requireSR(sr, holding: [source, destination]).snapshot(source, as: destination)
-    }
-
-    public func vdiResize(sr: CanonicalUUID, vdi: CanonicalUUID, size: UInt64) throws {
-        try requireSR(sr, holding: [vdi]).resize(vdi, size: size)
-    }
-
-    // Persistent VDI locks: VHDRepository+Locks.swift.
-    public func vdiLock(sr: CanonicalUUID, vdi: CanonicalUUID, force: Bool, user: String) throws {
-        try requireSR(sr, holding: [vdi]).lock(vdi, force: force, user: user)
-    }
-
-    public func vdiUnlock(sr: CanonicalUUID, vdi: CanonicalUUID, user: String) throws {
-        try requireSR(sr, holding: [vdi]).unlock(vdi, user: user)
-    }
+    // Every VDI verb, sr_check and sr_gc: VHDRepositoryDriver.
 }

@@ -25,10 +25,13 @@ public struct NFSSR: VHDRepositoryDriver {
     let export: NFSExport
     let options: NFSMountOptions
     let host: HostEnvironment
+    /// The dconf this driver was started with, for the background sr_gc worker.
+    public private(set) var backgroundConfiguration: DeviceConfiguration?
 
     public init(configuration: DeviceConfiguration, host: HostEnvironment) throws {
         let export = try NFSExport(server: configuration.required("server"), path: configuration.required("serverpath"))
         self.init(export: export, options: try NFSMountOptions(configuration: configuration, server: export.server), host: host)
+        backgroundConfiguration = configuration
         let known = Set(Self.requiredKeys + Self.optionalKeys)
         for key in configuration.values.keys.sorted() where !known.contains(key) {
             Diagnostics.debug("NFSSR ignores the dconf key '\(ArgumentParsing.printable(key))'")

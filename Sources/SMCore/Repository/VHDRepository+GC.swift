@@ -156,22 +156,12 @@ public struct BackgroundCollector: Sendable {
         return !["0", "false", "no"].contains(value.lowercased())
     }
 
-    /// The dconf as a document the worker parses back.
+    /// The dconf as a document the worker parses back, written by libxml2.
     var document: [UInt8] {
-        func escape(_ text: String) -> String {
-            var result = ""
-            for character in text {
-                switch character {
-                case "&": result += "&amp;"
-                case "<": result += "&lt;"
-                case ">": result += "&gt;"
-                default: result.append(character)
-                }
-            }
-            return result
-        }
-        let body = deviceConfiguration.values.keys.sorted().map { "<\($0)>\(escape(deviceConfiguration.values[$0] ?? ""))</\($0)>" }
-        return Array("<dconf>\(body.joined())</dconf>".utf8)
+        let keys = deviceConfiguration.values.keys.sorted()
+        return Array(ResultDocument.render(ResultElement("dconf", children: keys.map {
+            ResultElement($0, deviceConfiguration.values[$0] ?? "")
+        })).utf8)
     }
 
     /// Spawns the worker; failures are logged, never thrown (the delete itself succeeded).
