@@ -55,9 +55,7 @@ public struct EXTSR: VHDRepositoryDriver {
 
     /// Not idempotent. Order: checks (nothing written), wipe when forced, mkfs.ext4, probe again.
     public func srCreate(sr: CanonicalUUID, size: UInt64) throws {
-        if size != 0 && size < Ext4.minimumSize {
-            throw StorageError.invalid("Size \(size) is below the smallest EXT SR (\(Ext4.minimumSize) bytes); 0 means the whole device")
-        }
+        try Self.checkCreateSize(size)
         let device = try BlockDevice(path: devicePath)
         let lock = try lockDevice(device)
         defer { lock.release() }
@@ -88,6 +86,14 @@ public struct EXTSR: VHDRepositoryDriver {
         try Ext4.make(on: device, uuid: sr, label: Self.label(for: sr), size: size == 0 || size == capacity ? nil : size)
         guard case .thisSR = try contents(of: device, sr: sr) else {
             throw StorageError.io("mkfs.ext4 finished but device \(device.path) does not probe as SR \(sr)")
+        }
+    }
+
+    /// EINVAL for an sr_create Size that is neither 0 (the whole device) nor at least
+    /// `Ext4.minimumSize`; checked before anything is touched (also by EXToISCSISR, before it logs in).
+    static func checkCreateSize(_ size: UInt64) throws(StorageError) {
+        if size != 0 && size < Ext4.minimumSize {
+            throw .invalid("Size \(size) is below the smallest EXT SR (\(Ext4.minimumSize) bytes); 0 means the whole device")
         }
     }
 

@@ -33,6 +33,7 @@ public struct EXToISCSISR: VHDRepositoryDriver {
     }
 
     public func srCreate(sr: CanonicalUUID, size: UInt64) throws {
+        try EXTSR.checkCreateSize(size)
         try session.withSession(for: sr) { portal in try ext(portal).srCreate(sr: sr, size: size) }
     }
 
