@@ -49,16 +49,32 @@ public struct ISCSISession {
 
     // MARK: Opening and closing
 
-    /// sr_attach: logs in (idempotent) and records `sr` as a user of the session.
+    /// sr_attach: logs in (idempotent) and records `sr` as a user of the session. When the records
+    /// cannot be written, the login is undone unless an SR on this host (this one, attached
+    /// before, or another) uses the session.
     @discardableResult
     public func open(for sr: CanonicalUUID) throws(StorageError) -> ISCSIPortal {
         let lock = try lockTarget()
         defer { lock.release() }
         let portal = try login()
-        try Syscall.makeDirectories(usersDirectory(portal))
-        try Syscall.writeFileAtomically("\(usersDirectory(portal))/\(sr)", [])
-        try Syscall.makeDirectories(Syscall.parentDirectory(of: registration(sr)))
-        try Syscall.writeFileAtomically(registration(sr), Array("\(portal.address)\n\(portal.port)\n\(portal.groupTag)\n".utf8))
+        let users = usersDirectory(portal)
+        let wasUser = Syscall.exists("\(users)/\(sr)")
+        do throws(StorageError) {
+            try Syscall.makeDirectories(users)
+            try Syscall.writeFileAtomically("\(users)/\(sr)", [])
+            try Syscall.makeDirectories(Syscall.parentDirectory(of: registration(sr)))
+            try Syscall.writeFileAtomically(registration(sr), Array("\(portal.address)\n\(portal.port)\n\(portal.groupTag)\n".utf8))
+        } catch {
+            if !wasUser { try? Syscall.unlinkIfPresent("\(users)/\(sr)") }
+            if ((try? Syscall.directoryEntries(users)) ?? []).allSatisfy({ CanonicalUUID($0) == nil }) {
+                do throws(StorageError) {
+                    try logout(portal)
+                } catch let logoutError {
+                    Diagnostics.debug("logout after a failed attach: \(logoutError)")
+                }
+            }
+            throw error
+        }
         return portal
     }
 
