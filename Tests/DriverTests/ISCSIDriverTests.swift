@@ -125,6 +125,29 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: fake.argvLog), "iscsiadm ran")
     }
 
+    /// An EXToISCSISR sr_create whose Size is below the smallest EXT SR is EINVAL before anything
+    /// runs: no discovery, no login, no node record, no host state.
+    @Test(.timeLimit(.minutes(2))) func tooSmallEXTSizeTouchesNothing() throws {
+        let fake = try FakeInitiator(loginStatus: 0)
+        let result = try fake.scratch.run("EXToISCSISR", [fake.dconf("<LUNid>1</LUNid>"), "sr_create", newUUID(), "1048576"])
+        expectFailure(result, "EINVAL", 22, mentioning: ["Size"])
+        #expect(!FileManager.default.fileExists(atPath: fake.argvLog), "iscsiadm ran")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: fake.scratch.path("run")).isEmpty)
+    }
+
+    /// A login whose session record cannot be written is logged out again: sr_attach fails (EIO)
+    /// and leaves no session that no SR on this host knows about.
+    @Test(.timeLimit(.minutes(2))) func failedAttachRecordLogsOut() throws {
+        let fake = try FakeInitiator(loginStatus: 0)
+        // `<run_dir>/iscsi` as a plain file: the session's users directory cannot be made.
+        try "".write(toFile: fake.scratch.path("run/iscsi"), atomically: true, encoding: .utf8)
+        let result = try fake.scratch.run("ISCSISR", [fake.dconf(), "sr_attach", newUUID()])
+        expectFailure(result, "EIO", 5)
+        let argv = try String(contentsOfFile: fake.argvLog, encoding: .utf8)
+        #expect(argv.contains("--login"))
+        #expect(argv.contains("--logout"), "\(argv)")
+    }
+
     /// --help names the iSCSI keys for every driver.
     @Test func help() throws {
         for driver in Self.drivers {
