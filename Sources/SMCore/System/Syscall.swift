@@ -214,13 +214,15 @@ public enum Syscall {
         let temporary = path + ".tmp.\(getpid())"
         try unlinkIfPresent(temporary)
         let descriptor = try open(temporary, O_WRONLY | O_CREAT | O_EXCL, mode: mode)
-        do throws(StorageError) {
+        let written = Result { () throws(StorageError) in
             try pwriteAll(descriptor, bytes, at: 0, path: temporary)
             try fsync(descriptor, path: temporary)
-            close(descriptor)
+        }
+        close(descriptor)
+        do throws(StorageError) {
+            try written.get()
             try rename(temporary, path)
         } catch {
-            close(descriptor)
             try? unlinkIfPresent(temporary)
             throw error
         }
