@@ -56,6 +56,8 @@ import Testing
             ("<dconf><target>127.0.0.1</target>\(lun)</dconf>", "targetIQN"),
             (fake.dconf("<port>99999</port>\(lun)"), "port"),
             ("<dconf><target>-x</target><targetIQN>\(Self.iqn)</targetIQN>\(lun)</dconf>", "target"),
+            ("<dconf><target>[::1</target><targetIQN>\(Self.iqn)</targetIQN>\(lun)</dconf>", "target"),
+            ("<dconf><target>host.example:3260</target><targetIQN>\(Self.iqn)</targetIQN>\(lun)</dconf>", "target"),
             (fake.dconf("<usediscoverynumber>x</usediscoverynumber>\(lun)"), "usediscoverynumber"),
             (fake.dconf("<chapuser>u</chapuser>\(lun)"), "chappassword"),
             (fake.dconf("<localIQN>not an iqn</localIQN>\(lun)"), "localIQN"),

@@ -92,16 +92,21 @@ public struct ISCSITarget: Sendable, Equatable {
     }
 
     /// A host name, IPv4 address or IPv6 address (optionally in brackets); never starts with '-'
-    /// (it becomes a command-line argument).
+    /// (it becomes a command-line argument). Brackets only enclose a whole IPv6 address, and a
+    /// ':' only appears in one (the port is the `port` key).
     static func hostAddress(_ value: String) throws(StorageError) -> String {
         let allowed = value.unicodeScalars.allSatisfy { scalar in
             scalar.isASCII && (scalar.properties.isAlphabetic || ("0"..."9").contains(scalar) || ".-:[]".unicodeScalars.contains(scalar))
         }
-        guard allowed, value.utf8.count <= 253, let first = value.first, first != "-", first != "." else {
-            throw .invalid("dconf key 'target' must be a host name or IP address, got '\(ArgumentParsing.printable(value))'")
+        let bracketed = value.hasPrefix("[") && value.hasSuffix("]")
+        let address = bracketed ? String(value.dropFirst().dropLast()) : value
+        let shaped = !address.contains("[") && !address.contains("]")
+            && (bracketed || address.contains(":") ? NFSExport.isIPv6(address) : true)
+        guard allowed, shaped, value.utf8.count <= 253, let first = value.first, first != "-", first != "." else {
+            throw .invalid("dconf key 'target' must be a host name or IP address (IPv6 optionally in brackets; "
+                           + "the port goes in 'port'), got '\(ArgumentParsing.printable(value))'")
         }
-        if value.hasPrefix("[") && value.hasSuffix("]") { return String(value.dropFirst().dropLast()) }
-        return value
+        return address
     }
 
     /// An iSCSI name: `iqn.`, `eui.` or `naa.` followed by letters, digits, '.', '-' and ':'.
