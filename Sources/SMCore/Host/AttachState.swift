@@ -31,7 +31,7 @@ public struct AttachState: Sendable {
         try Syscall.writeFileAtomically(srRecord, Array(details.utf8))
     }
 
-    /// Removes the SR's record and every VDI record.
+    /// Removes the SR's record only; VDI records stay (every sr_detach refuses while one exists).
     public func clearSRAttached() throws(StorageError) {
         try Syscall.unlinkIfPresent(srRecord)
     }
