@@ -183,14 +183,20 @@ public enum Syscall {
         return status
     }
 
-    /// The names in a directory, without `.` and `..`.
+    /// The names in a directory, without `.` and `..`. A failed readdir is an error, not the end
+    /// of a shorter listing.
     public static func directoryEntries(_ path: String) throws(StorageError) -> [String] {
         guard let directory = opendir(path) else {
             throw .system(Errno(rawValue: errno), "opendir", path: path)
         }
         defer { closedir(directory) }
         var names: [String] = []
-        while let entry = readdir(directory) {
+        while true {
+            Glibc.errno = 0
+            guard let entry = readdir(directory) else {
+                if Glibc.errno != 0 { throw .system(Errno(rawValue: Glibc.errno), "readdir", path: path) }
+                break
+            }
             let name = withUnsafePointer(to: entry.pointee.d_name) { pointer in
                 pointer.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
             }
