@@ -26,6 +26,15 @@ import Testing
         #expect(table.entry(at: "/run/sr-mount/absent") == nil)
     }
 
+    /// A mount with an empty source (`mount -t tmpfs "" /x`) prints two spaces before the super
+    /// options; it is still an entry, with an empty source, not a line to skip.
+    @Test func parsesEmptySource() {
+        let table = MountTable(mountinfo: "42 27 0:39 / /run/sr-mount/empty rw,relatime - tmpfs  rw\n")
+        #expect(table.entries.count == 1)
+        #expect(table.entries.first?.source == "" && table.entries.first?.fileSystemType == "tmpfs")
+        #expect(table.entry(at: "/run/sr-mount/empty") != nil)
+    }
+
     /// dev_t splits as glibc's major()/minor() do, including numbers wider than 12 and 8 bits.
     @Test func splitsDeviceNumbers() {
         #expect(DeviceNumber(dev_t(0x0703)).description == "7:3")

@@ -55,7 +55,8 @@ public struct MountTable: Sendable {
     /// `36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue`:
     /// ID, parent, major:minor, root, mount point, options, optional fields, `-`, type, source, super options.
     static func parse(_ line: String) -> MountEntry? {
-        let fields = line.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
+        // Single spaces only: the kernel escapes spaces in fields, and an empty source is an empty field.
+        let fields = line.split(separator: " ", omittingEmptySubsequences: false).map(String.init)
         guard fields.count >= 10, let separator = fields.firstIndex(of: "-"), separator >= 6,
               fields.count >= separator + 3 else { return nil }
         let numbers = fields[2].split(separator: ":")
