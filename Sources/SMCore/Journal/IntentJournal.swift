@@ -76,7 +76,13 @@ public struct IntentJournal: Sendable {
 
     /// Writes `record` durably (temporary name, fsync, rename, fsync directory) and returns it held.
     public func begin(_ record: IntentRecord) throws(StorageError) -> IntentEntry {
-        try Syscall.makeDirectories(directory)
+        if !Syscall.isDirectory(directory) {
+            // A record counts only if recovery can find it: new directories durable in their parents too.
+            try Syscall.makeDirectories(directory)
+            let state = Syscall.parentDirectory(of: directory)
+            try Syscall.fsyncDirectory(state)
+            try Syscall.fsyncDirectory(Syscall.parentDirectory(of: state))
+        }
         let id = CanonicalUUID.random().string
         let temporary = "\(directory)/\(Self.temporaryPrefix)\(id)"
         let path = "\(directory)/\(id)\(Self.suffix)"

@@ -58,6 +58,8 @@ extension VHDRepository {
     /// Removes hidden VDIs that no longer have children, walking up from `start`. A hidden VDI
     /// whose lock is held (coalescing is at work on it) is left for sr_gc.
     func reclaimChildlessAncestors(from start: CanonicalUUID?, removed: CanonicalUUID, tree: SRTree) throws(StorageError) {
+        // An unreadable VHD may be a child of any of them: leave them (sr_check reports the damage).
+        guard tree.damaged.keys.allSatisfy({ $0 == removed }) else { return }
         var gone: Set<CanonicalUUID> = [removed]
         var current = start
         while let parent = current, let node = tree.nodes[parent], node.hidden,

@@ -36,6 +36,13 @@ extension VHDRepository {
         var report = GCReport()
         while true {
             let tree = try tree()
+            // An unreadable VHD may be the child of any hidden VDI: removing or merging one away
+            // could cut it from its data for good. Nothing is decided until sr_check's problems are fixed.
+            guard tree.damaged.isEmpty else {
+                OperationLog.note(host: host, "sr_gc \(sr): not coalescing or reclaiming while VHDs are unreadable: "
+                    + tree.damaged.keys.sorted().map(\.string).joined(separator: " ") + " (run sr_check)")
+                return report
+            }
             var progressed = false
             for node in tree.nodes.values.sorted(by: { $0.vdi < $1.vdi }) where node.hidden && report.skipped[node.vdi] == nil {
                 let children = tree.childrenOf(node.vdi)
@@ -74,6 +81,7 @@ extension VHDRepository {
         }
         do throws(StorageError) { try ensureUnlocked(child) } catch { return error.message }
         let tree = try tree()
+        guard tree.damaged.isEmpty else { return "unreadable VHDs in the SR (one may be a child of \(parent))" }
         guard let node = tree.nodes[parent], node.hidden, tree.childrenOf(parent) == [child],
               let childNode = tree.nodes[child] else { return "the tree changed" }
         guard node.size <= childNode.size else { return "parent \(parent) is larger than its child" }

@@ -201,6 +201,7 @@ public struct VHDRepository: Sendable {
     public func fileSystemUsage() throws(StorageError) -> (size: UInt64, used: UInt64) {
         let status = try Syscall.fileSystemStatus(root)
         let size = UInt64(status.f_blocks) * UInt64(status.f_frsize)
-        return (size, size - UInt64(status.f_bfree) * UInt64(status.f_frsize))
+        // An NFS server reports both numbers: more free than total must not trap.
+        return (size, size - min(size, UInt64(status.f_bfree) * UInt64(status.f_frsize)))
     }
 }

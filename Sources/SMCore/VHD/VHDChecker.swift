@@ -12,8 +12,11 @@ public enum VHDChecker {
         defer { Syscall.close(descriptor) }
         guard let status = try? Syscall.fileStatus(descriptor: descriptor, path: path) else { return ["cannot stat \(path)"] }
         let fileSize = UInt64(status.st_size)
+        /// Offsets and counts come from the file: anything past its end is not read (and not allocated).
         func read(_ count: Int, at offset: UInt64) -> [UInt8] {
-            (try? Syscall.pread(descriptor, count: count, at: offset, path: path)) ?? []
+            guard offset < fileSize else { return [] }
+            let count = Int(min(UInt64(max(count, 0)), fileSize - offset))
+            return (try? Syscall.pread(descriptor, count: count, at: offset, path: path)) ?? []
         }
         let minimum = UInt64(VHDFooter.size * 2 + VHDDynamicHeader.size)
         guard fileSize >= minimum else { return ["file is \(fileSize) bytes, too short for a dynamic VHD (truncated?)"] }
@@ -32,7 +35,7 @@ public enum VHDChecker {
         guard let footer else { return problems }
         problems += footerProblems(footer, raw: endBytes.count == VHDFooter.size ? endBytes : copyBytes, now: now)
         guard footer.diskType != .fixed, footer.dataOffset != VHDFooter.noDataOffset,
-              footer.dataOffset + UInt64(VHDDynamicHeader.size) <= footerOffset else {
+              footer.dataOffset <= footerOffset - UInt64(VHDDynamicHeader.size) else {
             problems.append("dynamic header offset \(footer.dataOffset) lies outside the file")
             return problems
         }
@@ -63,6 +66,10 @@ public enum VHDChecker {
             (0, UInt64(VHDFooter.size), "footer copy"),
             (footer.dataOffset, footer.dataOffset + UInt64(VHDDynamicHeader.size), "dynamic header"),
         ]
+        guard header.tableOffset <= fileSize else {
+            problems.append("BAT offset \(header.tableOffset) lies past the end of the file")
+            return problems
+        }
         let tableEnd = header.tableOffset + UInt64(header.maxTableEntries) * 4
         extents.append((header.tableOffset, tableEnd, "BAT"))
         var locatorsPresent = false
@@ -76,6 +83,10 @@ public enum VHDChecker {
             guard locator.dataOffset != 0, locator.dataSpace != 0, locator.dataLength != 0,
                   UInt64(locator.dataLength) <= locator.dataSpaceInBytes else {
                 problems.append("\(name) has a zero offset, space or length, or a length beyond its space")
+                continue
+            }
+            guard locator.dataOffset <= fileSize else {
+                problems.append("\(name) at \(locator.dataOffset) lies past the end of the file")
                 continue
             }
             extents.append((locator.dataOffset, locator.dataOffset + locator.dataSpaceInBytes, name))

@@ -24,6 +24,9 @@ public final class VHDImage {
     public static let sectorsPerBlock = blockSize / sectorSize
     /// The bitmap in front of each block: one bit per sector, padded to a sector.
     public static let bitmapSize: UInt64 = 512
+    /// The largest offset a header may name (4 EiB: past every filesystem's file size limit),
+    /// so that an offset plus any length read from the file stays a valid `off_t`.
+    static let maximumOffset: UInt64 = 1 << 62
 
     public let path: String
     public let writable: Bool
@@ -81,10 +84,18 @@ public final class VHDImage {
                 }
             }
             guard footer.diskType != .fixed else { throw .malformed("fixed VHDs are not supported") }
-            guard footer.dataOffset != VHDFooter.noDataOffset, footer.dataOffset + UInt64(VHDDynamicHeader.size) <= size else {
+            // Subtracted, not added: a damaged offset near UInt64.max must not overflow.
+            guard footer.dataOffset <= size - UInt64(VHDDynamicHeader.size) else {
                 throw .malformed("header offset \(footer.dataOffset) lies outside the file")
             }
             let header = try VHDDynamicHeader(bytes: try read(descriptor, path, count: VHDDynamicHeader.size, at: footer.dataOffset))
+            // Offsets no file can have: the sums of offsets and lengths below must not overflow.
+            guard header.tableOffset <= maximumOffset else {
+                throw .malformed("BAT offset \(header.tableOffset) is not a file offset")
+            }
+            for locator in header.parentLocators where !locator.isEmpty && locator.dataOffset > maximumOffset {
+                throw .malformed("parent locator offset \(locator.dataOffset) is not a file offset")
+            }
             guard UInt64(header.maxTableEntries) * blockSize >= footer.currentSize else {
                 throw .malformed("BAT holds \(header.maxTableEntries) entries, too few for size \(footer.currentSize)")
             }
@@ -187,6 +198,8 @@ public final class VHDImage {
     public func allocationTable() throws(VHDError) -> [UInt32] {
         if let table { return table }
         let count = Int(header.maxTableEntries)
+        // Checked before reading: a damaged entry count must not allocate gigabytes.
+        guard header.tableOffset + UInt64(count) * 4 <= (try fileSize()) else { throw .malformed("BAT extends past end of file") }
         let bytes = try Self.read(descriptor, path, count: count * 4, at: header.tableOffset)
         guard bytes.count == count * 4 else { throw .malformed("BAT extends past end of file") }
         let loaded = (0..<count).map { bytes.bigEndian32(at: $0 * 4) }
