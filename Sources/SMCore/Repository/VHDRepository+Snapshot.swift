@@ -112,6 +112,9 @@ extension VHDRepository {
             guard try Syscall.linkNoReplace(vdiPath(source), vdiPath(destination)) else {
                 throw StorageError.vdiExists(destination.string, sr: sr.string)
             }
+            // The new name must be durable before the rename replaces the old one: otherwise a
+            // crash could keep the rename and lose the only name of the source's data.
+            try Syscall.fsyncDirectory(root)
             FaultPoint.reach("snapshot.linked")
             try Syscall.rename(pendingChildPath(source), vdiPath(source))
             try Syscall.fsyncDirectory(root)
@@ -186,6 +189,8 @@ extension VHDRepository {
                 throw StorageError.vdiExists(destination.string, sr: sr.string)
             }
             try Syscall.unlinkIfPresent(pendingChildPath(destination))
+            // As in snapshot: the base copy's name is durable before the rename replaces the source.
+            try Syscall.fsyncDirectory(root)
             FaultPoint.reach("clone.destination-linked")
             try Syscall.rename(pendingChildPath(source), vdiPath(source))
             try Syscall.fsyncDirectory(root)
