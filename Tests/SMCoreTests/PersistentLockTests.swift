@@ -200,7 +200,8 @@ extension MutexPolicy {
         try directory.age("disk.vhd.xenlk.h1.a.fr", by: 100)
         try directory.age("disk.vhd.xenlk.h2.b.fr", by: 60)
         let delta = PersistentLock.delta(directory.target)
-        #expect(delta.status == .acquired && (60...70).contains(delta.age) && delta.maximumLease == 40)
+        // Server time comes from a fresh file's mtime (the kernel's coarse clock): 60 s can read as 59.
+        #expect(delta.status == .acquired && (59...75).contains(delta.age) && delta.maximumLease == 40, "\(delta)")
         #expect(directory.names().count == 2)
     }
 
