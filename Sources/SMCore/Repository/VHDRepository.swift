@@ -74,14 +74,15 @@ public struct VHDRepository: Sendable {
             try? Syscall.unlinkIfPresent(temporary)
             throw error.storageError
         }
-        switch Syscall.attempt({ link(temporary, vdiPath(vdi)) }) {
-        case .success: break
-        case .failure(let code):
+        let linked: Bool
+        do throws(StorageError) {
+            linked = try Syscall.linkNoReplace(temporary, vdiPath(vdi))
+        } catch {
             try? Syscall.unlinkIfPresent(temporary)
-            if code == .fileExists { throw .vdiExists(vdi.string, sr: sr.string) }
-            throw .system(code, "link", path: vdiPath(vdi))
+            throw error
         }
         try Syscall.unlinkIfPresent(temporary)
+        guard linked else { throw .vdiExists(vdi.string, sr: sr.string) }
         try Syscall.fsyncDirectory(root)
     }
 
