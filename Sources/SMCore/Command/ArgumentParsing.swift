@@ -58,6 +58,14 @@ public enum ArgumentParsing {
         return text
     }
 
+    /// A small non-negative decimal (at most six digits, nothing else) inside `range`, or nil.
+    /// The one check behind numeric dconf values (ports, LUN numbers, NFS timeouts).
+    public static func boundedDecimal(_ text: String, in range: ClosedRange<Int>) -> Int? {
+        guard !text.isEmpty, text.utf8.count <= 6, text.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }),
+              let value = Int(text), range.contains(value) else { return nil }
+        return value
+    }
+
     /// An argument as it may appear in a message: control characters replaced, at most 64 characters.
     public static func printable(_ text: String) -> String {
         let cleaned = String(text.unicodeScalars.map { $0.properties.generalCategory == .control ? "?" : Character($0) })

@@ -126,7 +126,7 @@ public struct EXTSR: VHDRepositoryDriver {
             try state.markSRAttached(details: Self.attachRecord(device: device, mountPoint: mountPoint))
         } catch {
             try? Mount.unmount(mountPoint)
-            try? Syscall.removeDirectoryIfPresent(mountPoint)
+            Mount.removeMountPoint(mountPoint)
             throw error
         }
     }

@@ -83,8 +83,7 @@ public struct ISCSITarget: Sendable, Equatable {
     // MARK: Validation
 
     static func number(_ value: String, key: String, in range: ClosedRange<Int>) throws(StorageError) -> Int {
-        guard !value.isEmpty, value.utf8.count <= 6, value.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }),
-              let number = Int(value), range.contains(number) else {
+        guard let number = ArgumentParsing.boundedDecimal(value, in: range) else {
             throw .invalid("dconf key '\(key)' must be a decimal number from \(range.lowerBound) to \(range.upperBound), "
                            + "got '\(ArgumentParsing.printable(value))'")
         }

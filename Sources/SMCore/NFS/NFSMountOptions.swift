@@ -94,9 +94,7 @@ public struct NFSMountOptions: Sendable, Equatable {
 
     /// Decimal digits only (no sign, no hex, no exponent), within `range`.
     static func number(_ text: String, key: String, range: ClosedRange<Int>, unit: String) throws(StorageError) -> Int {
-        guard !text.isEmpty, text.utf8.count <= 6, text.utf8.allSatisfy(NFSExport.isDigit),
-              let value = Int(text), range.contains(value)
-        else {
+        guard let value = ArgumentParsing.boundedDecimal(text, in: range) else {
             throw .invalid("dconf \(key) '\(ArgumentParsing.printable(text))' must be a whole number of \(unit) "
                            + "from \(range.lowerBound) to \(range.upperBound)")
         }
