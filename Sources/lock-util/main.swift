@@ -100,7 +100,13 @@ struct Delta: ParsableCommand {
 enum LockUtilityOutput {
     /// Prints the stdout line and the explanation, and exits.
     static func finish(_ line: String, status: LockStatus, errno: Int32?, message: String) -> Never {
-        Diagnostics.writeStandardOutput(line + "\n")
+        do throws(StorageError) {
+            try Diagnostics.writeStandardOutput(line + "\n")
+        } catch {
+            // The answer never reached the caller: not a success, whatever it was.
+            Diagnostics.writeStandardError("lock-util: \(error.message)\n")
+            exit(EIO)
+        }
         if !message.isEmpty { Diagnostics.writeStandardError("lock-util: \(status.description): \(message)\n") }
         // I/O-type failures exit with their errno (EIO when none, e.g. a failed inode test);
         // answers (held, no lock, usage) and bad parameters exit 0.
@@ -118,7 +124,7 @@ enum LockUtilityOutput {
 
 /// -14 on stdout, the reason and the usage on stderr, exit status 0 (LOCK-UTIL.md).
 func usageFailure(_ reason: String) -> Never {
-    Diagnostics.writeStandardOutput("\(LockStatus.usage.rawValue)\n")
+    _ = try? Diagnostics.writeStandardOutput("\(LockStatus.usage.rawValue)\n")
     var text = reason.hasPrefix("Error: ") ? String(reason.dropFirst(7)) : reason
     if !text.contains("--help") { text += "\nSee 'lock-util --help'." }
     Diagnostics.writeStandardError("lock-util: usage: \(text)\n")

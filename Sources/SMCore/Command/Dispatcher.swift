@@ -27,7 +27,7 @@ public enum Dispatcher {
             let report = try driver.srCheck(sr: sr)
             let document = ResultDocument.render(report.element)
             if !report.problems.isEmpty {
-                Diagnostics.writeStandardOutput(document)
+                try Diagnostics.writeStandardOutput(document)
                 throw StorageError.io("sr_check found \(report.problems.count) problem(s) in SR \(sr); see the XML on stdout")
             }
             return document

@@ -29,13 +29,17 @@ public enum DriverMain {
         if wantsHelp || remaining.first == "help" {
             let topic = wantsHelp ? nil : remaining.dropFirst().first
             guard remaining.count <= 2 else { return fail(.invalid("usage: \(D.name) help [verb]")) }
-            if let topic {
-                guard let verb = Verb(rawValue: topic) else {
-                    return fail(.invalid("unknown verb '\(ArgumentParsing.printable(topic))'; see \(D.name) --help"))
+            do throws(StorageError) {
+                if let topic {
+                    guard let verb = Verb(rawValue: topic) else {
+                        return fail(.invalid("unknown verb '\(ArgumentParsing.printable(topic))'; see \(D.name) --help"))
+                    }
+                    try Diagnostics.writeStandardOutput(Help.verb(verb, driver: D.name))
+                } else {
+                    try Diagnostics.writeStandardOutput(Help.usage(D.self))
                 }
-                Diagnostics.writeStandardOutput(Help.verb(verb, driver: D.name))
-            } else {
-                Diagnostics.writeStandardOutput(Help.usage(D.self))
+            } catch {
+                return fail(error)
             }
             return 0
         }
@@ -64,7 +68,7 @@ public enum DriverMain {
             for key in D.requiredKeys { _ = try configuration.required(key) }
             let instance = try D(configuration: configuration, host: host)
             let output = try Dispatcher.perform(request, verb: verb, on: instance, host: host)
-            if let output { Diagnostics.writeStandardOutput(output) }
+            if let output { try Diagnostics.writeStandardOutput(output) }
         } catch {
             failure = normalise(error)
         }

@@ -14,7 +14,15 @@ public enum Diagnostics {
         _ = try? FileDescriptor.standardError.writeAll(Array(text.utf8))
     }
 
-    public static func writeStandardOutput(_ text: String) {
-        _ = try? FileDescriptor.standardOutput.writeAll(Array(text.utf8))
+    /// Writes a result to stdout. A result the caller never receives (stdout closed, a broken
+    /// pipe, a full device) is a failure, never a silent success: EIO naming the cause.
+    public static func writeStandardOutput(_ text: String) throws(StorageError) {
+        do {
+            _ = try FileDescriptor.standardOutput.writeAll(Array(text.utf8))
+        } catch let code as Errno {
+            throw .io("could not write the result to stdout: \(code.symbolicName) (\(code.description))")
+        } catch {
+            throw .io("could not write the result to stdout: \(error)")
+        }
     }
 }

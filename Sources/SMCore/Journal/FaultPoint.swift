@@ -22,7 +22,9 @@ public enum FaultPoint {
         "coalesce.journaled", "coalesce.block-copied", "coalesce.data-copied", "coalesce.bitmaps-written",
         "coalesce.merged", "coalesce.identity-written", "coalesce.renamed",
     ]
-    public static let all = snapshot + clone + delete + coalesce
+    /// vdi_create: the new VHD is written (claimed, under its temporary name), not yet linked.
+    public static let create = ["create.written"]
+    public static let all = create + snapshot + clone + delete + coalesce
 
     nonisolated(unsafe) private static var armed: String?? = nil
 

@@ -86,9 +86,10 @@ public struct IntentJournal: Sendable {
         let id = CanonicalUUID.random().string
         let temporary = "\(directory)/\(Self.temporaryPrefix)\(id)"
         let path = "\(directory)/\(id)\(Self.suffix)"
-        let descriptor = try Syscall.open(temporary, O_RDWR | O_CREAT | O_EXCL, mode: 0o600)
+        // Held from its creation on (ClaimedTemporary): another process's recovery pass removes
+        // only temporaries whose writer is gone, never this one while it is being written.
+        let descriptor = try ClaimedTemporary.create(temporary, mode: 0o600)
         do throws(StorageError) {
-            try Syscall.retrying("flock", path: temporary) { flock(descriptor, LOCK_EX) }
             try Syscall.pwriteAll(descriptor, record.bytes, at: 0, path: temporary)
             try Syscall.fsync(descriptor, path: temporary)
             try Syscall.rename(temporary, path)
@@ -115,15 +116,14 @@ public struct IntentJournal: Sendable {
         var damaged: [String] = []
         for name in names.sorted() {
             let path = "\(directory)/\(name)"
+            if name.hasPrefix(Self.temporaryPrefix) {
+                // Never committed: its operation had not started. Gone, unless its writer lives.
+                ClaimedTemporary.removeIfAbandoned(path)
+                continue
+            }
             guard let descriptor = try? Syscall.open(path, O_RDWR) else { continue }
             guard case .success = Syscall.attempt({ flock(descriptor, LOCK_EX | LOCK_NB) }),
                   let status = try? Syscall.fileStatus(descriptor: descriptor, path: path), status.st_nlink > 0 else {
-                Syscall.close(descriptor)
-                continue
-            }
-            if name.hasPrefix(Self.temporaryPrefix) {
-                // Never committed: its operation had not started. Gone.
-                try? Syscall.unlinkIfPresent(path)
                 Syscall.close(descriptor)
                 continue
             }

@@ -16,11 +16,22 @@ extension VHDRepository {
     /// What a delete leaves for coalescing: true when a hidden VDI with one child now exists.
     func removeOrHide(_ vdi: CanonicalUUID) throws(StorageError) -> Bool {
         let tree = try tree()
+        if let reason = tree.damaged[vdi] {
+            // Nothing is recorded for a file that cannot be read: a record that can never be
+            // replayed helps nobody. The VDI stays as it is, and sr_check names the damage.
+            throw .io("VDI \(vdi) is damaged (\(reason)) and cannot be deleted as it is; see sr_check")
+        }
         if let node = tree.nodes[vdi], node.hidden { return false }
         let hasChildren = !tree.childrenOf(vdi).isEmpty
         var fields = ["vdi": vdi.string, "mode": hasChildren ? "hide" : "remove"]
-        // Where reclaiming starts once the file is gone (not a key recovery locks: reclaiming does).
-        if let parent = tree.nodes[vdi]?.parent { fields["leaf-parent"] = parent.string }
+        // Where reclaiming goes once the file is gone: the hidden ancestors, nearest first (not
+        // keys recovery locks: reclaiming does). All of them, because a crash after the nearest
+        // was reclaimed leaves nothing in the SR that leads from it to the next.
+        if !hasChildren, let parent = tree.nodes[vdi]?.parent {
+            fields["leaf-parent"] = parent.string
+            let ancestors = tree.chain(from: parent).prefix { tree.nodes[$0]?.hidden == true }
+            if !ancestors.isEmpty { fields["ancestors"] = ancestors.map(\.string).joined(separator: ",") }
+        }
         if hasChildren, let time = Syscall.modificationTime(vdiPath(vdi)) { fields["modification-time"] = Self.encode(time) }
         let entry = try journal.begin(IntentRecord(operation: "delete", fields: fields))
         FaultPoint.reach("delete.journaled")
@@ -51,19 +62,35 @@ extension VHDRepository {
         try Syscall.fsyncDirectory(root)
         try metadata.remove(vdi)
         FaultPoint.reach("delete.unlinked")
-        try reclaimChildlessAncestors(from: tree.nodes[vdi]?.parent ?? record.uuid("leaf-parent"), removed: vdi, tree: tree)
+        // The ancestors as the SR shows them now, then those the record names (the SR no longer
+        // shows the ones a crash already reclaimed, nor so the way from them to the rest).
+        var ancestors = tree.nodes[vdi]?.parent.map { tree.chain(from: $0) } ?? []
+        ancestors += Self.reclaimCandidates(record).filter { !ancestors.contains($0) }
+        try reclaimChildlessAncestors(ancestors, removed: vdi, tree: tree)
         return .rolledForward
     }
 
-    /// Removes hidden VDIs that no longer have children, walking up from `start`. A hidden VDI
-    /// whose lock is held (coalescing is at work on it) is left for sr_gc.
-    func reclaimChildlessAncestors(from start: CanonicalUUID?, removed: CanonicalUUID, tree: SRTree) throws(StorageError) {
+    /// The hidden ancestors a leaf delete record names, nearest first (records written before
+    /// `ancestors` existed name only the nearest, as `leaf-parent`).
+    static func reclaimCandidates(_ record: IntentRecord) -> [CanonicalUUID] {
+        guard record.operation == "delete" else { return [] }
+        let listed = (record["ancestors"] ?? "").split(separator: ",").compactMap { CanonicalUUID(String($0)) }
+        return listed.isEmpty ? [record.uuid("leaf-parent")].compactMap { $0 } : listed
+    }
+
+    /// Removes, nearest first, each of `ancestors` that is hidden and has no children left; stops
+    /// at the first one that is visible or still has a child. One already gone is passed over. A
+    /// hidden VDI whose lock is held (coalescing is at work on it) is left for sr_gc.
+    func reclaimChildlessAncestors(_ ancestors: [CanonicalUUID], removed: CanonicalUUID, tree: SRTree) throws(StorageError) {
         // An unreadable VHD may be a child of any of them: leave them (sr_check reports the damage).
         guard tree.damaged.keys.allSatisfy({ $0 == removed }) else { return }
         var gone: Set<CanonicalUUID> = [removed]
-        var current = start
-        while let parent = current, let node = tree.nodes[parent], node.hidden,
-              tree.childrenOf(parent).allSatisfy({ gone.contains($0) }) {
+        for parent in ancestors {
+            guard let node = tree.nodes[parent] else {
+                gone.insert(parent)  // reclaimed before a crash
+                continue
+            }
+            guard node.hidden, tree.childrenOf(parent).allSatisfy({ gone.contains($0) }) else { return }
             guard let lock = tryLockVDI(parent) else { return }
             try Syscall.unlinkIfPresent(vdiPath(parent))
             try Syscall.fsyncDirectory(root)
@@ -71,7 +98,6 @@ extension VHDRepository {
             lock.release()
             FaultPoint.reach("delete.ancestor-reclaimed")
             gone.insert(parent)
-            current = node.parent
         }
     }
 

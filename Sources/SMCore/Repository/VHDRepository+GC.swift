@@ -43,9 +43,20 @@ extension VHDRepository {
                     + tree.damaged.keys.sorted().map(\.string).joined(separator: " ") + " (run sr_check)")
                 return report
             }
+            // Nor are the VDIs of an operation that recovery could not complete (sr_check names it).
+            let unsettled = unsettledVDIs()
+            guard !unsettled.unreadable else {
+                OperationLog.note(host: host, "sr_gc \(sr): not coalescing or reclaiming while an intent record is unreadable "
+                    + "(run sr_check)")
+                return report
+            }
             var progressed = false
             for node in tree.nodes.values.sorted(by: { $0.vdi < $1.vdi }) where node.hidden && report.skipped[node.vdi] == nil {
                 let children = tree.childrenOf(node.vdi)
+                if let vdi = ([node.vdi] + children).first(where: unsettled.vdis.contains) {
+                    report.skipped[node.vdi] = "VDI \(vdi) is named by an unfinished operation record"
+                    continue
+                }
                 if children.isEmpty {
                     guard let lock = tryLockVDI(node.vdi) else { continue }
                     defer { lock.release() }

@@ -10,6 +10,11 @@ extension VHDRepository {
     /// Settles every abandoned record. `held` names the VDIs whose host locks this process
     /// already holds (the dispatcher's); the others named in a record are locked here, without
     /// waiting: a record whose VDIs are busy is left for the next pass.
+    ///
+    /// A record that cannot be replayed (a VHD it names is damaged, its operation is unknown, a
+    /// field is missing) stays where it is, is logged, and is reported by sr_check; it costs only
+    /// the VDIs it names: the verb fails (EIO) when it names one of them in `held`, every other
+    /// verb goes on. The next pass tries it again (a transient error heals by itself).
     public func recover(holding held: Set<CanonicalUUID> = []) throws(StorageError) {
         let journal = self.journal
         if journal.isEmpty { return }
@@ -17,6 +22,7 @@ extension VHDRepository {
         for path in damaged {
             OperationLog.note(host: host, "SR \(sr): unreadable intent record \(path) left in place; see sr_check")
         }
+        var blocking: StorageError?
         for entry in entries {
             var locks: [HostLock] = []
             var busy = false
@@ -33,11 +39,32 @@ extension VHDRepository {
                 let outcome = try replay(entry)
                 OperationLog.note(host: host, "SR \(sr): recovered \(entry.record.operation) \(entry.record.fields): \(outcome)")
             } catch {
-                OperationLog.note(host: host, "SR \(sr): recovery of \(entry.record.operation) failed: \(error)")
-                throw StorageError(code: error.code, message: "recovering an interrupted \(entry.record.operation) in SR \(sr): "
-                    + error.message)
+                OperationLog.note(host: host, "SR \(sr): recovery of \(entry.record.operation) \(entry.path) failed, "
+                    + "record left for sr_check: \(error)")
+                let mine = Self.namedVDIs(entry.record).filter(held.contains)
+                if blocking == nil, let vdi = mine.first {
+                    blocking = StorageError(code: error.code, message: "VDI \(vdi) is named by an interrupted "
+                        + "\(entry.record.operation) in SR \(sr) that cannot be completed (\(error.message)); see sr_check")
+                }
             }
         }
+        if let blocking { throw blocking }
+    }
+
+    /// Every VDI that an unsettled record (one no process is carrying out) names, and whether an
+    /// unreadable record exists (which could name any VDI). sr_gc leaves all of them alone.
+    func unsettledVDIs() -> (vdis: Set<CanonicalUUID>, unreadable: Bool) {
+        var vdis: Set<CanonicalUUID> = []
+        var unreadable = false
+        for record in journal.records() where !record.live {
+            guard let intent = record.intent else {
+                unreadable = true
+                continue
+            }
+            vdis.formUnion(Self.namedVDIs(intent))
+            vdis.formUnion(Self.reclaimCandidates(intent))
+        }
+        return (vdis, unreadable)
     }
 
     /// The VDIs a record's operation touches (whose host locks recovery must hold).

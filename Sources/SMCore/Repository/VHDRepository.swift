@@ -53,9 +53,10 @@ public struct VHDRepository: Sendable {
 
     // MARK: Verbs
 
-    /// Creates `<VDI>.vhd`: written under a temporary name, fsynced, then linked into place (the
-    /// link fails if the name appeared meanwhile) and the directory fsynced. A crash leaves either
-    /// no VDI or a complete one, plus at most a stale temporary file that the next create removes.
+    /// Creates `<VDI>.vhd`: written under a claimed temporary name (`.<VDI>.vhd.new`, held by
+    /// this process: `ClaimedTemporary`), fsynced, then linked into place (the link fails if the
+    /// name appeared meanwhile) and the directory fsynced. A crash leaves either no VDI or a
+    /// complete one, plus at most a temporary file whose writer is gone, which sr_scan removes.
     public func create(_ vdi: CanonicalUUID, size: UInt64) throws(StorageError) {
         try requireAttached()
         guard !fileExists(vdi) else { throw .vdiExists(vdi.string, sr: sr.string) }
@@ -66,14 +67,17 @@ public struct VHDRepository: Sendable {
         guard available >= needed + 64 * 1024 else {
             throw .noSpace("SR \(sr) has \(available) bytes free, not enough for the metadata of VDI \(vdi)")
         }
-        let temporary = "\(root)/.\(vdi)\(Self.vhdSuffix).new"
-        try Syscall.unlinkIfPresent(temporary)
+        let temporary = temporaryPath(vdi)
+        ClaimedTemporary.removeIfAbandoned(temporary)
+        let claimed = try ClaimedTemporary.create(temporary)
+        let image: VHDImage
         do throws(VHDError) {
-            _ = try VHDImage.create(at: temporary, size: virtualSize, uniqueID: CanonicalUUID.random().bytes)
+            image = try VHDImage.create(at: temporary, size: virtualSize, uniqueID: CanonicalUUID.random().bytes, claimed: claimed)
         } catch {
             try? Syscall.unlinkIfPresent(temporary)
             throw error.storageError
         }
+        FaultPoint.reach("create.written")
         let linked: Bool
         do throws(StorageError) {
             linked = try Syscall.linkNoReplace(temporary, vdiPath(vdi))
@@ -82,8 +86,29 @@ public struct VHDRepository: Sendable {
             throw error
         }
         try Syscall.unlinkIfPresent(temporary)
+        withExtendedLifetime(image) {}  // the claim (the image's descriptor) is held until the name is gone
         guard linked else { throw .vdiExists(vdi.string, sr: sr.string) }
         try Syscall.fsyncDirectory(root)
+    }
+
+    /// Where vdi_create writes a new VHD before linking it into place.
+    func temporaryPath(_ vdi: CanonicalUUID) -> String { "\(root)/.\(vdi)\(Self.vhdSuffix).new" }
+
+    /// Removes what killed processes left: `.<VDI>.vhd.new` of a create, `<VDI>.tmp.<id>` of an
+    /// attribute write; only files whose writer is gone (`ClaimedTemporary`). `names` is a listing
+    /// of the SR root the caller already has.
+    func sweepAbandonedTemporaries(rootNames names: [String]) {
+        for name in names where name.hasPrefix(".") && name.hasSuffix("\(Self.vhdSuffix).new") {
+            if ClaimedTemporary.removeIfAbandoned("\(root)/\(name)") {
+                OperationLog.note(host: host, "SR \(sr): removed \(name), left by an interrupted vdi_create")
+            }
+        }
+        guard let names = try? Syscall.directoryEntries(metadata.directory) else { return }
+        for name in names where name.contains(Syscall.temporarySuffix) {
+            if ClaimedTemporary.removeIfAbandoned("\(metadata.directory)/\(name)") {
+                OperationLog.note(host: host, "SR \(sr): removed .sm/vdi/\(name), left by an interrupted attribute write")
+            }
+        }
     }
 
     /// Deletes a VDI; a VDI that does not exist (or is already hidden) succeeds. EBUSY while
@@ -151,7 +176,9 @@ public struct VHDRepository: Sendable {
         }
         var entries: [CanonicalUUID: Entry] = [:]
         var occupied: UInt64 = 0
-        let lockFileOwners = Set(try Syscall.directoryEntries(root).compactMap { name -> String? in
+        let rootNames = try Syscall.directoryEntries(root)
+        sweepAbandonedTemporaries(rootNames: rootNames)
+        let lockFileOwners = Set(rootNames.compactMap { name -> String? in
             name.contains("\(Self.vhdSuffix)\(LockTarget.mutexSuffix).") ? String(name.prefix(36)) : nil
         })
         for vdi in try allVDIFiles() {

@@ -212,21 +212,19 @@ public enum Syscall {
         return try pread(descriptor, count: limit, at: 0, path: path)
     }
 
-    /// Writes a small file atomically and durably: temporary name, fsync, rename, fsync directory.
-    /// The temporary file is created with `mode` (and O_EXCL after removing a stale one), so a
-    /// secret written with 0600 is never readable by others, not even for an instant.
+    /// Writes a small file atomically and durably: a claimed temporary (`<path>.tmp.<random>`,
+    /// see `ClaimedTemporary`) written and fsynced, renamed over `path`, the directory fsynced. A
+    /// crash leaves the old or the new contents, plus at most a temporary file that
+    /// `ClaimedTemporary.removeIfAbandoned` can sweep. The temporary is created with `mode`
+    /// (O_EXCL), so a secret written with 0600 is never readable by others, not even for an instant.
     public static func writeFileAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o644) throws(StorageError) {
         let directory = parentDirectory(of: path)
-        let temporary = path + ".tmp.\(getpid())"
-        try unlinkIfPresent(temporary)
-        let descriptor = try open(temporary, O_WRONLY | O_CREAT | O_EXCL, mode: mode)
-        let written = Result { () throws(StorageError) in
+        let temporary = path + temporarySuffix + CanonicalUUID.random().string.prefix(8)
+        let descriptor = try ClaimedTemporary.create(temporary, mode: mode)
+        defer { close(descriptor) }
+        do throws(StorageError) {
             try pwriteAll(descriptor, bytes, at: 0, path: temporary)
             try fsync(descriptor, path: temporary)
-        }
-        close(descriptor)
-        do throws(StorageError) {
-            try written.get()
             try rename(temporary, path)
         } catch {
             try? unlinkIfPresent(temporary)
@@ -234,6 +232,9 @@ public enum Syscall {
         }
         try fsyncDirectory(directory)
     }
+
+    /// What `writeFileAtomically` puts between a file's name and the random part of its temporary.
+    public static let temporarySuffix = ".tmp."
 
     public static func parentDirectory(of path: String) -> String {
         guard let slash = path.lastIndex(of: "/") else { return "." }

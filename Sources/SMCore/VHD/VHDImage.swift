@@ -116,13 +116,15 @@ public final class VHDImage {
     }
 
     /// Creates a new dynamic (or, with `parent`, differencing) VHD at `path`, failing if it exists.
-    /// The caller publishes it (rename/link) after this returns; the file is fsynced.
+    /// The caller publishes it (rename/link) after this returns; the file is fsynced. With
+    /// `claimed`, the file is the empty one the caller already created and holds
+    /// (`ClaimedTemporary.create`); the image owns that descriptor from then on.
     @discardableResult
     public static func create(at path: String, size: UInt64, uniqueID: [UInt8],
-                              differencing: DifferencingSetup? = nil) throws(VHDError) -> VHDImage {
+                              differencing: DifferencingSetup? = nil, claimed: Int32? = nil) throws(VHDError) -> VHDImage {
         let descriptor: Int32
         do throws(StorageError) {
-            descriptor = try Syscall.open(path, O_RDWR | O_CREAT | O_EXCL, mode: 0o644)
+            if let claimed { descriptor = claimed } else { descriptor = try Syscall.open(path, O_RDWR | O_CREAT | O_EXCL, mode: 0o644) }
         } catch { throw .system(error) }
         let entries = reservedEntries(for: size)
         let tableOffset = UInt64(VHDFooter.size + VHDDynamicHeader.size)
