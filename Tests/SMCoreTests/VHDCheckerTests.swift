@@ -83,11 +83,12 @@ import Testing
 }
 
 @Suite struct IntentJournalTests {
-    /// A record survives a round trip; while its entry is held it is live (not claimable);
-    /// once the holder is gone another claimant gets it; finishing removes it.
+    /// A record survives a round trip, marked with the host and process that wrote it; while
+    /// its entry is held it is live (not claimable); once the holder is gone another claimant
+    /// gets it; finishing removes it.
     @Test func liveAndAbandonedRecords() throws {
         let scratch = try EngineScratch()
-        let journal = IntentJournal(srRoot: scratch.directory)
+        let journal = IntentJournal(srRoot: scratch.directory, hostIdentity: "host-a")
         #expect(journal.isEmpty)
         var entry: IntentEntry? = try journal.begin(IntentRecord(operation: "snapshot", fields: ["source": "a", "x": "1=2"]))
         #expect(!journal.isEmpty)
@@ -96,7 +97,9 @@ import Testing
         entry = nil
         let claimed = journal.claimAbandoned().entries
         #expect(claimed.count == 1)
-        #expect(claimed.first?.record == IntentRecord(operation: "snapshot", fields: ["source": "a", "x": "1=2"]))
+        #expect(claimed.first?.record == IntentRecord(operation: "snapshot", fields: [
+            "source": "a", "x": "1=2", "host": "host-a", "pid": String(getpid()),
+        ]))
         try claimed.first?.finish()
         #expect(journal.isEmpty)
         _ = entry

@@ -13,15 +13,26 @@ public protocol VHDRepositoryDriver: Driver {
 
 extension VHDRepositoryDriver {
     /// The attached repository after the recovery pass (VHDRepository+Recovery.swift) has settled
-    /// what a crashed operation left; `held` names the VDIs the dispatcher locked for this call.
-    func readyRepository(_ sr: CanonicalUUID, holding held: Set<CanonicalUUID> = []) throws(StorageError) -> VHDRepository {
+    /// what a crashed operation left (for SR verbs, which name no VDI).
+    func readyRepository(_ sr: CanonicalUUID) throws(StorageError) -> VHDRepository {
         let repository = try attachedRepository(sr)
-        try repository.recover(holding: held)
+        try repository.recover()
         return repository
     }
 
+    /// Runs a VDI verb: the attached repository, the shared claims of the VDIs it names (the
+    /// dispatcher holds their host-local locks: Docs/pools.md), the recovery pass, then `body`.
+    func withReadyRepository<T>(_ sr: CanonicalUUID, holding held: Set<CanonicalUUID>,
+                                _ body: (VHDRepository) throws -> T) throws -> T {
+        let repository = try attachedRepository(sr)
+        let claims = try repository.claimVDIs(held)
+        defer { claims.forEach { $0.release() } }
+        try repository.recover(holding: held)
+        return try body(repository)
+    }
+
     public func vdiCreate(sr: CanonicalUUID, vdi: CanonicalUUID, size: UInt64) throws {
-        try readyRepository(sr, holding: [vdi]).create(vdi, size: size)
+        try withReadyRepository(sr, holding: [vdi]) { try $0.create(vdi, size: size) }
     }
 
     public var backgroundConfiguration: DeviceConfiguration? { nil }
@@ -29,39 +40,38 @@ extension VHDRepositoryDriver {
     /// Hidden parents left by the delete are coalesced by `sr_gc`, started here as a detached
     /// worker when the driver keeps its dconf (`backgroundConfiguration`) and the host allows it.
     public func vdiDelete(sr: CanonicalUUID, vdi: CanonicalUUID) throws {
-        let repository = try readyRepository(sr, holding: [vdi])
-        if try repository.delete(vdi), let configuration = backgroundConfiguration,
-           BackgroundCollector.enabled(repository.host) {
+        let (repository, collect) = try withReadyRepository(sr, holding: [vdi]) { ($0, try $0.delete(vdi)) }
+        if collect, let configuration = backgroundConfiguration, BackgroundCollector.enabled(repository.host) {
             BackgroundCollector(deviceConfiguration: configuration).start(sr: sr, host: repository.host)
         }
     }
 
     public func vdiAttach(sr: CanonicalUUID, vdi: CanonicalUUID) throws -> AttachResult {
-        try readyRepository(sr, holding: [vdi]).attach(vdi)
+        try withReadyRepository(sr, holding: [vdi]) { try $0.attach(vdi) }
     }
 
     public func vdiDetach(sr: CanonicalUUID, vdi: CanonicalUUID) throws {
-        try readyRepository(sr, holding: [vdi]).detach(vdi)
+        try withReadyRepository(sr, holding: [vdi]) { try $0.detach(vdi) }
     }
 
     public func vdiResize(sr: CanonicalUUID, vdi: CanonicalUUID, size: UInt64) throws {
-        try readyRepository(sr, holding: [vdi]).resize(vdi, size: size)
+        try withReadyRepository(sr, holding: [vdi]) { try $0.resize(vdi, size: size) }
     }
 
     public func vdiLock(sr: CanonicalUUID, vdi: CanonicalUUID, force: Bool, user: String) throws {
-        try readyRepository(sr, holding: [vdi]).lock(vdi, force: force, user: user)
+        try withReadyRepository(sr, holding: [vdi]) { try $0.lock(vdi, force: force, user: user) }
     }
 
     public func vdiUnlock(sr: CanonicalUUID, vdi: CanonicalUUID, user: String) throws {
-        try readyRepository(sr, holding: [vdi]).unlock(vdi, user: user)
+        try withReadyRepository(sr, holding: [vdi]) { try $0.unlock(vdi, user: user) }
     }
 
     public func vdiClone(sr: CanonicalUUID, source: CanonicalUUID, destination: CanonicalUUID) throws {
-        try readyRepository(sr, holding: [source, destination]).clone(source, as: destination)
+        try withReadyRepository(sr, holding: [source, destination]) { try $0.clone(source, as: destination) }
     }
 
     public func vdiSnapshot(sr: CanonicalUUID, source: CanonicalUUID, destination: CanonicalUUID) throws {
-        try readyRepository(sr, holding: [source, destination]).snapshot(source, as: destination)
+        try withReadyRepository(sr, holding: [source, destination]) { try $0.snapshot(source, as: destination) }
     }
 
     public func srCheck(sr: CanonicalUUID) throws -> SRCheckReport {

@@ -12,6 +12,8 @@
 /// | mount_dir    | SM_MOUNT_DIR     | /run/sr-mount       |
 /// | lock_timeout | SM_LOCK_TIMEOUT  | 120 (seconds)       |
 /// | lvm_config   | SM_LVM_CONFIG    | (empty)             |
+/// | host_id      | SM_HOST_ID       | the short host name |
+/// | claim_lease  | SM_CLAIM_LEASE   | 30 (seconds)        |
 public struct HostEnvironment: Sendable {
     public var runDirectory: String
     public var lockDirectory: String
@@ -23,6 +25,12 @@ public struct HostEnvironment: Sendable {
     public var lvmConfiguration: String
     /// Every setting read, for drivers with their own keys.
     public var settings: [String: String]
+    /// Which host of a pool this is: in every journal record and every claim on shared storage
+    /// (Docs/pools.md). Letters, digits, `-` and `_`, at most 64; unique in the pool.
+    public var identity: String = LockOwner.shortHostName()
+    /// The lease of claims on shared storage, in seconds: a claim whose holder is on another host
+    /// and has not refreshed it for this long has lapsed.
+    public var claimLease: Int = 30
 
     public static let defaultConfigFile = "/etc/sm/sm.conf"
 
@@ -56,6 +64,7 @@ public struct HostEnvironment: Sendable {
         let keys: [(file: String, variable: String)] = [
             ("run_dir", "SM_RUN_DIR"), ("lock_dir", "SM_LOCK_DIR"), ("log_file", "SM_LOG_FILE"),
             ("mount_dir", "SM_MOUNT_DIR"), ("lock_timeout", "SM_LOCK_TIMEOUT"), ("lvm_config", "SM_LVM_CONFIG"),
+            ("host_id", "SM_HOST_ID"), ("claim_lease", "SM_CLAIM_LEASE"),
         ]
         for key in keys {
             if let value = Syscall.environment(key.variable) { settings[key.file] = value }
@@ -77,7 +86,25 @@ public struct HostEnvironment: Sendable {
             }
             environment.lockTimeout = seconds
         }
+        if let value = settings["host_id"] {
+            guard Self.isValidIdentity(value) else {
+                throw .invalid("host setting host_id must be 1 to 64 letters, digits, '-' or '_', got '\(ArgumentParsing.printable(value))'")
+            }
+            environment.identity = value
+        }
+        if let value = settings["claim_lease"] {
+            guard let seconds = ArgumentParsing.boundedDecimal(value, in: 1...3600) else {
+                throw .invalid("host setting claim_lease must be a whole number of seconds from 1 to 3600, got '\(ArgumentParsing.printable(value))'")
+            }
+            environment.claimLease = Int(seconds)
+        }
         return environment
+    }
+
+    static func isValidIdentity(_ value: String) -> Bool {
+        (1...64).contains(value.utf8.count) && value.utf8.allSatisfy { byte in
+            (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A) || byte == 0x2D || byte == 0x5F
+        }
     }
 
     /// The mount point of a mounted SR.

@@ -70,12 +70,20 @@ public struct IntentJournal: Sendable {
     static let suffix = ".intent"
     static let temporaryPrefix = ".tmp-"
 
-    public init(srRoot: String) {
+    /// Which host writes the records (`HostEnvironment.identity`).
+    public let hostIdentity: String
+
+    public init(srRoot: String, hostIdentity: String = LockOwner.shortHostName()) {
         directory = "\(srRoot)/.sm/journal"
+        self.hostIdentity = hostIdentity
     }
 
     /// Writes `record` durably (temporary name, fsync, rename, fsync directory) and returns it held.
+    /// The record says which host and process wrote it (`host`, `pid`): Docs/pools.md.
     public func begin(_ record: IntentRecord) throws(StorageError) -> IntentEntry {
+        var record = record
+        record.fields["host"] = hostIdentity
+        record.fields["pid"] = String(getpid())
         if !Syscall.isDirectory(directory) {
             // A record counts only if recovery can find it: new directories durable in their parents too.
             try Syscall.makeDirectories(directory)

@@ -129,7 +129,8 @@ final class LockMutex {
             try Syscall.pwriteAll(descriptor, Array(link.utf8), at: 0, path: path)
         } catch {
             _ = mutex.release()
-            return .failure(.failure(.mutexWriteFailed, "cannot write the lock mutex \(path): \(error.message)", errno: .ioError))
+            return .failure(.failure(.mutexWriteFailed, "cannot write the lock mutex \(path): \(error.message)",
+                                     errno: error.code == .noSpace ? .noSpace : .ioError))
         }
         var linkResult = Syscall.attempt({ Glibc.link(path, link) })
         if case .failure(.fileExists) = linkResult {

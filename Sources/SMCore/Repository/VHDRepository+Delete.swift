@@ -91,7 +91,7 @@ extension VHDRepository {
                 continue
             }
             guard node.hidden, tree.childrenOf(parent).allSatisfy({ gone.contains($0) }) else { return }
-            guard let lock = tryLockVDI(parent) else { return }
+            guard let lock = tryHoldVDI(parent) else { return }
             try Syscall.unlinkIfPresent(vdiPath(parent))
             try Syscall.fsyncDirectory(root)
             try metadata.remove(parent)
@@ -99,11 +99,6 @@ extension VHDRepository {
             FaultPoint.reach("delete.ancestor-reclaimed")
             gone.insert(parent)
         }
-    }
-
-    /// The host lock of one VDI if it is free now, nil if another process holds it.
-    func tryLockVDI(_ vdi: CanonicalUUID) -> HostLock? {
-        try? HostLock.acquire("\(host.lockDirectory)/\(sr)/\(vdi)", mode: .exclusive, timeout: 0)
     }
 
     static func encode(_ time: timespec) -> String { "\(time.tv_sec).\(time.tv_nsec)" }

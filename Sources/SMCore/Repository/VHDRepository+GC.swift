@@ -6,9 +6,11 @@ import Glibc
 /// one child C absorbs C's sectors and then takes C's place, so the chain loses a link and H's
 /// space comes back.
 ///
-/// One at a time per SR: the pass holds `<lock_dir>/<SR>/gc`. It does not hold the SR lock (so
-/// sr_scan and VDI verbs on other VDIs go on during a long merge), only the host locks of H and
-/// C for the merge; C must not be attached or locked (it would be replaced under its user).
+/// One at a time per SR in the whole pool: the pass holds `<lock_dir>/<SR>/gc` (this host) and
+/// the SR's shared `gc` claim (every host: `SharedClaim`, Docs/pools.md); a pass that finds
+/// another host collecting does nothing. It does not hold the SR lock (so sr_scan and VDI verbs
+/// on other VDIs go on during a long merge), only H's and C's host locks and shared claims for
+/// the merge; C must not be attached or locked (it would be replaced under its user).
 ///
 /// A merge, each step durable before the next:
 /// 1. record {coalesce, H, C, C's unique id, both modification times};   `coalesce.journaled`
@@ -34,6 +36,13 @@ extension VHDRepository {
         let gcLock = try HostLock.acquire("\(host.lockDirectory)/\(sr)/gc", mode: .exclusive, timeout: host.lockTimeout)
         defer { gcLock.release() }
         var report = GCReport()
+        // One collector per SR in the whole pool: another host at work makes this pass a no-op.
+        var holder = ""
+        guard let claim = try SharedClaim.tryAcquire("gc", srRoot: root, host: host, holder: &holder) else {
+            OperationLog.note(host: host, "sr_gc \(sr): \(holder) is collecting this SR; nothing to do here")
+            return report
+        }
+        defer { claim.release() }
         while true {
             let tree = try tree()
             // An unreadable VHD may be the child of any hidden VDI: removing or merging one away
@@ -58,7 +67,7 @@ extension VHDRepository {
                     continue
                 }
                 if children.isEmpty {
-                    guard let lock = tryLockVDI(node.vdi) else { continue }
+                    guard let lock = tryHoldVDI(node.vdi) else { continue }
                     defer { lock.release() }
                     try Syscall.unlinkIfPresent(vdiPath(node.vdi))
                     try Syscall.fsyncDirectory(root)
@@ -69,6 +78,7 @@ extension VHDRepository {
                     switch try coalesce(node.vdi, into: children[0]) {
                     case .none:
                         report.coalesced.append(node.vdi)
+                        OperationLog.note(host: host, "sr_gc \(sr): coalesced \(node.vdi) into \(children[0]) on host \(host.identity)")
                         progressed = true
                     case .some(let reason):
                         report.skipped[node.vdi] = reason
@@ -83,7 +93,7 @@ extension VHDRepository {
 
     /// Merges hidden `parent` with its only child; nil when done, else why it was skipped.
     func coalesce(_ parent: CanonicalUUID, into child: CanonicalUUID) throws(StorageError) -> String? {
-        guard let parentLock = tryLockVDI(parent), let childLock = tryLockVDI(child) else {
+        guard let parentLock = tryHoldVDI(parent), let childLock = tryHoldVDI(child) else {
             return "VDI \(parent) or \(child) is busy"
         }
         defer {

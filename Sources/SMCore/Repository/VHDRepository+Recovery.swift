@@ -24,10 +24,10 @@ extension VHDRepository {
         }
         var blocking: StorageError?
         for entry in entries {
-            var locks: [HostLock] = []
+            var locks: [VDIHold] = []
             var busy = false
             for vdi in Self.namedVDIs(entry.record) where !held.contains(vdi) {
-                guard let lock = tryLockVDI(vdi) else {
+                guard let lock = tryHoldVDI(vdi) else {
                     busy = true
                     break
                 }

@@ -32,7 +32,7 @@ extension VHDRepository {
         try requireUnlocked(vdi)
     }
 
-    public var journal: IntentJournal { IntentJournal(srRoot: root) }
+    public var journal: IntentJournal { IntentJournal(srRoot: root, hostIdentity: host.identity) }
 
     /// The temporary name a new child is built under before it is published.
     func pendingChildPath(_ vdi: CanonicalUUID) -> String { "\(root)/.\(vdi)\(Self.vhdSuffix).cow" }

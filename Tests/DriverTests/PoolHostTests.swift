@@ -1,0 +1,199 @@
+import Foundation
+import Testing
+import SMCore
+
+/// One host of a pool, without a kernel client: a UTS namespace with its own host name and its
+/// own host state (run, lock and log directories), running FileSR on a directory that every
+/// host of the test shares (the shared-SR model of Docs/pools.md, without NFS).
+struct PoolHost {
+    let name: String
+    let scratch: Scratch
+    let dconf: String
+
+    init(_ name: String, sharedData: String, lease: Int = 2) throws {
+        self.name = name
+        scratch = try Scratch("sm-pool-\(name)")
+        scratch.environment["SM_GC_AFTER_DELETE"] = "0"
+        scratch.environment["SM_CLAIM_LEASE"] = String(lease)
+        dconf = "<dconf><location>\(sharedData)</location></dconf>"
+    }
+
+    /// Runs FileSR in a UTS namespace whose host name is this host's.
+    @discardableResult
+    func run(_ verb: String, _ arguments: [String], environment: [String: String] = [:]) throws -> ProductResult {
+        try Product.runProgram("/usr/bin/unshare", ["--uts", "/bin/sh", "-c", "hostname \"$0\" && exec \"$@\"", name,
+                                                    Product.path("FileSR"), dconf, verb] + arguments,
+                               environment: scratch.environment.merging(environment) { $1 })
+    }
+
+    func expectOK(_ verb: String, _ arguments: String..., sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let result = try run(verb, arguments)
+        #expect(result.status == 0, "host \(name): \(verb) \(arguments): \(result)", sourceLocation: sourceLocation)
+    }
+
+    /// How many merges this host's operations log records.
+    func merges() -> Int {
+        let log = (try? String(contentsOfFile: scratch.path("SMlog"), encoding: .utf8)) ?? ""
+        return log.components(separatedBy: "\n").filter { $0.contains(": coalesced ") }.count
+    }
+}
+
+/// Two hosts sharing one SR: one collector at a time in the whole pool, another host's
+/// interrupted operation left alone while its claim is live and recovered once it lapses,
+/// disjoint verbs at the same time; every VDI's bytes checked against a model.
+@Suite(.serialized) struct PoolHostTests {
+    let shared: Scratch
+    let sr = newUUID()
+    let hosts: [PoolHost]
+    let cow: SRFiles
+
+    init() throws {
+        let shared = try Scratch("sm-pool-data")
+        self.shared = shared
+        hosts = try ["pool-a", "pool-b"].map { try PoolHost($0, sharedData: shared.path("data")) }
+        try hosts[0].expectOK("sr_create", sr, "0")
+        for host in hosts { try host.expectOK("sr_attach", sr) }
+        // Guest data is written and read in-process through the VHD engine.
+        cow = SRFiles(root: shared.path("data/\(sr)"))
+    }
+
+    /// A chain whose parent was deleted (hidden, waiting to be coalesced); returns the leaf and
+    /// what it must read.
+    func chainWithDeletedParent(on host: PoolHost, seed: UInt64) throws -> (String, [UInt8]) {
+        let leaf = newUUID(), parent = newUUID()
+        try host.expectOK("vdi_create", sr, leaf, String(8 << 20))
+        var data = pattern(8 << 20, seed: seed)
+        try cow.write(leaf, at: 0, data)
+        try host.expectOK("vdi_snapshot", sr, leaf, parent)
+        let change = pattern(3 << 20, seed: seed + 100)
+        try cow.write(leaf, at: 2 << 20, change)
+        data.replaceSubrange((2 << 20)..<(5 << 20), with: change)
+        try host.expectOK("vdi_delete", sr, parent)
+        return (leaf, data)
+    }
+
+    /// sr_gc started on both hosts at once merges each chain exactly once, and every VDI reads
+    /// what it read before (it once merged the same parent on both hosts and lost data).
+    @Test(.timeLimit(.minutes(3))) func collectorOnBothHostsAtOnce() throws {
+        var model: [String: [UInt8]] = [:]
+        for index in 0..<6 {
+            let (leaf, data) = try chainWithDeletedParent(on: hosts[index % 2], seed: UInt64(index) * 7 + 1)
+            model[leaf] = data
+        }
+        let results = try runConcurrently(hosts.map { host in { try host.run("sr_gc", [self.sr]) } })
+        for (host, result) in zip(hosts, results) { #expect(result.status == 0, "sr_gc on \(host.name): \(result)") }
+        // One pass may have found the other at work and done nothing: a second pass on each finishes.
+        for host in hosts { try host.expectOK("sr_gc", sr) }
+        for (leaf, data) in model { #expect(try cow.read(leaf) == data, "VDI \(leaf) reads wrong bytes") }
+        #expect(try cow.files().sorted() == model.keys.sorted(), "hidden parents left")
+        #expect(hosts.map { $0.merges() }.reduce(0, +) == 6, "merges: \(hosts.map { $0.merges() })")
+        try hosts[1].expectOK("sr_check", sr)
+    }
+
+    /// Host A dies in the middle of a coalesce: host B goes on with its own VDIs, leaves A's
+    /// operation alone while A's claims are live, and recovers it once they have lapsed.
+    @Test(.timeLimit(.minutes(3))) func deadHostsOperationRecoveredOnlyAfterItsLeaseLapses() throws {
+        let (leaf, data) = try chainWithDeletedParent(on: hosts[0], seed: 11)
+        let killed = try hosts[0].run("sr_gc", [sr], environment: ["SM_FAULT_POINT": "coalesce.merged", "SM_CLAIM_LEASE": "4"])
+        #expect(killed.status == 128 + 9, "\(killed)")
+        let journal = shared.path("data/\(sr)/.sm/journal")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: journal).count == 1)
+        let start = Date()
+
+        // Host B, while A's claims are fresh: its own verbs work, A's record stays.
+        let (other, otherData) = try chainWithDeletedParent(on: hosts[1], seed: 12)
+        try hosts[1].expectOK("sr_scan", sr)
+        let gcResult = try hosts[1].run("sr_gc", [sr])
+        #expect(gcResult.status == 0, "\(gcResult)")
+        if Date().timeIntervalSince(start) < 3.5 {
+            #expect(try FileManager.default.contentsOfDirectory(atPath: journal).count == 1,
+                    "host B recovered host A's operation while A's claim was live")
+        }
+        #expect(try cow.read(leaf) == data)
+        #expect(try cow.read(other) == otherData)
+
+        // Once the lease has lapsed (4 s), B's next verb recovers it (after waiting one lease).
+        Thread.sleep(forTimeInterval: max(0, 5 - Date().timeIntervalSince(start)))
+        try hosts[1].expectOK("sr_scan", sr)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: journal).isEmpty)
+        try hosts[1].expectOK("sr_gc", sr)
+        #expect(try cow.read(leaf) == data)
+        #expect(try cow.read(other) == otherData)
+        #expect(try cow.files().sorted() == [leaf, other].sorted())
+        try hosts[0].expectOK("sr_check", sr)
+    }
+
+    /// A host's own killed operation is recovered by that host at once: a process of its own
+    /// that no longer exists holds nothing.
+    @Test(.timeLimit(.minutes(2))) func ownDeadProcessIsRecoveredAtOnce() throws {
+        let (leaf, data) = try chainWithDeletedParent(on: hosts[0], seed: 21)
+        let killed = try hosts[0].run("sr_gc", [sr], environment: ["SM_FAULT_POINT": "coalesce.merged", "SM_CLAIM_LEASE": "600"])
+        #expect(killed.status == 128 + 9, "\(killed)")
+        try hosts[0].expectOK("sr_gc", sr)
+        #expect(try cow.read(leaf) == data)
+        #expect(try cow.files() == [leaf])
+        #expect(hosts[0].merges() == 1)
+    }
+
+    /// Both hosts run snapshots, writes and deletes on their own VDIs while both collect; the
+    /// model holds afterwards.
+    @Test(.timeLimit(.minutes(4))) func disjointVerbsWhileBothCollect() throws {
+        let rounds = Int(ProcessInfo.processInfo.environment["SM_POOL_ROUNDS"] ?? "") ?? 4
+        let work = try hosts.enumerated().map { index, host in
+            { () throws -> [String: [UInt8]] in
+                var model: [String: [UInt8]] = [:]
+                for round in 0..<rounds {
+                    let (leaf, data) = try self.chainWithDeletedParent(on: host, seed: UInt64(index * 1000 + round))
+                    model[leaf] = data
+                    let collected = try host.run("sr_gc", [self.sr])
+                    #expect(collected.status == 0, "sr_gc on \(host.name): \(collected)")
+                }
+                return model
+            }
+        }
+        let models = try runConcurrently(work)
+        for host in hosts { try host.expectOK("sr_gc", sr) }
+        let model = models.reduce(into: [:]) { $0.merge($1) { $1 } }
+        for (leaf, data) in model { #expect(try cow.read(leaf) == data, "VDI \(leaf) reads wrong bytes") }
+        #expect(try cow.files().sorted() == model.keys.sorted())
+        try hosts[0].expectOK("sr_check", sr)
+    }
+}
+
+/// The VHD files of an SR directory, read and written in-process through the VHD engine.
+struct SRFiles {
+    let root: String
+
+    func path(_ vdi: String) -> String { "\(root)/\(vdi).vhd" }
+
+    func read(_ vdi: String) throws -> [UInt8] {
+        let chain = try VHDChain.open(path(vdi))
+        return try chain.read(at: 0, count: Int(chain.size))
+    }
+
+    func write(_ vdi: String, at offset: UInt64, _ bytes: [UInt8]) throws {
+        try VHDChain.open(path(vdi), writable: true).write(at: offset, bytes: bytes)
+    }
+
+    /// Every VHD file, hidden ones included.
+    func files() throws -> [String] {
+        try FileManager.default.contentsOfDirectory(atPath: root).filter { $0.hasSuffix(".vhd") && !$0.hasPrefix(".") }
+            .map { String($0.dropLast(4)) }.sorted()
+    }
+}
+
+final class ConcurrentResults<T>: @unchecked Sendable {
+    let lock = NSLock()
+    var results: [Int: Result<T, any Error>] = [:]
+}
+
+/// Runs the closures on threads at once and returns their results in order.
+func runConcurrently<T>(_ work: [() throws -> T]) throws -> [T] {
+    let box = ConcurrentResults<T>()
+    nonisolated(unsafe) let work = work
+    DispatchQueue.concurrentPerform(iterations: work.count) { index in
+        let result = Result { try work[index]() }
+        box.lock.withLock { box.results[index] = result }
+    }
+    return try (0..<work.count).map { try box.results[$0]!.get() }
+}
