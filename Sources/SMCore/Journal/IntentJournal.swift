@@ -92,7 +92,7 @@ public struct IntentJournal: Sendable {
             try Syscall.fsyncDirectory(Syscall.parentDirectory(of: state))
         }
         let id = CanonicalUUID.random().string
-        let temporary = "\(directory)/\(Self.temporaryPrefix)\(id)"
+        let temporary = "\(directory)/\(Self.temporaryPrefix)\(id).\(hostIdentity)"
         let path = "\(directory)/\(id)\(Self.suffix)"
         // Held from its creation on (ClaimedTemporary): another process's recovery pass removes
         // only temporaries whose writer is gone, never this one while it is being written.
@@ -125,8 +125,11 @@ public struct IntentJournal: Sendable {
         for name in names.sorted() {
             let path = "\(directory)/\(name)"
             if name.hasPrefix(Self.temporaryPrefix) {
-                // Never committed: its operation had not started. Gone, unless its writer lives.
-                ClaimedTemporary.removeIfAbandoned(path)
+                // Never committed: its operation had not started. Gone, unless its writer lives,
+                // which only a process of the same host can tell (its flock): another host's
+                // temporaries are that host's to remove (`.tmp-<id>.<host>`).
+                let host = name.split(separator: ".").dropFirst().first.map(String.init)
+                if host == nil || host == hostIdentity { ClaimedTemporary.removeIfAbandoned(path) }
                 continue
             }
             guard let descriptor = try? Syscall.open(path, O_RDWR) else { continue }

@@ -95,19 +95,24 @@ public struct VHDRepository: Sendable {
     func temporaryPath(_ vdi: CanonicalUUID) -> String { "\(root)/.\(vdi)\(Self.vhdSuffix).new" }
 
     /// Removes what killed processes left: `.<VDI>.vhd.new` of a create, `<VDI>.tmp.<id>` of an
-    /// attribute write; only files whose writer is gone (`ClaimedTemporary`). `names` is a listing
-    /// of the SR root the caller already has.
+    /// attribute write. Only when the VDI is free (its host lock and shared claim: the writer,
+    /// on any host, held both) and the file's own writer is gone (`ClaimedTemporary`). `names`
+    /// is a listing of the SR root the caller already has.
     func sweepAbandonedTemporaries(rootNames names: [String]) {
-        for name in names where name.hasPrefix(".") && name.hasSuffix("\(Self.vhdSuffix).new") {
-            if ClaimedTemporary.removeIfAbandoned("\(root)/\(name)") {
-                OperationLog.note(host: host, "SR \(sr): removed \(name), left by an interrupted vdi_create")
+        func sweep(_ path: String, of stem: Substring, _ what: String) {
+            guard let vdi = CanonicalUUID(String(stem)), let hold = tryHoldVDI(vdi) else { return }
+            defer { hold.release() }
+            if ClaimedTemporary.removeIfAbandoned(path) {
+                OperationLog.note(host: host, "SR \(sr): removed \(path), left by an interrupted \(what)")
             }
         }
+        let suffix = "\(Self.vhdSuffix).new"
+        for name in names where name.hasPrefix(".") && name.hasSuffix(suffix) {
+            sweep("\(root)/\(name)", of: name.dropFirst().dropLast(suffix.count), "vdi_create")
+        }
         guard let names = try? Syscall.directoryEntries(metadata.directory) else { return }
-        for name in names where name.contains(Syscall.temporarySuffix) {
-            if ClaimedTemporary.removeIfAbandoned("\(metadata.directory)/\(name)") {
-                OperationLog.note(host: host, "SR \(sr): removed .sm/vdi/\(name), left by an interrupted attribute write")
-            }
+        for name in names where name.utf8.count > 36 && name.dropFirst(36).hasPrefix(Syscall.temporarySuffix) {
+            sweep("\(metadata.directory)/\(name)", of: name.prefix(36), "attribute write")
         }
     }
 
