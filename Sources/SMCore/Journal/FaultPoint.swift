@@ -22,7 +22,11 @@ public enum FaultPoint {
         "coalesce.journaled", "coalesce.block-copied", "coalesce.data-copied", "coalesce.bitmaps-written",
         "coalesce.merged", "coalesce.identity-written", "coalesce.renamed",
     ]
-    public static let all = snapshot + clone + delete + coalesce
+    public static let resize = [
+        "resize.file-extended", "resize.block-copied", "resize.block-moved", "resize.locators-moved",
+        "resize.table-grown", "resize.end-footer-written",
+    ]
+    public static let all = snapshot + clone + delete + coalesce + resize
 
     nonisolated(unsafe) private static var armed: String?? = nil
 
