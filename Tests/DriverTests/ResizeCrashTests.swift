@@ -149,6 +149,32 @@ import SMCore
         try sr.expectClean()
     }
 
+    /// A file whose end holds no footer because a writer died while appending (block data past
+    /// the old end, as older versions left it) is repaired by a same-size resize and by a
+    /// snapshot: the footer goes back after the last byte in use, the data is intact.
+    @Test(.timeLimit(.minutes(1))) func missingEndFooterIsRepaired() throws {
+        let sr = try CopyOnWriteSR("sm-resize-tail")
+        let data = pattern(3 << 20, seed: 120)
+        var vdis: [String] = []
+        for _ in 0..<2 {
+            let vdi = try sr.create(size: 4 * Self.mebibyte)
+            try sr.write(vdi, at: 0, data)
+            let handle = try FileHandle(forUpdating: URL(fileURLWithPath: sr.path(vdi)))
+            try handle.seekToEnd()
+            try handle.write(contentsOf: Data(pattern((2 << 20) + 512, seed: 121)))
+            try handle.close()
+            #expect(try !Self.endFooterValid(sr.path(vdi)))
+            vdis.append(vdi)
+        }
+        try sr.expectOK("vdi_resize", sr.sr, vdis[0], String(4 * Self.mebibyte))
+        try expectSound(sr, vdis[0], size: 4 * Self.mebibyte, data: data)
+        let snapshot = newUUID()
+        try sr.expectOK("vdi_snapshot", sr.sr, vdis[1], snapshot)
+        try expectSound(sr, snapshot, size: 4 * Self.mebibyte, data: data)
+        try expectSound(sr, vdis[1], size: 4 * Self.mebibyte, data: data)
+        try sr.expectClean()
+    }
+
     /// Resizes killed after random delays, as the outside test did (20 runs, large and small
     /// alternately): every file ends in a valid footer, and the next resize (or a snapshot, then
     /// the resize) leaves it clean with its data.

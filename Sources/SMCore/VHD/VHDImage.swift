@@ -27,6 +27,9 @@ public final class VHDImage {
     /// The largest offset a header may name (4 EiB: past every filesystem's file size limit),
     /// so that an offset plus any length read from the file stays a valid `off_t`.
     static let maximumOffset: UInt64 = 1 << 62
+    /// The most a parent locator may occupy when a resize moves it (blktap writes 512 bytes):
+    /// a damaged space field must not make a resize read gigabytes.
+    static let maximumLocatorSpace: UInt64 = 64 * 1024
 
     public let path: String
     public let writable: Bool
@@ -527,6 +530,10 @@ public final class VHDImage {
             !locators[$0].isEmpty && locators[$0].dataOffset >= header.tableOffset
                 && (locators[$0].dataOffset < tableEnd || locators[$0].dataOffset > firstBlock)
         }
+        for index in moving where locators[index].dataSpaceInBytes > Self.maximumLocatorSpace {
+            throw .malformed("parent locator \(index) claims \(locators[index].dataSpaceInBytes) bytes; "
+                + "at most \(Self.maximumLocatorSpace) are moved")
+        }
         var newLocators = locators
         if !moving.isEmpty {
             var next = tableEnd
@@ -658,6 +665,19 @@ public final class VHDImage {
     public func repairFooters() throws(VHDError) -> Bool {
         guard writable else { throw .system(.io("\(path) is open read-only")) }
         if endFooterDamaged {
+            // A missing end footer is repaired only when every referenced byte is still in the
+            // file (bytes past it were being added when the writer died); a file cut into its
+            // blocks, BAT or locators lost data, and inventing a footer would hide that.
+            var referencedEnd = header.tableOffset + UInt64(header.maxTableEntries) * 4
+            for locator in header.parentLocators where !locator.isEmpty {
+                referencedEnd = max(referencedEnd, locator.dataOffset + locator.dataSpaceInBytes)
+            }
+            for entry in try allocationTable() where entry != Self.unallocated {
+                referencedEnd = max(referencedEnd, UInt64(entry) * Self.sectorSize + Self.bitmapSize + Self.blockSize)
+            }
+            guard referencedEnd <= (try fileSize()) else {
+                throw .malformed("\(path) is truncated: its metadata or blocks reach \(referencedEnd), past the end of the file")
+            }
             try repairTail()
             endFooterDamaged = false
             return true
