@@ -70,6 +70,91 @@ import Testing
         #expect(geometry.contains { $0.contains("geometry") })
     }
 
+    /// A sound child with one data block, then `change` applied to its file; the checker's answer.
+    func damagedChild(_ change: (FileHandle, VHDImage, String) throws -> Void) throws -> [String] {
+        let scratch = try EngineScratch()
+        try scratch.create("base.vhd", size: 4 << 20)
+        let child = try scratch.create("child.vhd", size: 4 << 20, parent: "base.vhd")
+        try child.write(at: 0, bytes: bytes(4096, seed: 3))
+        let path = scratch.path("child.vhd")
+        #expect(VHDChecker.problems(ofFile: path).isEmpty)
+        let handle = try #require(FileHandle(forUpdatingAtPath: path))
+        try change(handle, child, path)
+        try handle.close()
+        return VHDChecker.problems(ofFile: path)
+    }
+
+    /// Rewrites the dynamic header with `change` applied to its bytes, checksum recomputed.
+    func rewriteHeader(_ handle: FileHandle, _ change: (inout [UInt8]) -> Void) throws {
+        try handle.seek(toOffset: 512)
+        var raw = [UInt8](try #require(try handle.read(upToCount: 1024)))
+        change(&raw)
+        raw.setBigEndian32(raw.vhdChecksum(excludingFieldAt: 36), at: 36)
+        try handle.seek(toOffset: 512)
+        try handle.write(contentsOf: raw)
+    }
+
+    /// Rewrites both footer copies with `change` applied, checksum recomputed.
+    func rewriteFooters(_ handle: FileHandle, _ change: (inout [UInt8]) -> Void) throws {
+        try handle.seek(toOffset: 0)
+        var raw = [UInt8](try #require(try handle.read(upToCount: 512)))
+        change(&raw)
+        raw.setBigEndian32(raw.vhdChecksum(excludingFieldAt: 64), at: 64)
+        try handle.seek(toOffset: 0)
+        try handle.write(contentsOf: raw)
+        try handle.seek(toOffset: try handle.seekToEnd() - 512)
+        try handle.write(contentsOf: raw)
+    }
+
+    /// What blktap's `vhd-util check` rejects, the checker rejects too: a block before a parent
+    /// locator (the layout an old resize left: "block clobbers headers"), a locator reaching into
+    /// the footer, locator reserved bits, a platform code twice, a misaligned locator, stray bytes
+    /// in an unused locator slot or in a base disk's parent name, unknown footer features, a
+    /// saved-state flag above 1 and a parent timestamp in the future.
+    @Test func rejectsWhatBlktapRejects() throws {
+        let locator0 = 576
+        let behindBlock = try damagedChild { handle, image, _ in
+            // Locator 0's data moved to where the footer was, the footer one sector further on.
+            let footerOffset = try handle.seekToEnd() - 512
+            let locator = image.header.parentLocators[0]
+            try handle.seek(toOffset: locator.dataOffset)
+            let data = try #require(try handle.read(upToCount: 512))
+            try handle.seek(toOffset: footerOffset)
+            try handle.write(contentsOf: data)
+            try handle.write(contentsOf: image.footer.bytes)
+            try rewriteHeader(handle) { $0.setBigEndian64(footerOffset, at: locator0 + 16) }
+        }
+        #expect(behindBlock.contains { $0.contains("clobbers headers") }, "\(behindBlock)")
+        let intoFooter = try damagedChild { handle, _, _ in
+            let footerOffset = try handle.seekToEnd() - 512
+            try rewriteHeader(handle) { $0.setBigEndian64(footerOffset, at: locator0 + 16) }
+        }
+        #expect(intoFooter.contains { $0.contains("overlaps") && $0.contains("footer") }, "\(intoFooter)")
+        let reserved = try damagedChild { handle, _, _ in try rewriteHeader(handle) { $0[locator0 + 15] = 1 } }
+        #expect(reserved.contains { $0.contains("reserved bits") }, "\(reserved)")
+        let duplicate = try damagedChild { handle, _, _ in
+            try rewriteHeader(handle) { $0.setBigEndian32(VHDParentLocator.w2ku, at: locator0 + 2 * 24) }
+        }
+        #expect(duplicate.contains { $0.contains("duplicate platform code") }, "\(duplicate)")
+        let misaligned = try damagedChild { handle, image, _ in
+            let offset = image.header.parentLocators[2].dataOffset + 8
+            try rewriteHeader(handle) { $0.setBigEndian64(offset, at: locator0 + 2 * 24 + 16) }
+        }
+        #expect(misaligned.contains { $0.contains("not sector aligned") }, "\(misaligned)")
+        let strayLocator = try damagedChild { handle, _, _ in try rewriteHeader(handle) { $0[locator0 + 5 * 24 + 13] = 1 } }
+        #expect(strayLocator.contains { $0.contains("unused parent locator 5") }, "\(strayLocator)")
+        let future = try damagedChild { handle, _, _ in
+            try rewriteHeader(handle) { $0.setBigEndian32(VHDTime.now() + 86_400, at: 56) }
+        }
+        #expect(future.contains { $0.contains("parent timestamp") && $0.contains("future") }, "\(future)")
+        let features = try damagedChild { handle, _, _ in try rewriteFooters(handle) { $0.setBigEndian32(0x6, at: 8) } }
+        #expect(features.contains { $0.contains("features") }, "\(features)")
+        let saved = try damagedChild { handle, _, _ in try rewriteFooters(handle) { $0[84] = 2 } }
+        #expect(saved.contains { $0.contains("saved-state") }, "\(saved)")
+        let strayName = try damaged { handle, _ in try rewriteHeader(handle) { $0[64 + 300] = 0x41 } }
+        #expect(strayName.contains { $0.contains("parent fields") }, "\(strayName)")
+    }
+
     /// Garbage of any size never traps the checker.
     @Test func survivesGarbage() throws {
         let scratch = try EngineScratch()

@@ -24,7 +24,11 @@ public enum FaultPoint {
     ]
     /// vdi_create: the new VHD is written (claimed, under its temporary name), not yet linked.
     public static let create = ["create.written"]
-    public static let all = create + snapshot + clone + delete + coalesce
+    public static let resize = [
+        "resize.file-extended", "resize.block-copied", "resize.block-moved", "resize.locators-moved",
+        "resize.table-grown", "resize.end-footer-written",
+    ]
+    public static let all = create + snapshot + clone + delete + coalesce + resize
 
     nonisolated(unsafe) private static var armed: String?? = nil
 

@@ -52,12 +52,12 @@ extension VHDRepository {
         guard fileExists(source) else { throw .noSuchVDI(source.string, sr: sr.string) }
         guard !fileExists(destination) else { throw .vdiExists(destination.string, sr: sr.string) }
         try ensureUnlocked(source)
-        let image: VHDImage
+        var image: VHDImage
         do throws(VHDError) { image = try VHDImage.open(vdiPath(source)) } catch {
             throw .io("VDI \(source) cannot be read (\(error)); run sr_check")
         }
         guard !image.footer.hidden else { throw .noSuchVDI(source.string, sr: sr.string) }
-        guard !image.endFooterDamaged else { throw .io("VDI \(source) is damaged (no valid footer at its end); run sr_check") }
+        image = try repairedFooters(source, image)
         let tree = try tree()
         let length = tree.chain(from: source).count
         guard length + 1 <= VHDChain.maximumLength else {
@@ -74,6 +74,24 @@ extension VHDRepository {
         do throws(VHDError) { time = try image.modificationTime() } catch { throw error.storageError }
         return CopyOnWriteSource(uniqueID: image.footer.uniqueID, size: image.size, modificationTime: time,
                                  hasChildren: !tree.childrenOf(source).isEmpty)
+    }
+
+    /// The source with its two footers made one again (`VHDImage.repairFooters`: the end copy
+    /// wins, or a missing end footer is put back) when an interrupted resize or write left them
+    /// apart, so that the damage is never frozen into a read-only parent. The modification time
+    /// is kept (children of a base copy record it). EIO when the file cannot be repaired.
+    func repairedFooters(_ vdi: CanonicalUUID, _ image: VHDImage) throws(StorageError) -> VHDImage {
+        do throws(VHDError) {
+            guard try !image.footersAgree() else { return image }
+            let time = try image.modificationTime()
+            let writable = try VHDImage.open(vdiPath(vdi), writable: true)
+            try writable.repairFooters()
+            try writable.setModificationTime(time)
+            OperationLog.note(host: host, "SR \(sr): VDI \(vdi) had footers left different by an interrupted change; repaired")
+            return writable
+        } catch {
+            throw .io("VDI \(vdi) is damaged and its footers cannot be repaired (\(error)); run sr_check")
+        }
     }
 
     /// Writes (and fsyncs) an empty differencing disk at `path` whose parent is `parent`.vhd.

@@ -143,7 +143,10 @@ public struct VHDRepository: Sendable {
     }
 
     /// Grows a VDI (see `VHDImage.resize(to:)` for the crash-safe order). The same size succeeds,
-    /// a smaller one is EINVAL, an attached VDI is EBUSY.
+    /// a smaller one is EINVAL, an attached VDI is EBUSY, a filesystem without room for the moved
+    /// blocks ENOSPC (the VDI unchanged). Footers left different or missing by an earlier crash
+    /// are repaired first (`VHDImage.repairFooters`), so that even a same-size resize leaves the
+    /// file sound.
     public func resize(_ vdi: CanonicalUUID, size: UInt64) throws(StorageError) {
         try requireAttached()
         guard fileExists(vdi), !isHidden(vdi) else { throw .noSuchVDI(vdi.string, sr: sr.string) }
@@ -154,6 +157,9 @@ public struct VHDRepository: Sendable {
         let newSize = Self.roundedSize(size)
         do throws(VHDError) {
             let image = try VHDImage.open(vdiPath(vdi), writable: true)
+            if try image.repairFooters() {
+                OperationLog.note(host: host, "vdi_resize \(sr): VDI \(vdi) had footers left different by an interrupted change; repaired")
+            }
             if newSize == image.size { return }
             guard newSize > image.size else {
                 throw VHDError.system(.invalid("VDI \(vdi) is \(image.size) bytes; it can only grow (asked for \(newSize))"))

@@ -5,6 +5,13 @@ import Glibc
 /// Verifies one VHD file against every rule of VHD-NOTES.md that can be checked from the file
 /// itself (the chain rules, which need the parent, are `parentProblems`). Never throws and never
 /// traps on damaged input: every violation is one sentence in the result.
+///
+/// At least as strict as blktap's `vhd-util check` on everything it can see in one file: besides
+/// checksums and reserved fields, every data block must begin at or after the end of all metadata
+/// (header, BAT padded to a sector, batmap, parent locators: blktap's "block clobbers headers"),
+/// end before the footer, and overlap nothing; locators must lie inside the file before the
+/// footer, with zero reserved bits, sector-aligned offsets and no platform code twice; unused
+/// locator slots and the parent fields of a base disk are all zero.
 public enum VHDChecker {
     /// Problems of the file at `path`; empty when it is sound.
     public static func problems(ofFile path: String, now: UInt32 = VHDTime.now()) -> [String] {
@@ -53,18 +60,20 @@ public enum VHDChecker {
         }
         let differencing = footer.diskType == .differencing
         if !differencing {
-            if header.parentUniqueID.contains(where: { $0 != 0 }) || header.parentTimestamp != 0 || !header.parentName.isEmpty
-                || header.parentLocators.contains(where: { !$0.isEmpty }) {
+            // Parent unique id, timestamp, name and locators: every byte, not just up to a NUL.
+            if headerBytes[parentFields].contains(where: { $0 != 0 }) {
                 problems.append("a dynamic (non-differencing) disk has parent fields set")
             }
         } else {
             if !header.parentUniqueID.contains(where: { $0 != 0 }) { problems.append("parent unique id is all zero") }
             if header.parentName.isEmpty { problems.append("parent name is empty") }
+            if header.parentTimestamp > now &+ 300 { problems.append("parent timestamp \(header.parentTimestamp) is in the future") }
         }
         // Extents: everything that occupies the file must lie before the end footer and not overlap.
         var extents: [(start: UInt64, end: UInt64, what: String)] = [
             (0, UInt64(VHDFooter.size), "footer copy"),
             (footer.dataOffset, footer.dataOffset + UInt64(VHDDynamicHeader.size), "dynamic header"),
+            (footerOffset, fileSize, "footer"),
         ]
         guard header.tableOffset <= fileSize else {
             problems.append("BAT offset \(header.tableOffset) lies past the end of the file")
@@ -72,13 +81,29 @@ public enum VHDChecker {
         }
         let tableEnd = header.tableOffset + UInt64(header.maxTableEntries) * 4
         extents.append((header.tableOffset, tableEnd, "BAT"))
+        // blktap's end of metadata: the header and the BAT padded to a whole sector, then the
+        // batmap and the locators below. No data block may begin before it.
+        var metadataEnd = max(footer.dataOffset + UInt64(VHDDynamicHeader.size), roundUpToSector(tableEnd))
         var locatorsPresent = false
-        for (index, locator) in header.parentLocators.enumerated() where !locator.isEmpty {
-            locatorsPresent = true
+        var platformCodes: Set<UInt32> = []
+        for (index, locator) in header.parentLocators.enumerated() {
             let name = "parent locator \(index)"
+            let raw = headerBytes[(locatorTable + index * locatorEntrySize)..<(locatorTable + (index + 1) * locatorEntrySize)]
+            if locator.isEmpty {
+                if raw.contains(where: { $0 != 0 }) { problems.append("unused \(name) is not all zero") }
+                continue
+            }
+            locatorsPresent = true
+            if raw.dropFirst(12).prefix(4).contains(where: { $0 != 0 }) { problems.append("\(name) has reserved bits set") }
             guard [VHDParentLocator.macX, VHDParentLocator.w2ku, VHDParentLocator.w2ru].contains(locator.platformCode) else {
                 problems.append("\(name) has unknown platform code \(locator.platformCode)")
                 continue
+            }
+            if !platformCodes.insert(locator.platformCode).inserted {
+                problems.append("\(name) has a duplicate platform code \(String(locator.platformCode, radix: 16))")
+            }
+            if locator.dataOffset % VHDImage.sectorSize != 0 {
+                problems.append("\(name) at \(locator.dataOffset) is not sector aligned")
             }
             guard locator.dataOffset != 0, locator.dataSpace != 0, locator.dataLength != 0,
                   UInt64(locator.dataLength) <= locator.dataSpaceInBytes else {
@@ -90,6 +115,7 @@ public enum VHDChecker {
                 continue
             }
             extents.append((locator.dataOffset, locator.dataOffset + locator.dataSpaceInBytes, name))
+            metadataEnd = max(metadataEnd, locator.dataOffset + locator.dataSpaceInBytes)
             let data = read(Int(min(locator.dataLength, 4096)), at: locator.dataOffset)
             let target = VHDChain.decodeLocator(platformCode: locator.platformCode, data)
             if let target, target.split(separator: "/").last.map(String.init) != header.parentName {
@@ -104,11 +130,22 @@ public enum VHDChecker {
             problems.append("BAT extends past the end of the file")
             return problems
         }
+        let batmapPromised = footer.creatorApplication == VHDFooter.creatorApplication && footer.creatorVersion >= 0x0001_0002
+        if batmapPromised {
+            for extent in batmapExtents(read: read, header: header) {
+                extents.append(extent)
+                metadataEnd = max(metadataEnd, extent.end)
+            }
+        }
         for block in 0..<Int(header.maxTableEntries) {
             let entry = tableBytes.bigEndian32(at: block * 4)
             guard entry != VHDImage.unallocated else { continue }
             let start = UInt64(entry) * VHDImage.sectorSize
             let end = start + VHDImage.bitmapSize + VHDImage.blockSize
+            if start < metadataEnd {
+                problems.append("block \(block) at \(start) begins before the end of the metadata at \(metadataEnd) "
+                    + "(blktap: block clobbers headers)")
+            }
             if end > footerOffset {
                 problems.append("BAT entry \(block) points past the end of the file (block at \(start), footer at \(footerOffset))")
                 continue
@@ -119,16 +156,43 @@ public enum VHDChecker {
         for (first, second) in zip(extents, extents.dropFirst()) where first.end > second.start {
             problems.append("\(first.what) overlaps \(second.what)")
         }
-        if footer.creatorApplication == VHDFooter.creatorApplication, footer.creatorVersion >= 0x0001_0002 {
+        if batmapPromised {
             problems += batmapProblems(read: read, header: header, footer: footer, tableBytes: tableBytes)
         }
         return problems
+    }
+
+    /// The footer feature bit "temporary disk", the only optional one.
+    static let temporaryFeature: UInt32 = 0x0000_0001
+    /// Where the header's parent fields lie: unique id, timestamp, reserved word, unicode name, locators.
+    static let parentFields = 40..<768
+    /// The eight parent locator entries of the header, 24 bytes each.
+    static let locatorTable = 576
+    static let locatorEntrySize = 24
+
+    static func roundUpToSector(_ offset: UInt64) -> UInt64 {
+        (offset + VHDImage.sectorSize - 1) / VHDImage.sectorSize * VHDImage.sectorSize
+    }
+
+    /// The batmap header sector and the map it names, when the header is there (metadata blocks must follow).
+    static func batmapExtents(read: (Int, UInt64) -> [UInt8], header: VHDDynamicHeader) -> [(start: UInt64, end: UInt64, what: String)] {
+        let headerOffset = roundUpToSector(header.tableOffset + UInt64(header.maxTableEntries) * 4)
+        let bytes = read(512, headerOffset)
+        guard bytes.count == 512, Array(bytes[0..<8]) == Array("tdbatmap".utf8) else { return [] }
+        let mapOffset = bytes.bigEndian64(at: 8)
+        let mapSectors = UInt64(bytes.bigEndian32(at: 16))
+        guard mapOffset <= VHDImage.maximumOffset else { return [(headerOffset, headerOffset + 512, "batmap header")] }
+        return [(headerOffset, headerOffset + 512, "batmap header"), (mapOffset, mapOffset + mapSectors * 512, "batmap")]
     }
 
     /// The footer rules beyond what parsing enforces.
     static func footerProblems(_ footer: VHDFooter, raw: [UInt8], now: UInt32) -> [String] {
         var problems: [String] = []
         if footer.features & VHDFooter.requiredFeatures == 0 { problems.append("footer features lack the reserved bit 0x2") }
+        if footer.features & ~(VHDFooter.requiredFeatures | temporaryFeature) != 0 {
+            problems.append("footer features \(String(footer.features, radix: 16)) have bits beyond temporary and reserved")
+        }
+        if footer.savedState > 1 { problems.append("saved-state flag is \(footer.savedState), not 0 or 1") }
         if footer.diskType == .fixed { problems.append("fixed disks are not used in this SR") }
         if footer.diskType != .fixed && footer.dataOffset != UInt64(VHDFooter.size) {
             problems.append("footer data offset is \(footer.dataOffset), expected 512")

@@ -86,6 +86,30 @@ extension Syscall {
         return done
     }
 
+    /// Reserves disk space for `length` bytes from `offset` without changing the file size
+    /// (fallocate with FALLOC_FL_KEEP_SIZE), so that later writes there cannot fail with ENOSPC.
+    /// False when the filesystem cannot reserve (NFSv3, some FUSE filesystems): the caller then
+    /// relies on its write order alone. ENOSPC is thrown; the caller cuts what was reserved.
+    public static func reserveSpace(_ descriptor: Int32, at offset: UInt64, length: UInt64, path: String) throws(StorageError) -> Bool {
+        guard length > 0, let fallocate = Self.fallocate else { return false }
+        switch attempt({ fallocate(descriptor, keepSize, off_t(offset), off_t(length)) }) {
+        case .success: return true
+        case .failure(.notSupported), .failure(.noFunction), .failure(.invalidArgument): return false
+        case .failure(let code): throw .system(code, "fallocate", path: path)
+        }
+    }
+
+    /// FALLOC_FL_KEEP_SIZE from <linux/falloc.h>.
+    static let keepSize: Int32 = 0x01
+
+    typealias Fallocate = @convention(c) (Int32, Int32, off_t, off_t) -> Int32
+
+    /// glibc's fallocate, looked up at run time like `copyFileRange` (declared under _GNU_SOURCE).
+    static let fallocate: Fallocate? = {
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "fallocate") else { return nil }
+        return unsafeBitCast(symbol, to: Fallocate.self)
+    }()
+
     typealias CopyFileRange = @convention(c) (Int32, UnsafeMutablePointer<off_t>?, Int32, UnsafeMutablePointer<off_t>?, Int, UInt32) -> Int
 
     /// glibc's copy_file_range (2.27+), looked up at run time: Swift's Glibc module does not

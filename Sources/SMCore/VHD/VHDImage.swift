@@ -9,9 +9,9 @@ import Glibc
 /// bitmap followed by its data area aligned to 4 KiB, then the footer.
 ///
 /// Write order (each step fsynced before the next when `durable`):
-/// - block allocation: bitmap and data at the new place past all metadata, the footer at the new
-///   end, then the BAT entry. A crash before the BAT entry leaves unreferenced bytes past the
-///   old end; nothing reads them.
+/// - block allocation: the footer at the new end (past all metadata and the new block), then
+///   bitmap and data into the space before it, then the BAT entry. The file ends in a valid
+///   footer at every instant; a crash before the BAT entry leaves bytes nothing references.
 /// - writes into an allocated block: data first, then the bitmap bits, so a set bit always
 ///   covers written data.
 /// - resize: see `resize(to:)`.
@@ -27,6 +27,9 @@ public final class VHDImage {
     /// The largest offset a header may name (4 EiB: past every filesystem's file size limit),
     /// so that an offset plus any length read from the file stays a valid `off_t`.
     static let maximumOffset: UInt64 = 1 << 62
+    /// The most a parent locator may occupy when a resize moves it (blktap writes 512 bytes):
+    /// a damaged space field must not make a resize read gigabytes.
+    static let maximumLocatorSpace: UInt64 = 64 * 1024
 
     public let path: String
     public let writable: Bool
@@ -393,26 +396,21 @@ public final class VHDImage {
         var bitmap = [UInt8](repeating: 0, count: Int(Self.bitmapSize))
         for sector in firstSector..<firstSector + sectorCount { Self.setBit(&bitmap, sector) }
         let blockStart = try placeNewBlock()
+        // The footer moves to the new end first, so that the file never ends in anything else.
+        try extendFile(footerAt: blockStart + Self.bitmapSize + Self.blockSize)
         try Self.system { () throws(StorageError) in
             try Syscall.pwriteAll(descriptor, bitmap, at: blockStart, path: path)
             try Syscall.pwriteAll(descriptor, data, at: blockStart + Self.bitmapSize + offsetInBlock, path: path)
         }
-        try commitBlock(block, at: blockStart)
-    }
-
-    /// Where the next block goes: past all used space, data area 4 KiB aligned.
-    func placeNewBlock() throws(VHDError) -> UInt64 {
-        let end = try endOfUsedSpace()
-        return (end + Self.bitmapSize + Self.dataAlignment - 1) / Self.dataAlignment * Self.dataAlignment - Self.bitmapSize
-    }
-
-    /// Publishes a block whose bitmap and data are written: footer at the new end, then the BAT entry.
-    func commitBlock(_ block: Int, at blockStart: UInt64) throws(VHDError) {
-        try barrier()
-        try writeEndFooter(at: max(blockStart + Self.bitmapSize + Self.blockSize, try currentFooterOffset()))
         try barrier()
         try setTableEntry(block, UInt32(blockStart / Self.sectorSize))
         try barrier()
+    }
+
+    /// Where the next block goes: past all used space (and `floor`), data area 4 KiB aligned.
+    func placeNewBlock(atOrAfter floor: UInt64 = 0) throws(VHDError) -> UInt64 {
+        let end = max(try endOfUsedSpace(), floor)
+        return (end + Self.bitmapSize + Self.dataAlignment - 1) / Self.dataAlignment * Self.dataAlignment - Self.bitmapSize
     }
 
     func currentFooterOffset() throws(VHDError) -> UInt64 {
@@ -483,76 +481,214 @@ public final class VHDImage {
     /// Grows the virtual size. Guest data is unchanged; new space reads as zeros (or, in a
     /// differencing disk, from the parent, which is the same size or smaller and reads zeros).
     ///
-    /// Order, each step durable before the next:
-    /// 1. if the BAT must grow past its reserved room, move each block in the way to the end of
-    ///    the file (copy, new footer, then repoint its BAT entry): a crash leaves the entry on the
-    ///    old or the new copy, both complete;
-    /// 2. write the new BAT entries as unallocated (beyond the old count, so nothing reads them);
-    /// 3. write the header with the new entry count;
-    /// 4. write the footer at the end, then the copy at offset 0, with the new size.
-    /// A crash between 3 and 4 leaves the old size with spare (unallocated) BAT entries: valid,
-    /// and repeating the resize completes it.
+    /// Two invariants hold at every instant, whatever kills the process: the file ends in a
+    /// valid footer, and every piece of metadata (header, BAT, parent locators) lies before every
+    /// data block, as blktap's `vhd-util check` requires ("block clobbers headers").
+    /// Order, each step durable before the next (fault points in brackets):
+    /// 1. if the BAT outgrows its room: its new end, and after it (and after the old ones, which
+    ///    stay intact while the header names them) new places for the locators it would cover,
+    ///    give the new end of metadata M. Disk space for everything written past the end of the
+    ///    file is reserved first (fallocate, size kept): ENOSPC there changes nothing;
+    /// 2. each block that begins before M is moved past everything, one at a time: the footer
+    ///    at the new end first (the file grows with a footer as its last sector)
+    ///    [`resize.file-extended`], then the bitmap and data copied into the space before it
+    ///    [`resize.block-copied`], then the BAT entry repointed [`resize.block-moved`]: a crash
+    ///    leaves the entry on the old or the new copy, both complete. Without blocks, the footer
+    ///    alone moves past M (one write);
+    /// 3. the locators' data at their new places, then the header naming them [`resize.locators-moved`];
+    /// 4. the new BAT entries as unallocated (over bytes nothing references any more), then the
+    ///    header with the new entry count [`resize.table-grown`];
+    /// 5. the footer at the end, then the copy at offset 0, with the new size [`resize.end-footer-written`].
+    /// A crash before 5 leaves the old size with spare (unallocated) BAT entries: valid, and
+    /// repeating the resize completes it. A crash inside 5 leaves the end footer new and the copy
+    /// at 0 old: the end copy is authoritative (`repairFooters`, which the next resize, snapshot or
+    /// clone runs first). A failed step (ENOSPC without a reservation) is undone back to the old
+    /// end of the file, so the file ends in its old footer again.
     public func resize(to newSize: UInt64) throws(VHDError) {
         guard writable else { throw .system(.io("\(path) is open read-only")) }
         guard newSize >= size else { throw .malformed("cannot shrink from \(size) to \(newSize)") }
         let newEntries = UInt32((newSize + Self.blockSize - 1) / Self.blockSize)
         if newEntries > header.maxTableEntries {
-            let tableEnd = (header.tableOffset + UInt64(newEntries) * 4 + 511) / 512 * 512
-            try relocateObstacles(before: tableEnd)
-            // The end footer must not be overwritten by the new entries: move it first.
-            if try currentFooterOffset() < tableEnd {
-                try writeEndFooter(at: max(tableEnd, try endOfUsedSpace()))
-                try barrier()
-            }
-            let oldEntries = header.maxTableEntries
-            let fresh = [UInt8](repeating: 0xFF, count: Int(newEntries - oldEntries) * 4)
-            try Self.system { () throws(StorageError) in
-                try Syscall.pwriteAll(descriptor, fresh, at: header.tableOffset + UInt64(oldEntries) * 4, path: path)
-            }
-            try barrier()
-            header.maxTableEntries = newEntries
-            try Self.system { () throws(StorageError) in
-                try Syscall.pwriteAll(descriptor, header.bytes, at: footer.dataOffset, path: path)
-            }
-            table?.append(contentsOf: [UInt32](repeating: Self.unallocated, count: Int(newEntries - oldEntries)))
-            try barrier()
+            try growTable(to: newEntries)
         }
         footer.resize(to: newSize)
-        try writeFooters()
+        let end = max(try endOfUsedSpace(), try currentFooterOffset())
+        try writeEndFooter(at: Self.roundUpToSector(end))
+        try barrier()
+        FaultPoint.reach("resize.end-footer-written")
+        try Self.system { () throws(StorageError) in try Syscall.pwriteAll(descriptor, footer.bytes, at: 0, path: path) }
+        try barrier()
     }
 
-    /// Moves every block and locator that starts before `limit` (but after the BAT) to the end of the file.
-    private func relocateObstacles(before limit: UInt64) throws(VHDError) {
-        while try firstObstacleAfterTable() < limit {
-            let table = try allocationTable()
-            if let block = table.indices.first(where: { table[$0] != Self.unallocated && UInt64(table[$0]) * Self.sectorSize < limit }) {
-                let source = UInt64(table[block]) * Self.sectorSize
-                let destination = try placeNewBlock()
-                let length = Int(Self.bitmapSize + Self.blockSize)
-                let bytes = try Self.read(descriptor, path, count: length, at: source)
-                try Self.system { () throws(StorageError) in
-                    try Syscall.pwriteAll(descriptor, bytes + [UInt8](repeating: 0, count: length - bytes.count), at: destination, path: path)
-                }
-                try commitBlock(block, at: destination)
-                continue
-            }
-            guard let index = header.parentLocators.indices.first(where: {
-                !header.parentLocators[$0].isEmpty && header.parentLocators[$0].dataOffset < limit
-                    && header.parentLocators[$0].dataOffset > header.tableOffset
-            }) else { return }
-            var locator = header.parentLocators[index]
-            let data = try Self.read(descriptor, path, count: Int(locator.dataSpaceInBytes), at: locator.dataOffset)
-            let destination = (try endOfUsedSpace() + 511) / 512 * 512
-            try Self.system { () throws(StorageError) in try Syscall.pwriteAll(descriptor, data, at: destination, path: path) }
-            try writeEndFooter(at: max(destination + locator.dataSpaceInBytes, try currentFooterOffset()))
-            try barrier()
-            locator.dataOffset = destination
-            header.parentLocators[index] = locator
-            try Self.system { () throws(StorageError) in
-                try Syscall.pwriteAll(descriptor, header.bytes, at: footer.dataOffset, path: path)
-            }
-            try barrier()
+    /// Steps 1 to 4 of `resize(to:)`.
+    private func growTable(to newEntries: UInt32) throws(VHDError) {
+        let oldEntries = header.maxTableEntries
+        let tableEnd = Self.roundUpToSector(header.tableOffset + UInt64(newEntries) * 4)
+        let table = try allocationTable()
+        let firstBlock = table.filter { $0 != Self.unallocated }.map { UInt64($0) * Self.sectorSize }.min() ?? UInt64.max
+        // Locators the larger BAT would cover, or (left by older versions) lying behind a block, move.
+        let locators = header.parentLocators
+        let moving = locators.indices.filter {
+            !locators[$0].isEmpty && locators[$0].dataOffset >= header.tableOffset
+                && (locators[$0].dataOffset < tableEnd || locators[$0].dataOffset > firstBlock)
         }
+        for index in moving where locators[index].dataSpaceInBytes > Self.maximumLocatorSpace {
+            throw .malformed("parent locator \(index) claims \(locators[index].dataSpaceInBytes) bytes; "
+                + "at most \(Self.maximumLocatorSpace) are moved")
+        }
+        var newLocators = locators
+        if !moving.isEmpty {
+            var next = tableEnd
+            for locator in locators where !locator.isEmpty {
+                next = max(next, Self.roundUpToSector(locator.dataOffset + locator.dataSpaceInBytes))
+            }
+            for index in moving {
+                newLocators[index].dataOffset = next
+                next += Self.roundUpToSector(locators[index].dataSpaceInBytes)
+            }
+        }
+        var metadataEnd = tableEnd
+        for locator in newLocators where !locator.isEmpty {
+            metadataEnd = max(metadataEnd, locator.dataOffset + locator.dataSpaceInBytes)
+        }
+        let inTheWay = table.indices.filter { table[$0] != Self.unallocated && UInt64(table[$0]) * Self.sectorSize < metadataEnd }
+        let startSize = try fileSize()
+        let growth = UInt64(inTheWay.count) * (Self.bitmapSize + Self.blockSize + Self.dataAlignment)
+            + (metadataEnd > startSize ? metadataEnd - startSize : 0) + 2 * UInt64(VHDFooter.size) + Self.dataAlignment
+        do throws(StorageError) {
+            _ = try Syscall.reserveSpace(descriptor, at: startSize, length: growth, path: path)
+        } catch {
+            try? Syscall.truncate(descriptor, to: startSize, path: path)
+            throw .system(error.code == .noSpace
+                ? .noSpace("\(path): growing the BAT needs \(growth) more bytes than the filesystem has") : error)
+        }
+        // Whatever happens next, nothing stays reserved past the end of the file.
+        defer { try? Syscall.truncate(descriptor, to: (try? self.fileSize()) ?? startSize, path: path) }
+        var moved = false
+        for block in inTheWay {
+            try moveBlock(block, atOrAfter: metadataEnd, first: !moved)
+            moved = true
+        }
+        if try currentFooterOffset() < metadataEnd {
+            try extendFile(footerAt: Self.roundUpToSector(max(metadataEnd, try endOfUsedSpace())))
+        }
+        if !moving.isEmpty {
+            for index in moving {
+                let data = try Self.read(descriptor, path, count: Int(locators[index].dataSpaceInBytes), at: locators[index].dataOffset)
+                try Self.system { () throws(StorageError) in
+                    try Syscall.pwriteAll(descriptor, data, at: newLocators[index].dataOffset, path: path)
+                }
+            }
+            try barrier()
+            header.parentLocators = newLocators
+            try writeHeader()
+            FaultPoint.reach("resize.locators-moved")
+        }
+        let fresh = [UInt8](repeating: 0xFF, count: Int(tableEnd - header.tableOffset) - Int(oldEntries) * 4)
+        try Self.system { () throws(StorageError) in
+            try Syscall.pwriteAll(descriptor, fresh, at: header.tableOffset + UInt64(oldEntries) * 4, path: path)
+        }
+        try barrier()
+        header.maxTableEntries = newEntries
+        try writeHeader()
+        self.table?.append(contentsOf: [UInt32](repeating: Self.unallocated, count: Int(newEntries - oldEntries)))
+        FaultPoint.reach("resize.table-grown")
+    }
+
+    /// Moves one block past everything (and past `floor`): footer at the new end, copy, BAT entry.
+    private func moveBlock(_ block: Int, atOrAfter floor: UInt64, first: Bool) throws(VHDError) {
+        let source = UInt64(try allocationTable()[block]) * Self.sectorSize
+        let destination = try placeNewBlock(atOrAfter: floor)
+        let length = Int(Self.bitmapSize + Self.blockSize)
+        let oldSize = try fileSize()
+        try extendFile(footerAt: destination + UInt64(length))
+        if first { FaultPoint.reach("resize.file-extended") }
+        do throws(VHDError) {
+            let bytes = try Self.read(descriptor, path, count: length, at: source)
+            try Self.system { () throws(StorageError) in
+                try Syscall.pwriteAll(descriptor, bytes + [UInt8](repeating: 0, count: length - bytes.count), at: destination, path: path)
+            }
+            try barrier()
+        } catch {
+            try? restoreEnd(oldSize)
+            throw error
+        }
+        if first { FaultPoint.reach("resize.block-copied") }
+        try setTableEntry(block, UInt32(destination / Self.sectorSize))
+        try barrier()
+        if first { FaultPoint.reach("resize.block-moved") }
+    }
+
+    /// Grows the file by writing the footer at `offset` (past the current end): the new end is a
+    /// footer from the first instant. A failed (short) write is cut back to the old end, whose
+    /// footer was never touched.
+    func extendFile(footerAt offset: UInt64) throws(VHDError) {
+        let oldSize = try fileSize()
+        do throws(VHDError) {
+            try writeEndFooter(at: offset)
+        } catch {
+            try? Self.system { () throws(StorageError) in try Syscall.truncate(descriptor, to: oldSize, path: path) }
+            throw error
+        }
+        try barrier()
+    }
+
+    /// Puts the footer back at `size - 512` and cuts the file there (undoing `extendFile`).
+    private func restoreEnd(_ size: UInt64) throws(VHDError) {
+        try writeEndFooter(at: size - UInt64(VHDFooter.size))
+        try barrier()
+        try Self.system { () throws(StorageError) in try Syscall.truncate(descriptor, to: size, path: path) }
+        try barrier()
+    }
+
+    private func writeHeader() throws(VHDError) {
+        try Self.system { () throws(StorageError) in try Syscall.pwriteAll(descriptor, header.bytes, at: footer.dataOffset, path: path) }
+        try barrier()
+    }
+
+    static func roundUpToSector(_ offset: UInt64) -> UInt64 { (offset + sectorSize - 1) / sectorSize * sectorSize }
+
+    // MARK: Footer repair
+
+    /// True when the end footer is readable and the copy at offset 0 is byte for byte the same.
+    public func footersAgree() throws(VHDError) -> Bool {
+        guard !endFooterDamaged else { return false }
+        let end = try Self.read(descriptor, path, count: VHDFooter.size, at: try currentFooterOffset())
+        return end == (try Self.read(descriptor, path, count: VHDFooter.size, at: 0))
+    }
+
+    /// Makes the two footer copies one again after a crash between their writes; true when it
+    /// wrote anything. Every write order here writes the end footer first and the copy at 0
+    /// last, so when both are readable the end copy is the newer one and wins. When the end
+    /// holds no valid footer (the copy at 0 was used at open), `repairTail` puts one back after
+    /// the last byte in use. Resize, snapshot and clone run this before anything else, so that a
+    /// damaged pair is never frozen into a read-only parent.
+    @discardableResult
+    public func repairFooters() throws(VHDError) -> Bool {
+        guard writable else { throw .system(.io("\(path) is open read-only")) }
+        if endFooterDamaged {
+            // A missing end footer is repaired only when every referenced byte is still in the
+            // file (bytes past it were being added when the writer died); a file cut into its
+            // blocks, BAT or locators lost data, and inventing a footer would hide that.
+            var referencedEnd = header.tableOffset + UInt64(header.maxTableEntries) * 4
+            for locator in header.parentLocators where !locator.isEmpty {
+                referencedEnd = max(referencedEnd, locator.dataOffset + locator.dataSpaceInBytes)
+            }
+            for entry in try allocationTable() where entry != Self.unallocated {
+                referencedEnd = max(referencedEnd, UInt64(entry) * Self.sectorSize + Self.bitmapSize + Self.blockSize)
+            }
+            guard referencedEnd <= (try fileSize()) else {
+                throw .malformed("\(path) is truncated: its metadata or blocks reach \(referencedEnd), past the end of the file")
+            }
+            try repairTail()
+            endFooterDamaged = false
+            return true
+        }
+        guard try !footersAgree() else { return false }
+        let end = try Self.read(descriptor, path, count: VHDFooter.size, at: try currentFooterOffset())
+        try Self.system { () throws(StorageError) in try Syscall.pwriteAll(descriptor, end, at: 0, path: path) }
+        try barrier()
+        return true
     }
 
     // MARK: Helpers
