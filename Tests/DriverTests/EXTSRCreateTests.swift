@@ -116,4 +116,61 @@ import Testing
         #expect(try EXTSRFixture.isMounted(elsewhere))
         #expect(try fixture.probe() == before)
     }
+
+    /// A sr_create killed (SIGKILL) while its mkfs.ext4 runs leaves the device claimed by that
+    /// mkfs: a retry is EBUSY naming mkfs.ext4 and its pid and touches nothing while it lives, and
+    /// succeeds once it is gone. mkfs.ext4 here is a PATH wrapper that waits (on a FIFO, inside
+    /// the one process) before it execs the real one, so that the kill lands while it runs; a
+    /// bare mkfs on a loop device is done before a kill can be aimed at it.
+    @Test(.timeLimit(.minutes(2))) func killedCreateKeepsTheDeviceClaimedWhileItsMkfsRuns() throws {
+        let fixture = try EXTSRFixture()
+        defer { fixture.tearDown() }
+        let bin = fixture.scratch.path("bin"), marker = fixture.scratch.path("mkfs.pid"), fifo = fixture.scratch.path("mkfs.go")
+        try FileManager.default.createDirectory(atPath: bin, withIntermediateDirectories: true)
+        try Product.shell("mkfifo \(fifo)")
+        let realMkfs = try Product.shell("command -v mkfs.ext4").trimmingCharacters(in: .whitespacesAndNewlines)
+        try """
+            #!/bin/bash
+            echo $$ > '\(marker)'
+            read -t 60 line <> '\(fifo)'
+            exec '\(realMkfs)' "$@"
+            """.write(toFile: "\(bin)/mkfs.ext4", atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: "\(bin)/mkfs.ext4")
+        var environment = ProcessInfo.processInfo.environment.merging(fixture.scratch.environment) { $1 }
+        environment["PATH"] = "\(bin):" + (environment["PATH"] ?? "/usr/sbin:/usr/bin:/sbin:/bin")
+
+        let create = Process()
+        create.executableURL = URL(fileURLWithPath: Product.path("EXTSR"))
+        create.arguments = [fixture.dconf, "sr_create", fixture.sr, "0"]
+        create.environment = environment
+        create.standardOutput = FileHandle.nullDevice
+        create.standardError = FileHandle.nullDevice
+        try create.run()
+        var mkfs: Int32?
+        for _ in 0..<200 where mkfs == nil {
+            mkfs = (try? String(contentsOfFile: marker, encoding: .utf8)).flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+            if mkfs == nil { usleep(50_000) }
+        }
+        let orphan = try #require(mkfs, "the wrapped mkfs.ext4 never started")
+        kill(create.processIdentifier, SIGKILL)
+        create.waitUntilExit()
+        defer { kill(orphan, SIGKILL) }
+
+        fixture.scratch.environment["SM_LOCK_TIMEOUT"] = "1"
+        let retry = try fixture.run("sr_create", fixture.sr, "0")
+        expectFailure(retry, "EBUSY", 16, mentioning: ["mkfs.ext4 (pid \(orphan))"])
+        #expect(try fixture.probe().isEmpty, "the refused retry touched the device")
+        expectFailure(try fixture.run("sr_delete", fixture.sr), "EBUSY", 16, mentioning: ["mkfs.ext4"])
+
+        kill(orphan, SIGKILL)
+        for _ in 0..<100 where kill(orphan, 0) == 0 && !isZombie(orphan) { usleep(20_000) }
+        try fixture.succeed("sr_create", fixture.sr, "0")
+        let created = try fixture.probe()
+        #expect(created["TYPE"] == "ext4" && created["UUID"] == fixture.sr, "\(created)")
+    }
+
+    /// True when `pid` has exited and waits only to be reaped (it holds no descriptors then).
+    private func isZombie(_ pid: Int32) -> Bool {
+        ((try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? "").contains(") Z ")
+    }
 }
