@@ -169,6 +169,39 @@ import Testing
         #expect(created["TYPE"] == "ext4" && created["UUID"] == fixture.sr, "\(created)")
     }
 
+    /// Killed at any instant (SIGKILL after a random delay, with the real mkfs.ext4) and retried
+    /// at once, sr_create never answers EIO: the retry waits for an orphaned mkfs and then either
+    /// makes the SR (the kill came before mkfs) or finds the one the orphan finished (EEXIST);
+    /// either way the device then holds the SR.
+    @Test(.timeLimit(.minutes(3))) func retryAfterAKillAtAnyInstant() throws {
+        let fixture = try EXTSRFixture()
+        defer { fixture.tearDown() }
+        var environment = ProcessInfo.processInfo.environment.merging(fixture.scratch.environment) { $1 }
+        environment["SM_LOCK_TIMEOUT"] = "60"
+        fixture.scratch.environment["SM_LOCK_TIMEOUT"] = "60"
+        var outcomes: [Int32: Int] = [:]
+        for round in 0..<16 {
+            let create = Process()
+            create.executableURL = URL(fileURLWithPath: Product.path("EXTSR"))
+            create.arguments = [fixture.dconf, "sr_create", fixture.sr, "0"]
+            create.environment = environment
+            create.standardOutput = FileHandle.nullDevice
+            create.standardError = FileHandle.nullDevice
+            try create.run()
+            // sr_create on this device takes about 0.1 s, most of it in mkfs.ext4.
+            usleep(UInt32.random(in: 0...150_000))
+            kill(create.processIdentifier, SIGKILL)
+            create.waitUntilExit()
+            let retry = try fixture.run("sr_create", fixture.sr, "0")
+            #expect(retry.status == 0 || retry.status == 17, "round \(round): \(retry)")
+            outcomes[retry.status, default: 0] += 1
+            let probe = try fixture.probe()
+            #expect(probe["TYPE"] == "ext4" && probe["UUID"] == fixture.sr, "round \(round): \(probe)")
+            try Product.shell("wipefs -a -q \(fixture.loop.path)")
+        }
+        print("retry outcomes (exit status: rounds): \(outcomes)")
+    }
+
     /// True when `pid` has exited and waits only to be reaped (it holds no descriptors then).
     private func isZombie(_ pid: Int32) -> Bool {
         ((try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? "").contains(") Z ")
