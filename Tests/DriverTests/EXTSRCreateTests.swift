@@ -116,4 +116,94 @@ import Testing
         #expect(try EXTSRFixture.isMounted(elsewhere))
         #expect(try fixture.probe() == before)
     }
+
+    /// A sr_create killed (SIGKILL) while its mkfs.ext4 runs leaves the device claimed by that
+    /// mkfs: a retry is EBUSY naming mkfs.ext4 and its pid and touches nothing while it lives, and
+    /// succeeds once it is gone. mkfs.ext4 here is a PATH wrapper that waits (on a FIFO, inside
+    /// the one process) before it execs the real one, so that the kill lands while it runs; a
+    /// bare mkfs on a loop device is done before a kill can be aimed at it.
+    @Test(.timeLimit(.minutes(2))) func killedCreateKeepsTheDeviceClaimedWhileItsMkfsRuns() throws {
+        let fixture = try EXTSRFixture()
+        defer { fixture.tearDown() }
+        let bin = fixture.scratch.path("bin"), marker = fixture.scratch.path("mkfs.pid"), fifo = fixture.scratch.path("mkfs.go")
+        try FileManager.default.createDirectory(atPath: bin, withIntermediateDirectories: true)
+        try Product.shell("mkfifo \(fifo)")
+        let realMkfs = try Product.shell("command -v mkfs.ext4").trimmingCharacters(in: .whitespacesAndNewlines)
+        try """
+            #!/bin/bash
+            echo $$ > '\(marker)'
+            read -t 60 line <> '\(fifo)'
+            exec '\(realMkfs)' "$@"
+            """.write(toFile: "\(bin)/mkfs.ext4", atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: "\(bin)/mkfs.ext4")
+        var environment = ProcessInfo.processInfo.environment.merging(fixture.scratch.environment) { $1 }
+        environment["PATH"] = "\(bin):" + (environment["PATH"] ?? "/usr/sbin:/usr/bin:/sbin:/bin")
+
+        let create = Process()
+        create.executableURL = URL(fileURLWithPath: Product.path("EXTSR"))
+        create.arguments = [fixture.dconf, "sr_create", fixture.sr, "0"]
+        create.environment = environment
+        create.standardOutput = FileHandle.nullDevice
+        create.standardError = FileHandle.nullDevice
+        try create.run()
+        var mkfs: Int32?
+        for _ in 0..<200 where mkfs == nil {
+            mkfs = (try? String(contentsOfFile: marker, encoding: .utf8)).flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+            if mkfs == nil { usleep(50_000) }
+        }
+        let orphan = try #require(mkfs, "the wrapped mkfs.ext4 never started")
+        kill(create.processIdentifier, SIGKILL)
+        create.waitUntilExit()
+        defer { kill(orphan, SIGKILL) }
+
+        fixture.scratch.environment["SM_LOCK_TIMEOUT"] = "1"
+        let retry = try fixture.run("sr_create", fixture.sr, "0")
+        expectFailure(retry, "EBUSY", 16, mentioning: ["mkfs.ext4 (pid \(orphan))"])
+        #expect(try fixture.probe().isEmpty, "the refused retry touched the device")
+        expectFailure(try fixture.run("sr_delete", fixture.sr), "EBUSY", 16, mentioning: ["mkfs.ext4"])
+
+        kill(orphan, SIGKILL)
+        for _ in 0..<100 where kill(orphan, 0) == 0 && !isZombie(orphan) { usleep(20_000) }
+        try fixture.succeed("sr_create", fixture.sr, "0")
+        let created = try fixture.probe()
+        #expect(created["TYPE"] == "ext4" && created["UUID"] == fixture.sr, "\(created)")
+    }
+
+    /// Killed at any instant (SIGKILL after a random delay, with the real mkfs.ext4) and retried
+    /// at once, sr_create never answers EIO: the retry waits for an orphaned mkfs and then either
+    /// makes the SR (the kill came before mkfs) or finds the one the orphan finished (EEXIST);
+    /// either way the device then holds the SR.
+    @Test(.timeLimit(.minutes(3))) func retryAfterAKillAtAnyInstant() throws {
+        let fixture = try EXTSRFixture()
+        defer { fixture.tearDown() }
+        var environment = ProcessInfo.processInfo.environment.merging(fixture.scratch.environment) { $1 }
+        environment["SM_LOCK_TIMEOUT"] = "60"
+        fixture.scratch.environment["SM_LOCK_TIMEOUT"] = "60"
+        var outcomes: [Int32: Int] = [:]
+        for round in 0..<16 {
+            let create = Process()
+            create.executableURL = URL(fileURLWithPath: Product.path("EXTSR"))
+            create.arguments = [fixture.dconf, "sr_create", fixture.sr, "0"]
+            create.environment = environment
+            create.standardOutput = FileHandle.nullDevice
+            create.standardError = FileHandle.nullDevice
+            try create.run()
+            // sr_create on this device takes about 0.1 s, most of it in mkfs.ext4.
+            usleep(UInt32.random(in: 0...150_000))
+            kill(create.processIdentifier, SIGKILL)
+            create.waitUntilExit()
+            let retry = try fixture.run("sr_create", fixture.sr, "0")
+            #expect(retry.status == 0 || retry.status == 17, "round \(round): \(retry)")
+            outcomes[retry.status, default: 0] += 1
+            let probe = try fixture.probe()
+            #expect(probe["TYPE"] == "ext4" && probe["UUID"] == fixture.sr, "round \(round): \(probe)")
+            try Product.shell("wipefs -a -q \(fixture.loop.path)")
+        }
+        print("retry outcomes (exit status: rounds): \(outcomes)")
+    }
+
+    /// True when `pid` has exited and waits only to be reaped (it holds no descriptors then).
+    private func isZombie(_ pid: Int32) -> Bool {
+        ((try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? "").contains(") Z ")
+    }
 }

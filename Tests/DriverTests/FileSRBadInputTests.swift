@@ -75,6 +75,47 @@ import Testing
         }
     }
 
+    /// A refused dconf never shows its text: with a CHAP secret in each secret key, mis-escaped
+    /// (an undefined entity, a bare '&' or '<', bad bytes), duplicated or in an oversized
+    /// document, the iSCSI drivers answer EINVAL and neither stderr (even with --verbose) nor the
+    /// SMlog holds any part of the secret; inline, as a file and on stdin.
+    @Test(.timeLimit(.minutes(2))) func refusedDconfNeverShowsASecret() throws {
+        let scratch = try Scratch("secret")
+        let secret = "S3cr3tXYZ42"
+        let base = "<target>127.0.0.1</target><targetIQN>iqn.2007-10.test.sm:secret</targetIQN><chapuser>u</chapuser>"
+        var documents: [String] = []
+        for key in ["chappassword", "incoming_chappassword", "password"] {
+            for value in ["&\(secret);", "\(secret)&x", "\(secret)<", "<\(secret)>", "&#x\(secret);", "\(secret)</\(secret)>"] {
+                documents += ["<dconf><\(key)>\(value)</\(key)>\(base)</dconf>", "<dconf>\(base)<\(key)>\(value)</\(key)></dconf>"]
+            }
+            documents += [
+                "<dconf>\(base)<\(key)>\(secret)</\(key)><\(key)>\(secret)</\(key)></dconf>",
+                "<!DOCTYPE d [<!ENTITY \(secret) '\(secret)'>]><dconf>\(base)<\(key)>&\(secret);</\(key)></dconf>",
+                "<dconf>\(base)<\(key)>\(secret)</\(key)><pad>\(String(repeating: "x", count: 70_000))</pad></dconf>",
+                "<dconf>\(base)<\(key)>\(secret)\u{1}</\(key)></dconf>",
+            ]
+        }
+        let file = scratch.path("secret.dconf")
+        for (index, document) in documents.enumerated() {
+            try document.write(toFile: file, atomically: true, encoding: .utf8)
+            for driver in ["ISCSISR", "EXToISCSISR"] {
+                let passes: [([String], Data?)] = [
+                    ([document, "sr_attach", Self.sr], nil), (["--verbose", "@\(file)", "sr_attach", Self.sr], nil),
+                    (["--verbose", "@-", "sr_attach", Self.sr], Data(document.utf8)),
+                ]
+                for (arguments, input) in passes where document.utf8.count < 60_000 || arguments[0] != document {
+                    let result = try scratch.run(driver, arguments, input: input)
+                    #expect(result.status == 22, "document \(index): \(result)")
+                    #expect(!result.standardError.contains("S3cr3t"), "document \(index): \(result.standardError)")
+                    #expect(!result.standardOutput.contains("S3cr3t"))
+                }
+            }
+        }
+        let log = try String(contentsOfFile: scratch.path("SMlog"), encoding: .utf8)
+        #expect(log.contains("EINVAL"))
+        #expect(!log.contains("S3cr3t"), "\(log)")
+    }
+
     /// Malformed UUIDs in every position.
     @Test func uuids() throws {
         let f = try prepared()

@@ -103,6 +103,56 @@ import Testing
         expectFailure(try fake.scratch.run("ISCSISR", [dconf, "sr_scan", sr]), "ENODEV", 19, mentioning: ["not attached"])
     }
 
+    /// With a session to the target already logged in (iscsiadm would answer "session exists"),
+    /// sr_attach checks the dconf's CHAP credentials against the session's: a wrong password, a
+    /// wrong user or no CHAP at all is EPERM like a refused login, before iscsiadm runs or the
+    /// node record changes; the right ones reuse the session. The kernel's copy of the
+    /// credentials (sysfs) decides; without it, the node record does. The sysfs session is a
+    /// stand-in directory here (no initiator on this host); the VM lane proves it on a real one.
+    @Test(.timeLimit(.minutes(2))) func existingSessionChecksCredentials() throws {
+        let fake = try FakeInitiator(loginStatus: 15)
+        let sessions = fake.scratch.path("iscsi_session"), session = "\(sessions)/session3"
+        try FileManager.default.createDirectory(atPath: session, withIntermediateDirectories: true)
+        for (name, value) in ["targetname": Self.iqn, "ifacename": "default", "username": "smuser", "password": Self.password] {
+            try "\(value)\n".write(toFile: "\(session)/\(name)", atomically: true, encoding: .utf8)
+        }
+        try "iscsi_node_dir = \(fake.nodeDirectory)\niscsi_session_dir = \(sessions)\n"
+            .write(toFile: fake.scratch.path("sm.conf"), atomically: true, encoding: .utf8)
+        try FileManager.default.createDirectory(atPath: (fake.record as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        var record = "node.name = \(Self.iqn)\nnode.session.auth.authmethod = CHAP\nnode.session.auth.username = smuser\n"
+            + "node.session.auth.password = \(Self.password)\n# END RECORD\n"
+        try record.write(toFile: fake.record, atomically: true, encoding: .utf8)
+        let wrong = "Wr0ng-pa55word"
+        let refused = [
+            fake.dconf("<chapuser>smuser</chapuser><chappassword>\(wrong)</chappassword>"),
+            fake.dconf("<chapuser>someone</chapuser><chappassword>\(Self.password)</chappassword>"),
+            fake.dconf(),
+        ]
+        func expectRefused(_ sr: String) throws {
+            for dconf in refused {
+                let result = try fake.scratch.run("ISCSISR", [dconf, "sr_attach", sr])
+                expectFailure(result, "EPERM", 1, mentioning: ["chapuser", "chappassword", "session3"])
+                #expect(!result.standardError.contains(wrong) && !result.standardError.contains(Self.password))
+                #expect(!FileManager.default.fileExists(atPath: fake.argvLog), "iscsiadm ran")
+                #expect(try String(contentsOfFile: fake.record, encoding: .utf8) == record)
+                expectFailure(try fake.scratch.run("ISCSISR", [dconf, "sr_scan", sr]), "ENODEV", 19)
+            }
+        }
+        let sr = newUUID()
+        try expectRefused(sr)
+        let right = fake.dconf("<chapuser>smuser</chapuser><chappassword>\(Self.password)</chappassword>")
+        let attached = try fake.scratch.run("ISCSISR", [right, "sr_attach", sr])
+        #expect(attached.status == 0, "\(attached)")
+        #expect(try fake.scratch.run("ISCSISR", [right, "sr_scan", sr]).status == 0)
+        try? FileManager.default.removeItem(atPath: fake.argvLog)
+        record = try String(contentsOfFile: fake.record, encoding: .utf8)
+        try expectRefused(newUUID())
+        // A kernel that does not show the credentials: the node record decides.
+        try FileManager.default.removeItem(atPath: "\(session)/username")
+        try expectRefused(newUUID())
+        #expect(try fake.scratch.run("ISCSISR", [right, "sr_attach", newUUID()]).status == 0)
+    }
+
     /// Provisioning verbs are ENOSYS with the reason; sr_content_type is aio without a session;
     /// VDI verbs on an SR not attached here are ENODEV.
     @Test(.timeLimit(.minutes(2))) func unsupportedVerbsAndUnattachedSRs() throws {

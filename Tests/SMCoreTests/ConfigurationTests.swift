@@ -47,6 +47,61 @@ import Testing
         }
     }
 
+    /// No refusal quotes the document: a secret in any secret key, at any position, through every
+    /// way a dconf is refused (libxml2 parse errors, entities, DOCTYPE, duplicates, nesting, size)
+    /// never appears in the message, which still names the line and what is wrong.
+    @Test func refusalsNeverQuoteASecret() {
+        let secret = "S3cr3tXYZ42"
+        let values = [
+            "&\(secret);", "\(secret)&", "\(secret)&\(secret)", "\(secret)<", "<\(secret)>", "\(secret)</\(secret)>",
+            "&#x\(secret);", "&#\(secret);", "\(secret)\u{1}", "<b>\(secret)</b>", "\(secret)<!--", "\(secret)]]>",
+        ]
+        var documents: [String] = []
+        for key in DeviceConfiguration.secretKeys.sorted() {
+            for value in values {
+                documents += [
+                    "<dconf><\(key)>\(value)</\(key)><target>a</target><chapuser>u</chapuser></dconf>",
+                    "<dconf><target>a</target><\(key)>\(value)</\(key)><chapuser>u</chapuser></dconf>",
+                    "<dconf><target>a</target><chapuser>u</chapuser><\(key)>\(value)</\(key)></dconf>",
+                ]
+            }
+            documents += [
+                "<dconf><\(key)>\(secret)</\(key)><\(key)>\(secret)</\(key)></dconf>",
+                "<dconf><\(key) a=\"\(secret)\" a=\"\(secret)\">x</\(key)></dconf>",
+                "<dconf><\(key) a=\"\(secret)<\">x</\(key)></dconf>",
+                "<!DOCTYPE d [<!ENTITY e '\(secret)'>]><dconf><\(key)>&e;</\(key)></dconf>",
+                "<!DOCTYPE d [<!ENTITY \(secret) '\(secret)'>]><dconf><\(key)>&\(secret);</\(key)></dconf>",
+                "<?xml version=\"1.0\" encoding=\"\(secret)\"?><dconf><\(key)>\(secret)</\(key)></dconf>",
+                "<dconf><\(key)>\(secret)</\(key)></dconf>\(secret)",
+                "<dconf><\(key)>\(secret)</\(key)><pad>\(String(repeating: "x", count: DeviceConfiguration.maximumLength))</pad></dconf>",
+            ]
+        }
+        var bytes = documents.map { Array($0.utf8) }
+        bytes.append(Array("<dconf><chappassword>\(secret)".utf8) + [0xFF, 0xFE] + Array("</chappassword></dconf>".utf8))
+        bytes.append(Array("<?xml version=\"1.0\" encoding=\"UTF-16\"?><dconf><chappassword>\(secret)</chappassword></dconf>".utf8))
+        for document in bytes {
+            do {
+                _ = try DeviceConfiguration(xml: document)
+                Issue.record("accepted \(String(decoding: document.prefix(120), as: UTF8.self))")
+            } catch {
+                #expect(error.code == .invalidArgument)
+                #expect(!error.message.contains(secret), "\(error.message)")
+                #expect(!error.message.contains("S3cr3t"), "\(error.message)")
+            }
+        }
+    }
+
+    /// A parse error reads as a fixed phrase with the line and libxml2's code.
+    @Test func parseErrorsAreFixedPhrases() {
+        do {
+            _ = try DeviceConfiguration(xml: Array("<dconf>\n<chappassword>&Pw;</chappassword>\n</dconf>".utf8))
+            Issue.record("accepted an undefined entity")
+        } catch {
+            #expect(error.message == "dconf is not well-formed XML: line 2: an undefined entity "
+                    + "(write '&' as '&amp;' and '<' as '&lt;') (libxml2 error 26)")
+        }
+    }
+
     /// The result document has DESIGN.md's declaration and escapes text.
     @Test func rendersResults() {
         let text = ResultDocument.render(ResultElement("sr", children: [ResultElement("path", "/a<b&c"), ResultElement("ok", true)]))

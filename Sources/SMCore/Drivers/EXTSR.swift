@@ -83,7 +83,8 @@ public struct EXTSR: VHDRepositoryDriver {
             Diagnostics.debug("force=true: wiping \(device.path), which held \(Self.describe(signatures))")
             try device.wipe()
         }
-        try Ext4.make(on: device, uuid: sr, label: Self.label(for: sr), size: size == 0 || size == capacity ? nil : size)
+        try Ext4.make(on: device, uuid: sr, label: Self.label(for: sr), size: size == 0 || size == capacity ? nil : size,
+                      holding: lock)
         guard case .thisSR = try contents(of: device, sr: sr) else {
             throw StorageError.io("mkfs.ext4 finished but device \(device.path) does not probe as SR \(sr)")
         }
@@ -120,7 +121,7 @@ public struct EXTSR: VHDRepositoryDriver {
             throw StorageError(code: .resourceBusy,
                                message: "device \(device.path) is mounted at \(elsewhere.mountPoint); unmount it first")
         }
-        try Ext4.check(device)
+        try Ext4.check(device, holding: lock)
         try Mount.mount(device.path, at: mountPoint, type: Ext4.type)
         do throws(StorageError) {
             try state.markSRAttached(details: Self.attachRecord(device: device, mountPoint: mountPoint))
@@ -162,7 +163,7 @@ public struct EXTSR: VHDRepositoryDriver {
             try requireUnmounted(device)
             let count = try countVDIs(on: device, sr: sr)
             guard count == 0 else { throw StorageError.srNotEmpty(sr.string, count: count) }
-            try Ext4.setLabel(Self.deletingLabel, on: device)
+            try Ext4.setLabel(Self.deletingLabel, on: device, holding: lock)
             try device.wipe()
         case .thisSRBeingDeleted:
             try releaseInspectionMount(sr)

@@ -52,6 +52,13 @@ extension StorageError {
         StorageError(code: .resourceBusy, message: "SR \(sr) has VDI \(vdi) attached on this host; run vdi_detach first")
     }
 
+    /// EPERM: the iSCSI target refused the dconf's CHAP credentials, or this host's session to it
+    /// was made with other ones (`what` names the login, `reason` which of the two; the
+    /// credentials are never shown).
+    public static func chapRefused(_ what: String, reason: String = "the target refused the CHAP login") -> StorageError {
+        StorageError(code: .notPermitted, message: "\(what): \(reason); check chapuser and chappassword")
+    }
+
     /// ENOSPC: not enough room on the substrate.
     public static func noSpace(_ message: String) -> StorageError {
         StorageError(code: .noSpace, message: message)

@@ -27,8 +27,7 @@ enum ISCSIAdm {
         case .noDaemon:
             throw .io("\(what): iscsiadm cannot reach iscsid (is it running?): \(reason)")
         case .authorisation:
-            throw StorageError(code: .notPermitted,
-                               message: "\(what): the target refused the CHAP login; check chapuser and chappassword")
+            throw StorageError.chapRefused(what)
         case .transport, .transportTimeout:
             throw StorageError(code: .noSuchDevice, message: "\(what): the target does not answer: \(reason)")
         default:

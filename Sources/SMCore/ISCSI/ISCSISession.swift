@@ -15,6 +15,12 @@ import Glibc
 ///   default `/etc/iscsi/nodes`) with file I/O, mode 0600, after discovery and before login;
 ///   without CHAP the record says `authmethod = None` and holds no credentials. The password is
 ///   never in an argv, a log line or a message.
+/// - **An existing session proves nothing about the dconf**: iscsiadm answers "already logged
+///   in" whatever credentials the node record holds. So before anything is run or written, the
+///   dconf's CHAP user and password are compared with those of this host's live sessions to the
+///   target through the same interface (the kernel's copy in `<iscsi_session_dir>/sessionN/`,
+///   default `/sys/class/iscsi_session`; the node records' where the kernel shows none); a
+///   difference is the EPERM a refused login gets, with nothing changed.
 /// - **Sharing**: each SR using the session is a file `<run_dir>/iscsi/<key>/<SR-UUID>`; logout
 ///   happens when the last one closes, and never while a LUN is open exclusively (mounted, held by
 ///   device-mapper): EBUSY.
@@ -34,6 +40,7 @@ public struct ISCSISession {
 
     var nodeDirectory: String { host.settings["iscsi_node_dir"] ?? "/etc/iscsi/nodes" }
     var byPathDirectory: String { host.settings["iscsi_by_path_dir"] ?? "/dev/disk/by-path" }
+    var sessionDirectory: String { host.settings["iscsi_session_dir"] ?? "/sys/class/iscsi_session" }
 
     /// The iscsiadm interface carrying the login.
     var interface: String {
@@ -169,8 +176,10 @@ public struct ISCSISession {
 
     // MARK: iscsiadm
 
-    /// Discovery, interface, node record, login (an existing session is success), udev settle.
+    /// Credentials check against an existing session, interface, discovery, node record, login
+    /// (an existing session is then success), udev settle.
     func login() throws(StorageError) -> ISCSIPortal {
+        try verifyExistingSessions()
         try prepareInterface()
         let portal = try discover()
         try writeNodeAuthentication(portal)
@@ -216,6 +225,81 @@ public struct ISCSISession {
             return records[number]
         }
         return records.first { $0.address == target.address && $0.port == target.port } ?? records[0]
+    }
+
+    /// How a session authenticates: what the dconf asks for, and what a live session used.
+    enum Authentication: Equatable {
+        case none
+        case chap(ISCSITarget.Credentials)
+
+        init(_ chap: ISCSITarget.Credentials?) { self = chap.map { .chap($0) } ?? .none }
+
+        init(user: String?, password: String?) {
+            if let user, let password, !user.isEmpty, user != Self.unset { self = .chap(.init(user: user, password: password)) }
+            else { self = .none }
+        }
+
+        /// What the kernel shows for a parameter iscsid never set.
+        static let unset = "(null)"
+    }
+
+    /// EPERM, before anything is run or written, when this host already has a session to the
+    /// target through `interface` that was logged in with other credentials than the dconf's:
+    /// iscsiadm's login would answer "session exists" and the wrong password would pass.
+    func verifyExistingSessions() throws(StorageError) {
+        let wanted = Authentication(target.chap)
+        for session in liveSessions() {
+            let used = kernelAuthentication(session).map { [$0] } ?? nodeRecordAuthentications()
+            guard !used.isEmpty, used.allSatisfy({ $0 == wanted }) else {
+                throw .chapRefused("\(target.iqn) (\(session), interface \(interface))",
+                                   reason: "this host is already logged in to it with other CHAP credentials than the dconf's, "
+                                   + "so the dconf's are not known to be right; nothing was changed")
+            }
+        }
+    }
+
+    /// This host's sessions (`sessionN`) to the target through `interface`.
+    func liveSessions() -> [String] {
+        ((try? Syscall.directoryEntries(sessionDirectory)) ?? []).sorted().filter { name in
+            guard name.hasPrefix("session"), let iqn = sessionAttribute(name, "targetname"), iqn == target.iqn else { return false }
+            return (sessionAttribute(name, "ifacename") ?? "default") == interface
+        }
+    }
+
+    /// The credentials the kernel holds for a session (root-only sysfs attributes); nil when it
+    /// does not show them.
+    func kernelAuthentication(_ session: String) -> Authentication? {
+        guard let user = sessionAttribute(session, "username") else { return nil }
+        if user.isEmpty || user == Authentication.unset { return Authentication.none }
+        guard let password = sessionAttribute(session, "password") else { return nil }
+        return Authentication(user: user, password: password)
+    }
+
+    func sessionAttribute(_ session: String, _ name: String) -> String? {
+        guard let bytes = try? Syscall.readFile("\(sessionDirectory)/\(session)/\(name)", limit: 4096) else { return nil }
+        var text = String(decoding: bytes, as: UTF8.self)
+        while text.hasSuffix("\n") { text.removeLast() }
+        return text
+    }
+
+    /// The authentication of every node record of the target for `interface` (one per portal).
+    func nodeRecordAuthentications() -> [Authentication] {
+        let targetDirectory = "\(nodeDirectory)/\(target.iqn)"
+        return ((try? Syscall.directoryEntries(targetDirectory)) ?? []).sorted().compactMap { portal in
+            guard let bytes = try? Syscall.readFile("\(targetDirectory)/\(portal)/\(interface)") else { return nil }
+            return Self.authentication(inRecord: String(decoding: bytes, as: UTF8.self))
+        }
+    }
+
+    /// A node record's authentication lines read back (the inverse of `recordWithAuthentication`).
+    static func authentication(inRecord record: String) -> Authentication {
+        var values: [String: String] = [:]
+        for line in record.split(separator: "\n") {
+            let parts = line.split(separator: "=", maxSplits: 1).map { String($0).trimmingWhitespace() }
+            if parts.count == 2, authenticationKeys.contains(parts[0]) { values[parts[0]] = parts[1] }
+        }
+        guard values["node.session.auth.authmethod"] == "CHAP" else { return .none }
+        return Authentication(user: values["node.session.auth.username"], password: values["node.session.auth.password"])
     }
 
     /// With `localIQN`: the interface exists and carries that initiator name.

@@ -20,6 +20,13 @@ public final class HostLock {
 
     deinit { release() }
 
+    /// The locked descriptor, for `ExternalCommand.run(holding:)`: a child given it shares the
+    /// lock until it exits. Precondition: the lock is held.
+    var descriptorForChildren: Int32 {
+        precondition(descriptor >= 0, "the lock \(path) was released")
+        return descriptor
+    }
+
     public func release() {
         if descriptor >= 0 {
             Syscall.close(descriptor)
@@ -27,7 +34,30 @@ public final class HostLock {
         }
     }
 
-    /// Waits up to `timeout` seconds for the lock; EBUSY naming the lock after that.
+    /// The other processes that have the lock file open, as `name (pid N)`, for an EBUSY message
+    /// (a child run `holding:` the lock outlives a killed parent, and is then the one named).
+    /// Found by reading the links in `/proc/<pid>/fd` (never by stat, which would reach into other
+    /// processes' files, a hung NFS mount's say); processes whose descriptors cannot be read are
+    /// skipped.
+    static func processes(holding descriptor: Int32) -> [String] {
+        guard let file = Syscall.symbolicLinkTarget("/proc/self/fd/\(descriptor)") else { return [] }
+        let ownPID = getpid()
+        var found: [String] = []
+        for entry in (try? Syscall.directoryEntries("/proc")) ?? [] {
+            guard let pid = Int32(entry), pid != ownPID,
+                  let descriptors = try? Syscall.directoryEntries("/proc/\(pid)/fd") else { continue }
+            let holds = descriptors.contains { Syscall.symbolicLinkTarget("/proc/\(pid)/fd/\($0)") == file }
+            guard holds else { continue }
+            let command = (try? Syscall.readFile("/proc/\(pid)/comm", limit: 64))
+                .map { String(decoding: $0, as: UTF8.self).trimmingWhitespace() } ?? "?"
+            found.append("\(ArgumentParsing.printable(command)) (pid \(pid))")
+            if found.count == 8 { break }
+        }
+        return found
+    }
+
+    /// Waits up to `timeout` seconds for the lock; EBUSY naming the lock, and the processes that
+    /// hold it open, after that.
     public static func acquire(_ path: String, mode: Mode, timeout: Double) throws(StorageError) -> HostLock {
         try Syscall.makeDirectories(Syscall.parentDirectory(of: path))
         let descriptor = try Syscall.open(path, O_RDWR | O_CREAT, mode: 0o600)
@@ -40,9 +70,10 @@ public final class HostLock {
                 return HostLock(descriptor: descriptor, path: path)
             case .failure(.wouldBlock):
                 if Syscall.monotonicNow() >= deadline {
+                    let holders = processes(holding: descriptor)
                     Syscall.close(descriptor)
-                    throw StorageError(code: .resourceBusy,
-                                       message: "another operation holds \(path) (waited \(Int(timeout)) s)")
+                    throw StorageError(code: .resourceBusy, message: "another operation holds \(path) (waited \(Int(timeout)) s)"
+                                       + (holders.isEmpty ? "" : ": " + holders.joined(separator: ", ")))
                 }
                 usleep(delay)
                 delay = min(delay * 2, 50_000)

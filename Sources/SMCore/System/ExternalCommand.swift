@@ -12,6 +12,13 @@ public struct CommandOutput: Sendable {
 /// The one way SMCore runs another program (mkfs.ext4, mount, iscsiadm ...): through
 /// swift-subprocess, with bounded output and a non-zero exit turned into a `StorageError` here
 /// and nowhere else. Secrets go through `input`, never `arguments`.
+///
+/// A child that works on something a `HostLock` guards (mkfs.ext4 on a device) is run
+/// `holding:` that lock: the lock's descriptor becomes the child's standard input, so the child
+/// shares the locked open file and the flock stays held until the child (and anything it forks)
+/// has exited, even if this process is killed meanwhile. Every other descriptor is closed in the
+/// child (swift-subprocess closes all above 2), and the lock file is empty, so the child reads
+/// end-of-file from stdin exactly as from an empty `input`.
 public enum ExternalCommand {
     /// The most either stream may hold; more is an EIO.
     public static let outputLimit = 1 << 20
@@ -22,9 +29,9 @@ public enum ExternalCommand {
     /// - Returns: the output of a successful (exit 0) run.
     @discardableResult
     public static func run(_ program: String, _ arguments: [String], input: [UInt8]? = nil,
-                           environment: [String: String] = [:],
+                           environment: [String: String] = [:], holding lock: HostLock? = nil,
                            failure: Errno = .ioError) throws(StorageError) -> CommandOutput {
-        let output = try runAllowingFailure(program, arguments, input: input, environment: environment)
+        let output = try runAllowingFailure(program, arguments, input: input, environment: environment, holding: lock)
         guard output.status == 0 else {
             let reason = lastLine(output.standardError) ?? lastLine(output.standardOutput) ?? "no output"
             throw StorageError(code: failure, message: "\(program) failed (status \(output.status)): \(reason)")
@@ -33,8 +40,13 @@ public enum ExternalCommand {
     }
 
     /// Runs `program` and returns its status and output whatever the status.
+    ///
+    /// - Parameter lock: a lock the child holds too (as its standard input) until it exits;
+    ///   `input` must then be nil.
     public static func runAllowingFailure(_ program: String, _ arguments: [String], input: [UInt8]? = nil,
-                                          environment: [String: String] = [:]) throws(StorageError) -> CommandOutput {
+                                          environment: [String: String] = [:],
+                                          holding lock: HostLock? = nil) throws(StorageError) -> CommandOutput {
+        precondition(input == nil || lock == nil, "a child holding a lock reads it as stdin; it takes no input")
         Diagnostics.debug("run \(program) \(arguments.joined(separator: " "))")
         let box = OutcomeBox()
         let semaphore = DispatchSemaphore(value: 0)
@@ -43,11 +55,19 @@ public enum ExternalCommand {
             ? .inherit
             : .inherit.updating(Dictionary(uniqueKeysWithValues: environment.map { (Environment.Key(stringLiteral: $0.key), Optional($0.value)) }))
         let inputBytes = input
+        let lockDescriptor = lock?.descriptorForChildren
         Task.detached {
             do {
-                let result = try await Subprocess.run(
-                    executable, arguments: Arguments(arguments), environment: childEnvironment,
-                    input: .array(inputBytes ?? []), output: .bytes(limit: outputLimit), error: .bytes(limit: outputLimit))
+                let result = if let lockDescriptor {
+                    try await Subprocess.run(
+                        executable, arguments: Arguments(arguments), environment: childEnvironment,
+                        input: .fileDescriptor(FileDescriptor(rawValue: lockDescriptor), closeAfterSpawningProcess: false),
+                        output: .bytes(limit: outputLimit), error: .bytes(limit: outputLimit))
+                } else {
+                    try await Subprocess.run(
+                        executable, arguments: Arguments(arguments), environment: childEnvironment,
+                        input: .array(inputBytes ?? []), output: .bytes(limit: outputLimit), error: .bytes(limit: outputLimit))
+                }
                 let status: Int32
                 switch result.terminationStatus {
                 case .exited(let code): status = code

@@ -121,6 +121,15 @@ public enum Syscall {
 
     public static func exists(_ path: String) -> Bool { fileStatus(path) != nil }
 
+    /// The target of a symbolic link (readlink(2)), nil when `path` is not one or cannot be read.
+    /// For `/proc/<pid>/fd/<n>` this names the open file without touching its filesystem.
+    public static func symbolicLinkTarget(_ path: String) -> String? {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let count = buffer.withUnsafeMutableBufferPointer { readlink(path, $0.baseAddress!, Int(PATH_MAX)) }
+        guard count > 0 else { return nil }
+        return String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
     public static func isDirectory(_ path: String) -> Bool {
         guard let status = fileStatus(path) else { return false }
         return (status.st_mode & S_IFMT) == S_IFDIR

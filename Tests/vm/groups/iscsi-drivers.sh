@@ -5,7 +5,9 @@
 #     block device (aio); sr_detach is EBUSY with a VDI attached, then logs out; provisioning
 #     verbs are ENOSYS.
 #   CHAP + localIQN: a target that only admits one initiator name with one CHAP account; a wrong
-#     password is EPERM and leaves no session; the right one logs in, the password never appears
+#     password is EPERM and leaves no session, and is EPERM too while the right one's session is
+#     logged in (sr_attach, sr_create), changing neither session nor node record; the right one
+#     logs in and a second SR with it shares the session; the password never appears
 #     in any process's argv (sampled during the calls), in the SMlog or in a message, and the node
 #     record holding it is mode 0600.
 #   EXToISCSISR on LUN 1 and LVMoISCSISR on LUNs 2,3 of one target at once: one session shared;
@@ -22,6 +24,7 @@ namespace=5b0e6f1c-8d2a-4e73-9a41-c7f3d2b8e096
 password=Sup3r-s3cret-pw
 iscsi_sr=8c6f2a10-4d3b-4e5f-9a1c-2b7d8e9f0a11
 chap_sr=8c6f2a10-4d3b-4e5f-9a1c-2b7d8e9f0a22
+chap_sr2=8c6f2a10-4d3b-4e5f-9a1c-2b7d8e9f0a23
 ext_sr=8c6f2a10-4d3b-4e5f-9a1c-2b7d8e9f0a33
 lvm_sr=8c6f2a10-4d3b-4e5f-9a1c-2b7d8e9f0a44
 vdi=1f2e3d4c-5b6a-4978-8695-a4b3c2d1e0f9
@@ -99,10 +102,11 @@ vm_driver_ok ISCSISR "$iscsi_dconf" sr_detach "$iscsi_sr"
 vm_driver_ok ISCSISR "$iscsi_dconf" sr_detach "$iscsi_sr"
 vm_driver_status 19 ISCSISR "$iscsi_dconf" sr_scan "$iscsi_sr"
 
-vm_step "CHAP and localIQN: the wrong password is EPERM with no session; the right one logs in; the password leaks nowhere"
+vm_step "CHAP and localIQN: the wrong password is EPERM with and without a session; the right one logs in; the password leaks nowhere"
 # The dconfs go through files, so no process on this machine should ever show the password in argv.
 umask 077
 echo "<dconf>$chap_base<chappassword>wrong-password1</chappassword></dconf>" > /tmp/chap-wrong.dconf
+echo "<dconf>$chap_base<chappassword>wrong-password1</chappassword><LUNid>1</LUNid></dconf>" > /tmp/chap-wrong-ext.dconf
 echo "<dconf>$(sed "s|$local_iqn|$host_initiator|" <<< "$chap_base")<chappassword>$password</chappassword></dconf>" > /tmp/chap-other.dconf
 echo "<dconf>$chap_base<chappassword>$password</chappassword></dconf>" > /tmp/chap.dconf
 umask 022
@@ -121,6 +125,22 @@ attach_err=$DRIVER_ERR
 iscsiadm -m session -P 1 | grep -q "Iface Initiatorname: $local_iqn" || vm_fail "the session does not use initiator name $local_iqn"
 record=$(grep -rl -- "node.session.auth.password = $password" /etc/iscsi/nodes) || vm_fail "no node record holds the CHAP password"
 [ "$(stat -c %a "$record")" = 600 ] || vm_fail "the node record $record with the password is mode $(stat -c %a "$record")"
+echo "  the kernel shows the session's CHAP user as '$(cat /sys/class/iscsi_session/session*/username 2>&1 | tr '\n' ' ')'"
+# With the session logged in, iscsiadm answers "already logged in" to any password: the drivers
+# must compare the dconf's credentials with the session's and refuse, changing nothing.
+record_before=$(sha256sum "$record")
+vm_driver_status 1 ISCSISR @/tmp/chap-wrong.dconf sr_attach "$chap_sr2"
+reuse_err=$DRIVER_ERR
+grep -q "chappassword" <<< "$reuse_err" || vm_fail "the refusal does not name chappassword: $reuse_err"
+vm_driver_status 1 ISCSISR @/tmp/chap-wrong.dconf sr_attach "$chap_sr"
+vm_driver_status 1 EXToISCSISR @/tmp/chap-wrong-ext.dconf sr_create "$chap_sr2" 0
+[ "$(sessions "$chap_iqn")" = 1 ] || vm_fail "a refused password changed the CHAP session: $(iscsiadm -m session 2>&1)"
+[ "$(sha256sum "$record")" = "$record_before" ] || vm_fail "a refused password rewrote the node record"
+vm_driver_status 19 ISCSISR @/tmp/chap-wrong.dconf sr_scan "$chap_sr2"
+vm_driver_ok ISCSISR @/tmp/chap.dconf sr_attach "$chap_sr2"
+[ "$(sessions "$chap_iqn")" = 1 ] || vm_fail "the right password on a second SR did not reuse the session"
+vm_driver_ok ISCSISR @/tmp/chap.dconf sr_detach "$chap_sr2"
+[ "$(sessions "$chap_iqn")" = 1 ] || vm_fail "detaching the second SR logged out the first"
 vm_driver_ok ISCSISR @/tmp/chap.dconf sr_scan "$chap_sr"
 [ "$(vm_xml_values uuid <<< "$DRIVER_OUT" | tail -n +2 | wc -l)" = 1 ] || vm_fail "the CHAP target's LUN is not listed: $DRIVER_OUT"
 vm_driver_ok ISCSISR @/tmp/chap.dconf sr_detach "$chap_sr"
@@ -131,7 +151,7 @@ kill "$sampler"; wait "$sampler" 2>/dev/null
 echo "  $(grep -c iscsiadm /tmp/cmdlines) argv samples showed iscsiadm running"
 for secret in "$password" wrong-password1; do
     if grep -q -- "$secret" /tmp/cmdlines; then vm_fail "a CHAP password appeared in a process's argv"; fi
-    if printf '%s\n' "$wrong_err" "$attach_err" | cat - /tmp/verbose.out /var/log/SMlog 2>/dev/null | grep -q -- "$secret"; then
+    if printf '%s\n' "$wrong_err" "$attach_err" "$reuse_err" | cat - /tmp/verbose.out /var/log/SMlog 2>/dev/null | grep -q -- "$secret"; then
         vm_fail "a CHAP password appeared in the SMlog, --verbose output or a message"
     fi
 done
