@@ -18,7 +18,7 @@
 #   SM_VM_CPUS               guest vCPUs (default 2)
 #   SM_VM_DISK_SIZE          size of each group's sparse virtio scratch disk (default 4G)
 #   SM_VM_BOOT_TIMEOUT       seconds for the guest to start reporting (default 240)
-#   SM_VM_GROUP_TIMEOUT      seconds one group may run inside the guest (default 300)
+#   SM_VM_GROUP_TIMEOUT      seconds one group may run inside the guest (default 600)
 #   SM_VM_LOG_DIR            keep the guest's per-group logs here (default: a temporary directory)
 #   SM_VM_SKIP_INSTALL=1     do not run Scripts/install-dependencies.sh
 set -euo pipefail
@@ -154,7 +154,7 @@ if [ -n "${SM_VM_LOG_DIR:-}" ]; then
     rm -rf "$out/results" "$out/booted" "$out/finished" "$out/config"
     mkdir -p "$out/results"
 fi
-group_timeout=${SM_VM_GROUP_TIMEOUT:-300}
+group_timeout=${SM_VM_GROUP_TIMEOUT:-600}
 boot_timeout=${SM_VM_BOOT_TIMEOUT:-240}
 total_timeout=$(( boot_timeout + (group_timeout + 30) * ${#groups[@]} ))
 
