@@ -46,7 +46,9 @@ public enum ExternalCommand {
     public static func runAllowingFailure(_ program: String, _ arguments: [String], input: [UInt8]? = nil,
                                           environment: [String: String] = [:],
                                           holding lock: HostLock? = nil) throws(StorageError) -> CommandOutput {
-        precondition(input == nil || lock == nil, "a child holding a lock reads it as stdin; it takes no input")
+        guard input == nil || lock == nil else {
+            throw .io("internal: \(program) cannot both hold a lock (as its stdin) and be given input")
+        }
         Diagnostics.debug("run \(program) \(arguments.joined(separator: " "))")
         let box = OutcomeBox()
         let semaphore = DispatchSemaphore(value: 0)
