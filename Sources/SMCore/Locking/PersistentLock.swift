@@ -25,6 +25,10 @@ public struct PersistentLock: Sendable {
     public let target: LockTarget
     public let owner: LockOwner
     public var policy: MutexPolicy
+    /// Whether a lock file is fsynced when written (true: a persistent lock survives a power cut).
+    /// Claims (`SharedClaim`) need not: a claim lost in a power cut belonged to a process that
+    /// is gone anyway, and NFS's close-to-open makes the file visible to other hosts on close.
+    public var durableLockFiles = true
 
     public init(target: LockTarget, owner: LockOwner, policy: MutexPolicy = .standard) {
         self.target = target
@@ -99,7 +103,9 @@ public struct PersistentLock: Sendable {
             recordedLease = lease
         }
         let path = target.lockPath(owner, mode: mode)
-        if let failure = Self.writeLockFile(path, lease: recordedLease, isNew: previous == nil) { return failure }
+        if let failure = Self.writeLockFile(path, lease: recordedLease, isNew: previous == nil, durable: durableLockFiles) {
+            return failure
+        }
         // A holder changing mode keeps one lock file: the new one is written first, so a failure
         // here leaves the old mode in place.
         for stale in mine where stale.mode != mode {
@@ -121,7 +127,7 @@ public struct PersistentLock: Sendable {
 
     /// Writes `<path>.<lease>` into the lock file, truncating whatever was there, mode 0644. A new
     /// file that could not be written is removed; an existing one stays (it is still a lock).
-    static func writeLockFile(_ path: String, lease: Int, isNew: Bool) -> LockOutcome? {
+    static func writeLockFile(_ path: String, lease: Int, isNew: Bool, durable: Bool = true) -> LockOutcome? {
         let descriptor: Int32
         switch Syscall.attempt({ open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644) }) {
         case .success(let opened): descriptor = opened
@@ -135,7 +141,7 @@ public struct PersistentLock: Sendable {
         } catch {
             failure = .ioError
         }
-        if failure == nil, case .failure(let code) = Syscall.attempt({ fsync(descriptor) }) { failure = code }
+        if failure == nil, durable, case .failure(let code) = Syscall.attempt({ fsync(descriptor) }) { failure = code }
         // On NFS, close reports write-back errors.
         if close(descriptor) != 0, failure == nil, Glibc.errno != EINTR { failure = Errno(rawValue: Glibc.errno) }
         if let failure {

@@ -51,7 +51,8 @@ public final class SharedClaim: @unchecked Sendable {
         if !Syscall.isDirectory(directory) { try Syscall.makeDirectories(directory) }
         guard let target = LockTarget("\(directory)/\(name)") else { throw .io("bad claim name \(name)") }
         let lease = host.claimLease
-        let lock = PersistentLock(target: target, owner: owner(host))
+        var lock = PersistentLock(target: target, owner: owner(host))
+        lock.durableLockFiles = false
         for _ in 0..<3 {
             let outcome = lock.lock(mode: .writer, force: false, lease: lease)
             switch outcome.status {
