@@ -81,6 +81,7 @@ extension VHDRepository {
         case "clone-child": outcome = try recoverCloneAsChild(entry.record)
         case "delete": outcome = try recoverDelete(entry.record)
         case "coalesce": outcome = try recoverCoalesce(entry.record)
+        case "resize": outcome = try recoverResize(entry.record)
         default: throw .io("unknown operation '\(entry.record.operation)' in \(entry.path)")
         }
         try entry.finish()

@@ -155,8 +155,9 @@ public struct VHDRepository: Sendable {
             throw StorageError(code: .notPermitted, message: "VDI \(vdi) has dependent VDIs (a snapshot or base copy) and cannot change")
         }
         let newSize = Self.roundedSize(size)
+        let image: VHDImage
         do throws(VHDError) {
-            let image = try VHDImage.open(vdiPath(vdi), writable: true)
+            image = try VHDImage.open(vdiPath(vdi), writable: true)
             if try image.repairFooters() {
                 OperationLog.note(host: host, "vdi_resize \(sr): VDI \(vdi) had footers left different by an interrupted change; repaired")
             }
@@ -164,10 +165,33 @@ public struct VHDRepository: Sendable {
             guard newSize > image.size else {
                 throw VHDError.system(.invalid("VDI \(vdi) is \(image.size) bytes; it can only grow (asked for \(newSize))"))
             }
-            try image.resize(to: newSize)
         } catch {
             throw error.storageError
         }
+        // Recorded, so that a crash between the resize's writes is repaired by the next verb
+        // (recoverResize), not only by the next resize, snapshot or clone of this VDI.
+        let entry = try journal.begin(IntentRecord(operation: "resize", fields: ["vdi": vdi.string, "size": String(newSize)]))
+        do throws(StorageError) {
+            do throws(VHDError) { try image.resize(to: newSize) } catch { throw error.storageError }
+            try entry.finish()
+        } catch {
+            try settleAfterFailure(entry, error)
+        }
+    }
+
+    /// A resize that did not finish: whatever its write order left (a footer pair that differs,
+    /// no footer at the end) is repaired; the VDI then has the old size or the new one, as the
+    /// footer at the end says (VHDImage.repairFooters).
+    func recoverResize(_ record: IntentRecord) throws(StorageError) -> RecoveryOutcome {
+        guard let vdi = record.uuid("vdi"), let size = record["size"].flatMap(UInt64.init) else {
+            throw .io("resize record is incomplete")
+        }
+        guard fileExists(vdi) else { return .rolledBack }
+        do throws(VHDError) {
+            let image = try VHDImage.open(vdiPath(vdi), writable: true)
+            try image.repairFooters()
+            return image.size == size ? .rolledForward : .rolledBack
+        } catch { throw error.storageError }
     }
 
     func isHidden(_ vdi: CanonicalUUID) -> Bool {
