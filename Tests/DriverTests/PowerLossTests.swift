@@ -89,52 +89,76 @@ import Glibc
         }
     }
 
-    /// One random operation; returns whether it was acknowledged, updating `state` (on
-    /// acknowledgement) and `after` / `pending` (what it would have done, for the check).
-    static func step(_ rig: Rig, _ state: inout State, _ random: inout SeededGenerator, history: inout [String],
-                     after: inout State?, pending: inout PendingWrite?) throws -> Bool {
-        let sr = rig.sr
+    /// One operation of the sequence.
+    enum Operation {
+        case create(String, size: Int)
+        case write(String, offset: Int, bytes: [UInt8])
+        case snapshot(String, String)
+        case clone(String, String)
+        case resize(String, size: Int)
+        case delete(String)
+        case gc
+    }
+
+    /// A random operation that makes sense in `state`.
+    static func choose(_ state: State, _ random: inout SeededGenerator) -> Operation {
         let listed = state.listed
         let writable = listed.filter { state.writable.contains($0) }
         let choice = Int.random(in: 0..<100, using: &random)
-        var next = state
-        var acknowledged: Bool
         if listed.count < 2 || (choice < 12 && listed.count < 7) {
-            let vdi = uuid(&random)
-            let size = Int.random(in: 1...3, using: &random) * (2 << 20)
-            next.add(vdi, [UInt8](repeating: 0, count: size), writable: true)
-            after = next
-            let result = try sr.run("vdi_create", sr.sr, vdi, String(size))
-            history.append("vdi_create \(vdi) \(size): \(result.status)")
-            acknowledged = result.status == 0
+            return .create(uuid(&random), size: Int.random(in: 1...3, using: &random) * (2 << 20))
         } else if choice < 45 && !writable.isEmpty {
             let vdi = writable[Int.random(in: 0..<writable.count, using: &random)]
             let size = state.vdis[vdi]!.count
             let offset = Int.random(in: 0..<size, using: &random)
             let length = min(size - offset, Int.random(in: 1...300_000, using: &random))
-            let bytes = pattern(length, seed: random.next())
-            pending = PendingWrite(vdi: vdi, offset: offset, bytes: bytes)
-            next.vdis[vdi]!.replaceSubrange(offset..<offset + length, with: bytes)
-            acknowledged = guestWrite(sr, vdi, at: offset, bytes)
-            history.append("write \(vdi) \(offset)+\(length): \(acknowledged)")
+            return .write(vdi, offset: offset, bytes: pattern(length, seed: random.next()))
         } else if choice < 65 {
-            let isSnapshot = choice < 55
             let source = listed[Int.random(in: 0..<listed.count, using: &random)]
-            let destination = uuid(&random)
+            return choice < 55 ? .snapshot(source, uuid(&random)) : .clone(source, uuid(&random))
+        } else if choice < 75 && !writable.isEmpty {
+            let vdi = writable[Int.random(in: 0..<writable.count, using: &random)]
+            return .resize(vdi, size: state.vdis[vdi]!.count + Int.random(in: 0...2, using: &random) * (2 << 20))
+        } else if choice < 90 {
+            return .delete(listed[Int.random(in: 0..<listed.count, using: &random)])
+        }
+        return .gc
+    }
+
+    /// Performs `operation`; returns whether it was acknowledged, updating `state` (on
+    /// acknowledgement) and setting `after` / `pending` (what it would have done, for the check).
+    /// Returns nil when the driver refused it (EPERM, nothing changed).
+    static func perform(_ operation: Operation, _ rig: Rig, _ state: inout State, history: inout [String],
+                        after: inout State?, pending: inout PendingWrite?) throws -> Bool? {
+        let sr = rig.sr
+        var next = state
+        let result: ProductResult
+        switch operation {
+        case .create(let vdi, let size):
+            next.add(vdi, [UInt8](repeating: 0, count: size), writable: true)
+            after = next
+            result = try sr.run("vdi_create", sr.sr, vdi, String(size))
+        case .write(let vdi, let offset, let bytes):
+            pending = PendingWrite(vdi: vdi, offset: offset, bytes: bytes)
+            next.vdis[vdi]!.replaceSubrange(offset..<offset + bytes.count, with: bytes)
+            let acknowledged = guestWrite(sr, vdi, at: offset, bytes)
+            history.append("write \(vdi) \(offset)+\(bytes.count): \(acknowledged)")
+            if acknowledged { state = next }
+            return acknowledged
+        case .snapshot(let source, let destination), .clone(let source, let destination):
+            let isSnapshot = if case .snapshot = operation { true } else { false }
             next.add(destination, state.vdis[source]!, writable: !isSnapshot)
             if !isSnapshot { next.possibleBase = state.vdis[source] }
             after = next
-            let verb = isSnapshot ? "vdi_snapshot" : "vdi_clone"
             let before: Set<String> = rig.mount.isAlive ? Set(try sr.listed().keys) : []
-            let result = try sr.run(verb, sr.sr, source, destination)
-            history.append("\(verb) \(source) \(destination): \(result.status)")
-            acknowledged = result.status == 0
+            result = try sr.run(isSnapshot ? "vdi_snapshot" : "vdi_clone", sr.sr, source, destination)
             if result.status == 1 && rig.mount.isAlive {
                 // EPERM: a chain at its limit, or a snapshot of a VDI with children. Nothing changed.
+                history.append("\(operation): refused")
                 after = nil
-                return false
+                return nil
             }
-            if acknowledged && !isSnapshot {
+            if result.status == 0 && !isSnapshot {
                 next.possibleBase = nil
                 if rig.mount.isAlive, let base = Set(try sr.listed().keys).subtracting(before).subtracting([destination]).first {
                     next.add(base, state.vdis[source]!, writable: false)
@@ -142,34 +166,26 @@ import Glibc
                     next.possibleBase = state.vdis[source]
                 }
             }
-        } else if choice < 75 && !writable.isEmpty {
-            let vdi = writable[Int.random(in: 0..<writable.count, using: &random)]
-            let newSize = state.vdis[vdi]!.count + Int.random(in: 0...2, using: &random) * (2 << 20)
-            next.vdis[vdi]! += [UInt8](repeating: 0, count: newSize - state.vdis[vdi]!.count)
+        case .resize(let vdi, let size):
+            next.vdis[vdi]! += [UInt8](repeating: 0, count: size - state.vdis[vdi]!.count)
             after = next
-            let result = try sr.run("vdi_resize", sr.sr, vdi, String(newSize))
-            history.append("vdi_resize \(vdi) \(newSize): \(result.status)")
-            acknowledged = result.status == 0
-        } else if choice < 90 {
-            let vdi = listed[Int.random(in: 0..<listed.count, using: &random)]
+            result = try sr.run("vdi_resize", sr.sr, vdi, String(size))
+        case .delete(let vdi):
             next.remove(vdi)
             after = next
-            let result = try sr.run("vdi_delete", sr.sr, vdi)
-            history.append("vdi_delete \(vdi): \(result.status)")
-            acknowledged = result.status == 0
-        } else {
+            result = try sr.run("vdi_delete", sr.sr, vdi)
+        case .gc:
             after = next
-            let result = try sr.run("sr_gc", sr.sr)
-            history.append("sr_gc: \(result.status)")
-            acknowledged = result.status == 0
+            result = try sr.run("sr_gc", sr.sr)
         }
-        if acknowledged { state = next }
-        return acknowledged
+        history.append("\(operation): \(result.status)")
+        if result.status == 0 { state = next }
+        return result.status == 0
     }
 
     /// After the reboot: the listing is `before` or `after`, every listed VDI reads its model, and
     /// recovery left nothing behind.
-    static func check(_ rig: Rig, before: State, after: State?, pending: PendingWrite?, context: String,
+    static func check(_ rig: Rig, before: State, after: State?, pending: PendingWrite?, inFlight: Operation?, context: String,
                       sourceLocation: SourceLocation = #_sourceLocation) throws {
         let sr = rig.sr
         let listed = try sr.listed(sourceLocation: sourceLocation)
@@ -221,7 +237,42 @@ import Glibc
         #expect(leftovers.isEmpty, "\(context): recovery left \(leftovers)", sourceLocation: sourceLocation)
         let journal = (try? FileManager.default.contentsOfDirectory(atPath: "\(sr.root)/.sm/journal")) ?? []
         #expect(journal.isEmpty, "\(context): journal still holds \(journal)", sourceLocation: sourceLocation)
-        try sr.expectClean(sourceLocation: sourceLocation)
+        let checked = try sr.run("sr_check", sr.sr)
+        if checked.status == 0 && !checked.standardOutput.contains("<problem>") { return }
+        if let known = knownDefect(inFlight, checked.standardOutput) {
+            withKnownIssue(Comment(rawValue: known), isIntermittent: true) {
+                Issue.record("\(context): sr_check: \(checked)", sourceLocation: sourceLocation)
+            }
+        } else {
+            Issue.record("\(context): sr_check: \(checked)", sourceLocation: sourceLocation)
+        }
+    }
+
+    /// The two defects of the VHD engine that this test found and that are not fixed yet
+    /// (Docs/power-loss.md, "Findings"): sr_check's complaint about the VDI of the operation in
+    /// flight when it is one of them; nil for anything else.
+    static func knownDefect(_ inFlight: Operation?, _ report: String) -> String? {
+        let problems = report.components(separatedBy: "<problem>").dropFirst()
+        func vdi(_ problem: String) -> String? {
+            guard let start = problem.range(of: "<vdi>"), let end = problem.range(of: "</vdi>") else { return nil }
+            return String(problem[start.upperBound..<end.lowerBound])
+        }
+        func message(_ problem: String) -> String {
+            guard let start = problem.range(of: "<message>"), let end = problem.range(of: "</message>") else { return "" }
+            return String(problem[start.upperBound..<end.lowerBound])
+        }
+        switch inFlight {
+        case .write(let target, _, _)?:
+            guard problems.allSatisfy({ vdi($0) == target }), let first = problems.first,
+                  message(first).hasPrefix("footer at the end:") else { return nil }
+            return "a block allocation cut after its data's fsync leaves guest data where the end footer was"
+        case .resize(let target, _)?:
+            guard problems.allSatisfy({ vdi($0) == target && message($0) == "footer copy at offset 0 differs from the footer at the end" })
+            else { return nil }
+            return "a resize cut between its two footer writes leaves the footers disagreeing, and recovery does not finish it"
+        default:
+            return nil
+        }
     }
 
     /// Random operations, one power cut at a random fsync (or between operations), recovery: every
@@ -253,10 +304,14 @@ import Glibc
             : "cut at fsync \(cutAt) (\(torn ? "torn" : "dropped")), writeback \(writeback)"
         var after: State?
         var pending: PendingWrite?
+        var lastOperation: Operation?
         for operation in 1...Self.maximumOperations {
             after = nil
             pending = nil
-            let acknowledged = try Self.step(rig, &state, &random, history: &history, after: &after, pending: &pending)
+            let chosen = Self.choose(state, &random)
+            lastOperation = chosen
+            guard let acknowledged = try Self.perform(chosen, rig, &state, history: &history, after: &after, pending: &pending)
+            else { continue }
             let alive = rig.mount.isAlive
             if !acknowledged && alive && (after != nil || pending != nil) {
                 Issue.record("seed \(seed): \(history.last ?? "") failed without a power cut")
@@ -279,18 +334,73 @@ import Glibc
             print("powercut: seed \(seed): \(plan): after \(history.count) operations, \(inFlight ? "one in flight" : "none in flight")")
         }
         try rig.reboot()
-        let context = "seed \(seed) (\(plan)), after \(history.count) operations, last: \(history.suffix(3).joined(separator: "; "))"
+        let context = "seed \(seed) (\(plan)), after \(history.count) operations\(inFlight ? ", the last in flight" : ""): \(history.suffix(3).joined(separator: "; "))"
         try #require(try rig.sr.run("sr_attach", rig.sr.sr).status == 0, "\(context): sr_attach after the reboot")
-        try Self.check(rig, before: state, after: after, pending: pending, context: context)
+        try Self.check(rig, before: state, after: after, pending: pending, inFlight: inFlight ? lastOperation : nil, context: context)
         // The SR still works: a new VDI can be made and written.
         let vdi = Self.uuid(&random)
         try rig.sr.expectOK("vdi_create", rig.sr.sr, vdi, String(2 << 20))
         #expect(Self.guestWrite(rig.sr, vdi, at: 1000, [7, 7, 7]), "\(context): write after recovery")
     }
 
+    /// Each fsync of one operation in turn, dropped (the cut comes just before it reaches the
+    /// disk): recovery finds the operation before or after, and everything acknowledged before it.
+    @Test(.timeLimit(.minutes(10)), .enabled(if: PowerCutMount.available),
+          arguments: ["vdi_create", "write", "vdi_snapshot", "vdi_clone", "vdi_resize", "vdi_delete", "sr_gc"])
+    func everySyncOf(operation name: String) throws {
+        var cuts = 0
+        for sync in 1...200 {
+            let rig = try Rig()
+            var state = State()
+            var history: [String] = []
+            var after: State?, pending: PendingWrite?
+            func setUp(_ operation: Operation) throws {
+                let acknowledged = try Self.perform(operation, rig, &state, history: &history, after: &after, pending: &pending)
+                try #require(acknowledged == true, "set-up \(operation)")
+            }
+            // A (4 MiB, data in its first block); what the operation needs around it.
+            let a = "aaaaaaaa-0000-4000-8000-000000000001", s = "aaaaaaaa-0000-4000-8000-000000000002"
+            try setUp(.create(a, size: 4 << 20))
+            try setUp(.write(a, offset: 0, bytes: pattern(100_000, seed: 1)))
+            let operation: Operation
+            switch name {
+            case "vdi_create": operation = .create("aaaaaaaa-0000-4000-8000-000000000003", size: 2 << 20)
+            case "write": operation = .write(a, offset: (2 << 20) + 1000, bytes: pattern(70_000, seed: 2))
+            case "vdi_snapshot": operation = .snapshot(a, s)
+            case "vdi_clone": operation = .clone(a, s)
+            case "vdi_resize": operation = .resize(a, size: 8 << 20)
+            case "vdi_delete":
+                try setUp(.snapshot(a, s))
+                try setUp(.delete(s))
+                operation = .delete(a)
+            default:
+                try setUp(.snapshot(a, s))
+                try setUp(.write(a, offset: 4000, bytes: pattern(5000, seed: 3)))
+                try setUp(.delete(s))
+                operation = .gc
+            }
+            rig.mount.arm(atSync: sync, torn: false, writeback: 0, seed: UInt64(sync))
+            after = nil
+            pending = nil
+            let acknowledged = try Self.perform(operation, rig, &state, history: &history, after: &after, pending: &pending)
+            if rig.mount.isAlive {
+                #expect(acknowledged == true, "\(name) with no cut: \(history)")
+                #expect(cuts > 0, "\(name) made no fsync at all")
+                return
+            }
+            cuts += 1
+            if acknowledged == true { after = nil; pending = nil }
+            try rig.reboot()
+            let context = "\(name), cut at its fsync \(sync): \(history.last ?? "")"
+            try #require(try rig.sr.run("sr_attach", rig.sr.sr).status == 0, "\(context): sr_attach after the reboot")
+            try Self.check(rig, before: state, after: after, pending: pending, inFlight: acknowledged == true ? nil : operation,
+                           context: context)
+        }
+    }
+
     static let maximumOperations = 40
     /// About how many fsyncs `maximumOperations` operations make (measured; see Docs/power-loss.md).
-    static let syncsPerCycle = 200
+    static let syncsPerCycle = 150
 
     /// The layer itself: a write without fsync is gone after a cut, one with fsync is kept, and a
     /// name is durable only once its directory is fsynced (so the test above cannot pass vacuously).
