@@ -386,6 +386,7 @@ import Glibc
             if rig.mount.isAlive {
                 #expect(acknowledged == true, "\(name) with no cut: \(history)")
                 #expect(cuts > 0, "\(name) made no fsync at all")
+                print("powercut: \(name): cut at each of its \(cuts) fsyncs in turn, then uncut")
                 return
             }
             cuts += 1
