@@ -57,6 +57,9 @@ import Glibc
             sr = try CopyOnWriteSR(scratch: scratch, location: mount.mountpoint)
         }
 
+        /// The mount goes before the scratch directory holding it is removed.
+        deinit { mount.stop() }
+
         /// The host reboots after the cut: host state under /run is gone, the durable image is mounted again.
         func reboot() throws {
             try mount.restart()
@@ -69,6 +72,7 @@ import Glibc
         }
     }
 
+    /// A version-4 UUID from the seeded generator, so that a replayed sequence names the same VDIs.
     static func uuid(_ random: inout SeededGenerator) -> String {
         let high = random.next(), low = random.next()
         let hex = String(format: "%016llx%016llx", high, low)
@@ -409,6 +413,7 @@ import Glibc
     func layerDropsWhatWasNotSynced() throws {
         let scratch = try Scratch("sm-powercut-layer")
         let mount = try PowerCutMount(scratch: scratch)
+        defer { mount.stop() }
         let root = mount.mountpoint
         func writeFile(_ name: String, _ text: String, fsyncFile: Bool, cut: Bool = false) throws {
             let descriptor = open("\(root)/\(name)", O_WRONLY | O_CREAT, 0o644)

@@ -33,6 +33,7 @@ import random
 import signal
 import stat
 import sys
+import threading
 import time
 
 import llfuse
@@ -433,6 +434,18 @@ class PowerCutFS(llfuse.Operations):
         pass
 
 
+def die_with_parent():
+    """A test that dies without stopping the daemon must not leave it (and its mount) running."""
+    parent = os.getppid()
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def main():
     if len(sys.argv) != 3:
         sys.stderr.write("usage: powercutfs.py BACKING MOUNTPOINT\n")
@@ -444,6 +457,7 @@ def main():
     options.discard("default_permissions")
     options.add("fsname=powercutfs")
     llfuse.init(operations, mountpoint, options)
+    die_with_parent()
     try:
         llfuse.main(workers=1)
     finally:
