@@ -281,7 +281,7 @@ import Glibc
 
     /// Random operations, one power cut at a random fsync (or between operations), recovery: every
     /// acknowledged operation is intact and the one in flight is before or after.
-    @Test(.timeLimit(.minutes(20)), .enabled(if: PowerCutMount.available))
+    @Test(.timeLimit(.minutes(120)), .enabled(if: PowerCutMount.available))
     func acknowledgedOperationsSurvive() throws {
         let environment = ProcessInfo.processInfo.environment
         let iterations = Int(environment["SM_POWERCUT_ITERATIONS"] ?? "") ?? 6
