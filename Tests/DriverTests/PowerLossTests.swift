@@ -407,8 +407,9 @@ import Glibc
     /// About how many fsyncs `maximumOperations` operations make (measured; see Docs/power-loss.md).
     static let syncsPerCycle = 150
 
-    /// The layer itself: a write without fsync is gone after a cut, one with fsync is kept, and a
-    /// name is durable only once its directory is fsynced (so the test above cannot pass vacuously).
+    /// The layer itself: a write without fsync is gone after a cut, one with fsync is kept, a name
+    /// is durable only once its directory is fsynced, and the torn and writeback modes do what they
+    /// say (so the tests above cannot pass vacuously).
     @Test(.timeLimit(.minutes(1)), .enabled(if: PowerCutMount.available))
     func layerDropsWhatWasNotSynced() throws {
         let scratch = try Scratch("sm-powercut-layer")
@@ -455,5 +456,10 @@ import Glibc
         try mount.restart()
         let torn = contents("torn") ?? ""
         #expect(torn.count == 64 << 10 && torn.contains("a") && torn.contains("b"), "a torn fsync keeps some pages old and some new")
+        // Background writeback: with probability 1 every dirty page reached the disk before the cut.
+        try writeFile("synced", "wb!", fsyncFile: false)
+        mount.cut(writeback: 1, seed: 4)
+        try mount.restart()
+        #expect(contents("synced") == "wb!", "writeback lets unsynced pages reach the disk")
     }
 }
