@@ -15,18 +15,26 @@ final class CopyOnWriteSR {
 
     let scratch: Scratch
     let sr = newUUID()
+    let location: String
     let dconf: String
 
     /// An attached SR; background coalescing is off unless `backgroundGC`.
-    init(_ name: String = "sm-cow", backgroundGC: Bool = false) throws {
-        scratch = try Scratch(name)
+    convenience init(_ name: String = "sm-cow", backgroundGC: Bool = false) throws {
+        let scratch = try Scratch(name)
+        try self.init(scratch: scratch, location: scratch.path("data"), backgroundGC: backgroundGC)
+    }
+
+    /// An attached SR in `location` (a directory the caller prepared inside `scratch`).
+    init(scratch: Scratch, location: String, backgroundGC: Bool = false) throws {
+        self.scratch = scratch
+        self.location = location
         if !backgroundGC { scratch.environment["SM_GC_AFTER_DELETE"] = "0" }
-        dconf = "<dconf><location>\(scratch.path("data"))</location></dconf>"
+        dconf = "<dconf><location>\(location)</location></dconf>"
         try expectOK("sr_create", sr, "0")
         try expectOK("sr_attach", sr)
     }
 
-    var root: String { scratch.path("data/\(sr)") }
+    var root: String { "\(location)/\(sr)" }
     func path(_ vdi: String) -> String { "\(root)/\(vdi).vhd" }
 
     @discardableResult
