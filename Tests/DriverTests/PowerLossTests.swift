@@ -243,45 +243,12 @@ import Glibc
         #expect(journal.isEmpty, "\(context): journal still holds \(journal)", sourceLocation: sourceLocation)
         let checked = try sr.run("sr_check", sr.sr)
         if checked.status == 0 && !checked.standardOutput.contains("<problem>") { return }
-        if let known = knownDefect(inFlight, checked.standardOutput) {
-            withKnownIssue(Comment(rawValue: known), isIntermittent: true) {
-                Issue.record("\(context): sr_check: \(checked)", sourceLocation: sourceLocation)
-            }
-        } else {
-            Issue.record("\(context): sr_check: \(checked)", sourceLocation: sourceLocation)
-        }
-    }
-
-    /// The two defects of the VHD engine that this test found and that are not fixed yet
-    /// (Docs/power-loss.md, "Findings"): sr_check's complaint about the VDI of the operation in
-    /// flight when it is one of them; nil for anything else.
-    static func knownDefect(_ inFlight: Operation?, _ report: String) -> String? {
-        let problems = report.components(separatedBy: "<problem>").dropFirst()
-        func vdi(_ problem: String) -> String? {
-            guard let start = problem.range(of: "<vdi>"), let end = problem.range(of: "</vdi>") else { return nil }
-            return String(problem[start.upperBound..<end.lowerBound])
-        }
-        func message(_ problem: String) -> String {
-            guard let start = problem.range(of: "<message>"), let end = problem.range(of: "</message>") else { return "" }
-            return String(problem[start.upperBound..<end.lowerBound])
-        }
-        switch inFlight {
-        case .write(let target, _, _)?:
-            guard problems.allSatisfy({ vdi($0) == target }), let first = problems.first,
-                  message(first).hasPrefix("footer at the end:") else { return nil }
-            return "a block allocation cut after its data's fsync leaves guest data where the end footer was"
-        case .resize(let target, _)?:
-            guard problems.allSatisfy({ vdi($0) == target && message($0) == "footer copy at offset 0 differs from the footer at the end" })
-            else { return nil }
-            return "a resize cut between its two footer writes leaves the footers disagreeing, and recovery does not finish it"
-        default:
-            return nil
-        }
+        Issue.record("\(context): sr_check: \(checked)", sourceLocation: sourceLocation)
     }
 
     /// Random operations, one power cut at a random fsync (or between operations), recovery: every
     /// acknowledged operation is intact and the one in flight is before or after.
-    @Test(.timeLimit(.minutes(120)), .enabled(if: PowerCutMount.available))
+    @Test(.timeLimit(.minutes(120)))
     func acknowledgedOperationsSurvive() throws {
         let environment = ProcessInfo.processInfo.environment
         let iterations = Int(environment["SM_POWERCUT_ITERATIONS"] ?? "") ?? 6
@@ -349,7 +316,7 @@ import Glibc
 
     /// Each fsync of one operation in turn, dropped (the cut comes just before it reaches the
     /// disk): recovery finds the operation before or after, and everything acknowledged before it.
-    @Test(.timeLimit(.minutes(10)), .enabled(if: PowerCutMount.available),
+    @Test(.timeLimit(.minutes(10)),
           arguments: ["vdi_create", "write", "vdi_snapshot", "vdi_clone", "vdi_resize", "vdi_delete", "sr_gc"])
     func everySyncOf(operation name: String) throws {
         var cuts = 0
@@ -410,7 +377,7 @@ import Glibc
     /// The layer itself: a write without fsync is gone after a cut, one with fsync is kept, a name
     /// is durable only once its directory is fsynced, and the torn and writeback modes do what they
     /// say (so the tests above cannot pass vacuously).
-    @Test(.timeLimit(.minutes(1)), .enabled(if: PowerCutMount.available))
+    @Test(.timeLimit(.minutes(1)))
     func layerDropsWhatWasNotSynced() throws {
         let scratch = try Scratch("sm-powercut-layer")
         let mount = try PowerCutMount(scratch: scratch)

@@ -30,9 +30,6 @@ final class PowerCutMount {
 
     deinit { stop() }
 
-    /// True when the kernel offers FUSE. python3-llfuse (Tests/packages/powerloss.txt) is not
-    /// checked here: without it the tests fail, saying so, rather than pass without running.
-    static var available: Bool { FileManager.default.fileExists(atPath: "/dev/fuse") }
 
     private func start() throws {
         let process = Process()
