@@ -213,8 +213,8 @@ import Glibc
     }
 
     /// A FIFO as `<vdi>.vhd`, as the parent `<p>.vhd` of a readable child, as the parent name
-    /// `pipe` of another, and as a VDI's attribute file: every verb returns (none opens a FIFO),
-    /// sr_check names each VDI, sr_scan lists the readable ones.
+    /// `pipe` of another, as a VDI's attribute file and as a lock mutex: every verb returns
+    /// (none opens a FIFO), sr_check names each VDI, sr_scan lists the readable ones.
     @Test(.timeLimit(.minutes(2))) func fifos() throws {
         let hostile = try HostileSR("sm-hostile-fifo")
         let fifo = newUUID(), childOfFIFO = newUUID(), childOfPipe = newUUID()
@@ -232,6 +232,13 @@ import Glibc
             #expect(childResults["vdi_attach"]?.status == 5, "\(String(describing: childResults["vdi_attach"]))")
             #expect(childResults["sr_scan"]?.standardOutput.contains("<uuid>\(target)</uuid>") == true)
         }
+        // A FIFO as the lock mutex of the healthy VDI: vdi_lock gives up after its retries (ENOLCK)
+        // and names the mutex without reading the FIFO.
+        let mutex = "\(hostile.sr.path(hostile.healthy)).xenlk"
+        #expect(mkfifo(mutex, 0o644) == 0)
+        let lock = try hostile.run("vdi_lock", hostile.sr.sr, hostile.healthy, "FALSE", "vm-one")
+        #expect(lock.status == 37 && lock.reason.contains(mutex), "vdi_lock beside a FIFO mutex: \(lock)")
+        #expect(unlink(mutex) == 0)
         for vdi in [childOfFIFO, childOfPipe, fifo] { try hostile.run("vdi_delete", hostile.sr.sr, vdi) }
         #expect(Syscall.lstatus(hostile.sr.path(fifo)) == nil, "vdi_delete left the FIFO")
         try hostile.expectUndamaged()

@@ -1,7 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// Per-VDI attributes the VHD format has no room for (label, description, read-only), kept as
 /// small `key=value` files under `<SR root>/.sm/vdi/<VDI-UUID>`, each written atomically.
 public struct VDIMetadataStore: Sendable {
@@ -16,9 +12,7 @@ public struct VDIMetadataStore: Sendable {
     /// The attributes of `vdi`, empty when none were recorded or what has the file's name is not
     /// a regular file (never opened then: a FIFO there would hold sr_scan forever).
     public func attributes(of vdi: CanonicalUUID) -> [String: String] {
-        guard let descriptor = try? Syscall.openRegularFile(path(vdi), O_RDONLY) else { return [:] }
-        defer { Syscall.close(descriptor) }
-        guard let bytes = try? Syscall.pread(descriptor, count: 1 << 16, at: 0, path: path(vdi)) else { return [:] }
+        guard let bytes = try? Syscall.readRegularFile(path(vdi), limit: 1 << 16) else { return [:] }
         var result: [String: String] = [:]
         for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") {
             guard let equals = line.firstIndex(of: "=") else { continue }

@@ -45,6 +45,13 @@ extension Syscall {
         return descriptor
     }
 
+    /// Reads a whole (small) file that must be a regular file (`openRegularFile`), up to `limit` bytes.
+    public static func readRegularFile(_ path: String, limit: Int = 1 << 20) throws(StorageError) -> [UInt8] {
+        let descriptor = try openRegularFile(path, O_RDONLY)
+        defer { close(descriptor) }
+        return try pread(descriptor, count: limit, at: 0, path: path)
+    }
+
     /// What a file of this mode is, in words, when it is not a regular file; nil for a regular file.
     public static func nonRegularKind(_ mode: mode_t) -> String? {
         switch mode & S_IFMT {
