@@ -193,7 +193,7 @@ extension LockTarget {
                 return .failure(.failure(.statFailed, "cannot examine lock file \(path): \(errnoText(code))", errno: code))
             }
             guard (status.st_mode & S_IFMT) == S_IFREG else { continue }
-            let lease = (try? Syscall.readFile(path, limit: 4096)).flatMap { LockFileContents.lease(from: $0, name: name) }
+            let lease = (try? Syscall.readRegularFile(path, limit: 4096)).flatMap { LockFileContents.lease(from: $0, name: name) }
             holders.append(LockHolder(owner: owner, mode: mode, path: path, modified: status.modificationTime, lease: lease))
         }
         return .success(holders)

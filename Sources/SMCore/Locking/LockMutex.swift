@@ -190,7 +190,8 @@ final class LockMutex {
 
     private static func busyMessage(_ target: LockTarget, policy: MutexPolicy) -> String {
         let path = target.mutexPath
-        let holder = (try? Syscall.readFile(path, limit: 4096)).map { String(decoding: $0, as: UTF8.self) } ?? ""
+        // Only a regular file is read: a FIFO planted under the mutex's name would block here.
+        let holder = (try? Syscall.readRegularFile(path, limit: 4096)).map { String(decoding: $0, as: UTF8.self) } ?? ""
         var text = "the lock mutex \(path) stayed taken through \(policy.retries) retries"
         if !holder.isEmpty { text += " (taken for \(holder))" }
         if let status = Syscall.fileStatus(path), case .success(let now) = ServerClock.now(beside: target) {

@@ -9,9 +9,10 @@ public struct VDIMetadataStore: Sendable {
 
     public func path(_ vdi: CanonicalUUID) -> String { "\(directory)/\(vdi)" }
 
-    /// The attributes of `vdi`, empty when none were recorded.
+    /// The attributes of `vdi`, empty when none were recorded or what has the file's name is not
+    /// a regular file (never opened then: a FIFO there would hold sr_scan forever).
     public func attributes(of vdi: CanonicalUUID) -> [String: String] {
-        guard let bytes = try? Syscall.readFile(path(vdi), limit: 1 << 16) else { return [:] }
+        guard let bytes = try? Syscall.readRegularFile(path(vdi), limit: 1 << 16) else { return [:] }
         var result: [String: String] = [:]
         for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") {
             guard let equals = line.firstIndex(of: "=") else { continue }

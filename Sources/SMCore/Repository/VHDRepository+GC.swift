@@ -46,10 +46,14 @@ extension VHDRepository {
         while true {
             let tree = try tree()
             // An unreadable VHD may be the child of any hidden VDI: removing or merging one away
-            // could cut it from its data for good. Nothing is decided until sr_check's problems are fixed.
-            guard tree.damaged.isEmpty else {
-                OperationLog.note(host: host, "sr_gc \(sr): not coalescing or reclaiming while VHDs are unreadable: "
-                    + tree.damaged.keys.sorted().map(\.string).joined(separator: " ") + " (run sr_check)")
+            // could cut it from its data for good. A broken link (a loop, a parent of another unique
+            // id) would merge the wrong data, and a chain of thousands would take as many passes.
+            // Nothing is decided until sr_check's problems are fixed.
+            let unsound = tree.unsound
+            guard unsound.isEmpty else {
+                OperationLog.note(host: host, "sr_gc \(sr): not coalescing or reclaiming while VHDs are unreadable or chains "
+                    + "broken: " + unsound.keys.sorted().prefix(20).map { "\($0) (\(unsound[$0] ?? ""))" }.joined(separator: ", ")
+                    + (unsound.count > 20 ? " and \(unsound.count - 20) more" : "") + " (run sr_check)")
                 return report
             }
             // Nor are the VDIs of an operation that recovery could not complete (sr_check names it).
@@ -102,10 +106,11 @@ extension VHDRepository {
         }
         do throws(StorageError) { try ensureUnlocked(child) } catch { return error.message }
         let tree = try tree()
-        guard tree.damaged.isEmpty else { return "unreadable VHDs in the SR (one may be a child of \(parent))" }
+        guard tree.unsound.isEmpty else { return "unreadable VHDs or broken chains in the SR (run sr_check)" }
         guard let node = tree.nodes[parent], node.hidden, tree.childrenOf(parent) == [child],
               let childNode = tree.nodes[child] else { return "the tree changed" }
         guard node.size <= childNode.size else { return "parent \(parent) is larger than its child" }
+        if let hazard = mergeHazard(parent) ?? mergeHazard(child) { return hazard }
         guard let parentTime = Syscall.modificationTime(vdiPath(parent)),
               let childTime = Syscall.modificationTime(vdiPath(child)) else { return "cannot stat the files" }
         let entry = try journal.begin(IntentRecord(operation: "coalesce", fields: [
@@ -134,6 +139,24 @@ extension VHDRepository {
             try settleAfterFailure(entry, error)
         }
         return nil
+    }
+
+    /// Why a VHD must not take part in a merge, nil when its footer is at its end and every block
+    /// its BAT names lies before that footer. A merge trusts the BAT: an entry past the end would
+    /// have it write there, and the repair after a failed merge would grow the file to reach it.
+    func mergeHazard(_ vdi: CanonicalUUID) -> String? {
+        do throws(VHDError) {
+            let image = try VHDImage.open(vdiPath(vdi))
+            guard !image.endFooterDamaged else { return "VDI \(vdi) has no valid footer at its end (run sr_check)" }
+            let footerOffset = try image.fileSize() - UInt64(VHDFooter.size)  // open checked the file holds a footer
+            for (block, entry) in try image.allocationTable().enumerated() where entry != VHDImage.unallocated
+                && UInt64(entry) * VHDImage.sectorSize + VHDImage.bitmapSize + VHDImage.blockSize > footerOffset {
+                return "VDI \(vdi): BAT entry \(block) points past the end of the file (run sr_check)"
+            }
+            return nil
+        } catch {
+            return "VDI \(vdi): \(error) (run sr_check)"
+        }
     }
 
     func recoverCoalesce(_ record: IntentRecord) throws(StorageError) -> RecoveryOutcome {

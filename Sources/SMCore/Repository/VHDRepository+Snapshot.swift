@@ -59,7 +59,15 @@ extension VHDRepository {
         guard !image.footer.hidden else { throw .noSuchVDI(source.string, sr: sr.string) }
         image = try repairedFooters(source, image)
         let tree = try tree()
-        let length = tree.chain(from: source).count
+        let length: Int
+        switch tree.chains[source] {
+        case .sound(let found)?:
+            length = found
+        case .broken(let at, let reason)?:
+            throw .io("VDI \(source) has a damaged chain (VDI \(at): \(reason)); run sr_check")
+        case nil:
+            throw .io("VDI \(source) cannot be read; run sr_check")
+        }
         guard length + 1 <= VHDChain.maximumLength else {
             throw StorageError(code: .notPermitted, message: "\(verb) of VDI \(source) would make a chain of \(length + 1) VHDs; "
                 + "the limit is \(VHDChain.maximumLength) (delete snapshots and run sr_gc to shorten it)")

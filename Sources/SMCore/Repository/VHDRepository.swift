@@ -29,7 +29,9 @@ public struct VHDRepository: Sendable {
 
     public func vdiPath(_ vdi: CanonicalUUID) -> String { "\(root)/\(vdi)\(Self.vhdSuffix)" }
 
-    public func fileExists(_ vdi: CanonicalUUID) -> Bool { Syscall.exists(vdiPath(vdi)) }
+    /// True when anything has the VDI's file name, even something that is not a VHD file (a
+    /// dangling symbolic link, a FIFO): such a damaged VDI exists, so that delete removes it.
+    public func fileExists(_ vdi: CanonicalUUID) -> Bool { Syscall.lstatus(vdiPath(vdi)) != nil }
 
     /// ENODEV unless `sr_attach` ran on this host.
     public func requireAttached() throws(StorageError) {
@@ -128,10 +130,15 @@ public struct VHDRepository: Sendable {
         return try removeOrHide(vdi)
     }
 
-    /// Records the VDI as attached on this host and says where it is. Idempotent.
+    /// Records the VDI as attached on this host and says where it is. Idempotent. The whole
+    /// chain must open inside the SR first (EIO otherwise: blktap would follow a symbolic link,
+    /// a locator or a parent name out of the SR, or block on a FIFO).
     public func attach(_ vdi: CanonicalUUID) throws(StorageError) -> AttachResult {
         try requireAttached()
         guard fileExists(vdi), !(isHidden(vdi)) else { throw .noSuchVDI(vdi.string, sr: sr.string) }
+        do throws(VHDError) { _ = try VHDChain.open(vdiPath(vdi), confinedTo: root) } catch {
+            throw .io("VDI \(vdi) cannot be attached: \(error); run sr_check")
+        }
         try attachState.markVDIAttached(vdi, path: vdiPath(vdi))
         return AttachResult(path: vdiPath(vdi), type: Self.contentType)
     }

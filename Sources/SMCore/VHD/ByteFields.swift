@@ -26,12 +26,18 @@ extension Array where Element == UInt8 {
     }
 
     /// The VHD checksum: the ones' complement of the byte sum, with the checksum field counted as zero.
+    /// (Summed through a buffer pointer: an `enumerated()` loop costs a metadata lookup per byte
+    /// in debug builds, which made every header parse of a 10,000-VHD SR count.)
     func vhdChecksum(excludingFieldAt fieldOffset: Int) -> UInt32 {
-        var sum: UInt32 = 0
-        for (index, byte) in enumerated() where index < fieldOffset || index >= fieldOffset + 4 {
-            sum &+= UInt32(byte)
+        withUnsafeBufferPointer { bytes in
+            var sum: UInt32 = 0
+            var index = 0
+            while index < bytes.count {
+                if index < fieldOffset || index >= fieldOffset + 4 { sum &+= UInt32(bytes[index]) }
+                index += 1
+            }
+            return ~sum
         }
-        return ~sum
     }
 }
 

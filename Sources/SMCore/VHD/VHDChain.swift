@@ -23,7 +23,11 @@ public final class VHDChain {
     }
 
     /// Opens `path` (writable if asked: only the leaf is ever written) and every ancestor read-only.
-    public static func open(_ path: String, writable: Bool = false) throws(VHDError) -> VHDChain {
+    /// With `directory` (an SR's root), every parent the locators lead to must be a file directly
+    /// in that directory: one anywhere else (`../x.vhd`, an absolute path) is refused, not opened.
+    /// Every file is opened once and only if it is a regular file (`VHDImage.open`); at most
+    /// `readableLength` of them.
+    public static func open(_ path: String, writable: Bool = false, confinedTo directory: String? = nil) throws(VHDError) -> VHDChain {
         var images = [try VHDImage.open(path, writable: writable)]
         var seen: Set<String> = [path]
         while let child = images.last, child.isDifferencing {
@@ -31,6 +35,9 @@ public final class VHDChain {
                 throw .malformed("\(path): chain longer than \(readableLength) links (a loop?)")
             }
             let parentPath = try resolveParent(of: child)
+            if let directory, Syscall.parentDirectory(of: parentPath) != directory {
+                throw .malformed("\(child.path): parent \(parentPath) lies outside \(directory)")
+            }
             guard !seen.contains(parentPath) else { throw .malformed("\(path): chain loops back to \(parentPath)") }
             seen.insert(parentPath)
             let parent = try VHDImage.open(parentPath)

@@ -62,10 +62,12 @@ public final class VHDImage {
     // MARK: Opening and creating
 
     /// Opens an existing VHD; the footer at the end is preferred, the copy at 0 is the fallback.
+    /// Only a regular file is opened: a symbolic link, FIFO, device or directory under a VHD's
+    /// name is refused (EIO), never followed or waited on (`Syscall.openRegularFile`).
     public static func open(_ path: String, writable: Bool = false) throws(VHDError) -> VHDImage {
         let descriptor: Int32
         do throws(StorageError) {
-            descriptor = try Syscall.open(path, writable ? O_RDWR : O_RDONLY)
+            descriptor = try Syscall.openRegularFile(path, writable ? O_RDWR : O_RDONLY)
         } catch { throw .system(error) }
         do throws(VHDError) {
             let size = try system { () throws(StorageError) in

@@ -1,0 +1,68 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import SystemPackage
+
+/// Opening files whose names come from an SR's contents (VHD files, parents named by locators,
+/// per-VDI attributes): anyone who can write into the SR chooses what sits under those names.
+/// Only a regular file is ever opened. A FIFO opened for reading blocks until a writer appears
+/// (forever, while the caller holds the SR lock), a device may act on being opened, and a
+/// symbolic link may lead out of the SR.
+extension Syscall {
+    /// Opens `path`, which must be a regular file, with `flags` (no O_CREAT). In order:
+    /// 1. lstat: anything but a regular file is refused without being opened (a device's open
+    ///    may have side effects; a symbolic link is refused even when it leads to a regular file);
+    /// 2. open with O_NOFOLLOW and O_NONBLOCK, so that whatever replaced the file since the
+    ///    lstat is not followed (a link) and does not block (a FIFO);
+    /// 3. fstat the descriptor: not a regular file, it is closed and refused;
+    /// 4. O_NONBLOCK is cleared again (it means nothing for a regular file on Linux; cleared so
+    ///    that the descriptor is exactly what a plain open returns).
+    /// A refusal is EIO naming what the path is; a missing file is EIO from open as before.
+    public static func openRegularFile(_ path: String, _ flags: Int32) throws(StorageError) -> Int32 {
+        if let status = lstatus(path), let kind = nonRegularKind(status.st_mode) {
+            throw .io("\(path) is \(kind), not a regular file")
+        }
+        let descriptor: Int32
+        switch attempt({ Glibc.open(path, flags | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK) }) {
+        case .success(let opened):
+            descriptor = opened
+        case .failure(.tooManySymbolicLinkLevels):
+            throw .io("\(path) is a symbolic link, not a regular file")
+        case .failure(let code):
+            throw .system(code, "open", path: path)
+        }
+        do throws(StorageError) {
+            let status = try fileStatus(descriptor: descriptor, path: path)
+            if let kind = nonRegularKind(status.st_mode) { throw .io("\(path) is \(kind), not a regular file") }
+            let current = try retrying("fcntl", path: path) { fcntl(descriptor, F_GETFL) }
+            try retrying("fcntl", path: path) { fcntl(descriptor, F_SETFL, current & ~O_NONBLOCK) }
+        } catch {
+            close(descriptor)
+            throw error
+        }
+        return descriptor
+    }
+
+    /// Reads a whole (small) file that must be a regular file (`openRegularFile`), up to `limit` bytes.
+    public static func readRegularFile(_ path: String, limit: Int = 1 << 20) throws(StorageError) -> [UInt8] {
+        let descriptor = try openRegularFile(path, O_RDONLY)
+        defer { close(descriptor) }
+        return try pread(descriptor, count: limit, at: 0, path: path)
+    }
+
+    /// What a file of this mode is, in words, when it is not a regular file; nil for a regular file.
+    public static func nonRegularKind(_ mode: mode_t) -> String? {
+        switch mode & S_IFMT {
+        case S_IFREG: return nil
+        case S_IFLNK: return "a symbolic link"
+        case S_IFIFO: return "a FIFO"
+        case S_IFCHR: return "a character device"
+        case S_IFBLK: return "a block device"
+        case S_IFDIR: return "a directory"
+        case S_IFSOCK: return "a socket"
+        default: return "a file of type \(String(mode & S_IFMT, radix: 8))"
+        }
+    }
+}
