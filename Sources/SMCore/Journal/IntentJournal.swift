@@ -132,7 +132,7 @@ public struct IntentJournal: Sendable {
                 if host == nil || host == hostIdentity { ClaimedTemporary.removeIfAbandoned(path) }
                 continue
             }
-            guard let descriptor = try? Syscall.open(path, O_RDWR) else { continue }
+            guard let descriptor = try? Syscall.openRegularFile(path, O_RDWR) else { continue }
             guard case .success = Syscall.attempt({ flock(descriptor, LOCK_EX | LOCK_NB) }),
                   let status = try? Syscall.fileStatus(descriptor: descriptor, path: path), status.st_nlink > 0 else {
                 Syscall.close(descriptor)
@@ -156,7 +156,7 @@ public struct IntentJournal: Sendable {
         var result: [(path: String, intent: IntentRecord?, live: Bool)] = []
         for name in names.sorted() where name.hasSuffix(Self.suffix) {
             let path = "\(directory)/\(name)"
-            guard let descriptor = try? Syscall.open(path, O_RDONLY) else { continue }
+            guard let descriptor = try? Syscall.openRegularFile(path, O_RDONLY) else { continue }
             defer { Syscall.close(descriptor) }
             var live = false
             if case .failure(.wouldBlock) = Syscall.attempt({ flock(descriptor, LOCK_SH | LOCK_NB) }) { live = true }

@@ -16,13 +16,14 @@ extension VHDRepository {
     /// What a delete leaves for coalescing: true when a hidden VDI with one child now exists.
     func removeOrHide(_ vdi: CanonicalUUID) throws(StorageError) -> Bool {
         let tree = try tree()
-        if let reason = tree.damaged[vdi] {
-            // Nothing is recorded for a file that cannot be read: a record that can never be
-            // replayed helps nobody. The VDI stays as it is, and sr_check names the damage.
-            throw .io("VDI \(vdi) is damaged (\(reason)) and cannot be deleted as it is; see sr_check")
-        }
         if let node = tree.nodes[vdi], node.hidden { return false }
         let hasChildren = !tree.childrenOf(vdi).isEmpty
+        if hasChildren, let reason = tree.damaged[vdi] {
+            // Hiding means writing into the file, which cannot be read: a record that can never
+            // be replayed helps nobody. The VDI stays as it is, and sr_check names the damage.
+            // (An unreadable leaf is simply unlinked.)
+            throw .io("VDI \(vdi) is damaged (\(reason)) and other VDIs depend on it: it cannot be deleted as it is; see sr_check")
+        }
         var fields = ["vdi": vdi.string, "mode": hasChildren ? "hide" : "remove"]
         // Where reclaiming goes once the file is gone: the hidden ancestors, nearest first (not
         // keys recovery locks: reclaiming does). All of them, because a crash after the nearest

@@ -15,7 +15,7 @@ import Glibc
 public enum VHDChecker {
     /// Problems of the file at `path`; empty when it is sound.
     public static func problems(ofFile path: String, now: UInt32 = VHDTime.now()) -> [String] {
-        guard let descriptor = try? Syscall.open(path, O_RDONLY) else { return ["cannot open \(path)"] }
+        guard let descriptor = try? Syscall.openRegularFile(path, O_RDONLY) else { return ["cannot open \(path)"] }
         defer { Syscall.close(descriptor) }
         guard let status = try? Syscall.fileStatus(descriptor: descriptor, path: path) else { return ["cannot stat \(path)"] }
         let fileSize = UInt64(status.st_size)
