@@ -28,7 +28,8 @@ import SMCore
         print("kill: seed \(seed): \(iterations) iterations in " + String(format: "%.1f", seconds) + " s; "
               + "\(figures.killedRunning) killed while running, \(figures.completed) had exited (\(figures.unkilled) left to finish); "
               + "\(figures.leftWork) left work for recovery (journal or temporary files); after-state \(figures.after), "
-              + "before-state \(figures.before) of those killed; \(run.failures.count) failures")
+              + "before-state \(figures.before) of those killed; stale lock mutexes \(figures.staleMutexes), links \(figures.staleLinks); "
+              + "\(run.failures.count) failures")
         for (verb, count) in figures.killedByVerb.sorted(by: { $0.key < $1.key }) {
             print("kill:   \(verb): \(count) killed while running, \(figures.leftWorkByVerb[verb, default: 0]) left work")
         }
@@ -41,6 +42,9 @@ import SMCore
 struct KillRun {
     struct Figures {
         var killedRunning = 0, completed = 0, unkilled = 0, leftWork = 0, after = 0, before = 0
+        /// Lock protocol files a killed vdi_lock/vdi_unlock left (the mutex and the link heal
+        /// themselves: LOCK-UTIL.md's 30 s stale mutex; the link on the owner's next lock).
+        var staleMutexes = 0, staleLinks = 0
         var killedByVerb: [String: Int] = [:]
         var leftWorkByVerb: [String: Int] = [:]
     }
@@ -57,7 +61,8 @@ struct KillRun {
     var history: [String] = []
 
     static let maximumListed = 6
-    static let maximumSize = 4 * VDITreeModel.block
+    static let user = "agent"
+    static let maximumSize = 3 * VDITreeModel.block
 
     init(seed: UInt64, random: SeededGenerator? = nil, figures: Figures = Figures(), failures: [String] = [],
          durations: [String: Double] = [:]) throws {
@@ -67,7 +72,7 @@ struct KillRun {
         self.failures = failures
         self.durations = durations
         sr = try CopyOnWriteSR("sm-kill")
-        for _ in 0..<3 { try create(size: 2 * VDITreeModel.block) }
+        for _ in 0..<3 { try create(size: VDITreeModel.block) }
         if durations.isEmpty {
             let begin = Date()
             try sr.run("sr_scan", sr.sr)
@@ -115,19 +120,21 @@ struct KillRun {
 
     mutating func chooseOperation() -> Operation {
         let listed = model.listed
+        // A locked VDI cannot be snapshot, cloned or deleted (EBUSY); it can be resized and unlocked.
+        let unlocked = listed.filter { model.nodes[$0]?.locked == false }
         let leaves = listed.filter { !model.hasChildren($0) }
-        let short = listed.filter { model.chainLength($0) < VDITreeModel.maximumChain - 1 }
+        let short = unlocked.filter { model.chainLength($0) < VDITreeModel.maximumChain - 1 }
         let before = model
         while true {
             switch number(0...99) {
             case 0..<15 where listed.count < Self.maximumListed:
-                let vdi = newUUID(), size = number(1...2 * VDITreeModel.block)
+                let vdi = newUUID(), size = number(1...VDITreeModel.block + 1)
                 return Operation(verb: "vdi_create", arguments: [vdi, String(size)]) { _ in
                     var after = before
                     after.create(vdi, size: size)
                     return after
                 }
-            case 15..<32 where listed.count < Self.maximumListed && !leaves.filter(short.contains).isEmpty:
+            case 15..<32 where listed.count < Self.maximumListed && leaves.contains(where: short.contains):
                 let source = pick(leaves.filter(short.contains))!, destination = newUUID()
                 return Operation(verb: "vdi_snapshot", arguments: [source, destination]) { _ in
                     var after = before
@@ -154,14 +161,23 @@ struct KillRun {
                     after.resize(vdi, to: newSize)
                     return after
                 }, resized: vdi)
-            case 60..<85 where !listed.isEmpty:
-                let vdi = pick(listed)!
+            case 60..<85 where !unlocked.isEmpty:
+                let vdi = pick(unlocked)!
                 return Operation(verb: "vdi_delete", arguments: [vdi]) { _ in
                     var after = before
                     after.delete(vdi)
                     return after
                 }
-            case 85..<100:
+            case 85..<93 where !listed.isEmpty:
+                let vdi = pick(listed)!
+                let locked = before.nodes[vdi]!.locked
+                return Operation(verb: locked ? "vdi_unlock" : "vdi_lock",
+                                 arguments: locked ? [vdi, Self.user] : [vdi, "FALSE", Self.user]) { _ in
+                    var after = before
+                    after.nodes[vdi]?.locked = !locked
+                    return after
+                }
+            case 93..<100:
                 return Operation(verb: "sr_gc", arguments: []) { _ in before }
             default:
                 continue
@@ -199,6 +215,20 @@ struct KillRun {
         if running {
             figures.killedRunning += 1
             figures.killedByVerb[verb, default: 0] += 1
+            if verb == "vdi_lock" || verb == "vdi_unlock" {
+                // Stand in for the 30 s after which the next locker removes a dead caller's mutex
+                // (and the owner's next lock replaces its link): remove both, count them.
+                let mutex = sr.path(operation.arguments[0]) + ".xenlk"
+                if FileManager.default.fileExists(atPath: mutex) {
+                    figures.staleMutexes += 1
+                    try FileManager.default.removeItem(atPath: mutex)
+                }
+                for name in try FileManager.default.contentsOfDirectory(atPath: sr.root)
+                where name.hasPrefix(operation.arguments[0] + ".vhd.xenlk.") && (name.hasSuffix(".xw") || name.hasSuffix(".xr")) {
+                    figures.staleLinks += 1
+                    try FileManager.default.removeItem(atPath: "\(sr.root)/\(name)")
+                }
+            }
             let work = sr.leftovers()
             if !work.isEmpty {
                 figures.leftWork += 1

@@ -181,13 +181,19 @@ extension VDITreeModel {
 
 extension CopyOnWriteSR {
     /// What an operation must never leave behind once recovered: names in the SR root starting with
-    /// a dot other than `.sm` (temporaries), files in `.sm/vdi` that are not a VDI's attributes
+    /// a dot other than `.sm` (temporaries), anything else there but VHD and lock files, files in `.sm/vdi` that are not a VDI's attributes
     /// (`<uuid>.tmp.<pid>`, attributes of a VDI with no file), and intent records in `.sm/journal`.
     func leftovers() -> [String] {
         let manager = FileManager.default
         var found: [String] = []
         let names = (try? manager.contentsOfDirectory(atPath: root)) ?? []
         found += names.filter { $0.hasPrefix(".") && $0 != ".sm" }
+        // Besides VHD files, only persistent lock files (`<vdi>.vhd.xenlk.<host>.<id>.f<r|w>`)
+        // belong in the root: no lock mutex, link or server-clock file once no verb runs.
+        found += names.filter { name in
+            !name.hasPrefix(".") && !(name.count == 40 && name.hasSuffix(".vhd"))
+                && !(name.contains(".vhd.xenlk.") && (name.hasSuffix(".fw") || name.hasSuffix(".fr")))
+        }
         for name in (try? manager.contentsOfDirectory(atPath: "\(root)/.sm/vdi")) ?? [] {
             let isAttributes = name.count == 36 && UUID(uuidString: name) != nil
             if !isAttributes || !names.contains("\(name).vhd") { found.append(".sm/vdi/\(name)") }
