@@ -70,6 +70,42 @@ import SMCore
         #expect(leftovers.isEmpty, "seed \(seed): left over: \(leftovers)")
         try sr.expectClean()
     }
+
+    /// sr_scan while sr_gc merges a hidden parent H into its only child A (chain A -> H -> P):
+    /// no scan lists the deleted H (it is no longer hidden once it has taken A's identity, until
+    /// it is renamed over A.vhd) and every scan reports P as A's parent.
+    @Test(.timeLimit(.minutes(2))) func scanDuringCoalescing() throws {
+        let sr = try CopyOnWriteSR("sm-scan-gc")
+        var wrong: [String] = []
+        var scans = 0
+        for round in 0..<12 {
+            let child = try sr.create(size: 8 << 20), parent = newUUID(), hidden = newUUID()
+            try sr.write(child, at: 0, pattern(2 << 20, seed: UInt64(round)))
+            try sr.expectOK("vdi_snapshot", sr.sr, child, parent)
+            try sr.write(child, at: 4 << 20, pattern(2 << 20, seed: UInt64(round) + 100))
+            try sr.expectOK("vdi_snapshot", sr.sr, child, hidden)
+            try sr.write(child, at: 1 << 20, pattern(3 << 20, seed: UInt64(round) + 200))
+            try sr.expectOK("vdi_delete", sr.sr, hidden)
+            let collector = try SpawnedProduct.start(Product.path("FileSR"), [sr.dconf, "sr_gc", sr.sr],
+                                                     environment: sr.scratch.environment, errorFile: sr.scratch.path("gc.err"))
+            var status: Int32?
+            repeat {
+                status = collector.poll()
+                let listed = CopyOnWriteSR.parseScan(try sr.run("sr_scan", sr.sr).standardOutput)
+                scans += 1
+                if listed[hidden] != nil || listed[child]?.parent != parent {
+                    wrong.append("round \(round): hidden listed \(listed[hidden] != nil), child's parent \(listed[child]?.parent ?? "none")")
+                }
+            } while status == nil
+            #expect(status == 0, "sr_gc: \((try? String(contentsOfFile: sr.scratch.path("gc.err"), encoding: .utf8)) ?? "")")
+            #expect(try sr.files().contains(hidden) == false, "round \(round): sr_gc did not merge \(hidden)")
+            try sr.expectOK("vdi_delete", sr.sr, child)
+            try sr.expectOK("vdi_delete", sr.sr, parent)
+        }
+        print("scan during coalescing: \(wrong.count) wrong of \(scans) scans")
+        #expect(wrong.isEmpty, "\(wrong.count) of \(scans) scans during a merge were wrong: \(wrong.prefix(5))")
+        try sr.expectClean()
+    }
 }
 
 /// One caller of the stress test: its own VDIs, its own model, its own random sequence.

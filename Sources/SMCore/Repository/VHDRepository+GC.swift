@@ -6,9 +6,11 @@ import Glibc
 /// one child C absorbs C's sectors and then takes C's place, so the chain loses a link and H's
 /// space comes back.
 ///
-/// One at a time per SR: the pass holds `<lock_dir>/<SR>/gc`. It does not hold the SR lock (so
-/// sr_scan and VDI verbs on other VDIs go on during a long merge), only the host locks of H and
-/// C for the merge; C must not be attached or locked (it would be replaced under its user).
+/// One at a time per SR: the pass holds `<lock_dir>/<SR>/gc`. It does not hold the SR lock during
+/// the copy (so sr_scan and VDI verbs on other VDIs go on during a long merge), only the host
+/// locks of H and C; C must not be attached or locked (it would be replaced under its user).
+/// Steps 3 and 4 (a few metadata writes and a rename) hold the SR lock shared, so that no
+/// sr_scan sees H visible beside C.
 ///
 /// A merge, each step durable before the next:
 /// 1. record {coalesce, H, C, C's unique id, both modification times};   `coalesce.journaled`
@@ -93,12 +95,21 @@ extension VHDRepository {
             "parent-modification-time": Self.encode(parentTime), "child-modification-time": Self.encode(childTime),
         ]))
         FaultPoint.reach("coalesce.journaled")
+        // From step 3 until the rename, H is a second visible file with C's identity: sr_scan
+        // (which holds the SR lock exclusively) would list the deleted H or lose C's parent.
+        // Steps 3 and 4 hold the SR lock shared; the long copy of step 2 does not.
+        var srLock: HostLock?
+        defer { srLock?.release() }
         do throws(StorageError) {
+            let target: VHDImage
             do throws(VHDError) {
-                let target = try VHDImage.open(vdiPath(parent), writable: true)
+                target = try VHDImage.open(vdiPath(parent), writable: true)
                 let source = try VHDImage.open(vdiPath(child))
                 try target.absorb(source)
                 FaultPoint.reach("coalesce.merged")
+            } catch { throw error.storageError }
+            srLock = try HostLock.acquire("\(host.lockDirectory)/\(sr)/sr", mode: .shared, timeout: host.lockTimeout)
+            do throws(VHDError) {
                 try target.setIdentity(uniqueID: childNode.uniqueID, hidden: childNode.hidden)
                 try target.setModificationTime(childTime)
                 try target.sync()
