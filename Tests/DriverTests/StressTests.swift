@@ -203,7 +203,15 @@ final class StressCaller: @unchecked Sendable {
         let choice = number(0...99)
         let listed = model.listed
         if listed.isEmpty || (choice < 12 && model.nodes.count < Self.maximumNodes) { return try create() }
-        if model.nodes.count >= Self.maximumNodes && choice < 62 { return try delete(pick(listed)!) }
+        if model.nodes.count >= Self.maximumNodes && choice < 62 {
+            // Make room: delete an unlocked VDI (or unlock one, so that the next round can).
+            guard let vdi = pick(listed.filter { model.nodes[$0]?.locked == false }) else {
+                try call("vdi_unlock", [listed[0], user])
+                model.nodes[listed[0]]?.locked = false
+                return
+            }
+            return try delete(vdi)
+        }
         switch choice {
         case 0..<30: try write()
         case 30..<42: try snapshot(pick(listed)!)
