@@ -29,6 +29,7 @@ import SMCore
               + "\(figures.killedRunning) killed while running, \(figures.completed) had exited (\(figures.unkilled) left to finish); "
               + "\(figures.leftWork) left work for recovery (journal or temporary files); after-state \(figures.after), "
               + "before-state \(figures.before) of those killed; stale lock mutexes \(figures.staleMutexes), links \(figures.staleLinks); "
+              + "\(figures.deepReclaims) leaf deletes with two hidden ancestors; "
               + "\(run.failures.count) failures")
         for (verb, count) in figures.killedByVerb.sorted(by: { $0.key < $1.key }) {
             print("kill:   \(verb): \(count) killed while running, \(figures.leftWorkByVerb[verb, default: 0]) left work")
@@ -45,6 +46,8 @@ struct KillRun {
         /// Lock protocol files a killed vdi_lock/vdi_unlock left (the mutex and the link heal
         /// themselves: LOCK-UTIL.md's 30 s stale mutex; the link on the owner's next lock).
         var staleMutexes = 0, staleLinks = 0
+        /// Leaf deletes set up to reclaim two hidden ancestors (`prepareDeepReclaim`).
+        var deepReclaims = 0
         var killedByVerb: [String: Int] = [:]
         var leftWorkByVerb: [String: Int] = [:]
     }
@@ -162,7 +165,11 @@ struct KillRun {
                     return after
                 }, resized: vdi)
             case 60..<85 where !unlocked.isEmpty:
-                let vdi = pick(unlocked)!
+                var vdi = pick(unlocked)!
+                if number(0...3) == 0, let leaf = pick(leaves.filter(short.contains)), (try? prepareDeepReclaim(leaf)) != nil {
+                    vdi = leaf
+                }
+                let before = model
                 return Operation(verb: "vdi_delete", arguments: [vdi]) { _ in
                     var after = before
                     after.delete(vdi)
@@ -183,6 +190,21 @@ struct KillRun {
                 continue
             }
         }
+    }
+
+    /// Gives `leaf` two hidden ancestors with one child each (snapshot twice, delete both
+    /// snapshots; unkilled), so that deleting it must reclaim both: a kill between the two
+    /// reclaims must still leave no hidden VDI without children.
+    mutating func prepareDeepReclaim(_ leaf: String) throws {
+        for _ in 0..<2 {
+            let snapshot = newUUID()
+            guard try sr.run("vdi_snapshot", sr.sr, leaf, snapshot).status == 0 else { throw CocoaError(.featureUnsupported) }
+            model.snapshot(leaf, as: snapshot)
+            guard try sr.run("vdi_delete", sr.sr, snapshot).status == 0 else { throw CocoaError(.featureUnsupported) }
+            model.delete(snapshot)
+        }
+        figures.deepReclaims += 1
+        history.append("two hidden ancestors under \(leaf.prefix(8))")
     }
 
     /// One operation, killed (or, one time in ten, left to finish), then recovered and checked.
@@ -273,7 +295,10 @@ struct KillRun {
             }
         }
         let strangers = Set(try sr.files()).subtracting(matched.nodes.keys)
-        guard strangers.isEmpty else { return fail(context, "VHD files the model does not know: \(strangers.sorted())") }
+        guard strangers.isEmpty else {
+            let described = strangers.sorted().map { "\($0)\((try? sr.isHidden($0)) == true ? " (hidden)" : "")" }
+            return fail(context, "VHD files the model does not know: \(described)")
+        }
         let leftovers = sr.leftovers()
         guard leftovers.isEmpty else { return fail(context, "left over after recovery: \(leftovers)") }
         let check = try sr.run("sr_check", sr.sr)
