@@ -43,6 +43,7 @@ import SMCore
         for (verb, count) in callers.reduce(into: [String: Int](), { $0.merge($1.counts) { $0 + $1 } }).sorted(by: { $0.key < $1.key }) {
             print("stress:   \(verb): \(count)")
         }
+        for error in callers.flatMap(\.openErrors) { print("stress: chain open retried: \(error)") }
         for failure in failures { print("stress: FAILURE \(failure)") }
         #expect(failures.isEmpty, "seed \(seed): \(failures.count) unexpected answers, first: \(failures.prefix(5))")
 
@@ -141,6 +142,7 @@ final class StressCaller: @unchecked Sendable {
     var calls = 0
     var expectedFailures = 0
     var openRetries = 0
+    var openErrors: [String] = []
 
     static let maximumNodes = 12
     static let maximumSize = 5 * VDITreeModel.block
@@ -251,6 +253,7 @@ final class StressCaller: @unchecked Sendable {
             } catch {
                 attempt += 1
                 openRetries += 1
+                openErrors.append("VDI \(vdi): \(error)")
                 if attempt == 3 {
                     fail("writing \(length) bytes at \(offset) of VDI \(vdi): \(error)")
                     throw OutOfStep()
