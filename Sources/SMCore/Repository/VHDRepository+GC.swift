@@ -20,7 +20,10 @@ import Glibc
 /// 4. rename H.vhd over C.vhd, fsync the directory;                       `coalesce.renamed`
 /// 5. H's attributes and the record removed.
 /// No listed VDI reads a different byte at any instant: H is read only through C, which holds
-/// every sector H gains. Recovery: before 3, H keeps its identity, its tail is repaired and its
+/// every sector H gains. Between steps 3 and 4 H carries C's identity: chains read through it
+/// as through the old H (it holds all that C holds), and sr_scan does not list it (a parent with
+/// its child's unique id is a merge in progress), so no lock is needed against any host.
+/// Recovery: before 3, H keeps its identity, its tail is repaired and its
 /// time restored (the next pass merges again); from 3 on, the rename is completed.
 extension VHDRepository {
     public struct GCReport: Sendable, Equatable {

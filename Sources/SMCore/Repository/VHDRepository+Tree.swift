@@ -99,7 +99,9 @@ public struct SRTree: Sendable {
         guard let parentNode = nodes[parent] else {
             return damaged[parent] != nil ? "parent VDI \(parent) is unreadable" : "parent VDI \(parent) does not exist"
         }
-        guard parentNode.uniqueID == node.parentUniqueID else {
+        // A parent with the child's own unique id: a merge between its identity write and its
+        // rename (VHDRepository+GC.swift, step 3); the link reads correctly through it.
+        guard parentNode.uniqueID == node.parentUniqueID || parentNode.uniqueID == node.uniqueID else {
             return "parent VDI \(parent) has unique id \(CanonicalUUID(bytes: parentNode.uniqueID)), "
                 + "the header expects \(CanonicalUUID(bytes: node.parentUniqueID))"
         }

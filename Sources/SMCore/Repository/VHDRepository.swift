@@ -215,6 +215,7 @@ public struct VHDRepository: Sendable {
             var report: VDIReport
             var hidden: Bool
             var parent: CanonicalUUID?
+            var uniqueID: [UInt8]
         }
         var entries: [CanonicalUUID: Entry] = [:]
         var occupied: UInt64 = 0
@@ -241,11 +242,17 @@ public struct VHDRepository: Sendable {
                 let parentName = image.header.parentName
                 let parent = image.isDifferencing && parentName.hasSuffix(Self.vhdSuffix)
                     ? CanonicalUUID(String(parentName.dropLast(Self.vhdSuffix.count))) : nil
-                entries[vdi] = Entry(report: report, hidden: image.footer.hidden, parent: parent)
+                entries[vdi] = Entry(report: report, hidden: image.footer.hidden, parent: parent, uniqueID: image.footer.uniqueID)
             } catch {
                 Diagnostics.debug("sr_scan: skipping damaged VDI \(vdi): \(error)")
                 OperationLog.note(host: host, "sr_scan \(sr): VDI \(vdi) is damaged and not listed: \(error)")
             }
+        }
+        // A hidden VDI being merged into its only child takes the child's identity (hidden flag
+        // included) a moment before it is renamed over the child (VHDRepository+GC.swift, step
+        // 3): seen then, it is still the deleted parent, not a VDI to list.
+        for entry in entries.values {
+            if let parent = entry.parent, entries[parent]?.uniqueID == entry.uniqueID { entries[parent]?.hidden = true }
         }
         var reports: [VDIReport] = []
         var virtualAllocation: UInt64 = 0

@@ -41,7 +41,10 @@ public final class VHDChain {
             guard !seen.contains(parentPath) else { throw .malformed("\(path): chain loops back to \(parentPath)") }
             seen.insert(parentPath)
             let parent = try VHDImage.open(parentPath)
-            guard parent.footer.uniqueID == child.header.parentUniqueID else {
+            // A parent carrying the child's own unique id is a merge caught between its identity
+            // write and its rename (VHDRepository+GC.swift, step 3): it holds every sector the
+            // child holds and more, so the chain reads the same through it.
+            guard parent.footer.uniqueID == child.header.parentUniqueID || parent.footer.uniqueID == child.footer.uniqueID else {
                 throw .malformed("\(child.path): parent \(parentPath) has unique id \(CanonicalUUID(bytes: parent.footer.uniqueID)), "
                     + "the header expects \(CanonicalUUID(bytes: child.header.parentUniqueID))")
             }

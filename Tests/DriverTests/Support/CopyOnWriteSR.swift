@@ -11,6 +11,7 @@ final class CopyOnWriteSR {
         var parent: String?
         var readOnly: Bool
         var label: String
+        var locked = false
     }
 
     let scratch: Scratch
@@ -73,15 +74,21 @@ final class CopyOnWriteSR {
     func listed(sourceLocation: SourceLocation = #_sourceLocation) throws -> [String: Listed] {
         let result = try run("sr_scan", sr)
         #expect(result.status == 0, "sr_scan: \(result)", sourceLocation: sourceLocation)
+        return Self.parseScan(result.standardOutput)
+    }
+
+    /// The `<vdi>` elements of an sr_scan document.
+    static func parseScan(_ document: String) -> [String: Listed] {
         var listed: [String: Listed] = [:]
-        for chunk in result.standardOutput.components(separatedBy: "<vdi>").dropFirst() {
+        for chunk in document.components(separatedBy: "<vdi>").dropFirst() {
             func field(_ name: String) -> String? {
                 guard let start = chunk.range(of: "<\(name)>"), let end = chunk.range(of: "</\(name)>") else { return nil }
                 return String(chunk[start.upperBound..<end.lowerBound])
             }
             guard let uuid = field("uuid") else { continue }
             listed[uuid] = Listed(uuid: uuid, size: UInt64(field("size") ?? "") ?? 0, parent: field("parent"),
-                                  readOnly: field("read_only") == "True", label: field("label") ?? "")
+                                  readOnly: field("read_only") == "True", label: field("label") ?? "",
+                                  locked: field("locked") == "True")
         }
         return listed
     }
