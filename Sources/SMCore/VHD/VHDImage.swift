@@ -398,10 +398,16 @@ public final class VHDImage {
         try commitBlock(block, at: blockStart)
     }
 
-    /// Where the next block goes: past all used space, data area 4 KiB aligned.
+    /// Where the next block goes: past all used space, data area 4 KiB aligned. EIO when that
+    /// is past what a BAT entry can name (sector 2^32 - 2; a damaged BAT entry or locator
+    /// offset puts the used space there): the entry must not be truncated or trap.
     func placeNewBlock() throws(VHDError) -> UInt64 {
         let end = try endOfUsedSpace()
-        return (end + Self.bitmapSize + Self.dataAlignment - 1) / Self.dataAlignment * Self.dataAlignment - Self.bitmapSize
+        let start = (end + Self.bitmapSize + Self.dataAlignment - 1) / Self.dataAlignment * Self.dataAlignment - Self.bitmapSize
+        guard start / Self.sectorSize < UInt64(Self.unallocated) else {
+            throw .malformed("\(path): no room for a new block: used space ends at \(end), past what a BAT entry can address")
+        }
+        return start
     }
 
     /// Publishes a block whose bitmap and data are written: footer at the new end, then the BAT entry.
