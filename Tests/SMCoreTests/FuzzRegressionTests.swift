@@ -47,4 +47,14 @@ import Testing
         let image = try VHDImage.open(path, writable: true)
         #expect(throws: VHDError.self) { try image.write(at: 4 << 20, bytes: [UInt8](repeating: 1, count: 512)) }
     }
+
+    /// fuzz-intent, crash 1 (the input as found): "\r\n" is one Character in Swift, so splitting
+    /// the text at "\n" kept a line without "=" inside the previous value instead of finding
+    /// the record damaged, and a value ending in "\r" swallowed the next line on a round trip.
+    @Test func intentRecordLinesEndAtEveryNewlineByte() {
+        let found: [UInt8] = Array("sm-intent 1\noperation=coalesce\nchild=0b1a4f-54c\r\n7d-8e9f-0a1b2c3d4e5f\r".utf8)
+        #expect(IntentRecord(bytes: found) == nil)
+        let record = IntentRecord(operation: "coalesce", fields: ["child": "a\r", "parent": "b"])
+        #expect(IntentRecord(bytes: record.bytes) == record)
+    }
 }
