@@ -5,6 +5,7 @@ import PackageDescription
 /// libFuzzer targets for SMCore's parsers, kept out of the main package so that its normal
 /// build never compiles them. Build and run through Scripts/fuzz.sh (see Docs/fuzzing.md):
 /// every target needs `-sanitize=fuzzer,address` on the whole build, which the script passes.
+
 /// SwiftPM names a path dependency after its directory, which is whatever the checkout is
 /// called (and clashes with this package when that is `fuzz`): the main package is reached
 /// through a link of a fixed name, made here, so that its identity is always `StorageManager`.
