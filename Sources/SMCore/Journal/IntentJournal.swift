@@ -22,8 +22,10 @@ public struct IntentRecord: Equatable, Sendable {
         return Array((lines.joined(separator: "\n") + "\n").utf8)
     }
 
+    /// Lines are split at the byte 0x0A, not at Character "\n": a "\r\n" is one Character in
+    /// Swift, so a value ending in "\r" would swallow the next line.
     init?(bytes: [UInt8]) {
-        let lines = String(decoding: bytes, as: UTF8.self).split(separator: "\n").map(String.init)
+        let lines = bytes.split(separator: UInt8(ascii: "\n")).map { String(decoding: $0, as: UTF8.self) }
         guard lines.first == Self.magic else { return nil }
         var fields: [String: String] = [:]
         for line in lines.dropFirst() {

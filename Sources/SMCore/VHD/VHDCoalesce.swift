@@ -46,6 +46,9 @@ extension VHDImage {
                 if widened != bitmap { widenedBitmaps.append((blockStart, widened)) }
             } else {
                 guard block < table.count else { throw .malformed("\(path): BAT has no entry for block \(block) of the child") }
+                guard nextStart / Self.sectorSize < UInt64(Self.unallocated) else {
+                    throw .malformed("\(path): no room for block \(block): past what a BAT entry can address")
+                }
                 try Self.system { () throws(StorageError) in try Syscall.pwriteAll(descriptor, childBitmap, at: nextStart, path: path) }
                 try copy(0..<Int(Self.sectorsPerBlock), to: nextStart + Self.bitmapSize)
                 newBlocks.append((block, nextStart))

@@ -410,9 +410,15 @@ public final class VHDImage {
     }
 
     /// Where the next block goes: past all used space (and `floor`), data area 4 KiB aligned.
+    /// EIO when that is past what a BAT entry can name (sector 2^32 - 2; a damaged BAT entry or
+    /// locator offset puts the used space there): the entry must not be truncated or trap.
     func placeNewBlock(atOrAfter floor: UInt64 = 0) throws(VHDError) -> UInt64 {
         let end = max(try endOfUsedSpace(), floor)
-        return (end + Self.bitmapSize + Self.dataAlignment - 1) / Self.dataAlignment * Self.dataAlignment - Self.bitmapSize
+        let start = (end + Self.bitmapSize + Self.dataAlignment - 1) / Self.dataAlignment * Self.dataAlignment - Self.bitmapSize
+        guard start / Self.sectorSize < UInt64(Self.unallocated) else {
+            throw .malformed("\(path): no room for a new block: used space ends at \(end), past what a BAT entry can address")
+        }
+        return start
     }
 
     func currentFooterOffset() throws(VHDError) -> UInt64 {
