@@ -5,6 +5,7 @@
 #   SM_FUZZ_RUNS     inputs per target (default 20000)
 #   SM_FUZZ_SEED     libFuzzer's random seed (default 1: the same run every time; 0 = random)
 #   SM_FUZZ_TARGETS  space-separated subset of the targets (default: all)
+#   SM_FUZZ_SECRET_ORACLE  1 (default): fuzz-dconf also fails when an error line shows a secret
 # New inputs found go to Fuzz/.build/corpus/<target>, crashes to Fuzz/.build/crashes/.
 # See Docs/fuzzing.md.
 set -euo pipefail
@@ -32,6 +33,7 @@ binaries=$(swift build --package-path Fuzz "${flags[@]}" --show-bin-path)
 # a trap reaches libFuzzer's handler, which saves the input.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:malloc_context_size=0}
 export SWIFT_BACKTRACE=enable=no
+export SM_FUZZ_SECRET_ORACLE=${SM_FUZZ_SECRET_ORACLE:-1}
 mkdir -p Fuzz/.build/crashes
 failed=""
 for target in $targets; do

@@ -1,14 +1,24 @@
 #!/bin/bash
 # Installs what the tests need, builds everything, and runs every test: the Swift test suites
 # (unit tests and driver tests that run the built binaries against real loop devices and
-# filesystems) and then the VM lane, if present. Needs root (loop devices, mounts, apt-get).
+# filesystems), the fuzz run (Scripts/fuzz.sh; SM_SKIP_FUZZ=1 skips it) and then the VM lane, if
+# present (SM_SKIP_VM_LANE=1 skips it). Needs root (loop devices, mounts, apt-get).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+start=$(date +%s)
 Scripts/install-dependencies.sh
+echo "dependencies: $(( $(date +%s) - start )) s"
+start=$(date +%s)
 swift build --build-tests
+echo "build: $(( $(date +%s) - start )) s"
 start=$(date +%s)
 swift test --skip-build
 echo "host tests: $(( $(date +%s) - start )) s"
+if [ "${SM_SKIP_FUZZ:-0}" != 1 ]; then
+    start=$(date +%s)
+    Scripts/fuzz.sh
+    echo "fuzzing: $(( $(date +%s) - start )) s"
+fi
 if [ -x Tests/vm/run.sh ] && [ "${SM_SKIP_VM_LANE:-0}" != 1 ]; then
     Tests/vm/run.sh all
 fi
