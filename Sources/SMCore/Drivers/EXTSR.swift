@@ -181,7 +181,9 @@ public struct EXTSR: VHDRepositoryDriver {
             try releaseInspectionMount(sr)
             try requireUnmounted(device)
             // A read-only mount skips MMP (and would replay a live host's journal): ask first.
-            if let holder = try Ext4.liveHolder(device) { throw Self.inUseElsewhere(device: device, sr: sr, holder: holder) }
+            if let holder = try Ext4.liveHolder(device) {
+                throw Self.inUseElsewhere(device: device, sr: sr, holder: holder, outcome: "nothing was wiped")
+            }
             let count = try countVDIs(on: device, sr: sr)
             guard count == 0 else { throw StorageError.srNotEmpty(sr.string, count: count) }
             try Ext4.setLabel(Self.deletingLabel, on: device, holding: lock)
@@ -290,13 +292,14 @@ public struct EXTSR: VHDRepositoryDriver {
     /// refusal: EBUSY naming it. Anything else stays as it was.
     static func explainRefusal(_ error: StorageError, device: BlockDevice, sr: CanonicalUUID) -> StorageError {
         guard error.code == .ioError, let block = try? Ext4.multiMountBlock(device), !block.isClean else { return error }
-        return inUseElsewhere(device: device, sr: sr, holder: block)
+        return inUseElsewhere(device: device, sr: sr, holder: block, outcome: "nothing was mounted here")
     }
 
-    static func inUseElsewhere(device: BlockDevice, sr: CanonicalUUID, holder: Ext4.MultiMountBlock) -> StorageError {
+    static func inUseElsewhere(device: BlockDevice, sr: CanonicalUUID, holder: Ext4.MultiMountBlock,
+                               outcome: String) -> StorageError {
         let age = max(0, Int(Syscall.now()) - holder.time)
         return StorageError(code: .resourceBusy, message: "SR \(sr) on device \(device.path) is in use by another host: ext4 "
-                            + "multi-mount protection names \(holder.holderDescription), updated \(age) s ago; nothing was mounted here")
+                            + "multi-mount protection names \(holder.holderDescription), updated \(age) s ago; \(outcome)")
     }
 
     static func attachRecord(device: BlockDevice, mountPoint: String) -> String {
