@@ -11,7 +11,9 @@
 # attached is EBUSY naming host 1 and leaves no mount and no mount point; a plain mount(8) on
 # host 2 is refused by the kernel too ("MMP ... node h1" in dmesg); host 2's sr_delete is EBUSY
 # and the SR survives; after host 1's sr_detach, host 2 attaches and sr_scan lists host 1's VDI;
-# an SR made without MMP gets it at the next sr_attach with multihost.
+# a host that died with the SR attached (its last MMP block written back) delays host 2's attach
+# by the liveness wait and no more; an SR made without MMP gets it at the next sr_attach with
+# multihost.
 #
 # MMP's node name is the KERNEL's host name (kmmpd uses the initial UTS namespace), and both
 # hosts here share one kernel, so the guest is named h1 while host 1 mounts.
@@ -82,6 +84,11 @@ mounted_in h1 | grep -q "/run/h1/sr-mount/$sr $loop1" || vm_fail "host 1 has no 
 host_expect 0 h1 "" vdi_create "$sr" "$vdi" "$size"
 mmp=$(debugfs -R dump_mmp "$loop2" 2>/dev/null)
 grep -q '^node_name: h1$' <<< "$mmp" || vm_fail "the MMP block does not name h1: $mmp"
+# Keep host 1's live MMP block (valid checksum, a running sequence): written back later, it is
+# what a host that died with the SR mounted leaves behind.
+mmp_block=$(sed -n 's/^block_number: //p' <<< "$mmp")
+block_size=$(dumpe2fs -h "$loop2" 2>/dev/null | sed -n 's/^Block size: *//p')
+vm_check "save host 1's MMP block" dd if="$loop2" of=/run/mmp-live bs="$block_size" skip="$mmp_block" count=1 iflag=direct status=none
 
 vm_step "host 2: sr_attach is EBUSY naming h1, mounts nothing, leaves no mount point"
 start=$(date +%s.%N)
@@ -119,6 +126,19 @@ host_expect 0 h1 "" sr_detach "$sr"
 start=$(date +%s.%N)
 host_expect 0 h2 "$multihost" sr_attach "$sr"
 echo "  host 2's sr_attach took $(seconds_since "$start") s"
+host_expect 0 h2 "" sr_scan "$sr"
+vm_xml_values uuid <<< "$DRIVER_OUT" | grep -qx "$vdi" || vm_fail "host 2's sr_scan does not list $vdi: $DRIVER_OUT"
+host_expect 0 h2 "" sr_detach "$sr"
+
+vm_step "host 1 dies with the SR attached (its last MMP block left on disk): host 2 waits, then attaches"
+vm_check "write back host 1's MMP block" dd if=/run/mmp-live of="$loop1" bs="$block_size" seek="$mmp_block" count=1 \
+    oflag=direct conv=notrunc,fsync status=none
+mmp=$(debugfs -R dump_mmp "$loop2" 2>/dev/null)
+grep -q '^node_name: h1$' <<< "$mmp" && ! grep -q '^sequence: ff4d4d50$' <<< "$mmp" \
+    || vm_fail "the written-back MMP block is not host 1's live one: $mmp"
+start=$(date +%s.%N)
+host_expect 0 h2 "$multihost" sr_attach "$sr"
+echo "  host 2's sr_attach over a dead host's MMP block took $(seconds_since "$start") s"
 host_expect 0 h2 "" sr_scan "$sr"
 vm_xml_values uuid <<< "$DRIVER_OUT" | grep -qx "$vdi" || vm_fail "host 2's sr_scan does not list $vdi: $DRIVER_OUT"
 host_expect 0 h2 "" vdi_delete "$sr" "$vdi"
