@@ -97,7 +97,7 @@ host_expect() {
 }
 mounted_in() { nsenter -t "${holder[$1]}" -m -- findmnt -rn -o TARGET,SOURCE -t ext4 | grep sr-mount || true; }
 seconds_since() { echo "$1 $(date +%s.%N)" | awk '{ printf "%.1f", $2 - $1 }'; }
-sessions_of() { grep -c . < <(host_disk "$1") || true; }
+sessions_of() { cat /sys/class/iscsi_session/session*/initiatorname 2>/dev/null | grep -cx -- "$1" || true; }
 
 vm_step "host 1: sr_create (ext4 with MMP on the LUN); sr_attach with the kernel named h1; vdi_create"
 host_expect 0 h1 sr_create "$sr" "$sr_size"
