@@ -10,12 +10,14 @@
 public struct EXTSR: VHDRepositoryDriver {
     public static let name = "EXTSR"
     public static let requiredKeys = ["device"]
-    public static let optionalKeys = ["force"]
+    public static let optionalKeys = ["force", "multihost"]
     public static let overview = """
         EXTSR makes an ext4 filesystem on a whole disk or partition and keeps each VDI as a dynamic
         VHD file <mount_dir>/<SR-UUID>/<VDI-UUID>.vhd in it while the SR is attached.
         dconf: <dconf><device>/dev/sdb</device></dconf>. sr_create refuses a device that holds a
         filesystem, a partition table, a RAID or LVM label unless the dconf has <force>true</force>.
+        <multihost>true</multihost>, for a device that several hosts see, adds ext4's multi-mount
+        protection: another host's sr_attach is then refused (EBUSY naming this host).
         """
 
     /// The label sr_delete writes before it wipes: the delete's intent record, in the SR itself.
@@ -27,22 +29,28 @@ public struct EXTSR: VHDRepositoryDriver {
 
     let devicePath: String
     let force: Bool
+    /// Make the filesystem with ext4's multi-mount protection, and turn it on at sr_attach in an
+    /// SR made without it: for devices that several hosts see (EXToISCSISR). Docs/EXTSR.md.
+    let multiMountProtection: Bool
     let host: HostEnvironment
     /// The dconf this driver was started with, for the background sr_gc worker.
     public private(set) var backgroundConfiguration: DeviceConfiguration?
 
     public init(configuration: DeviceConfiguration, host: HostEnvironment) throws {
-        try self.init(devicePath: configuration.required("device"), force: configuration.flag("force"), host: host)
+        try self.init(devicePath: configuration.required("device"), force: configuration.flag("force"),
+                      multiMountProtection: configuration.flag("multihost"), host: host)
         backgroundConfiguration = configuration
     }
 
     /// For drivers that find the device themselves (an iSCSI LUN's path, say).
-    public init(devicePath: String, force: Bool = false, host: HostEnvironment) throws(StorageError) {
+    public init(devicePath: String, force: Bool = false, multiMountProtection: Bool = false,
+                host: HostEnvironment) throws(StorageError) {
         guard devicePath.hasPrefix("/") else {
             throw .invalid("dconf device '\(ArgumentParsing.printable(devicePath))' must be an absolute path such as /dev/sdb")
         }
         self.devicePath = devicePath
         self.force = force
+        self.multiMountProtection = multiMountProtection
         self.host = host
     }
 
@@ -84,7 +92,7 @@ public struct EXTSR: VHDRepositoryDriver {
             try device.wipe()
         }
         try Ext4.make(on: device, uuid: sr, label: Self.label(for: sr), size: size == 0 || size == capacity ? nil : size,
-                      holding: lock)
+                      multiMountProtection: multiMountProtection, holding: lock)
         guard case .thisSR = try contents(of: device, sr: sr) else {
             throw StorageError.io("mkfs.ext4 finished but device \(device.path) does not probe as SR \(sr)")
         }
@@ -98,8 +106,11 @@ public struct EXTSR: VHDRepositoryDriver {
         }
     }
 
-    /// Idempotent. Checks the device holds this SR before anything is mounted; e2fsck -p, mount,
-    /// then the attach record (a failure to record unmounts again).
+    /// Idempotent. Checks the device holds this SR before anything is mounted; e2fsck -p, MMP
+    /// turned on when `multiMountProtection` and missing, mount, then the attach record (a
+    /// failure to record unmounts again). A filesystem with MMP that another host has open is
+    /// refused by e2fsck or the mount itself: EBUSY naming the holder from the MMP block,
+    /// nothing mounted.
     public func srAttach(sr: CanonicalUUID) throws {
         let device = try BlockDevice(path: devicePath)
         let lock = try lockDevice(device)
@@ -121,8 +132,16 @@ public struct EXTSR: VHDRepositoryDriver {
             throw StorageError(code: .resourceBusy,
                                message: "device \(device.path) is mounted at \(elsewhere.mountPoint); unmount it first")
         }
-        try Ext4.check(device, holding: lock)
-        try Mount.mount(device.path, at: mountPoint, type: Ext4.type)
+        do throws(StorageError) {
+            try Ext4.check(device, holding: lock)
+            if multiMountProtection, try Ext4.multiMountBlock(device) == nil {
+                Diagnostics.debug("turning on multi-mount protection in SR \(sr) on \(device.path)")
+                try Ext4.enableMultiMountProtection(on: device, holding: lock)
+            }
+            try Mount.mount(device.path, at: mountPoint, type: Ext4.type)
+        } catch {
+            throw Self.explainRefusal(error, device: device, sr: sr)
+        }
         do throws(StorageError) {
             try state.markSRAttached(details: Self.attachRecord(device: device, mountPoint: mountPoint))
         } catch {
@@ -161,6 +180,10 @@ public struct EXTSR: VHDRepositoryDriver {
         case .thisSR:
             try releaseInspectionMount(sr)
             try requireUnmounted(device)
+            // A read-only mount skips MMP (and would replay a live host's journal): ask first.
+            if let holder = try Ext4.liveHolder(device) {
+                throw Self.inUseElsewhere(device: device, sr: sr, holder: holder, outcome: "nothing was wiped")
+            }
             let count = try countVDIs(on: device, sr: sr)
             guard count == 0 else { throw StorageError.srNotEmpty(sr.string, count: count) }
             try Ext4.setLabel(Self.deletingLabel, on: device, holding: lock)
@@ -263,6 +286,20 @@ public struct EXTSR: VHDRepositoryDriver {
     func lockDevice(_ device: BlockDevice) throws(StorageError) -> HostLock {
         try HostLock.acquire("\(host.lockDirectory)/block-devices/\(device.number)", mode: .exclusive,
                              timeout: host.lockTimeout)
+    }
+
+    /// A failed e2fsck or mount of a filesystem whose MMP block shows a holder is that holder's
+    /// refusal: EBUSY naming it. Anything else stays as it was.
+    static func explainRefusal(_ error: StorageError, device: BlockDevice, sr: CanonicalUUID) -> StorageError {
+        guard error.code == .ioError, let block = try? Ext4.multiMountBlock(device), !block.isClean else { return error }
+        return inUseElsewhere(device: device, sr: sr, holder: block, outcome: "nothing was mounted here")
+    }
+
+    static func inUseElsewhere(device: BlockDevice, sr: CanonicalUUID, holder: Ext4.MultiMountBlock,
+                               outcome: String) -> StorageError {
+        let age = max(0, Int(Syscall.now()) - holder.time)
+        return StorageError(code: .resourceBusy, message: "SR \(sr) on device \(device.path) is in use by another host: ext4 "
+                            + "multi-mount protection names \(holder.holderDescription), updated \(age) s ago; \(outcome)")
     }
 
     static func attachRecord(device: BlockDevice, mountPoint: String) -> String {

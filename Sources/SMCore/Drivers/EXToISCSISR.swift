@@ -1,6 +1,8 @@
 /// EXToISCSISR: an iSCSI session plus EXTSR on one of the target's LUNs (dconf `LUNid`). Every
 /// SR and VDI verb is EXTSR's, run on the LUN's /dev/disk/by-path device; this type only logs in
-/// and out around them. See Docs/ISCSI.md.
+/// and out around them. See Docs/ISCSI.md. Every host that sees the LUN could mount it, so the
+/// filesystem has ext4's multi-mount protection (Docs/EXTSR.md): a second host's sr_attach is
+/// refused by the filesystem itself (EBUSY naming the host that has it).
 public struct EXToISCSISR: VHDRepositoryDriver {
     public static let name = "EXToISCSISR"
     public static let requiredKeys = ISCSITarget.requiredKeys + ["LUNid"]
@@ -29,7 +31,7 @@ public struct EXToISCSISR: VHDRepositoryDriver {
 
     /// EXTSR over the LUN's device, once the session is up.
     func ext(_ portal: ISCSIPortal) throws(StorageError) -> EXTSR {
-        try EXTSR(devicePath: session.waitForLUNs([lun], portal: portal)[0], force: force, host: host)
+        try EXTSR(devicePath: session.waitForLUNs([lun], portal: portal)[0], force: force, multiMountProtection: true, host: host)
     }
 
     public func srCreate(sr: CanonicalUUID, size: UInt64) throws {
@@ -57,7 +59,7 @@ public struct EXToISCSISR: VHDRepositoryDriver {
     public func srDetach(sr: CanonicalUUID) throws {
         let portal = session.attachedPortal(for: sr)
             ?? ISCSIPortal(address: session.target.address, port: session.target.port, groupTag: "1")
-        try EXTSR(devicePath: session.lunPath(lun, portal: portal), force: force, host: host).srDetach(sr: sr)
+        try EXTSR(devicePath: session.lunPath(lun, portal: portal), force: force, multiMountProtection: true, host: host).srDetach(sr: sr)
         try session.close(for: sr)
     }
 
@@ -78,6 +80,6 @@ public struct EXToISCSISR: VHDRepositoryDriver {
             }
             throw .srNotAttached(sr.string)
         }
-        return try EXTSR(devicePath: session.lunPath(lun, portal: portal), force: force, host: host)
+        return try EXTSR(devicePath: session.lunPath(lun, portal: portal), force: force, multiMountProtection: true, host: host)
     }
 }

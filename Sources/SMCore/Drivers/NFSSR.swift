@@ -108,11 +108,18 @@ public struct NFSSR: VHDRepositoryDriver {
         }
     }
 
-    /// Idempotent; EBUSY while a VDI is attached or a process has files open in the SR. Does not
-    /// need the server to be reachable for the checks; the unmount itself may wait for it.
+    /// Idempotent; EBUSY while a VDI is attached or a process has files open in the SR. A
+    /// mounted SR whose server does not answer is EIO after one soft timeout and stays attached
+    /// (nothing the client still caches is thrown away; the SR works again when the server
+    /// returns, and sr_detach can be retried): the server is asked first (`requireServer`),
+    /// then the SR is unmounted.
     public func srDetach(sr: CanonicalUUID) throws {
         try releaseExportMount(sr)
-        try detachMountedSR(sr, mountPoint: mountPoint(sr), host: host)
+        let mountPoint = mountPoint(sr)
+        if let mounted = try MountTable.current().entry(at: mountPoint), Self.mountedTypes.contains(mounted.fileSystemType) {
+            try requireServer(sr, mountPoint: mountPoint)
+        }
+        try detachMountedSR(sr, mountPoint: mountPoint, host: host)
     }
 
     /// Everything as FileSR (`VHDRepository.scan`); physical size and utilisation are the
@@ -141,10 +148,29 @@ public struct NFSSR: VHDRepositoryDriver {
             throw StorageError(code: .noSuchDevice, message: "SR \(sr) is mounted from \(mounted.source), not from \(expected) "
                                + "as the dconf says; run sr_detach and sr_attach with the right dconf")
         }
+        try requireServer(sr, mountPoint: mountPoint)
         return repository
     }
 
     // MARK: Pieces
+
+    /// EIO unless the server answers for the mounted SR: statvfs(2) of the mount point, which is
+    /// always one FSSTAT (v3) or GETATTR (v4) call to the server and nothing else (the lookup of
+    /// the mount point itself stays local). On a soft mount it fails after `softTimeoutSeconds`,
+    /// so a verb on an SR whose server went away fails at its first step, within one soft
+    /// timeout, instead of once per call it would make (Docs/NFSSR.md, "A server that goes
+    /// away"). On a hard mount it waits for the server.
+    func requireServer(_ sr: CanonicalUUID, mountPoint: String) throws(StorageError) {
+        let started = Syscall.monotonicNow()
+        do throws(StorageError) {
+            _ = try Syscall.fileSystemStatus(mountPoint)
+        } catch {
+            let waited = Syscall.monotonicNow() - started
+            let bound = options.softTimeoutSeconds.map { "; the soft mount gives up after about \(Int($0.rounded(.up))) s" } ?? ""
+            throw .io("NFS server \(export.server.sourceForm) does not answer for SR \(sr): \(error.message) after "
+                      + "\(Int(waited.rounded())) s\(bound); the SR stays attached and works again once the server answers")
+        }
+    }
 
     /// Mounts the export itself at `exportMountPoint(sr)`, runs `body` with that path, and
     /// unmounts whatever happens. A mount failure is ENODEV with mount's reason (the spec's

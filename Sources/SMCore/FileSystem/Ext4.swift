@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// An ext4 filesystem on a block device, through e2fsprogs (mkfs.ext4, tune2fs, e2fsck) run by
 /// `ExternalCommand`: the substrate of EXTSR and EXToISCSISR.
 public enum Ext4 {
@@ -17,10 +21,18 @@ public enum Ext4 {
     ///
     /// `lock` (the caller's claim on the device) is held by mkfs.ext4 too, until it exits: a
     /// caller killed part-way leaves the device claimed while its mkfs still writes.
+    ///
+    /// `multiMountProtection` adds ext4's MMP (`-O mmp`, update interval
+    /// `multiMountUpdateInterval`): a device that several hosts see then refuses a second mount.
     public static func make(on device: BlockDevice, uuid: CanonicalUUID, label: String,
-                            size: UInt64?, holding lock: HostLock? = nil) throws(StorageError) {
+                            size: UInt64?, multiMountProtection: Bool = false,
+                            holding lock: HostLock? = nil) throws(StorageError) {
         precondition(label.utf8.count <= maximumLabelLength, "ext4 labels hold at most 16 bytes")
-        var arguments = ["-F", "-q", "-m", "0", "-U", uuid.string, "-L", label, device.path]
+        var arguments = ["-F", "-q", "-m", "0", "-U", uuid.string, "-L", label]
+        if multiMountProtection {
+            arguments += ["-O", "mmp", "-E", "mmp_update_interval=\(multiMountUpdateInterval)"]
+        }
+        arguments.append(device.path)
         if let size { arguments.append("\(size / 1024)k") }
         try ExternalCommand.run("mkfs.ext4", arguments, holding: lock)
     }
@@ -44,5 +56,95 @@ public enum Ext4 {
             throw .io("e2fsck -p \(device.path) failed (status \(output.status)): \(reason); run e2fsck -f \(device.path) by hand")
         }
         if output.status != 0 { Diagnostics.debug("e2fsck corrected errors on \(device.path)") }
+    }
+
+    // MARK: Multi-mount protection (MMP)
+
+    /// Seconds between the MMP block updates of the host that has the filesystem mounted: the
+    /// kernel's smallest check interval (EXT4_MMP_MIN_CHECK_INTERVAL), so a mount or fsck waits
+    /// the least it can, 2 × 5 + 1 = 11 s, to see whether another host updates the block.
+    public static let multiMountUpdateInterval = 5
+
+    /// The MMP block as `debugfs -R dump_mmp` shows it.
+    public struct MultiMountBlock: Sendable, Equatable {
+        /// `mmp_seq` when no host has the filesystem open (EXT4_MMP_SEQ_CLEAN).
+        public static let clean: UInt32 = 0xFF4D_4D50
+        /// `mmp_seq` while e2fsck has it open (EXT4_MMP_SEQ_FSCK).
+        public static let fsck: UInt32 = 0xE24D_4D50
+
+        public var sequence: UInt32
+        /// The update interval of the superblock, seconds.
+        public var updateInterval: Int
+        /// The holder's check interval, seconds (kmmpd writes it).
+        public var checkInterval: Int
+        /// Seconds since the epoch of the last update.
+        public var time: Int
+        /// The node name (the kernel's host name) and device name of the last opener.
+        public var nodeName: String
+        public var deviceName: String
+
+        public var isClean: Bool { sequence == Self.clean }
+
+        /// How long a mount or e2fsck waits to see whether the holder is alive (ext4's rule).
+        public var livenessWait: Int {
+            let interval = max(max(updateInterval, checkInterval), 5)
+            return min(2 * interval + 1, interval + 60)
+        }
+
+        /// The holder in words, for messages.
+        public var holderDescription: String {
+            let who = "node '\(ArgumentParsing.printable(nodeName))' (device '\(ArgumentParsing.printable(deviceName))')"
+            return sequence == Self.fsck ? "e2fsck on \(who)" : who
+        }
+
+        /// Parses the `key: value` lines of `debugfs -R dump_mmp`; nil when a field is missing.
+        public init?(dumpMMP text: String) {
+            var fields: [String: String] = [:]
+            for line in text.split(whereSeparator: \.isNewline) {
+                guard let colon = line.firstIndex(of: ":") else { continue }
+                let key = String(line[..<colon]).trimmingWhitespace()
+                fields[key] = String(line[line.index(after: colon)...]).trimmingWhitespace()
+            }
+            guard let sequenceText = fields["sequence"], let sequence = UInt32(sequenceText, radix: 16),
+                  let update = fields["update_interval"].flatMap({ Int($0) }),
+                  let check = fields["check_interval"].flatMap({ Int($0) }) else { return nil }
+            self.sequence = sequence
+            updateInterval = update
+            checkInterval = check
+            time = fields["time"].flatMap { $0.split(separator: " ").first }.flatMap { Int($0) } ?? 0
+            nodeName = fields["node_name"] ?? ""
+            deviceName = fields["device_name"] ?? ""
+        }
+    }
+
+    /// The filesystem's MMP block, read without taking part in the protocol (debugfs opens
+    /// read-only, so it neither waits nor writes); nil when the filesystem has no MMP.
+    public static func multiMountBlock(_ device: BlockDevice) throws(StorageError) -> MultiMountBlock? {
+        let output = try ExternalCommand.runAllowingFailure("debugfs", ["-R", "dump_mmp", device.path])
+        let text = output.standardOutput + "\n" + output.standardError
+        if text.contains("not active on this filesystem") { return nil }
+        guard output.status == 0, let block = MultiMountBlock(dumpMMP: output.standardOutput) else {
+            let reason = ExternalCommand.lastLine(output.standardError) ?? "no output"
+            throw .io("debugfs -R dump_mmp \(device.path) failed (status \(output.status)): \(reason)")
+        }
+        return block
+    }
+
+    /// The block of a live holder of the filesystem on another host, or nil. Clean: nil at
+    /// once. Held by e2fsck: that holder. Otherwise waits as ext4 does (`livenessWait`, 11 s with
+    /// our interval) and reads again: a changed block is a live holder; an unchanged one was left
+    /// by a host that died, and the filesystem is free.
+    public static func liveHolder(_ device: BlockDevice) throws(StorageError) -> MultiMountBlock? {
+        guard let first = try multiMountBlock(device), !first.isClean else { return nil }
+        if first.sequence == MultiMountBlock.fsck { return first }
+        sleep(UInt32(first.livenessWait))
+        guard let second = try multiMountBlock(device), !second.isClean else { return nil }
+        return second.sequence != first.sequence || second.sequence == MultiMountBlock.fsck ? second : nil
+    }
+
+    /// Turns on MMP in a filesystem made without it (not mounted anywhere: the caller checks).
+    public static func enableMultiMountProtection(on device: BlockDevice, holding lock: HostLock? = nil) throws(StorageError) {
+        try ExternalCommand.run("tune2fs", ["-O", "mmp", "-E", "mmp_update_interval=\(multiMountUpdateInterval)", device.path],
+                                holding: lock)
     }
 }

@@ -86,6 +86,15 @@ public struct NFSMountOptions: Sendable, Equatable {
         if case .ipv6 = server { transport = .tcp6 }
     }
 
+    /// How long one call on a soft mount waits for a server that does not answer before it fails
+    /// with EIO, in seconds: TCP retries back off linearly, timeo, 2 × timeo ... (retrans + 1) ×
+    /// timeo, so timeo × (retrans + 1)(retrans + 2) / 2 (100 s by default; 3 s for timeo=10,
+    /// retrans=1). Nil for a hard mount, which waits for the server.
+    public var softTimeoutSeconds: Double? {
+        guard soft else { return nil }
+        return Double(timeout) / 10 * Double((retransmissions + 1) * (retransmissions + 2)) / 2
+    }
+
     /// The argument of `mount -o`, one option an element.
     public var arguments: [String] {
         ["vers=\(version.rawValue)", "proto=\(transport.rawValue)", "timeo=\(timeout)",

@@ -14,6 +14,7 @@ final class LoopDevice {
     let path: String
     let backingFile: String
     private var released = false
+    private var ownsFile = true
 
     init(size: UInt64, in directory: String) throws {
         backingFile = "\(directory)/loop-\(UUID().uuidString.prefix(8)).img"
@@ -28,6 +29,16 @@ final class LoopDevice {
             try? FileManager.default.removeItem(atPath: backingFile)
             throw SetupFailure(description: "losetup \(backingFile): \(result)")
         }
+        path = result.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// A second loop device over `other`'s file: another block device with the same bytes, as a
+    /// second host sees the same LUN. Its release leaves the file to `other`.
+    init(sharing other: LoopDevice) throws {
+        backingFile = other.backingFile
+        ownsFile = false
+        let result = try Product.runProgram("losetup", ["--find", "--show", backingFile])
+        guard result.status == 0 else { throw SetupFailure(description: "losetup \(backingFile): \(result)") }
         path = result.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
@@ -46,6 +57,6 @@ final class LoopDevice {
             _ = try? Product.runProgram("umount", [mountPoint])
         }
         _ = try? Product.runProgram("losetup", ["--detach", path])
-        try? FileManager.default.removeItem(atPath: backingFile)
+        if ownsFile { try? FileManager.default.removeItem(atPath: backingFile) }
     }
 }
