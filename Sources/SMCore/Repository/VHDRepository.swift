@@ -206,6 +206,9 @@ public struct VHDRepository: Sendable {
         return image.footer.hidden
     }
 
+    /// How many times sr_scan reads the SR when a merge tears its view (see `scan`).
+    static let scanAttempts = 10
+
     /// Reports every visible VDI. A damaged VHD is logged (with `--verbose`) and left out; the
     /// scan goes on. `physicalSize` and `physicalUtilisation` come from the driver's substrate
     /// (nil utilisation: the bytes the VHD files occupy).
@@ -217,36 +220,59 @@ public struct VHDRepository: Sendable {
             var parent: CanonicalUUID?
             var uniqueID: [UInt8]
         }
-        var entries: [CanonicalUUID: Entry] = [:]
-        var occupied: UInt64 = 0
         let rootNames = try Syscall.directoryEntries(root)
         sweepAbandonedTemporaries(rootNames: rootNames)
         let lockFileOwners = Set(rootNames.compactMap { name -> String? in
             name.contains("\(Self.vhdSuffix)\(LockTarget.mutexSuffix).") ? String(name.prefix(36)) : nil
         })
-        for vdi in try allVDIFiles() {
-            let path = vdiPath(vdi)
-            do throws(VHDError) {
-                let image = try VHDImage.open(path)
-                let status = try VHDImage.system { () throws(StorageError) in try Syscall.fileStatus(descriptor: image.descriptor, path: path) }
-                let utilisation = UInt64(status.st_blocks) * 512
-                occupied += utilisation
-                var report = VDIReport(uuid: vdi, size: image.size, utilisation: utilisation)
-                // persistent VDI locks: VHDRepository+Locks.swift (asked only where lock files exist:
-                // each question lists the SR directory, which made a 10,000-VDI scan quadratic)
-                report.locked = lockFileOwners.contains(vdi.string) && isLocked(vdi)
-                let attributes = metadata.attributes(of: vdi)
-                report.label = attributes["label"] ?? ""
-                report.description = attributes["description"] ?? ""
-                report.readOnly = attributes["read_only"] == "true"
-                let parentName = image.header.parentName
-                let parent = image.isDifferencing && parentName.hasSuffix(Self.vhdSuffix)
-                    ? CanonicalUUID(String(parentName.dropLast(Self.vhdSuffix.count))) : nil
-                entries[vdi] = Entry(report: report, hidden: image.footer.hidden, parent: parent, uniqueID: image.footer.uniqueID)
-            } catch {
-                Diagnostics.debug("sr_scan: skipping damaged VDI \(vdi): \(error)")
-                OperationLog.note(host: host, "sr_scan \(sr): VDI \(vdi) is damaged and not listed: \(error)")
+        var entries: [CanonicalUUID: Entry] = [:]
+        var damaged: [(CanonicalUUID, VHDError)] = []
+        var occupied: UInt64 = 0
+        // The files are read one after another while a merge (sr_gc, on any host) may rename its
+        // parent over its child between two reads: a view in which two files carry one unique id
+        // (other than a parent with its child's, below), or a listed file is gone before it is
+        // read, is torn, and is read again.
+        for attempt in 0..<Self.scanAttempts {
+            entries = [:]
+            damaged = []
+            occupied = 0
+            var vanished = false
+            for vdi in try allVDIFiles() {
+                let path = vdiPath(vdi)
+                do throws(VHDError) {
+                    let image = try VHDImage.open(path)
+                    let status = try VHDImage.system { () throws(StorageError) in try Syscall.fileStatus(descriptor: image.descriptor, path: path) }
+                    let utilisation = UInt64(status.st_blocks) * 512
+                    occupied += utilisation
+                    var report = VDIReport(uuid: vdi, size: image.size, utilisation: utilisation)
+                    // persistent VDI locks: VHDRepository+Locks.swift (asked only where lock files exist:
+                    // each question lists the SR directory, which made a 10,000-VDI scan quadratic)
+                    report.locked = lockFileOwners.contains(vdi.string) && isLocked(vdi)
+                    let attributes = metadata.attributes(of: vdi)
+                    report.label = attributes["label"] ?? ""
+                    report.description = attributes["description"] ?? ""
+                    report.readOnly = attributes["read_only"] == "true"
+                    let parentName = image.header.parentName
+                    let parent = image.isDifferencing && parentName.hasSuffix(Self.vhdSuffix)
+                        ? CanonicalUUID(String(parentName.dropLast(Self.vhdSuffix.count))) : nil
+                    entries[vdi] = Entry(report: report, hidden: image.footer.hidden, parent: parent, uniqueID: image.footer.uniqueID)
+                } catch {
+                    // Listed, then gone before it could be read: renamed away under this scan.
+                    if Syscall.lstatus(path) == nil { vanished = true }
+                    damaged.append((vdi, error))
+                }
             }
+            var owners: [[UInt8]: CanonicalUUID] = [:]
+            let torn = entries.contains { vdi, entry in
+                guard let other = owners.updateValue(vdi, forKey: entry.uniqueID) else { return false }
+                return entry.parent != other && entries[other]?.parent != vdi
+            }
+            if !(torn || vanished) || attempt + 1 == Self.scanAttempts { break }
+            usleep(20_000)
+        }
+        for (vdi, error) in damaged {
+            Diagnostics.debug("sr_scan: skipping damaged VDI \(vdi): \(error)")
+            OperationLog.note(host: host, "sr_scan \(sr): VDI \(vdi) is damaged and not listed: \(error)")
         }
         // A hidden VDI being merged into its only child takes the child's identity (hidden flag
         // included) a moment before it is renamed over the child (VHDRepository+GC.swift, step
