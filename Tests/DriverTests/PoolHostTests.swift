@@ -135,6 +135,44 @@ struct PoolHost {
         #expect(hosts[0].merges() == 1)
     }
 
+    /// A collector whose claim another host took over stops at once with EIO (fencing); what it
+    /// left is recovered and the chain then merges, every byte as before.
+    @Test(.timeLimit(.minutes(2))) func collectorThatLosesItsClaimStops() throws {
+        let (leaf, data) = try chainWithDeletedParent(on: hosts[0], seed: 31)
+        let claims = shared.path("data/\(sr)/.sm/claims")
+        let collector = Process()
+        collector.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
+        collector.arguments = ["--uts", "/bin/sh", "-c", "hostname \"$0\" && exec \"$@\"", hosts[0].name,
+                               Product.path("FileSR"), hosts[0].dconf, "sr_gc", sr]
+        collector.environment = ProcessInfo.processInfo.environment.merging(hosts[0].scratch.environment) { $1 }
+            .merging(["SM_CLAIM_LEASE": "1", "SM_FAULT_PAUSE": "coalesce.merged:20"]) { $1 }
+        let errors = Pipe()
+        collector.standardError = errors
+        try collector.run()
+        // Wait for its gc claim, then hand it to another host as a takeover would.
+        var mine: String?
+        for _ in 0..<200 where mine == nil {
+            mine = (try? FileManager.default.contentsOfDirectory(atPath: claims))?.first { $0.hasPrefix("gc.xenlk.\(hosts[0].name).") }
+            if mine == nil { Thread.sleep(forTimeInterval: 0.05) }
+        }
+        let held = try #require(mine, "the collector never took the gc claim")
+        Thread.sleep(forTimeInterval: 0.5)  // into the pause at coalesce.merged
+        try FileManager.default.removeItem(atPath: "\(claims)/\(held)")
+        let other = "\(claims)/gc.xenlk.pool-z.sm-1.fw"
+        try Data("\(other).1".utf8).write(to: URL(fileURLWithPath: other))
+        let started = Date()
+        collector.waitUntilExit()
+        let stderr = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(collector.terminationReason == .exit && collector.terminationStatus == 5, "\(stderr)")
+        #expect(stderr.contains("EIO: lost the claim gc"), "\(stderr)")
+        #expect(Date().timeIntervalSince(started) < 5, "it went on for \(Date().timeIntervalSince(started)) s")
+        try FileManager.default.removeItem(atPath: other)
+        try hosts[0].expectOK("sr_gc", sr)
+        #expect(try cow.read(leaf) == data)
+        #expect(try cow.files() == [leaf])
+        try hosts[0].expectOK("sr_check", sr)
+    }
+
     /// Both hosts run snapshots, writes and deletes on their own VDIs while both collect; the
     /// model holds afterwards.
     @Test(.timeLimit(.minutes(4))) func disjointVerbsWhileBothCollect() throws {

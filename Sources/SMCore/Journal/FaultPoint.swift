@@ -31,9 +31,21 @@ public enum FaultPoint {
     public static let all = create + snapshot + clone + delete + coalesce + resize
 
     nonisolated(unsafe) private static var armed: String?? = nil
+    nonisolated(unsafe) private static var pause: (name: String, seconds: UInt32)?? = nil
 
-    /// Dies here if the environment names this point.
+    /// Dies here if the environment names this point; with `SM_FAULT_PAUSE=<name>:<seconds>`,
+    /// sleeps here instead (a test's way to act on shared storage while an operation is under way).
     public static func reach(_ name: String) {
+        if pause == nil {
+            pause = .some(Syscall.environment("SM_FAULT_PAUSE").flatMap { text in
+                guard let colon = text.lastIndex(of: ":"), let seconds = UInt32(text[text.index(after: colon)...]) else { return nil }
+                return (String(text[..<colon]), seconds)
+            })
+        }
+        if case .some(.some(let paused)) = pause, paused.name == name {
+            Diagnostics.debug("fault point \(name): pausing \(paused.seconds) s")
+            sleep(paused.seconds)
+        }
         if armed == nil { armed = .some(Syscall.environment("SM_FAULT_POINT")) }
         guard case .some(.some(let wanted)) = armed, wanted == name else { return }
         Diagnostics.debug("fault point \(name): killing myself")

@@ -19,9 +19,10 @@ import Glibc
 ///     waits one more lease before returning, so that a holder that was merely cut off notices
 ///     and stops (below). A live holder is never taken over.
 /// - Holding: a keeper thread reasserts every claim this process holds each third of a lease.
-///   If a claim was taken over, or cannot be refreshed for a whole lease, the process kills
-///   itself (SIGKILL): every operation that holds claims is crash-safe, and stopping is the only
-///   way to be sure it no longer writes what another host now owns.
+///   If a claim was taken over, or cannot be refreshed for a whole lease, the process stops at
+///   once (`_exit(EIO)`, after its `EIO:` line): every operation that holds claims is
+///   crash-safe, and stopping is the only way to be sure it no longer writes what another host
+///   now owns.
 /// - Releasing: the lock file is removed. A killed process's claims stay until judged gone.
 public final class SharedClaim: @unchecked Sendable {
     public let name: String
@@ -189,9 +190,11 @@ enum ClaimKeeper {
                 let result = claim.refresh()
                 let now = Syscall.monotonicNow()
                 if !result.held || (!result.refreshed && now - refreshed > Double(claim.lease)) {
-                    // Another host owns it now (or may, any moment): stop writing at once.
-                    Diagnostics.writeStandardError("EIO: lost the claim \(claim.name); stopping\n")
-                    kill(getpid(), SIGKILL)
+                    // Another host owns it now (or may, any moment): stop writing at once, with
+                    // EIO as the answer (no cleanup runs: what was under way is crash-safe).
+                    Diagnostics.writeStandardError("EIO: lost the claim \(claim.name) on shared storage; stopped at once "
+                        + "(the operation is left for recovery)\n")
+                    _exit(EIO)
                 }
                 if result.refreshed {
                     state.withLock { state in
