@@ -21,11 +21,8 @@ public final class HostLock {
     deinit { release() }
 
     /// The locked descriptor, for `ExternalCommand.run(holding:)`: a child given it shares the
-    /// lock until it exits. Precondition: the lock is held.
-    var descriptorForChildren: Int32 {
-        precondition(descriptor >= 0, "the lock \(path) was released")
-        return descriptor
-    }
+    /// lock until it exits. Nil once released.
+    var descriptorForChildren: Int32? { descriptor >= 0 ? descriptor : nil }
 
     public func release() {
         if descriptor >= 0 {
@@ -70,7 +67,8 @@ public final class HostLock {
                 return HostLock(descriptor: descriptor, path: path)
             case .failure(.wouldBlock):
                 if Syscall.monotonicNow() >= deadline {
-                    let holders = processes(holding: descriptor)
+                    // Who holds it is worth a walk through /proc only for a caller that waited.
+                    let holders = timeout > 0 ? processes(holding: descriptor) : []
                     Syscall.close(descriptor)
                     throw StorageError(code: .resourceBusy, message: "another operation holds \(path) (waited \(Int(timeout)) s)"
                                        + (holders.isEmpty ? "" : ": " + holders.joined(separator: ", ")))

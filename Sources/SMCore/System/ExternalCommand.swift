@@ -58,6 +58,7 @@ public enum ExternalCommand {
             : .inherit.updating(Dictionary(uniqueKeysWithValues: environment.map { (Environment.Key(stringLiteral: $0.key), Optional($0.value)) }))
         let inputBytes = input
         let lockDescriptor = lock?.descriptorForChildren
+        if lock != nil && lockDescriptor == nil { throw .io("internal: \(program) was to hold a lock that is released") }
         Task.detached {
             do {
                 let result = if let lockDescriptor {
