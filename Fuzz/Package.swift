@@ -8,11 +8,11 @@ import PackageDescription
 
 /// SwiftPM names a path dependency after its directory, which is whatever the checkout is
 /// called (and clashes with this package when that is `fuzz`): the main package is reached
-/// through a link of a fixed name, made here, so that its identity is always `StorageManager`.
+/// through a link of a fixed name, `Fuzz/.build/StorageManager -> ../..`, so that its identity
+/// is always `StorageManager`. Scripts/fuzz.sh makes the link before every build (not this
+/// manifest: SwiftPM caches a manifest's evaluation, so a side effect here runs only once).
 let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
 let checkout = root.appendingPathComponent("Fuzz/.build/StorageManager")
-try? FileManager.default.createDirectory(at: checkout.deletingLastPathComponent(), withIntermediateDirectories: true)
-try? FileManager.default.createSymbolicLink(atPath: checkout.path, withDestinationPath: "../..")
 let core = Target.Dependency.product(name: "SMCore", package: "StorageManager")
 
 let targets = ["fuzz-dconf", "fuzz-vhd-structures", "fuzz-vhd-file", "fuzz-vhd-chain", "fuzz-intent"]

@@ -19,6 +19,8 @@ start=$(date +%s)
 flags=(-c release -Xswiftc -sanitize=fuzzer,address -Xswiftc -enable-testing -Xswiftc -use-ld=lld)
 log=Fuzz/.build/build.log
 mkdir -p Fuzz/.build
+# The main package under a fixed name (Fuzz/Package.swift says why).
+ln -sfn ../.. Fuzz/.build/StorageManager
 if ! swift build --package-path Fuzz "${flags[@]}" >"$log" 2>&1; then
     grep -E "error" "$log" | head -20
     echo "fuzz: build failed (log: $log)"
