@@ -33,6 +33,23 @@ import Testing
         #expect(try image.read(at: 0, count: 4096) == bytes(4096, seed: 9))
     }
 
+    /// fuzz-vhd-file, out of memory: a BAT whose every entry points into the metadata made the
+    /// checker write one message (or three) per block, gigabytes for a large disk. Per-block
+    /// problems are now counted past the first few.
+    @Test func checkerBoundsPerBlockProblems() throws {
+        let scratch = try EngineScratch()
+        let image = try scratch.create("wide.vhd", size: 64 << 30)
+        let entries = Int(image.header.maxTableEntries)
+        let handle = try #require(FileHandle(forUpdatingAtPath: scratch.path("wide.vhd")))
+        try handle.seek(toOffset: image.header.tableOffset)
+        try handle.write(contentsOf: [UInt8](repeating: 0, count: entries * 4))
+        try handle.close()
+        let problems = VHDChecker.problems(ofFile: scratch.path("wide.vhd"))
+        #expect(problems.count <= VHDChecker.blockProblemsListed + 8, "\(problems.count) problems for \(entries) blocks")
+        #expect(problems.contains { $0.contains("clobbers headers") })
+        #expect(problems.last?.hasPrefix("and ") == true && problems.last?.contains("more problems") == true)
+    }
+
     /// The same through a parent locator: an offset past 2 TiB (but a file offset, so `open`
     /// takes it) puts the next block where no BAT entry can name it.
     @Test func newBlockAfterALocatorPastWhatABATEntryAddresses() throws {

@@ -137,30 +137,43 @@ public enum VHDChecker {
                 metadataEnd = max(metadataEnd, extent.end)
             }
         }
+        // Per-block problems are counted past the first few: a damaged BAT of a million entries
+        // must not become a million messages (nor the memory to hold them).
+        var blockProblems = 0
+        func blockProblem(_ message: @autoclosure () -> String) {
+            blockProblems += 1
+            if blockProblems <= Self.blockProblemsListed { problems.append(message()) }
+        }
         for block in 0..<Int(header.maxTableEntries) {
             let entry = tableBytes.bigEndian32(at: block * 4)
             guard entry != VHDImage.unallocated else { continue }
             let start = UInt64(entry) * VHDImage.sectorSize
             let end = start + VHDImage.bitmapSize + VHDImage.blockSize
             if start < metadataEnd {
-                problems.append("block \(block) at \(start) begins before the end of the metadata at \(metadataEnd) "
+                blockProblem("block \(block) at \(start) begins before the end of the metadata at \(metadataEnd) "
                     + "(blktap: block clobbers headers)")
             }
             if end > footerOffset {
-                problems.append("BAT entry \(block) points past the end of the file (block at \(start), footer at \(footerOffset))")
+                blockProblem("BAT entry \(block) points past the end of the file (block at \(start), footer at \(footerOffset))")
                 continue
             }
             extents.append((start, end, "block \(block)"))
         }
         extents.sort { $0.start < $1.start }
         for (first, second) in zip(extents, extents.dropFirst()) where first.end > second.start {
-            problems.append("\(first.what) overlaps \(second.what)")
+            blockProblem("\(first.what) overlaps \(second.what)")
+        }
+        if blockProblems > Self.blockProblemsListed {
+            problems.append("and \(blockProblems - Self.blockProblemsListed) more problems of blocks like those above")
         }
         if batmapPromised {
             problems += batmapProblems(read: read, header: header, footer: footer, tableBytes: tableBytes)
         }
         return problems
     }
+
+    /// How many problems of single blocks are spelled out before the rest are only counted.
+    static let blockProblemsListed = 16
 
     /// The footer feature bit "temporary disk", the only optional one.
     static let temporaryFeature: UInt32 = 0x0000_0001
