@@ -3,11 +3,17 @@
 # sequence (create SR, attach, three VDIs, resize one, scan, detach VDIs, delete). Installs what
 # it needs, builds release executables with the Swift runtime linked statically, and prints the
 # sr_scan XML. Host state goes to a temporary directory too, so the host is left untouched.
+# SM_DEMO_BIN_DIR=DIR runs DIR/FileSR instead (an installed package: /usr/sbin), building nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-Scripts/install-dependencies.sh
-swift build -c release --static-swift-stdlib --product FileSR >&2
-FileSR="$(swift build -c release --static-swift-stdlib --show-bin-path)/FileSR"
+if [ -n "${SM_DEMO_BIN_DIR:-}" ]; then
+    # The installed package's FileSR (Tests/package/run.sh runs the demo so, toolchain hidden).
+    FileSR="$SM_DEMO_BIN_DIR/FileSR"
+else
+    Scripts/install-dependencies.sh
+    swift build -c release --static-swift-stdlib --product FileSR >&2
+    FileSR="$(swift build -c release --static-swift-stdlib --show-bin-path)/FileSR"
+fi
 work=$(mktemp -d /tmp/sm-demo.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/srv"

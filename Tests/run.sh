@@ -1,8 +1,9 @@
 #!/bin/bash
 # Installs what the tests need, builds everything, and runs every test: the Swift test suites
 # (unit tests and driver tests that run the built binaries against real loop devices and
-# filesystems), the fuzz run (Scripts/fuzz.sh; SM_SKIP_FUZZ=1 skips it) and then the VM lane, if
-# present (SM_SKIP_VM_LANE=1 skips it). Needs root (loop devices, mounts, apt-get).
+# filesystems), the fuzz run (Scripts/fuzz.sh; SM_SKIP_FUZZ=1 skips it), the Debian package (built,
+# linted, installed, the demo run from it, purged: Tests/package/run.sh; SM_SKIP_PACKAGE=1 skips it)
+# and then the VM lane, if present (SM_SKIP_VM_LANE=1 skips it). Needs root (loop devices, mounts, apt-get).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
@@ -25,6 +26,11 @@ if [ "${SM_SKIP_FUZZ:-0}" != 1 ]; then
     start=$(date +%s)
     Scripts/fuzz.sh
     echo "fuzzing: $(( $(date +%s) - start )) s"
+fi
+if [ "${SM_SKIP_PACKAGE:-0}" != 1 ]; then
+    start=$(date +%s)
+    Tests/package/run.sh
+    echo "package: $(( $(date +%s) - start )) s"
 fi
 if [ -x Tests/vm/run.sh ] && [ "${SM_SKIP_VM_LANE:-0}" != 1 ]; then
     Tests/vm/run.sh all

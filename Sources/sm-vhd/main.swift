@@ -13,6 +13,25 @@ func fail(_ message: String, _ status: Int32 = 22) -> Never {
     Diagnostics.writeStandardError("\(status == 22 ? "EINVAL" : "EIO"): \(message)\n")
     exit(status)
 }
+let usage = """
+    Usage: sm-vhd check FILE... | chain FILE | read FILE [OFFSET COUNT] | write FILE OFFSET
+
+    sm-vhd reads and writes VHD files with the storage manager's own VHD engine: for administrators
+    and benchmarks.
+
+    Commands:
+      check FILE...               every VHD-NOTES.md rule; exit 5 when a file breaks one
+      chain FILE                  the chain, leaf first
+      read FILE [OFFSET COUNT]    guest bytes through the chain to stdout
+      write FILE OFFSET           stdin written at OFFSET into the leaf
+
+    Exit status is 0 on success, 22 (EINVAL) for bad usage, 5 (EIO) when a file cannot be read or
+    breaks a rule.
+    """
+if let first = arguments.first, ["--help", "-h", "help"].contains(first), arguments.count == 1 {
+    print(usage)
+    exit(0)
+}
 guard let command = arguments.first, arguments.count >= 2 else {
     fail("usage: sm-vhd check FILE... | chain FILE | read FILE [OFFSET COUNT] | write FILE OFFSET")
 }

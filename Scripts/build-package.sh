@@ -1,0 +1,111 @@
+#!/bin/bash
+# Builds the Debian package of the storage manager from a release build (Swift runtime linked
+# statically, so no Swift toolchain is needed where it is installed) and prints its path.
+#
+#   Scripts/build-package.sh [OUTPUT-DIRECTORY]      # default: .build/package
+#
+# What goes where (Docs/package.md says why):
+#   /usr/libexec/sm/<Driver>          every driver: the directory the host agent runs them from
+#   /usr/sbin/<Driver>                a link to it, for administrators (and `man <Driver>`)
+#   /usr/sbin/lock-util               the NFS-safe lock utility, where the spec says it is
+#   /usr/sbin/sm-vhd                  the VHD engine from the command line
+#   /etc/sm/sm.conf                   host settings, every key commented out (a conffile)
+#   /etc/logrotate.d/storage-manager  rotation of the operations log /var/log/SMlog
+#   /usr/share/man/man8/*.8.gz        one page per executable, generated from its own --help
+#   /usr/share/bash-completion/completions/<Driver>   verbs completed from the driver's --help
+# Shared-library dependencies are computed by dpkg-shlibdeps from the executables themselves.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$(pwd -P)
+output=${1:-$repo/.build/package}
+package=storage-manager
+maintainer="Storage Manager developers <sm-dev@lists.example.org>"
+
+swift build -c release --static-swift-stdlib >&2
+bin=$(swift build -c release --static-swift-stdlib --show-bin-path)
+# The drivers are the products Package.swift lists beside lock-util and sm-vhd.
+mapfile -t drivers < <(swift package dump-package | python3 -c '
+import json, sys
+for product in json.load(sys.stdin)["products"]:
+    if "executable" in product["type"] and product["name"] not in ("lock-util", "sm-vhd"):
+        print(product["name"])')
+[ ${#drivers[@]} -ge 7 ] || { echo "build-package.sh: cannot read the driver list from Package.swift" >&2; exit 1; }
+for executable in "${drivers[@]}" lock-util sm-vhd; do
+    [ -x "$bin/$executable" ] || { echo "build-package.sh: $bin/$executable was not built" >&2; exit 1; }
+done
+
+# Version: 0.1.<commits>, from git (a package built outside git is 0.1.0).
+commits=$(git -C "$repo" rev-list --count HEAD 2>/dev/null || echo 0)
+version=0.1.$commits
+architecture=$(dpkg --print-architecture)
+
+stage=$(mktemp -d "${TMPDIR:-/tmp}/sm-package.XXXXXX")
+trap 'rm -rf "$stage"' EXIT
+root=$stage/root
+install -d -m 755 "$root"/{DEBIAN,usr/libexec/sm,usr/sbin,usr/share/man/man8,etc/sm,etc/logrotate.d} \
+    "$root/usr/share/doc/$package" "$root/usr/share/bash-completion/completions"
+
+for driver in "${drivers[@]}"; do
+    install -m 755 -s "$bin/$driver" "$root/usr/libexec/sm/$driver"
+    ln -s "../libexec/sm/$driver" "$root/usr/sbin/$driver"
+    ln -s "$package" "$root/usr/share/bash-completion/completions/$driver"
+done
+install -m 755 -s "$bin/lock-util" "$bin/sm-vhd" "$root/usr/sbin/"
+install -m 644 packaging/bash-completion "$root/usr/share/bash-completion/completions/$package"
+install -m 644 packaging/sm.conf "$root/etc/sm/sm.conf"
+install -m 644 packaging/logrotate "$root/etc/logrotate.d/$package"
+install -m 644 packaging/copyright "$root/usr/share/doc/$package/copyright"
+
+# Manual pages from each executable's own --help (Scripts/help-to-man.py): one source for the
+# terminal and for man.
+date=$(date -u -d "@$(git -C "$repo" log -1 --format=%ct 2>/dev/null || date +%s)" +%Y-%m-%d)
+for executable in "${drivers[@]}" lock-util sm-vhd; do
+    "$bin/$executable" --help | Scripts/help-to-man.py "$executable" "$version" "$package" "$date" \
+        | gzip -9n > "$root/usr/share/man/man8/$executable.8.gz"
+done
+
+# The changelog of a native package: this version, from the last commit.
+{
+    echo "$package ($version) unstable; urgency=medium"
+    echo
+    echo "  * Built from $(git -C "$repo" log -1 --format='commit %h: %s' 2>/dev/null | cut -c1-60 || echo 'a source tree')."
+    echo
+    echo " -- $maintainer  $(date -R -d "@$(git -C "$repo" log -1 --format=%ct 2>/dev/null || date +%s)")"
+} | gzip -9n > "$root/usr/share/doc/$package/changelog.gz"
+chmod 644 "$root/usr/share/doc/$package/changelog.gz" "$root"/usr/share/man/man8/*.gz
+
+# Shared libraries: dpkg-shlibdeps reads the executables' NEEDED entries and maps them to the
+# Debian packages that provide them (it needs a debian/control to run from).
+mkdir -p "$stage/debian"
+printf 'Source: %s\n\nPackage: %s\nArchitecture: any\n' "$package" "$package" > "$stage/debian/control"
+depends=$(cd "$stage" && dpkg-shlibdeps -O -e"root/usr/libexec/sm/${drivers[0]}" \
+    $(for executable in "${drivers[@]:1}"; do printf -- '-eroot/usr/libexec/sm/%s ' "$executable"; done) \
+    -eroot/usr/sbin/lock-util -eroot/usr/sbin/sm-vhd 2>/dev/null | sed -n 's/^shlibs:Depends=//p')
+[ -n "$depends" ] || { echo "build-package.sh: dpkg-shlibdeps found no dependencies" >&2; exit 1; }
+
+echo /etc/sm/sm.conf > "$root/DEBIAN/conffiles"
+echo /etc/logrotate.d/$package >> "$root/DEBIAN/conffiles"
+installed_size=$(du -sk --exclude=DEBIAN "$root" | cut -f1)
+cat > "$root/DEBIAN/control" <<EOF
+Package: $package
+Version: $version
+Architecture: $architecture
+Maintainer: $maintainer
+Installed-Size: $installed_size
+Depends: $depends
+Recommends: lvm2, e2fsprogs, nfs-common, open-iscsi
+Section: admin
+Priority: optional
+Homepage: https://github.com/storage-manager/storage-manager
+Description: storage manager for Linux virtualisation hosts
+ The Storage Manager (SM) API: one interface of SR (storage repository) and
+ VDI (virtual disk) verbs over local directories, ext4, NFS, LVM and iSCSI,
+ for a host agent that runs <Driver> <dconf-xml> <verb> <args...> and reads
+ errno exit codes and XML. Includes lock-util, the NFS-safe persistent lock
+ utility, and sm-vhd, the VHD engine from the command line.
+EOF
+
+mkdir -p "$output"
+deb="$output/${package}_${version}_$architecture.deb"
+dpkg-deb --root-owner-group -Zxz --build "$root" "$deb" >&2
+echo "$deb"

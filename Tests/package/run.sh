@@ -1,0 +1,99 @@
+#!/bin/bash
+# The installable package, end to end: builds it (Scripts/build-package.sh), lints it (lintian:
+# no errors), installs it with apt (its declared dependencies must be enough), checks what it
+# put where, runs the demo against the installed FileSR with the Swift toolchain hidden (an empty
+# tmpfs over it in a private mount namespace, so a binary that still needed it would fail), tries
+# the man pages, the bash completion and the logrotate file, and purges the package again.
+# Needs root. Refuses to run where /etc/sm/sm.conf exists and the package is not installed: the
+# purge at the end would delete an administrator's file.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+package=storage-manager
+fail() { echo "package test FAILED: $*"; exit 1; }
+step() { echo "== package: $*"; }
+
+installed() { dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; }
+if [ -e /etc/sm/sm.conf ] && ! installed; then
+    fail "/etc/sm/sm.conf exists and is not the package's: not installing over it"
+fi
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/sm-package-test.XXXXXX")
+chmod 755 "$work"
+cleanup() {
+    if [ "${SM_KEEP_PACKAGE:-0}" != 1 ] && installed; then
+        dpkg --purge "$package" >/dev/null || echo "package test: could not purge $package"
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+step "build"
+deb=$(Scripts/build-package.sh "$work")
+[ -f "$deb" ] || fail "Scripts/build-package.sh printed '$deb', which is no file"
+dpkg-deb --info "$deb" | sed -n 's/^ \(Package\|Version\|Depends\|Installed-Size\):/  \1:/p'
+
+step "lintian (errors fail, warnings are printed)"
+lintian_output=$(lintian --fail-on error --tag-display-limit 0 "$deb") || {
+    printf '%s\n' "$lintian_output"
+    fail "lintian found errors"
+}
+printf '%s\n' "${lintian_output:-  (nothing)}" | sed 's/^/  /'
+
+step "install with apt (the declared dependencies resolve)"
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    -o Dpkg::Options::=--force-confold "$deb" >/dev/null || fail "apt-get install $deb failed"
+installed || fail "$package is not installed after apt-get install"
+
+step "files"
+for path in /usr/sbin/lock-util /usr/sbin/sm-vhd /etc/sm/sm.conf /etc/logrotate.d/$package; do
+    [ -e "$path" ] || fail "$path is missing"
+done
+drivers=$(cd /usr/libexec/sm && ls)
+[ -n "$drivers" ] || fail "/usr/libexec/sm holds no drivers"
+for driver in $drivers; do
+    [ "$(readlink -f "/usr/sbin/$driver")" = "/usr/libexec/sm/$driver" ] || fail "/usr/sbin/$driver does not lead to /usr/libexec/sm/$driver"
+    man -w "$driver" >/dev/null 2>&1 || fail "man has no page for $driver"
+done
+man -w lock-util >/dev/null 2>&1 || fail "man has no page for lock-util"
+MANWIDTH=100 man -P cat FileSR 2>/dev/null | grep -q "vdi_snapshot SR-UUID source-VDI-UUID dest-VDI-UUID" \
+    || fail "man FileSR does not show the verb table"
+dpkg-query -W -f='${Conffiles}\n' "$package" | grep -q " /etc/sm/sm.conf " || fail "/etc/sm/sm.conf is not a conffile"
+echo "  drivers: $(echo $drivers)"
+
+step "no executable needs the Swift toolchain"
+swift_path=$(readlink -f "$(command -v swift)" 2>/dev/null || true)
+toolchain=${swift_path%/usr/bin/*}
+if [ -z "$swift_path" ]; then
+    toolchain=""
+elif [ -z "$toolchain" ] || [ "$toolchain" = "$swift_path" ]; then
+    toolchain=$(dirname "$(dirname "$swift_path")")/lib/swift   # a toolchain in /usr: hide its runtime only
+fi
+for executable in /usr/libexec/sm/* /usr/sbin/lock-util /usr/sbin/sm-vhd; do
+    libraries=$(ldd "$executable") || fail "ldd $executable failed"
+    if grep -q "not found" <<< "$libraries"; then fail "$executable: $(grep 'not found' <<< "$libraries" | head -1)"; fi
+    if [ -n "$toolchain" ] && grep -qF "$toolchain" <<< "$libraries"; then fail "$executable loads from the toolchain $toolchain"; fi
+done
+
+step "the demo against /usr/sbin/FileSR, toolchain ${toolchain:-(none installed)} hidden"
+if [ -n "$toolchain" ]; then
+    demo=$(unshare --mount --propagation private sh -c \
+        'mount -t tmpfs -o ro,size=1m none "$1" && SM_DEMO_BIN_DIR=/usr/sbin Scripts/demo.sh 2>/dev/null' sh "$toolchain") \
+        || fail "the demo failed with the installed binaries"
+else
+    demo=$(SM_DEMO_BIN_DIR=/usr/sbin Scripts/demo.sh 2>/dev/null) || fail "the demo failed with the installed binaries"
+fi
+vdis=$(grep -o "<vdi>" <<< "$demo" | wc -l)
+[ "$vdis" = 3 ] || fail "the demo's sr_scan listed $vdis VDIs, expected 3: $demo"
+echo "  sr_scan listed 3 VDIs"
+
+step "bash completion of verbs"
+completion=$(bash -c 'source /usr/share/bash-completion/completions/FileSR
+    COMP_WORDS=(FileSR "<dconf/>" vdi_c); COMP_CWORD=2; _sm_driver; echo "${COMPREPLY[*]}"')
+[ "$completion" = "vdi_create vdi_clone" ] || [ "$completion" = "vdi_clone vdi_create" ] \
+    || fail "FileSR <dconf> vdi_c<TAB> completed to '$completion'"
+echo "  FileSR <dconf> vdi_c<TAB>: $completion"
+
+step "logrotate accepts the configuration"
+logrotate --debug "/etc/logrotate.d/$package" >/dev/null 2>&1 || fail "logrotate --debug rejects /etc/logrotate.d/$package"
+
+echo "package: passed ($(basename "$deb"))"
