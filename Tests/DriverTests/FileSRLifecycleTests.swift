@@ -16,8 +16,12 @@ import Testing
         try f.ok("vdi_create", f.sr, vdis[2], "10737418240")
         try f.ok("vdi_resize", f.sr, vdis[0], "3221225472")
         let scan = try ResultXML(f.ok("sr_scan", f.sr).standardOutput)
+        // DESIGN.md's fields in its order, then the chain-health fields (Docs/chain-health.md).
         #expect(scan.order == ["uuid", "physical_utilisation", "virtual_allocation", "physical_size",
-                               "default_vdi_visibility", "label", "description", "vdi", "vdi", "vdi"])
+                               "default_vdi_visibility", "label", "description", "gc_running", "pending_merges",
+                               "vdi", "vdi", "vdi"])
+        #expect(scan.value("gc_running") == "False")
+        #expect(scan.value("pending_merges") == "0")
         #expect(scan.value("uuid") == f.sr)
         let expected: [String: UInt64] = [vdis[0]: 3 * Self.gib, vdis[1]: 2 << 20, vdis[2]: 10 * Self.gib]
         #expect(scan.value("virtual_allocation") == String(expected.values.reduce(0, +)))
@@ -26,7 +30,9 @@ import Testing
         #expect(scan.value("physical_size") == String(UInt64(statistics.f_blocks) * UInt64(statistics.f_frsize)))
         var occupied: UInt64 = 0
         for entry in scan.vdis {
-            #expect(entry.order == ["uuid", "size", "utilisation", "locked", "label", "description", "shareable", "read_only"])
+            #expect(entry.order == ["uuid", "size", "utilisation", "locked", "label", "description", "shareable", "read_only",
+                                    "chain_depth", "coalesce_bytes"])
+            #expect(entry.fields["chain_depth"] == "1" && entry.fields["coalesce_bytes"] == "0")
             let uuid = try #require(entry.fields["uuid"])
             #expect(entry.fields["size"] == expected[uuid].map(String.init))
             var status = stat()

@@ -9,6 +9,11 @@ public struct VDIReport: Sendable, Equatable {
     public var shareable: Bool = false
     public var readOnly: Bool = false
     public var parent: CanonicalUUID?
+    /// Chain health, for SRs of VHD chains (Docs/chain-health.md): the VHD files a read may go
+    /// through (the VDI's own included), and at most how many bytes the pending merges of its
+    /// chain would copy.
+    public var chainDepth: Int?
+    public var coalesceBytes: UInt64?
 
     public init(uuid: CanonicalUUID, size: UInt64, utilisation: UInt64) {
         self.uuid = uuid
@@ -23,11 +28,23 @@ public struct VDIReport: Sendable, Equatable {
             ResultElement("shareable", shareable), ResultElement("read_only", readOnly),
         ]
         if let parent { children.append(ResultElement("parent", parent.string)) }
+        if let chainDepth { children.append(ResultElement("chain_depth", UInt64(chainDepth))) }
+        if let coalesceBytes { children.append(ResultElement("coalesce_bytes", coalesceBytes)) }
         return ResultElement("vdi", children: children)
     }
 }
 
-/// What `sr_scan` prints, in the order DESIGN.md fixes.
+/// The collector's state in `sr_scan` (SRs of VHD chains).
+public struct CollectorReport: Sendable, Equatable {
+    public var running: Bool
+    public var pendingMerges: Int
+    public init(running: Bool, pendingMerges: Int) {
+        self.running = running
+        self.pendingMerges = pendingMerges
+    }
+}
+
+/// What `sr_scan` prints, in the order DESIGN.md fixes (the chain-health fields after it).
 public struct SRScanReport: Sendable, Equatable {
     public var uuid: CanonicalUUID
     public var physicalUtilisation: UInt64
@@ -36,6 +53,9 @@ public struct SRScanReport: Sendable, Equatable {
     public var defaultVDIVisibility: Bool = true
     public var label: String = ""
     public var description: String = ""
+    /// The collector, for SRs of VHD chains: whether a pass holds the SR's `gc` claim (on any
+    /// host), and how many merges are waiting (hidden VDIs with one child).
+    public var collector: CollectorReport?
     public var vdis: [VDIReport]
 
     public init(uuid: CanonicalUUID, physicalUtilisation: UInt64, virtualAllocation: UInt64, physicalSize: UInt64,
@@ -53,7 +73,8 @@ public struct SRScanReport: Sendable, Equatable {
             ResultElement("virtual_allocation", virtualAllocation), ResultElement("physical_size", physicalSize),
             ResultElement("default_vdi_visibility", defaultVDIVisibility), ResultElement("label", label),
             ResultElement("description", description),
-        ] + vdis.map(\.element))
+        ] + (collector.map { [ResultElement("gc_running", $0.running), ResultElement("pending_merges", UInt64($0.pendingMerges))] } ?? [])
+            + vdis.map(\.element))
     }
 }
 

@@ -105,6 +105,14 @@ public final class SharedClaim: @unchecked Sendable {
         }
     }
 
+    /// Who holds the claim on `name` and is alive (as `tryAcquire` would judge), nil when nobody
+    /// does; takes nothing. For reports (sr_scan's `gc_running`), never for decisions.
+    public static func liveHolder(_ name: String, srRoot: String, host: HostEnvironment) -> String? {
+        guard let target = LockTarget("\(directory(srRoot: srRoot))/\(name)"),
+              let holders = try? PersistentLock.holders(of: target), !holders.isEmpty else { return nil }
+        return judge(holders, target: target, host: host) == .live ? PersistentLock.list(holders) : nil
+    }
+
     enum Judgement: Equatable {
         case live
         case deadHere([String])

@@ -69,8 +69,16 @@ extension VHDRepository {
             throw .io("VDI \(source) cannot be read; run sr_check")
         }
         guard length + 1 <= VHDChain.maximumLength else {
+            // What to run: merges already waiting on this chain (deleted snapshots) shorten it at
+            // the next sr_gc; otherwise snapshots must be deleted first. Not merged here: a merge
+            // copies data, which has no bound inside the agent's call (Docs/chain-health.md).
+            let waiting = tree.chain(from: source).filter { vdi in tree.nodes[vdi]?.hidden == true && tree.childrenOf(vdi).count == 1 }
+            let advice = waiting.isEmpty
+                ? "delete snapshots of it, then run sr_gc \(sr) to merge them away"
+                : "run sr_gc \(sr): \(waiting.count) merge\(waiting.count == 1 ? "" : "s") waiting on this chain will shorten it to "
+                    + "\(length - waiting.count) VHDs"
             throw StorageError(code: .notPermitted, message: "\(verb) of VDI \(source) would make a chain of \(length + 1) VHDs; "
-                + "the limit is \(VHDChain.maximumLength) (delete snapshots and run sr_gc to shorten it)")
+                + "the limit is \(VHDChain.maximumLength) (\(advice))")
         }
         let perFile = UInt64(VHDFooter.size * 2 + VHDDynamicHeader.size) + VHDImage.reservedEntries(for: image.size) * 4 + 3 * 512
         let fileSystem = try Syscall.fileSystemStatus(root)

@@ -280,11 +280,32 @@ public struct VHDRepository: Sendable {
         for entry in entries.values {
             if let parent = entry.parent, entries[parent]?.uniqueID == entry.uniqueID { entries[parent]?.hidden = true }
         }
+        // Chain health (Docs/chain-health.md): a merge is waiting wherever a hidden VDI has one
+        // child; it would copy at most the child's allocated blocks (one BAT read per merge).
+        var childCount: [CanonicalUUID: Int] = [:]
+        for entry in entries.values { if let parent = entry.parent { childCount[parent, default: 0] += 1 } }
+        var mergeBytes: [CanonicalUUID: UInt64] = [:]  // by child
+        for entry in entries.values {
+            guard let parent = entry.parent, entries[parent]?.hidden == true, childCount[parent] == 1 else { continue }
+            let blocks = (try? VHDImage.open(vdiPath(entry.report.uuid)).allocationTable())?.count { $0 != VHDImage.unallocated } ?? 0
+            mergeBytes[entry.report.uuid] = UInt64(blocks) * VHDImage.blockSize
+        }
         var reports: [VDIReport] = []
         var virtualAllocation: UInt64 = 0
         for vdi in entries.keys.sorted() {
             guard let entry = entries[vdi], !entry.hidden else { continue }
             var report = entry.report
+            var depth = 0
+            var bytes: UInt64 = 0
+            var link: CanonicalUUID? = vdi
+            var visited: Set<CanonicalUUID> = []
+            while let current = link, let linkEntry = entries[current], visited.insert(current).inserted {
+                depth += 1
+                bytes += mergeBytes[current] ?? 0
+                link = linkEntry.parent
+            }
+            report.chainDepth = depth
+            report.coalesceBytes = bytes
             // The nearest listed ancestor (hidden parents are skipped; cycles are cut).
             var ancestor = entry.parent
             var seen: Set<CanonicalUUID> = [vdi]
@@ -296,8 +317,11 @@ public struct VHDRepository: Sendable {
             virtualAllocation += report.size
             reports.append(report)
         }
-        return SRScanReport(uuid: sr, physicalUtilisation: physicalUtilisation ?? occupied,
-                            virtualAllocation: virtualAllocation, physicalSize: physicalSize, vdis: reports)
+        var report = SRScanReport(uuid: sr, physicalUtilisation: physicalUtilisation ?? occupied,
+                                  virtualAllocation: virtualAllocation, physicalSize: physicalSize, vdis: reports)
+        report.collector = CollectorReport(running: SharedClaim.liveHolder("gc", srRoot: root, host: host) != nil,
+                                           pendingMerges: mergeBytes.count)
+        return report
     }
 
     /// Size and usage of the filesystem holding the SR.
