@@ -1,0 +1,226 @@
+import SMCore
+import SystemPackage
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// RBDSR's VDI verbs; the mapping is in `RBDTree` and Docs/RBDSR.md.
+extension RBDRepository {
+    static func rounded(_ size: UInt64) -> UInt64 { (size + sector - 1) / sector * sector }
+
+    /// ENOSPC when the pool has a byte quota and the SR's provisioned sizes plus `adding` pass it.
+    /// (Writes past a quota do not fail: the OSDs stall them until an operation timeout, so a
+    /// thin pool's quota is enforced at provisioning time.)
+    func requireRoom(_ session: CephSession, tree: RBDTree, adding: UInt64, what: String) throws(StorageError) {
+        guard let quota = try session.poolByteQuota() else { return }
+        let provisioned = tree.images.values.reduce(UInt64(0)) { $0 + $1.size }
+        guard provisioned + adding <= quota else {
+            throw StorageError.noSpace("\(what) needs \(adding) bytes; the SR has \(provisioned) provisioned and pool "
+                + "\(credentials.pool) has a byte quota of \(quota)")
+        }
+    }
+
+    /// Not idempotent: EEXIST when an image or snapshot of that UUID exists (hidden ones too).
+    public func createVDI(sr: CanonicalUUID, vdi: CanonicalUUID, size: UInt64) throws(StorageError) {
+        try requireAttached(sr)
+        try withSR(sr) { session throws(StorageError) in
+            let tree = try RBDTree(session: session)
+            if tree.locate(vdi) != nil { throw StorageError.vdiExists(vdi.string, sr: sr.string) }
+            let size = Self.rounded(size)
+            try requireRoom(session, tree: tree, adding: size, what: "VDI \(vdi)")
+            try RBDImage.create(session, name: vdi.string, size: size)
+        }
+    }
+
+    /// Idempotent. EBUSY while attached here or (an image) open anywhere. A VDI that others
+    /// depend on is hidden, and removed with the last of them (Docs/RBDSR.md, "Delete").
+    public func deleteVDI(sr: CanonicalUUID, vdi: CanonicalUUID) throws(StorageError) {
+        try requireAttached(sr)
+        if state(sr).isVDIAttached(vdi) { throw StorageError.vdiAttached(vdi.string) }
+        try withSR(sr) { session throws(StorageError) in
+            let tree = try RBDTree(session: session)
+            guard let found = tree.locate(vdi), !found.hidden else { return }
+            switch found.location {
+            case .image(let name):
+                let image = try RBDImage(session, name: name)
+                let watchers = try image.watcherCount()
+                guard watchers == 0 else {
+                    throw StorageError(code: .resourceBusy, message: "VDI \(vdi) is open by \(watchers) client(s) "
+                        + "(mapped on a host?); detach it there first")
+                }
+                if !(tree.images[name]?.snapshots.isEmpty ?? true) {
+                    let writable = try RBDImage(session, name: name, readOnly: false)
+                    try writable.setMetadata(RBDTree.hiddenKey, "1")
+                    return
+                }
+                let parent = tree.images[name]?.parent
+                try RBDImage.remove(session, name: name)
+                if let parent { try reclaim(session, image: parent.image, snapshot: parent.snapshot) }
+            case .snapshot(let imageName, let name):
+                if !tree.clones(of: imageName, snapshot: name).isEmpty {
+                    let image = try RBDImage(session, name: imageName, readOnly: false)
+                    try image.setMetadata(RBDTree.hiddenKey(name), "1")
+                    return
+                }
+                try removeSnapshot(session, image: imageName, snapshot: name)
+                try reclaimImage(session, name: imageName)
+            }
+        }
+    }
+
+    /// Removes a snapshot VDI and its metadata.
+    private func removeSnapshot(_ session: CephSession, image name: String, snapshot: String) throws(StorageError) {
+        let image = try RBDImage(session, name: name, readOnly: false)
+        try image.removeSnapshot(snapshot)
+        try image.removeMetadata(RBDTree.hiddenKey(snapshot))
+        try image.removeMetadata(RBDTree.baseCopyKey(snapshot))
+    }
+
+    /// After a clone of `image@snapshot` went: removes that snapshot if it is hidden and has no
+    /// clones left, then its image if hidden and without snapshots, and so on up.
+    private func reclaim(_ session: CephSession, image: String, snapshot: String) throws(StorageError) {
+        let tree = try RBDTree(session: session)
+        guard let record = tree.images[image], record.isHidden(snapshot: snapshot),
+              tree.clones(of: image, snapshot: snapshot).isEmpty else { return }
+        try removeSnapshot(session, image: image, snapshot: snapshot)
+        try reclaimImage(session, name: image)
+    }
+
+    /// Removes a hidden image left without snapshots, then reclaims upwards.
+    private func reclaimImage(_ session: CephSession, name: String) throws(StorageError) {
+        let tree = try RBDTree(session: session)
+        guard let record = tree.images[name], record.isHidden, record.snapshots.isEmpty else { return }
+        try RBDImage.remove(session, name: name)
+        if let parent = record.parent { try reclaim(session, image: parent.image, snapshot: parent.snapshot) }
+    }
+
+    /// EBUSY while `vdi` is attached here or persistently locked.
+    private func requireIdle(_ session: CephSession, sr: CanonicalUUID, vdi: CanonicalUUID, image: String) throws(StorageError) {
+        if state(sr).isVDIAttached(vdi) { throw StorageError.vdiAttached(vdi.string) }
+        let header = try RBDImage(session, name: image).headerObject
+        if let holder = try RBDLocks(session: session, headerObject: header, vdi: vdi).holders().first {
+            throw StorageError(code: .resourceBusy, message: "VDI \(vdi) is locked by user '\(holder.cookie)'; run vdi_unlock first")
+        }
+    }
+
+    /// An RBD snapshot named `destination` on the source image: O(1). The source stays the
+    /// writable image and reports `destination` as its parent. EPERM for a read-only source.
+    public func snapshotVDI(sr: CanonicalUUID, source: CanonicalUUID, destination: CanonicalUUID) throws(StorageError) {
+        try requireAttached(sr)
+        try withSR(sr) { session throws(StorageError) in
+            let tree = try RBDTree(session: session)
+            let location = try tree.visible(source, sr: sr)
+            if tree.locate(destination) != nil { throw StorageError.vdiExists(destination.string, sr: sr.string) }
+            guard case .image(let name) = location else {
+                throw StorageError(code: .notPermitted, message: "VDI \(source) is a read-only snapshot; clone it instead")
+            }
+            try requireIdle(session, sr: sr, vdi: source, image: name)
+            try RBDImage(session, name: name, readOnly: false).createSnapshot(destination.string)
+        }
+    }
+
+    /// A writable RBD clone named `destination`. From a snapshot VDI: a clone of it. From an
+    /// image: a new snapshot (a generated UUID, labelled "base copy") and a clone of that; the
+    /// source image stays writable and reports the base copy as its parent. O(1).
+    public func cloneVDI(sr: CanonicalUUID, source: CanonicalUUID, destination: CanonicalUUID) throws(StorageError) {
+        try requireAttached(sr)
+        try withSR(sr) { session throws(StorageError) in
+            let tree = try RBDTree(session: session)
+            let location = try tree.visible(source, sr: sr)
+            if tree.locate(destination) != nil { throw StorageError.vdiExists(destination.string, sr: sr.string) }
+            let size = tree.images[location.image]?.size ?? 0
+            switch location {
+            case .snapshot(let imageName, let snapshot):
+                let snapshotSize = tree.images[imageName]?.snapshots.first { $0.name == snapshot }?.size ?? size
+                try requireRoom(session, tree: tree, adding: snapshotSize, what: "VDI \(destination)")
+                try RBDImage(session, name: imageName, readOnly: false).protect(snapshot)
+                try RBDImage.clone(session, parent: imageName, snapshot: snapshot, child: destination.string)
+            case .image(let name):
+                try requireIdle(session, sr: sr, vdi: source, image: name)
+                try requireRoom(session, tree: tree, adding: size, what: "VDI \(destination)")
+                let base = CanonicalUUID.random().string
+                let image = try RBDImage(session, name: name, readOnly: false)
+                // Metadata first: a crash before the snapshot leaves a key naming nothing (ignored).
+                try image.setMetadata(RBDTree.baseCopyKey(base), "1")
+                try image.createSnapshot(base)
+                try image.protect(base)
+                try RBDImage.clone(session, parent: name, snapshot: base, child: destination.string)
+            }
+        }
+    }
+
+    /// Grows an image (same size: success; smaller: EINVAL). EPERM for a snapshot, EBUSY attached.
+    public func resizeVDI(sr: CanonicalUUID, vdi: CanonicalUUID, size: UInt64) throws(StorageError) {
+        try requireAttached(sr)
+        try withSR(sr) { session throws(StorageError) in
+            let tree = try RBDTree(session: session)
+            guard case .image(let name) = try tree.visible(vdi, sr: sr) else {
+                throw StorageError(code: .notPermitted, message: "VDI \(vdi) is a read-only snapshot; it cannot be resized")
+            }
+            if state(sr).isVDIAttached(vdi) { throw StorageError.vdiAttached(vdi.string) }
+            let size = Self.rounded(size)
+            let current = tree.images[name]?.size ?? 0
+            guard size >= current else {
+                throw StorageError.invalid("new-size \(size) is smaller than VDI \(vdi)'s \(current) bytes; VDIs only grow")
+            }
+            guard size > current else { return }
+            try requireRoom(session, tree: tree, adding: size - current, what: "growing VDI \(vdi)")
+            try RBDImage(session, name: name, readOnly: false).resize(to: size)
+        }
+    }
+
+    /// Maps the VDI with the kernel client (a snapshot read-only) and returns
+    /// `/dev/rbd/<pool>/<namespace>/<image>[@<snapshot>]`, the name udev's ceph-rbdnamer gives
+    /// it (made here when udev does not). Idempotent.
+    public func attachVDI(sr: CanonicalUUID, vdi: CanonicalUUID) throws(StorageError) -> AttachResult {
+        try requireAttached(sr)
+        let location = try withSR(sr) { session throws(StorageError) in try RBDTree(session: session).visible(vdi, sr: sr) }
+        let snapshot: String?
+        if case .snapshot(_, let name) = location { snapshot = name } else { snapshot = nil }
+        let mapping = try KernelRBD.map(credentials: credentials, namespace: namespace(sr), image: location.image,
+                                        snapshot: snapshot)
+        let directory = "/dev/rbd/\(credentials.pool)/\(namespace(sr))"
+        let path = "\(directory)/\(location.image)\(snapshot.map { "@\($0)" } ?? "")"
+        if Syscall.symbolicLinkTarget(path) == nil {
+            try Syscall.makeDirectories(directory)
+            guard symlink(mapping.device, path) == 0 || errno == EEXIST else {
+                throw .system(Errno(rawValue: errno), "linking \(path) to \(mapping.device)")
+            }
+        }
+        try state(sr).markVDIAttached(vdi, path: path)
+        return AttachResult(path: path, type: Self.contentType)
+    }
+
+    /// Unmaps (EBUSY while the device is open). Idempotent; needs no cluster.
+    public func detachVDI(sr: CanonicalUUID, vdi: CanonicalUUID) throws(StorageError) {
+        try requireAttached(sr)
+        let state = state(sr)
+        guard let path = state.attachedPath(vdi) else { return }
+        let leaf = path.split(separator: "/").last.map(String.init) ?? ""
+        let parts = leaf.split(separator: "@", maxSplits: 1).map(String.init)
+        if let mapping = KernelRBD.find(pool: credentials.pool, namespace: namespace(sr), image: parts[0],
+                                        snapshot: parts.count > 1 ? parts[1] : nil) {
+            try KernelRBD.unmap(mapping)
+        }
+        if Syscall.symbolicLinkTarget(path) != nil { try Syscall.unlinkIfPresent(path) }
+        try state.clearVDIAttached(vdi)
+    }
+
+    public func lockVDI(sr: CanonicalUUID, vdi: CanonicalUUID, force: Bool, user: String) throws(StorageError) {
+        try requireAttached(sr)
+        try withSR(sr) { session throws(StorageError) in
+            let location = try RBDTree(session: session).visible(vdi, sr: sr)
+            let header = try RBDImage(session, name: location.image).headerObject
+            try RBDLocks(session: session, headerObject: header, vdi: vdi).lock(user: user, force: force)
+        }
+    }
+
+    public func unlockVDI(sr: CanonicalUUID, vdi: CanonicalUUID, user: String) throws(StorageError) {
+        try requireAttached(sr)
+        try withSR(sr) { session throws(StorageError) in
+            let location = try RBDTree(session: session).visible(vdi, sr: sr)
+            let header = try RBDImage(session, name: location.image).headerObject
+            try RBDLocks(session: session, headerObject: header, vdi: vdi).unlock(user: user)
+        }
+    }
+}
