@@ -127,6 +127,17 @@ public struct CephCredentials: Sendable {
         return entries
     }
 
+    /// The monitors for librados: an entry without a `v1:`/`v2:` prefix is taken as messenger v2
+    /// (Nautilus and later), unless its port is 6789, v1's. Left bare, librados tries both
+    /// protocols on the one port and, refused by cephx, hunts on until its timeout instead of
+    /// answering EACCES at once.
+    var libradosMonitors: String {
+        monitors.map { entry in
+            if entry.hasPrefix("v1:") || entry.hasPrefix("v2:") { return entry }
+            return entry.hasSuffix(":6789") ? "v1:\(entry)" : "v2:\(entry)"
+        }.joined(separator: ",")
+    }
+
     /// The monitors for the kernel client: without the `v1:`/`v2:` prefixes.
     var kernelMonitors: String {
         monitors.map { entry in

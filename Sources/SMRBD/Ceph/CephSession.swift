@@ -45,7 +45,8 @@ public final class CephSession {
             // A Force that breaks a lock must not blocklist the owner's address (see RBDLocks).
             ("rbd_blocklist_on_break_lock", "false"),
             ("rbd_cache", "false"),
-            ("mon_host", credentials.monitors.joined(separator: ",")),
+            ("mon_host", credentials.libradosMonitors),
+            ("auth_client_required", "cephx"),
         ]
         if let keyring = credentials.keyring { settings.append(("keyring", keyring)) }
         if let conf = credentials.configurationFile {
@@ -82,7 +83,7 @@ public final class CephSession {
             switch -code {
             case ETIMEDOUT, ECONNREFUSED, EHOSTUNREACH, ENETUNREACH, ENOENT:
                 throw StorageError(code: .noSuchDevice, message: "no Ceph monitor at \(monitors) answered within \(credentials.timeout) s "
-                    + "(\(Errno(rawValue: -code).symbolicName) after \(Double(Int(seconds * 10)) / 10) s); check dconf monitors")
+                    + "(\(-code == ETIMEDOUT ? "ETIMEDOUT" : Errno(rawValue: -code).symbolicName) after \(Double(Int(seconds * 10)) / 10) s); check dconf monitors")
             case EACCES, EPERM:
                 throw .io("the Ceph cluster at \(monitors) refused client.\(credentials.user) "
                     + "(\(Errno(rawValue: -code).symbolicName)); check dconf user and key or keyring")
