@@ -38,6 +38,7 @@ extension RBDRepository {
         try requireAttached(sr)
         if state(sr).isVDIAttached(vdi) { throw StorageError.vdiAttached(vdi.string) }
         try withSR(sr) { session throws(StorageError) in
+            try reclaimAll(session)
             let tree = try RBDTree(session: session)
             guard let found = tree.locate(vdi), !found.hidden else { return }
             switch found.location {
@@ -84,6 +85,19 @@ extension RBDRepository {
               tree.clones(of: image, snapshot: snapshot).isEmpty else { return }
         try removeSnapshot(session, image: image, snapshot: snapshot)
         try reclaimImage(session, name: image)
+    }
+
+    /// Removes every hidden snapshot without clones and every hidden image without snapshots:
+    /// what a delete interrupted between removing a VDI and reclaiming its hidden ancestors left.
+    func reclaimAll(_ session: CephSession) throws(StorageError) {
+        let tree = try RBDTree(session: session)
+        for record in tree.images.values.sorted(by: { $0.name < $1.name }) {
+            for snapshot in record.snapshots where record.isHidden(snapshot: snapshot.name)
+                && tree.clones(of: record.name, snapshot: snapshot.name).isEmpty {
+                try removeSnapshot(session, image: record.name, snapshot: snapshot.name)
+            }
+            try reclaimImage(session, name: record.name)
+        }
     }
 
     /// Removes a hidden image left without snapshots, then reclaims upwards.

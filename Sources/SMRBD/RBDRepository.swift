@@ -85,6 +85,7 @@ public struct RBDRepository {
                String(decoding: marker, as: UTF8.self).trimmingWhitespace() != sr.string {
                 return // another SR's namespace: nothing of this SR is there
             }
+            try reclaimAll(session)
             let images = try RBDImage.list(session)
             guard images.isEmpty else { throw StorageError.srNotEmpty(sr.string, count: images.count) }
             try session.removeObject(Self.markerObject)

@@ -162,6 +162,53 @@ import Testing
         try f.ok("sr_delete", f.sr)
     }
 
+    /// What a delete interrupted before reclaiming leaves (a hidden snapshot without clones, made
+    /// here with `rbd image-meta set` as the crash would leave it) goes at the next vdi_delete.
+    @Test(.timeLimit(.minutes(3))) func interruptedDeleteLeftoversAreReclaimed() throws {
+        let f = try RBDSRFixture()
+        defer { f.tearDown() }
+        try f.createAndAttach()
+        let image = newUUID(), snapshot = newUUID(), other = newUUID()
+        try f.ok("vdi_create", f.sr, image, "4194304")
+        try f.ok("vdi_snapshot", f.sr, image, snapshot)
+        try f.ok("vdi_create", f.sr, other, "4194304")
+        try f.ok("vdi_delete", f.sr, image)
+        #expect(try f.rbdNames().contains(image), "the image is hidden, kept for its snapshot")
+        let meta = try f.cluster.rbd(["image-meta", "set", "--namespace", f.sr, "sm/\(image)", "sm.hidden.\(snapshot)", "1"])
+        #expect(meta.status == 0, "\(meta)")
+        #expect(try f.scan().keys.sorted() == [other])
+        try f.ok("vdi_delete", f.sr, other)
+        #expect(try f.rbdNames().isEmpty, "the hidden snapshot and then its hidden image were reclaimed")
+    }
+
+    /// dconf `namespace`: the SR lives in an operator's namespace, found by its marker; another
+    /// SR UUID there is ENODEV; sr_delete leaves the namespace to the operator.
+    @Test(.timeLimit(.minutes(3))) func operatorNamespace() throws {
+        let f = try RBDSRFixture()
+        let namespace = "ops-\(f.sr.prefix(8))"
+        defer {
+            f.tearDown()
+            _ = try? Product.runProgram("rados", ["-c", f.cluster.configuration, "-p", "sm", "-N", namespace, "rm", "sm-sr"])
+            _ = try? f.cluster.rbd(["namespace", "remove", "sm/\(namespace)"])
+        }
+        #expect(try f.cluster.rbd(["namespace", "create", "sm/\(namespace)"]).status == 0)
+        f.dconf = f.dconf.replacingOccurrences(of: "</dconf>", with: "<namespace>\(namespace)</namespace></dconf>")
+        try f.createAndAttach()
+        let vdi = newUUID()
+        try f.ok("vdi_create", f.sr, vdi, "4194304")
+        let images = try f.cluster.rbdJSON(["ls", "--namespace", namespace, "sm"]) as? [String] ?? []
+        #expect(images == [vdi])
+        let stranger = newUUID()
+        try f.fails(19, "ENODEV", "sr_attach", stranger)
+        try f.fails(17, "EEXIST", "sr_create", stranger, "0")
+        try f.ok("vdi_delete", f.sr, vdi)
+        try f.ok("sr_detach", f.sr)
+        try f.ok("sr_delete", f.sr)
+        let namespaces = try f.cluster.rbdJSON(["namespace", "ls", "sm"]) as? [[String: Any]] ?? []
+        #expect(namespaces.contains { $0["name"] as? String == namespace }, "the operator's namespace stays")
+        try f.fails(19, "ENODEV", "sr_attach", f.sr)
+    }
+
     /// vdi_lock is a Ceph lock on the image header with the user string as cookie: a reassert
     /// succeeds, another user gets ENOLCK until Force, unlock by the wrong user is ENOLCK,
     /// unlocking twice succeeds, sr_scan reports it, a locked VDI cannot be snapshotted (EBUSY),
