@@ -66,8 +66,13 @@ for run in $(seq "$RUNS"); do
     D[vdi_lock]+="$(ms driver vdi_lock "$sr" "$ca" FALSE bench) "
     C[vdi_lock]+="$(ms cli lock add "sm/$cb" bench) "
     driver vdi_unlock "$sr" "$ca" bench
+    # `rbd lock add` holds `rbd_lock`, which the exclusive-lock feature needs: `rbd rm` would wait
+    # for it forever (the reason RBDSR's vdi_lock uses a lock of its own name). Release it, untimed.
+    locker=$(rbd -c "$cluster/ceph.conf" --id smtest --keyring "$cluster/smtest.keyring" --namespace "$sr" \
+        lock ls --format json "sm/$cb" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["locker"])')
+    cli lock rm "sm/$cb" bench "$locker"
     D[vdi_delete]+="$(ms driver vdi_delete "$sr" "$ca") "
-    C[vdi_delete]+="$(ms cli rm --no-progress "sm/$cb") "
+    C[vdi_delete]+="$(ms timeout 60 rbd -c "$cluster/ceph.conf" --id smtest --keyring "$cluster/smtest.keyring" --namespace "$sr" rm --no-progress "sm/$cb") "
 done
 printf '%-14s %10s %10s %8s\n' verb "RBDSR ms" "rbd ms" "rbd/RBDSR"
 for verb in vdi_create vdi_snapshot vdi_clone vdi_resize sr_scan vdi_lock vdi_delete; do

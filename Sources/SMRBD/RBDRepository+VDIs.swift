@@ -10,24 +10,46 @@ extension RBDRepository {
 
     /// ENOSPC when the pool has a byte quota and the SR's provisioned sizes plus `adding` pass it.
     /// (Writes past a quota do not fail: the OSDs stall them until an operation timeout, so a
-    /// thin pool's quota is enforced at provisioning time.)
-    func requireRoom(_ session: CephSession, tree: RBDTree, adding: UInt64, what: String) throws(StorageError) {
+    /// thin pool's quota is enforced at provisioning time.) Reads the whole SR only when a quota is set.
+    func requireRoom(_ session: CephSession, adding: UInt64, what: String) throws(StorageError) {
         guard let quota = try session.poolByteQuota() else { return }
-        let provisioned = tree.images.values.reduce(UInt64(0)) { $0 + $1.size }
+        let provisioned = try RBDTree(session: session).images.values.reduce(UInt64(0)) { $0 + $1.size }
         guard provisioned + adding <= quota else {
             throw StorageError.noSpace("\(what) needs \(adding) bytes; the SR has \(provisioned) provisioned and pool "
                 + "\(credentials.pool) has a byte quota of \(quota)")
         }
     }
 
+    /// Where the VDI lives, hidden or not; nil when there is none. At most three cluster reads:
+    /// the image of that name, else the snapshot index (`sm-sr`'s omap: snapshot UUID -> image),
+    /// then that image's snapshot list.
+    func locate(_ session: CephSession, _ vdi: CanonicalUUID) throws(StorageError) -> (location: RBDTree.Location, hidden: Bool)? {
+        if let image = try RBDImage.openIfPresent(session, name: vdi.string) {
+            return (.image(vdi.string), try image.metadata(RBDTree.hiddenKey) != nil)
+        }
+        guard let holder = try session.mapValue(Self.snapshotIndexKey(vdi.string), in: Self.markerObject),
+              let image = try RBDImage.openIfPresent(session, name: holder),
+              try image.snapshots().contains(where: { $0.name == vdi.string })
+        else { return nil }
+        return (.snapshot(image: holder, name: vdi.string), try image.metadata(RBDTree.hiddenKey(vdi.string)) != nil)
+    }
+
+    /// The VDI if it exists and is listed; ENODEV otherwise.
+    func visible(_ session: CephSession, _ vdi: CanonicalUUID, sr: CanonicalUUID) throws(StorageError) -> RBDTree.Location {
+        guard let found = try locate(session, vdi), !found.hidden else { throw StorageError.noSuchVDI(vdi.string, sr: sr.string) }
+        return found.location
+    }
+
+    /// The snapshot index key of a snapshot VDI in the marker's omap; its value is the image holding it.
+    static func snapshotIndexKey(_ snapshot: String) -> String { "snapshot.\(snapshot)" }
+
     /// Not idempotent: EEXIST when an image or snapshot of that UUID exists (hidden ones too).
     public func createVDI(sr: CanonicalUUID, vdi: CanonicalUUID, size: UInt64) throws(StorageError) {
         try requireAttached(sr)
         try withSR(sr) { session throws(StorageError) in
-            let tree = try RBDTree(session: session)
-            if tree.locate(vdi) != nil { throw StorageError.vdiExists(vdi.string, sr: sr.string) }
+            if try locate(session, vdi) != nil { throw StorageError.vdiExists(vdi.string, sr: sr.string) }
             let size = Self.rounded(size)
-            try requireRoom(session, tree: tree, adding: size, what: "VDI \(vdi)")
+            try requireRoom(session, adding: size, what: "VDI \(vdi)")
             try RBDImage.create(session, name: vdi.string, size: size)
         }
     }
@@ -38,9 +60,7 @@ extension RBDRepository {
         try requireAttached(sr)
         if state(sr).isVDIAttached(vdi) { throw StorageError.vdiAttached(vdi.string) }
         try withSR(sr) { session throws(StorageError) in
-            try reclaimAll(session)
-            let tree = try RBDTree(session: session)
-            guard let found = tree.locate(vdi), !found.hidden else { return }
+            guard let found = try locate(session, vdi), !found.hidden else { return }
             switch found.location {
             case .image(let name):
                 let image = try RBDImage(session, name: name)
@@ -49,18 +69,17 @@ extension RBDRepository {
                     throw StorageError(code: .resourceBusy, message: "VDI \(vdi) is open by \(watchers) client(s) "
                         + "(mapped on a host?); detach it there first")
                 }
-                if !(tree.images[name]?.snapshots.isEmpty ?? true) {
-                    let writable = try RBDImage(session, name: name, readOnly: false)
-                    try writable.setMetadata(RBDTree.hiddenKey, "1")
+                if !(try image.snapshots().isEmpty) {
+                    try RBDImage(session, name: name, readOnly: false).setMetadata(RBDTree.hiddenKey, "1")
                     return
                 }
-                let parent = tree.images[name]?.parent
+                let parent = try sameNamespaceParent(session, image)
                 try RBDImage.remove(session, name: name)
                 if let parent { try reclaim(session, image: parent.image, snapshot: parent.snapshot) }
             case .snapshot(let imageName, let name):
-                if !tree.clones(of: imageName, snapshot: name).isEmpty {
-                    let image = try RBDImage(session, name: imageName, readOnly: false)
-                    try image.setMetadata(RBDTree.hiddenKey(name), "1")
+                let image = try RBDImage(session, name: imageName)
+                if !(try image.children(of: name).isEmpty) {
+                    try RBDImage(session, name: imageName, readOnly: false).setMetadata(RBDTree.hiddenKey(name), "1")
                     return
                 }
                 try removeSnapshot(session, image: imageName, snapshot: name)
@@ -69,43 +88,52 @@ extension RBDRepository {
         }
     }
 
-    /// Removes a snapshot VDI and its metadata.
+    /// The clone parent of `image` when it is in the SR's namespace.
+    private func sameNamespaceParent(_ session: CephSession, _ image: RBDImage) throws(StorageError) -> (image: String, snapshot: String)? {
+        guard let parent = try image.parent(), parent.namespace == (session.namespace ?? "") else { return nil }
+        return (parent.image, parent.snapshot)
+    }
+
+    /// Removes a snapshot VDI, its metadata and its index entry.
     private func removeSnapshot(_ session: CephSession, image name: String, snapshot: String) throws(StorageError) {
         let image = try RBDImage(session, name: name, readOnly: false)
         try image.removeSnapshot(snapshot)
         try image.removeMetadata(RBDTree.hiddenKey(snapshot))
         try image.removeMetadata(RBDTree.baseCopyKey(snapshot))
+        try session.removeMapValue(Self.snapshotIndexKey(snapshot), in: Self.markerObject)
     }
 
     /// After a clone of `image@snapshot` went: removes that snapshot if it is hidden and has no
     /// clones left, then its image if hidden and without snapshots, and so on up.
-    private func reclaim(_ session: CephSession, image: String, snapshot: String) throws(StorageError) {
-        let tree = try RBDTree(session: session)
-        guard let record = tree.images[image], record.isHidden(snapshot: snapshot),
-              tree.clones(of: image, snapshot: snapshot).isEmpty else { return }
-        try removeSnapshot(session, image: image, snapshot: snapshot)
-        try reclaimImage(session, name: image)
-    }
-
-    /// Removes every hidden snapshot without clones and every hidden image without snapshots:
-    /// what a delete interrupted between removing a VDI and reclaiming its hidden ancestors left.
-    func reclaimAll(_ session: CephSession) throws(StorageError) {
-        let tree = try RBDTree(session: session)
-        for record in tree.images.values.sorted(by: { $0.name < $1.name }) {
-            for snapshot in record.snapshots where record.isHidden(snapshot: snapshot.name)
-                && tree.clones(of: record.name, snapshot: snapshot.name).isEmpty {
-                try removeSnapshot(session, image: record.name, snapshot: snapshot.name)
-            }
-            try reclaimImage(session, name: record.name)
-        }
+    private func reclaim(_ session: CephSession, image name: String, snapshot: String) throws(StorageError) {
+        guard let image = try RBDImage.openIfPresent(session, name: name),
+              try image.metadata(RBDTree.hiddenKey(snapshot)) != nil,
+              try image.snapshots().contains(where: { $0.name == snapshot }),
+              try image.children(of: snapshot).isEmpty else { return }
+        try removeSnapshot(session, image: name, snapshot: snapshot)
+        try reclaimImage(session, name: name)
     }
 
     /// Removes a hidden image left without snapshots, then reclaims upwards.
     private func reclaimImage(_ session: CephSession, name: String) throws(StorageError) {
-        let tree = try RBDTree(session: session)
-        guard let record = tree.images[name], record.isHidden, record.snapshots.isEmpty else { return }
+        guard let image = try RBDImage.openIfPresent(session, name: name),
+              try image.metadata(RBDTree.hiddenKey) != nil, try image.snapshots().isEmpty else { return }
+        let parent = try sameNamespaceParent(session, image)
         try RBDImage.remove(session, name: name)
-        if let parent = record.parent { try reclaim(session, image: parent.image, snapshot: parent.snapshot) }
+        if let parent { try reclaim(session, image: parent.image, snapshot: parent.snapshot) }
+    }
+
+    /// Removes every hidden snapshot without clones and every hidden image without snapshots:
+    /// what a delete interrupted between removing a VDI and reclaiming its hidden ancestors left.
+    /// Reads the whole SR (sr_delete runs it).
+    func reclaimAll(_ session: CephSession) throws(StorageError) {
+        let tree = try RBDTree(session: session)
+        for record in tree.images.values.sorted(by: { $0.name < $1.name }) {
+            for snapshot in record.snapshots where record.isHidden(snapshot: snapshot.name) {
+                try reclaim(session, image: record.name, snapshot: snapshot.name)
+            }
+            try reclaimImage(session, name: record.name)
+        }
     }
 
     /// EBUSY while `vdi` is attached here or persistently locked.
@@ -119,16 +147,18 @@ extension RBDRepository {
 
     /// An RBD snapshot named `destination` on the source image: O(1). The source stays the
     /// writable image and reports `destination` as its parent. EPERM for a read-only source.
+    /// The index entry is written first: a crash before the snapshot leaves an entry naming no
+    /// snapshot, which `locate` ignores and the next use of the UUID overwrites.
     public func snapshotVDI(sr: CanonicalUUID, source: CanonicalUUID, destination: CanonicalUUID) throws(StorageError) {
         try requireAttached(sr)
         try withSR(sr) { session throws(StorageError) in
-            let tree = try RBDTree(session: session)
-            let location = try tree.visible(source, sr: sr)
-            if tree.locate(destination) != nil { throw StorageError.vdiExists(destination.string, sr: sr.string) }
+            let location = try visible(session, source, sr: sr)
+            if try locate(session, destination) != nil { throw StorageError.vdiExists(destination.string, sr: sr.string) }
             guard case .image(let name) = location else {
                 throw StorageError(code: .notPermitted, message: "VDI \(source) is a read-only snapshot; clone it instead")
             }
             try requireIdle(session, sr: sr, vdi: source, image: name)
+            try session.setMapValue(Self.snapshotIndexKey(destination.string), name, in: Self.markerObject)
             try RBDImage(session, name: name, readOnly: false).createSnapshot(destination.string)
         }
     }
@@ -139,23 +169,25 @@ extension RBDRepository {
     public func cloneVDI(sr: CanonicalUUID, source: CanonicalUUID, destination: CanonicalUUID) throws(StorageError) {
         try requireAttached(sr)
         try withSR(sr) { session throws(StorageError) in
-            let tree = try RBDTree(session: session)
-            let location = try tree.visible(source, sr: sr)
-            if tree.locate(destination) != nil { throw StorageError.vdiExists(destination.string, sr: sr.string) }
-            let size = tree.images[location.image]?.size ?? 0
+            let location = try visible(session, source, sr: sr)
+            if try locate(session, destination) != nil { throw StorageError.vdiExists(destination.string, sr: sr.string) }
             switch location {
             case .snapshot(let imageName, let snapshot):
-                let snapshotSize = tree.images[imageName]?.snapshots.first { $0.name == snapshot }?.size ?? size
-                try requireRoom(session, tree: tree, adding: snapshotSize, what: "VDI \(destination)")
-                try RBDImage(session, name: imageName, readOnly: false).protect(snapshot)
+                let image = try RBDImage(session, name: imageName, readOnly: false)
+                let snapshots = try image.snapshots()
+                let imageSize = try image.size
+                let size = snapshots.first(where: { $0.name == snapshot })?.size ?? imageSize
+                try requireRoom(session, adding: size, what: "VDI \(destination)")
+                try image.protect(snapshot)
                 try RBDImage.clone(session, parent: imageName, snapshot: snapshot, child: destination.string)
             case .image(let name):
                 try requireIdle(session, sr: sr, vdi: source, image: name)
-                try requireRoom(session, tree: tree, adding: size, what: "VDI \(destination)")
-                let base = CanonicalUUID.random().string
                 let image = try RBDImage(session, name: name, readOnly: false)
-                // Metadata first: a crash before the snapshot leaves a key naming nothing (ignored).
+                try requireRoom(session, adding: try image.size, what: "VDI \(destination)")
+                let base = CanonicalUUID.random().string
+                // Metadata and index first: a crash before the snapshot leaves entries naming nothing (ignored).
                 try image.setMetadata(RBDTree.baseCopyKey(base), "1")
+                try session.setMapValue(Self.snapshotIndexKey(base), name, in: Self.markerObject)
                 try image.createSnapshot(base)
                 try image.protect(base)
                 try RBDImage.clone(session, parent: name, snapshot: base, child: destination.string)
@@ -167,19 +199,19 @@ extension RBDRepository {
     public func resizeVDI(sr: CanonicalUUID, vdi: CanonicalUUID, size: UInt64) throws(StorageError) {
         try requireAttached(sr)
         try withSR(sr) { session throws(StorageError) in
-            let tree = try RBDTree(session: session)
-            guard case .image(let name) = try tree.visible(vdi, sr: sr) else {
+            guard case .image(let name) = try visible(session, vdi, sr: sr) else {
                 throw StorageError(code: .notPermitted, message: "VDI \(vdi) is a read-only snapshot; it cannot be resized")
             }
             if state(sr).isVDIAttached(vdi) { throw StorageError.vdiAttached(vdi.string) }
             let size = Self.rounded(size)
-            let current = tree.images[name]?.size ?? 0
+            let image = try RBDImage(session, name: name, readOnly: false)
+            let current = try image.size
             guard size >= current else {
                 throw StorageError.invalid("new-size \(size) is smaller than VDI \(vdi)'s \(current) bytes; VDIs only grow")
             }
             guard size > current else { return }
-            try requireRoom(session, tree: tree, adding: size - current, what: "growing VDI \(vdi)")
-            try RBDImage(session, name: name, readOnly: false).resize(to: size)
+            try requireRoom(session, adding: size - current, what: "growing VDI \(vdi)")
+            try image.resize(to: size)
         }
     }
 
@@ -188,7 +220,7 @@ extension RBDRepository {
     /// it (made here when udev does not). Idempotent.
     public func attachVDI(sr: CanonicalUUID, vdi: CanonicalUUID) throws(StorageError) -> AttachResult {
         try requireAttached(sr)
-        let location = try withSR(sr) { session throws(StorageError) in try RBDTree(session: session).visible(vdi, sr: sr) }
+        let location = try withSR(sr) { session throws(StorageError) in try visible(session, vdi, sr: sr) }
         let snapshot: String?
         if case .snapshot(_, let name) = location { snapshot = name } else { snapshot = nil }
         let mapping = try KernelRBD.map(credentials: credentials, namespace: namespace(sr), image: location.image,
@@ -223,7 +255,7 @@ extension RBDRepository {
     public func lockVDI(sr: CanonicalUUID, vdi: CanonicalUUID, force: Bool, user: String) throws(StorageError) {
         try requireAttached(sr)
         try withSR(sr) { session throws(StorageError) in
-            let location = try RBDTree(session: session).visible(vdi, sr: sr)
+            let location = try visible(session, vdi, sr: sr)
             let header = try RBDImage(session, name: location.image).headerObject
             try RBDLocks(session: session, headerObject: header, vdi: vdi).lock(user: user, force: force)
         }
@@ -232,7 +264,7 @@ extension RBDRepository {
     public func unlockVDI(sr: CanonicalUUID, vdi: CanonicalUUID, user: String) throws(StorageError) {
         try requireAttached(sr)
         try withSR(sr) { session throws(StorageError) in
-            let location = try RBDTree(session: session).visible(vdi, sr: sr)
+            let location = try visible(session, vdi, sr: sr)
             let header = try RBDImage(session, name: location.image).headerObject
             try RBDLocks(session: session, headerObject: header, vdi: vdi).unlock(user: user)
         }

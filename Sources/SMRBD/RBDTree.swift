@@ -1,6 +1,6 @@
 import SMCore
 
-/// The SR as RBD holds it, read in one pass: every image of the SR's namespace with its size,
+/// The SR as RBD holds it, read in one pass (sr_scan, quota checks, sr_delete): every image of the SR's namespace with its size,
 /// clone parent, snapshots and SM metadata. VDIs are the UUID-named images and UUID-named
 /// snapshots (Docs/RBDSR.md, "The mapping"); everything else in the namespace is left alone.
 ///
@@ -54,26 +54,6 @@ struct RBDTree {
                                  parent: sameNamespace ? parent.map { ($0.image, $0.snapshot) } : nil,
                                  snapshots: try image.snapshots(), metadataKeys: Set(try image.metadataKeys(prefix: "sm.")))
         }
-    }
-
-    /// The VDI of that UUID, hidden ones included; nil when there is none.
-    func locate(_ vdi: CanonicalUUID) -> (location: Location, hidden: Bool)? {
-        if let image = images[vdi.string] { return (.image(image.name), image.isHidden) }
-        for image in images.values.sorted(by: { $0.name < $1.name }) where image.snapshots.contains(where: { $0.name == vdi.string }) {
-            return (.snapshot(image: image.name, name: vdi.string), image.isHidden(snapshot: vdi.string))
-        }
-        return nil
-    }
-
-    /// The VDI if it exists and is listed; ENODEV otherwise.
-    func visible(_ vdi: CanonicalUUID, sr: CanonicalUUID) throws(StorageError) -> Location {
-        guard let found = locate(vdi), !found.hidden else { throw StorageError.noSuchVDI(vdi.string, sr: sr.string) }
-        return found.location
-    }
-
-    /// Images cloned from `image@snapshot`.
-    func clones(of image: String, snapshot: String) -> [String] {
-        images.values.filter { $0.parent?.image == image && $0.parent?.snapshot == snapshot }.map(\.name).sorted()
     }
 
     /// Whether a listed VDI sits at `image@snapshot`.

@@ -163,7 +163,8 @@ import Testing
     }
 
     /// What a delete interrupted before reclaiming leaves (a hidden snapshot without clones, made
-    /// here with `rbd image-meta set` as the crash would leave it) goes at the next vdi_delete.
+    /// here with `rbd image-meta set` as the crash would leave it) goes at sr_delete, which then
+    /// finds the SR empty.
     @Test(.timeLimit(.minutes(3))) func interruptedDeleteLeftoversAreReclaimed() throws {
         let f = try RBDSRFixture()
         defer { f.tearDown() }
@@ -178,7 +179,12 @@ import Testing
         #expect(meta.status == 0, "\(meta)")
         #expect(try f.scan().keys.sorted() == [other])
         try f.ok("vdi_delete", f.sr, other)
-        #expect(try f.rbdNames().isEmpty, "the hidden snapshot and then its hidden image were reclaimed")
+        #expect(try f.rbdNames() == [image, "\(image)@\(snapshot)"], "an unrelated delete reads only its own chain")
+        try f.ok("sr_detach", f.sr)
+        try f.ok("sr_delete", f.sr)
+        let namespaces = try f.cluster.rbdJSON(["namespace", "ls", "sm"]) as? [[String: Any]] ?? []
+        #expect(!namespaces.contains { $0["name"] as? String == f.sr },
+                "the hidden snapshot and then its hidden image were reclaimed, and the SR went")
     }
 
     /// dconf `namespace`: the SR lives in an operator's namespace, found by its marker; another

@@ -173,6 +173,62 @@ public final class CephSession {
         guard code == 0 || code == -ENOENT else { throw .ceph(code, "removing object \(name)") }
     }
 
+    // MARK: Object maps (omap)
+
+    /// Sets `key` to `value` in the omap of `object` (created if absent).
+    func setMapValue(_ key: String, _ value: String, in object: String) throws(StorageError) {
+        let operation = rados_create_write_op()
+        defer { rados_release_write_op(operation) }
+        let code = key.withCString { keyPointer in
+            value.withCString { valuePointer -> Int32 in
+                var keys: [UnsafePointer<CChar>?] = [keyPointer]
+                var values: [UnsafePointer<CChar>?] = [valuePointer]
+                var keyLengths = [key.utf8.count], valueLengths = [value.utf8.count]
+                rados_write_op_omap_set2(operation, &keys, &values, &keyLengths, &valueLengths, 1)
+                return rados_write_op_operate(operation, ioContext, object, nil, 0)
+            }
+        }
+        guard code == 0 else { throw .ceph(code, "writing \(key) in the omap of \(object)") }
+    }
+
+    /// Removes `key` from the omap of `object`; success when it is not there.
+    func removeMapValue(_ key: String, in object: String) throws(StorageError) {
+        let operation = rados_create_write_op()
+        defer { rados_release_write_op(operation) }
+        let code = key.withCString { keyPointer -> Int32 in
+            var keys: [UnsafePointer<CChar>?] = [keyPointer]
+            var keyLengths = [key.utf8.count]
+            rados_write_op_omap_rm_keys2(operation, &keys, &keyLengths, 1)
+            return rados_write_op_operate(operation, ioContext, object, nil, 0)
+        }
+        guard code == 0 || code == -ENOENT else { throw .ceph(code, "removing \(key) from the omap of \(object)") }
+    }
+
+    /// The value of `key` in the omap of `object`, nil when absent.
+    func mapValue(_ key: String, in object: String) throws(StorageError) -> String? {
+        let operation = rados_create_read_op()
+        defer { rados_release_read_op(operation) }
+        var iterator: rados_omap_iter_t?
+        var status: Int32 = 0
+        let code = key.withCString { keyPointer -> Int32 in
+            var keys: [UnsafePointer<CChar>?] = [keyPointer]
+            var keyLengths = [key.utf8.count]
+            rados_read_op_omap_get_vals_by_keys2(operation, &keys, 1, &keyLengths, &iterator, &status)
+            return rados_read_op_operate(operation, ioContext, object, 0)
+        }
+        defer { if let iterator { rados_omap_get_end(iterator) } }
+        if code == -ENOENT { return nil }
+        guard code == 0 else { throw .ceph(code, "reading \(key) from the omap of \(object)") }
+        guard status == 0 else { throw .ceph(status, "reading \(key) from the omap of \(object)") }
+        guard let iterator else { return nil }
+        var name: UnsafeMutablePointer<CChar>?, value: UnsafeMutablePointer<CChar>?
+        var nameLength = 0, valueLength = 0
+        guard rados_omap_get_next2(iterator, &name, &value, &nameLength, &valueLength) == 0, name != nil, let value else {
+            return nil
+        }
+        return String(decoding: UnsafeRawBufferPointer(start: value, count: valueLength), as: UTF8.self)
+    }
+
     // MARK: Monitor commands
 
     /// Runs a read-only monitor command (JSON in, JSON out).

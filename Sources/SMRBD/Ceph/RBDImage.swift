@@ -27,6 +27,15 @@ final class RBDImage {
 
     deinit { rbd_close(handle) }
 
+    /// Opens `name` read-only; nil when there is no such image.
+    static func openIfPresent(_ session: CephSession, name: String) throws(StorageError) -> RBDImage? {
+        do throws(StorageError) {
+            return try RBDImage(session, name: name)
+        } catch where error.code == .noSuchDevice {
+            return nil
+        }
+    }
+
     /// A NUL-terminated C buffer as a string.
     static func text(_ buffer: [CChar]) -> String {
         String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
