@@ -23,21 +23,26 @@ extension RBDRepository {
     /// Where the VDI lives, hidden or not; nil when there is none. At most three cluster reads:
     /// the image of that name, else the snapshot index (`sm-sr`'s omap: snapshot UUID -> image),
     /// then that image's snapshot list.
-    func locate(_ session: CephSession, _ vdi: CanonicalUUID) throws(StorageError) -> (location: RBDTree.Location, hidden: Bool)? {
-        if let image = try RBDImage.openIfPresent(session, name: vdi.string) {
-            return (.image(vdi.string), try image.metadata(RBDTree.hiddenKey) != nil)
+    /// `writable` opens the holding image for writing (with a watch), for the verbs that change it.
+    func locate(_ session: CephSession, _ vdi: CanonicalUUID,
+                writable: Bool = false) throws(StorageError) -> (location: RBDTree.Location, hidden: Bool, image: RBDImage)? {
+        if let image = try RBDImage.openIfPresent(session, name: vdi.string, readOnly: !writable) {
+            return (.image(vdi.string), try image.metadata(RBDTree.hiddenKey) != nil, image)
         }
         guard let holder = try session.mapValue(Self.snapshotIndexKey(vdi.string), in: Self.markerObject),
-              let image = try RBDImage.openIfPresent(session, name: holder),
+              let image = try RBDImage.openIfPresent(session, name: holder, readOnly: !writable),
               try image.snapshots().contains(where: { $0.name == vdi.string })
         else { return nil }
-        return (.snapshot(image: holder, name: vdi.string), try image.metadata(RBDTree.hiddenKey(vdi.string)) != nil)
+        return (.snapshot(image: holder, name: vdi.string), try image.metadata(RBDTree.hiddenKey(vdi.string)) != nil, image)
     }
 
-    /// The VDI if it exists and is listed; ENODEV otherwise.
-    func visible(_ session: CephSession, _ vdi: CanonicalUUID, sr: CanonicalUUID) throws(StorageError) -> RBDTree.Location {
-        guard let found = try locate(session, vdi), !found.hidden else { throw StorageError.noSuchVDI(vdi.string, sr: sr.string) }
-        return found.location
+    /// The VDI if it exists and is listed, with its image open; ENODEV otherwise.
+    func visible(_ session: CephSession, _ vdi: CanonicalUUID, sr: CanonicalUUID,
+                 writable: Bool = false) throws(StorageError) -> (location: RBDTree.Location, image: RBDImage) {
+        guard let found = try locate(session, vdi, writable: writable), !found.hidden else {
+            throw StorageError.noSuchVDI(vdi.string, sr: sr.string)
+        }
+        return (found.location, found.image)
     }
 
     /// The snapshot index key of a snapshot VDI in the marker's omap; its value is the image holding it.
@@ -63,7 +68,7 @@ extension RBDRepository {
             guard let found = try locate(session, vdi), !found.hidden else { return }
             switch found.location {
             case .image(let name):
-                let image = try RBDImage(session, name: name)
+                let image = found.image
                 let watchers = try image.watcherCount()
                 guard watchers == 0 else {
                     throw StorageError(code: .resourceBusy, message: "VDI \(vdi) is open by \(watchers) client(s) "
@@ -77,7 +82,7 @@ extension RBDRepository {
                 try RBDImage.remove(session, name: name)
                 if let parent { try reclaim(session, image: parent.image, snapshot: parent.snapshot) }
             case .snapshot(let imageName, let name):
-                let image = try RBDImage(session, name: imageName)
+                let image = found.image
                 if !(try image.children(of: name).isEmpty) {
                     try RBDImage(session, name: imageName, readOnly: false).setMetadata(RBDTree.hiddenKey(name), "1")
                     return
@@ -137,9 +142,9 @@ extension RBDRepository {
     }
 
     /// EBUSY while `vdi` is attached here or persistently locked.
-    private func requireIdle(_ session: CephSession, sr: CanonicalUUID, vdi: CanonicalUUID, image: String) throws(StorageError) {
+    private func requireIdle(_ session: CephSession, sr: CanonicalUUID, vdi: CanonicalUUID, image: RBDImage) throws(StorageError) {
         if state(sr).isVDIAttached(vdi) { throw StorageError.vdiAttached(vdi.string) }
-        let header = try RBDImage(session, name: image).headerObject
+        let header = try image.headerObject
         if let holder = try RBDLocks(session: session, headerObject: header, vdi: vdi).holders().first {
             throw StorageError(code: .resourceBusy, message: "VDI \(vdi) is locked by user '\(holder.cookie)'; run vdi_unlock first")
         }
@@ -152,14 +157,14 @@ extension RBDRepository {
     public func snapshotVDI(sr: CanonicalUUID, source: CanonicalUUID, destination: CanonicalUUID) throws(StorageError) {
         try requireAttached(sr)
         try withSR(sr) { session throws(StorageError) in
-            let location = try visible(session, source, sr: sr)
+            let (location, image) = try visible(session, source, sr: sr, writable: true)
             if try locate(session, destination) != nil { throw StorageError.vdiExists(destination.string, sr: sr.string) }
             guard case .image(let name) = location else {
                 throw StorageError(code: .notPermitted, message: "VDI \(source) is a read-only snapshot; clone it instead")
             }
-            try requireIdle(session, sr: sr, vdi: source, image: name)
+            try requireIdle(session, sr: sr, vdi: source, image: image)
             try session.setMapValue(Self.snapshotIndexKey(destination.string), name, in: Self.markerObject)
-            try RBDImage(session, name: name, readOnly: false).createSnapshot(destination.string)
+            try image.createSnapshot(destination.string)
         }
     }
 
@@ -169,11 +174,10 @@ extension RBDRepository {
     public func cloneVDI(sr: CanonicalUUID, source: CanonicalUUID, destination: CanonicalUUID) throws(StorageError) {
         try requireAttached(sr)
         try withSR(sr) { session throws(StorageError) in
-            let location = try visible(session, source, sr: sr)
+            let (location, image) = try visible(session, source, sr: sr, writable: true)
             if try locate(session, destination) != nil { throw StorageError.vdiExists(destination.string, sr: sr.string) }
             switch location {
             case .snapshot(let imageName, let snapshot):
-                let image = try RBDImage(session, name: imageName, readOnly: false)
                 let snapshots = try image.snapshots()
                 let imageSize = try image.size
                 let size = snapshots.first(where: { $0.name == snapshot })?.size ?? imageSize
@@ -181,8 +185,7 @@ extension RBDRepository {
                 try image.protect(snapshot)
                 try RBDImage.clone(session, parent: imageName, snapshot: snapshot, child: destination.string)
             case .image(let name):
-                try requireIdle(session, sr: sr, vdi: source, image: name)
-                let image = try RBDImage(session, name: name, readOnly: false)
+                try requireIdle(session, sr: sr, vdi: source, image: image)
                 try requireRoom(session, adding: try image.size, what: "VDI \(destination)")
                 let base = CanonicalUUID.random().string
                 // Metadata and index first: a crash before the snapshot leaves entries naming nothing (ignored).
@@ -199,12 +202,12 @@ extension RBDRepository {
     public func resizeVDI(sr: CanonicalUUID, vdi: CanonicalUUID, size: UInt64) throws(StorageError) {
         try requireAttached(sr)
         try withSR(sr) { session throws(StorageError) in
-            guard case .image(let name) = try visible(session, vdi, sr: sr) else {
+            let (location, image) = try visible(session, vdi, sr: sr, writable: true)
+            guard case .image = location else {
                 throw StorageError(code: .notPermitted, message: "VDI \(vdi) is a read-only snapshot; it cannot be resized")
             }
             if state(sr).isVDIAttached(vdi) { throw StorageError.vdiAttached(vdi.string) }
             let size = Self.rounded(size)
-            let image = try RBDImage(session, name: name, readOnly: false)
             let current = try image.size
             guard size >= current else {
                 throw StorageError.invalid("new-size \(size) is smaller than VDI \(vdi)'s \(current) bytes; VDIs only grow")
@@ -220,7 +223,7 @@ extension RBDRepository {
     /// it (made here when udev does not). Idempotent.
     public func attachVDI(sr: CanonicalUUID, vdi: CanonicalUUID) throws(StorageError) -> AttachResult {
         try requireAttached(sr)
-        let location = try withSR(sr) { session throws(StorageError) in try visible(session, vdi, sr: sr) }
+        let location = try withSR(sr) { session throws(StorageError) in try visible(session, vdi, sr: sr).location }
         let snapshot: String?
         if case .snapshot(_, let name) = location { snapshot = name } else { snapshot = nil }
         let mapping = try KernelRBD.map(credentials: credentials, namespace: namespace(sr), image: location.image,
@@ -255,8 +258,7 @@ extension RBDRepository {
     public func lockVDI(sr: CanonicalUUID, vdi: CanonicalUUID, force: Bool, user: String) throws(StorageError) {
         try requireAttached(sr)
         try withSR(sr) { session throws(StorageError) in
-            let location = try visible(session, vdi, sr: sr)
-            let header = try RBDImage(session, name: location.image).headerObject
+            let header = try visible(session, vdi, sr: sr).image.headerObject
             try RBDLocks(session: session, headerObject: header, vdi: vdi).lock(user: user, force: force)
         }
     }
@@ -264,8 +266,7 @@ extension RBDRepository {
     public func unlockVDI(sr: CanonicalUUID, vdi: CanonicalUUID, user: String) throws(StorageError) {
         try requireAttached(sr)
         try withSR(sr) { session throws(StorageError) in
-            let location = try visible(session, vdi, sr: sr)
-            let header = try RBDImage(session, name: location.image).headerObject
+            let header = try visible(session, vdi, sr: sr).image.headerObject
             try RBDLocks(session: session, headerObject: header, vdi: vdi).unlock(user: user)
         }
     }

@@ -28,9 +28,9 @@ final class RBDImage {
     deinit { rbd_close(handle) }
 
     /// Opens `name` read-only; nil when there is no such image.
-    static func openIfPresent(_ session: CephSession, name: String) throws(StorageError) -> RBDImage? {
+    static func openIfPresent(_ session: CephSession, name: String, readOnly: Bool = true) throws(StorageError) -> RBDImage? {
         do throws(StorageError) {
-            return try RBDImage(session, name: name)
+            return try RBDImage(session, name: name, readOnly: readOnly)
         } catch where error.code == .noSuchDevice {
             return nil
         }
