@@ -69,17 +69,18 @@ extension RBDRepository {
             switch found.location {
             case .image(let name):
                 let image = found.image
-                let watchers = try image.watcherCount()
-                guard watchers == 0 else {
-                    throw StorageError(code: .resourceBusy, message: "VDI \(vdi) is open by \(watchers) client(s) "
-                        + "(mapped on a host?); detach it there first")
-                }
                 if !(try image.snapshots().isEmpty) {
                     try RBDImage(session, name: name, readOnly: false).setMetadata(RBDTree.hiddenKey, "1")
                     return
                 }
                 let parent = try sameNamespaceParent(session, image)
-                try RBDImage.remove(session, name: name)
+                // rbd_remove itself refuses (EBUSY) while any client watches the image, i.e. has it
+                // open or mapped on some host.
+                do throws(StorageError) {
+                    try RBDImage.remove(session, name: name)
+                } catch where error.code == .resourceBusy {
+                    throw StorageError(code: .resourceBusy, message: "VDI \(vdi) is open by another client (mapped on a host?); detach it there first")
+                }
                 if let parent { try reclaim(session, image: parent.image, snapshot: parent.snapshot) }
             case .snapshot(let imageName, let name):
                 let image = found.image

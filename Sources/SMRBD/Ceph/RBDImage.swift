@@ -217,17 +217,6 @@ final class RBDImage {
         }
     }
 
-    /// Clients with the image open (a krbd mapping anywhere holds a watch).
-    func watcherCount() throws(StorageError) -> Int {
-        var watchers = [rbd_image_watcher_t](repeating: rbd_image_watcher_t(), count: 16)
-        var count = watchers.count
-        let code = rbd_watchers_list(handle, &watchers, &count)
-        if code == -ERANGE { return count }
-        guard code == 0 else { throw .ceph(code, "listing the watchers of \(name)") }
-        rbd_watchers_list_cleanup(&watchers, count)
-        return count
-    }
-
     // MARK: Image metadata (rbd image-meta)
 
     func metadata(_ key: String) throws(StorageError) -> String? {

@@ -48,6 +48,10 @@ struct RBDLocks {
     /// Takes the lock for `user`. Held by `user` already: success (a reassert). Held by another:
     /// ENOLCK, unless `force`, which breaks that holder's lock first.
     func lock(user: String, force: Bool) throws(StorageError) {
+        // The common case first: nobody holds it (one round trip).
+        let first = rados_lock_exclusive(session.ioContext, object, name, user, "SM vdi_lock", nil, 0)
+        if first == 0 { return }
+        guard first == -EBUSY || first == -EEXIST else { throw .ceph(first, "taking \(name)") }
         for holder in try holders() where holder.cookie != user {
             guard force else {
                 throw StorageError(code: .noLocks, message: "VDI lock \(name) is held by user '\(holder.cookie)'; Force breaks it")
