@@ -38,7 +38,7 @@ echo "cluster up in $(echo "$(date +%s.%N) - $start" | bc) s"
 sr=$(cat /proc/sys/kernel/random/uuid)
 dconf="<dconf><monitors>127.0.0.1:$PORT</monitors><pool>sm</pool><user>smtest</user><keyring>$cluster/smtest.keyring</keyring></dconf>"
 driver() { "$RBDSR" "$dconf" "$@" >/dev/null; }
-cli() { rbd -c "$cluster/ceph.conf" --id smtest --keyring "$cluster/smtest.keyring" --namespace "$sr" "$@" >/dev/null 2>&1; }
+cli() { timeout 60 rbd -c "$cluster/ceph.conf" --id smtest --keyring "$cluster/smtest.keyring" --namespace "$sr" "$@" >/dev/null 2>&1; }
 features=layering,exclusive-lock,object-map,fast-diff,deep-flatten
 new_uuid() { cat /proc/sys/kernel/random/uuid; }
 # Milliseconds one command takes.
@@ -58,11 +58,11 @@ for run in $(seq "$RUNS"); do
     C[vdi_snapshot]+="$(ms cli snap create "sm/$b@$sb") "
     ca=$(new_uuid) cb=$(new_uuid) bb=$(new_uuid)
     D[vdi_clone]+="$(ms driver vdi_clone "$sr" "$a" "$ca") "
-    C[vdi_clone]+="$(ms sh -c "rbd -c $cluster/ceph.conf --id smtest --keyring $cluster/smtest.keyring --namespace $sr snap create sm/$b@$bb >/dev/null 2>&1 && rbd -c $cluster/ceph.conf --id smtest --keyring $cluster/smtest.keyring --namespace $sr snap protect sm/$b@$bb && rbd -c $cluster/ceph.conf --id smtest --keyring $cluster/smtest.keyring clone --image-feature $features sm/$sr/$b@$bb sm/$sr/$cb >/dev/null 2>&1") "
+    C[vdi_clone]+="$(ms timeout 60 sh -c "rbd -c $cluster/ceph.conf --id smtest --keyring $cluster/smtest.keyring --namespace $sr snap create sm/$b@$bb >/dev/null 2>&1 && rbd -c $cluster/ceph.conf --id smtest --keyring $cluster/smtest.keyring --namespace $sr snap protect sm/$b@$bb && rbd -c $cluster/ceph.conf --id smtest --keyring $cluster/smtest.keyring clone --image-feature $features sm/$sr/$b@$bb sm/$sr/$cb >/dev/null 2>&1") "
     D[vdi_resize]+="$(ms driver vdi_resize "$sr" "$ca" 2147483648) "
     C[vdi_resize]+="$(ms cli resize --size 2G "sm/$cb") "
     D[sr_scan]+="$(ms driver sr_scan "$sr") "
-    C[sr_scan]+="$(ms sh -c "rbd -c $cluster/ceph.conf --id smtest --keyring $cluster/smtest.keyring --namespace $sr ls -l sm >/dev/null 2>&1 && rbd -c $cluster/ceph.conf --id smtest --keyring $cluster/smtest.keyring --namespace $sr du -p sm >/dev/null 2>&1") "
+    C[sr_scan]+="$(ms timeout 60 sh -c "rbd -c $cluster/ceph.conf --id smtest --keyring $cluster/smtest.keyring --namespace $sr ls -l sm >/dev/null 2>&1 && rbd -c $cluster/ceph.conf --id smtest --keyring $cluster/smtest.keyring --namespace $sr du -p sm >/dev/null 2>&1") "
     D[vdi_lock]+="$(ms driver vdi_lock "$sr" "$ca" FALSE bench) "
     C[vdi_lock]+="$(ms cli lock add "sm/$cb" bench) "
     driver vdi_unlock "$sr" "$ca" bench
