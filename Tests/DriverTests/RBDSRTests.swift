@@ -215,6 +215,32 @@ import Testing
         try f.fails(19, "ENODEV", "sr_attach", f.sr)
     }
 
+    /// vdi_delete of an image another client has open (a librbd writer here, a krbd map on some
+    /// host in practice) is EBUSY and removes nothing; once it is closed the delete goes through.
+    @Test(.timeLimit(.minutes(2))) func deleteWhileOpenElsewhereIsEBUSY() throws {
+        let f = try RBDSRFixture()
+        defer { f.tearDown() }
+        try f.createAndAttach()
+        let vdi = newUUID()
+        try f.ok("vdi_create", f.sr, vdi, "4194304")
+        let holder = Process()
+        holder.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        holder.arguments = [CephCluster.dataHelper, f.cluster.configuration, "sm", f.sr, vdi, "hold"]
+        let input = Pipe(), output = Pipe()
+        holder.standardInput = input
+        holder.standardOutput = output
+        try holder.run()
+        let line = String(decoding: output.fileHandleForReading.availableData, as: UTF8.self)
+        #expect(line.hasPrefix("held"), "the helper opened the image: \(line)")
+        let refused = try f.fails(16, "EBUSY", "vdi_delete", f.sr, vdi)
+        #expect(refused.reason.contains("open by another client"))
+        try input.fileHandleForWriting.close()
+        holder.waitUntilExit()
+        #expect(try f.rbdNames() == [vdi])
+        try f.ok("vdi_delete", f.sr, vdi)
+        #expect(try f.rbdNames().isEmpty)
+    }
+
     /// vdi_lock is a Ceph lock on the image header with the user string as cookie: a reassert
     /// succeeds, another user gets ENOLCK until Force, unlock by the wrong user is ENOLCK,
     /// unlocking twice succeeds, sr_scan reports it, a locked VDI cannot be snapshotted (EBUSY),

@@ -4,6 +4,8 @@ as the client.admin of the test cluster's ceph.conf.
 
   rbd-data.py CONF POOL NAMESPACE IMAGE[@SNAP] write OFFSET BYTE LENGTH   fill with one byte value
   rbd-data.py CONF POOL NAMESPACE IMAGE[@SNAP] read OFFSET LENGTH         print the bytes' hex digest (sha256)
+  rbd-data.py CONF POOL NAMESPACE IMAGE hold                              open it for writing, print "held",
+                                                                          keep it open until stdin closes
 """
 import hashlib
 import sys
@@ -19,7 +21,10 @@ try:
     ioctx = cluster.open_ioctx(pool)
     ioctx.set_namespace(namespace)
     with rbd.Image(ioctx, image_name, snapshot=snapshot or None, read_only=verb == "read") as image:
-        if verb == "write":
+        if verb == "hold":
+            print("held", flush=True)
+            sys.stdin.read()
+        elif verb == "write":
             offset, value, length = int(sys.argv[6]), int(sys.argv[7]), int(sys.argv[8])
             image.write(bytes([value]) * length, offset)
             image.flush()
