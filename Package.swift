@@ -2,10 +2,18 @@
 import PackageDescription
 
 /// Driver executables: each is a one-line `main.swift` over SMCore.
-let drivers = ["FileSR", "EXTSR", "NFSSR", "LVMSR", "ISCSISR", "LVMoISCSISR", "EXToISCSISR"]
+let drivers = ["FileSR", "EXTSR", "NFSSR", "LVMSR", "ISCSISR", "LVMoISCSISR", "EXToISCSISR", "RBDSR"]
 
 /// Drivers built on the LVM substrate.
 let lvmDrivers: Set<String> = ["LVMSR", "LVMoISCSISR"]
+
+/// The module each driver executable links beyond SMCore: only LVM drivers load liblvm2cmd,
+/// only RBDSR loads librbd and librados.
+func driverDependencies(_ driver: String) -> [Target.Dependency] {
+    if lvmDrivers.contains(driver) { return ["SMLVM"] }
+    if driver == "RBDSR" { return ["SMRBD"] }
+    return ["SMCore"]
+}
 
 let package = Package(
     name: "StorageManager",
@@ -23,6 +31,7 @@ let package = Package(
         .systemLibrary(name: "CLibXML2", pkgConfig: "libxml-2.0", providers: [.apt(["libxml2-dev"])]),
         .systemLibrary(name: "CBlkid", pkgConfig: "blkid", providers: [.apt(["libblkid-dev"])]),
         .systemLibrary(name: "CLVM2Cmd", providers: [.apt(["liblvm2-dev"])]),
+        .systemLibrary(name: "CRBD", providers: [.apt(["librbd-dev", "librados-dev"])]),
         .target(
             name: "SMCore",
             dependencies: [
@@ -36,6 +45,12 @@ let package = Package(
         .target(
             name: "SMLVM",
             dependencies: ["SMCore", "CLVM2Cmd"]
+        ),
+        // Ceph's client libraries (librbd, librados and their dependencies) likewise get a module
+        // of their own, loaded only by RBDSR.
+        .target(
+            name: "SMRBD",
+            dependencies: ["SMCore", "CRBD"]
         ),
         .executableTarget(
             name: "lock-util",
@@ -53,5 +68,5 @@ let package = Package(
             name: "DriverTests",
             dependencies: ["SMCore", "SMLVM"]
         ),
-    ] + drivers.map { .executableTarget(name: $0, dependencies: lvmDrivers.contains($0) ? ["SMLVM"] : ["SMCore"]) }
+    ] + drivers.map { .executableTarget(name: $0, dependencies: driverDependencies($0)) }
 )

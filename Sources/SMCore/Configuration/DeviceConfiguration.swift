@@ -13,7 +13,7 @@ public struct DeviceConfiguration: Sendable {
     /// The largest dconf document accepted.
     public static let maximumLength = 64 * 1024
     /// Keys whose values never appear in logs or messages.
-    public static let secretKeys: Set<String> = ["chappassword", "password", "incoming_chappassword"]
+    public static let secretKeys: Set<String> = ["chappassword", "password", "incoming_chappassword", "key"]
 
     public private(set) var values: [String: String]
 

@@ -1,0 +1,4 @@
+import SMCore
+import SMRBD
+
+DriverMain.run(RBDSR.self)

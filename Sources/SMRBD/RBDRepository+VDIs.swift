@@ -1,0 +1,274 @@
+import SMCore
+import SystemPackage
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// RBDSR's VDI verbs; the mapping is in `RBDTree` and Docs/RBDSR.md.
+extension RBDRepository {
+    static func rounded(_ size: UInt64) -> UInt64 { (size + sector - 1) / sector * sector }
+
+    /// ENOSPC when the pool has a byte quota and the SR's provisioned sizes plus `adding` pass it.
+    /// (Writes past a quota do not fail: the OSDs stall them until an operation timeout, so a
+    /// thin pool's quota is enforced at provisioning time.) Reads the whole SR only when a quota is set.
+    func requireRoom(_ session: CephSession, adding: UInt64, what: String) throws(StorageError) {
+        guard let quota = try session.poolByteQuota() else { return }
+        let provisioned = try RBDTree(session: session).images.values.reduce(UInt64(0)) { $0 + $1.size }
+        guard provisioned + adding <= quota else {
+            throw StorageError.noSpace("\(what) needs \(adding) bytes; the SR has \(provisioned) provisioned and pool "
+                + "\(credentials.pool) has a byte quota of \(quota)")
+        }
+    }
+
+    /// Where the VDI lives, hidden or not; nil when there is none. At most three cluster reads:
+    /// the image of that name, else the snapshot index (`sm-sr`'s omap: snapshot UUID -> image),
+    /// then that image's snapshot list.
+    /// `writable` opens the holding image for writing (with a watch), for the verbs that change it.
+    func locate(_ session: CephSession, _ vdi: CanonicalUUID,
+                writable: Bool = false) throws(StorageError) -> (location: RBDTree.Location, hidden: Bool, image: RBDImage)? {
+        if let image = try RBDImage.openIfPresent(session, name: vdi.string, readOnly: !writable) {
+            return (.image(vdi.string), try image.metadata(RBDTree.hiddenKey) != nil, image)
+        }
+        guard let holder = try session.mapValue(Self.snapshotIndexKey(vdi.string), in: Self.markerObject),
+              let image = try RBDImage.openIfPresent(session, name: holder, readOnly: !writable),
+              try image.snapshots().contains(where: { $0.name == vdi.string })
+        else { return nil }
+        return (.snapshot(image: holder, name: vdi.string), try image.metadata(RBDTree.hiddenKey(vdi.string)) != nil, image)
+    }
+
+    /// The VDI if it exists and is listed, with its image open; ENODEV otherwise.
+    func visible(_ session: CephSession, _ vdi: CanonicalUUID, sr: CanonicalUUID,
+                 writable: Bool = false) throws(StorageError) -> (location: RBDTree.Location, image: RBDImage) {
+        guard let found = try locate(session, vdi, writable: writable), !found.hidden else {
+            throw StorageError.noSuchVDI(vdi.string, sr: sr.string)
+        }
+        return (found.location, found.image)
+    }
+
+    /// The snapshot index key of a snapshot VDI in the marker's omap; its value is the image holding it.
+    static func snapshotIndexKey(_ snapshot: String) -> String { "snapshot.\(snapshot)" }
+
+    /// Not idempotent: EEXIST when an image or snapshot of that UUID exists (hidden ones too).
+    public func createVDI(sr: CanonicalUUID, vdi: CanonicalUUID, size: UInt64) throws(StorageError) {
+        try requireAttached(sr)
+        try withSR(sr) { session throws(StorageError) in
+            if try locate(session, vdi) != nil { throw StorageError.vdiExists(vdi.string, sr: sr.string) }
+            let size = Self.rounded(size)
+            try requireRoom(session, adding: size, what: "VDI \(vdi)")
+            try RBDImage.create(session, name: vdi.string, size: size)
+        }
+    }
+
+    /// Idempotent. EBUSY while attached here or (an image) open anywhere. A VDI that others
+    /// depend on is hidden, and removed with the last of them (Docs/RBDSR.md, "Delete").
+    public func deleteVDI(sr: CanonicalUUID, vdi: CanonicalUUID) throws(StorageError) {
+        try requireAttached(sr)
+        if state(sr).isVDIAttached(vdi) { throw StorageError.vdiAttached(vdi.string) }
+        try withSR(sr) { session throws(StorageError) in
+            guard let found = try locate(session, vdi), !found.hidden else { return }
+            switch found.location {
+            case .image(let name):
+                let image = found.image
+                if !(try image.snapshots().isEmpty) {
+                    try RBDImage(session, name: name, readOnly: false).setMetadata(RBDTree.hiddenKey, "1")
+                    return
+                }
+                let parent = try sameNamespaceParent(session, image)
+                // rbd_remove itself refuses (EBUSY) while any client watches the image, i.e. has it
+                // open or mapped on some host.
+                do throws(StorageError) {
+                    try RBDImage.remove(session, name: name)
+                } catch where error.code == .resourceBusy {
+                    throw StorageError(code: .resourceBusy, message: "VDI \(vdi) is open by another client (mapped on a host?); detach it there first")
+                }
+                if let parent { try reclaim(session, image: parent.image, snapshot: parent.snapshot) }
+            case .snapshot(let imageName, let name):
+                let image = found.image
+                if !(try image.children(of: name).isEmpty) {
+                    try RBDImage(session, name: imageName, readOnly: false).setMetadata(RBDTree.hiddenKey(name), "1")
+                    return
+                }
+                try removeSnapshot(session, image: imageName, snapshot: name)
+                try reclaimImage(session, name: imageName)
+            }
+        }
+    }
+
+    /// The clone parent of `image` when it is in the SR's namespace.
+    private func sameNamespaceParent(_ session: CephSession, _ image: RBDImage) throws(StorageError) -> (image: String, snapshot: String)? {
+        guard let parent = try image.parent(), parent.namespace == (session.namespace ?? "") else { return nil }
+        return (parent.image, parent.snapshot)
+    }
+
+    /// Removes a snapshot VDI, its metadata and its index entry.
+    private func removeSnapshot(_ session: CephSession, image name: String, snapshot: String) throws(StorageError) {
+        let image = try RBDImage(session, name: name, readOnly: false)
+        try image.removeSnapshot(snapshot)
+        try image.removeMetadata(RBDTree.hiddenKey(snapshot))
+        try image.removeMetadata(RBDTree.baseCopyKey(snapshot))
+        try session.removeMapValue(Self.snapshotIndexKey(snapshot), in: Self.markerObject)
+    }
+
+    /// After a clone of `image@snapshot` went: removes that snapshot if it is hidden and has no
+    /// clones left, then its image if hidden and without snapshots, and so on up.
+    private func reclaim(_ session: CephSession, image name: String, snapshot: String) throws(StorageError) {
+        guard let image = try RBDImage.openIfPresent(session, name: name),
+              try image.metadata(RBDTree.hiddenKey(snapshot)) != nil,
+              try image.snapshots().contains(where: { $0.name == snapshot }),
+              try image.children(of: snapshot).isEmpty else { return }
+        try removeSnapshot(session, image: name, snapshot: snapshot)
+        try reclaimImage(session, name: name)
+    }
+
+    /// Removes a hidden image left without snapshots, then reclaims upwards.
+    private func reclaimImage(_ session: CephSession, name: String) throws(StorageError) {
+        guard let image = try RBDImage.openIfPresent(session, name: name),
+              try image.metadata(RBDTree.hiddenKey) != nil, try image.snapshots().isEmpty else { return }
+        let parent = try sameNamespaceParent(session, image)
+        try RBDImage.remove(session, name: name)
+        if let parent { try reclaim(session, image: parent.image, snapshot: parent.snapshot) }
+    }
+
+    /// Removes every hidden snapshot without clones and every hidden image without snapshots:
+    /// what a delete interrupted between removing a VDI and reclaiming its hidden ancestors left.
+    /// Reads the whole SR (sr_delete runs it).
+    func reclaimAll(_ session: CephSession) throws(StorageError) {
+        let tree = try RBDTree(session: session)
+        for record in tree.images.values.sorted(by: { $0.name < $1.name }) {
+            for snapshot in record.snapshots where record.isHidden(snapshot: snapshot.name) {
+                try reclaim(session, image: record.name, snapshot: snapshot.name)
+            }
+            try reclaimImage(session, name: record.name)
+        }
+    }
+
+    /// EBUSY while `vdi` is attached here or persistently locked.
+    private func requireIdle(_ session: CephSession, sr: CanonicalUUID, vdi: CanonicalUUID, image: RBDImage) throws(StorageError) {
+        if state(sr).isVDIAttached(vdi) { throw StorageError.vdiAttached(vdi.string) }
+        let header = try image.headerObject
+        if let holder = try RBDLocks(session: session, headerObject: header, vdi: vdi).holders().first {
+            throw StorageError(code: .resourceBusy, message: "VDI \(vdi) is locked by user '\(holder.cookie)'; run vdi_unlock first")
+        }
+    }
+
+    /// An RBD snapshot named `destination` on the source image: O(1). The source stays the
+    /// writable image and reports `destination` as its parent. EPERM for a read-only source.
+    /// The index entry is written first: a crash before the snapshot leaves an entry naming no
+    /// snapshot, which `locate` ignores and the next use of the UUID overwrites.
+    public func snapshotVDI(sr: CanonicalUUID, source: CanonicalUUID, destination: CanonicalUUID) throws(StorageError) {
+        try requireAttached(sr)
+        try withSR(sr) { session throws(StorageError) in
+            let (location, image) = try visible(session, source, sr: sr, writable: true)
+            if try locate(session, destination) != nil { throw StorageError.vdiExists(destination.string, sr: sr.string) }
+            guard case .image(let name) = location else {
+                throw StorageError(code: .notPermitted, message: "VDI \(source) is a read-only snapshot; clone it instead")
+            }
+            try requireIdle(session, sr: sr, vdi: source, image: image)
+            try session.setMapValue(Self.snapshotIndexKey(destination.string), name, in: Self.markerObject)
+            try image.createSnapshot(destination.string)
+        }
+    }
+
+    /// A writable RBD clone named `destination`. From a snapshot VDI: a clone of it. From an
+    /// image: a new snapshot (a generated UUID, labelled "base copy") and a clone of that; the
+    /// source image stays writable and reports the base copy as its parent. O(1).
+    public func cloneVDI(sr: CanonicalUUID, source: CanonicalUUID, destination: CanonicalUUID) throws(StorageError) {
+        try requireAttached(sr)
+        try withSR(sr) { session throws(StorageError) in
+            let (location, image) = try visible(session, source, sr: sr, writable: true)
+            if try locate(session, destination) != nil { throw StorageError.vdiExists(destination.string, sr: sr.string) }
+            switch location {
+            case .snapshot(let imageName, let snapshot):
+                let snapshots = try image.snapshots()
+                let imageSize = try image.size
+                let size = snapshots.first(where: { $0.name == snapshot })?.size ?? imageSize
+                try requireRoom(session, adding: size, what: "VDI \(destination)")
+                try image.protect(snapshot)
+                try RBDImage.clone(session, parent: imageName, snapshot: snapshot, child: destination.string)
+            case .image(let name):
+                try requireIdle(session, sr: sr, vdi: source, image: image)
+                try requireRoom(session, adding: try image.size, what: "VDI \(destination)")
+                let base = CanonicalUUID.random().string
+                // Metadata and index first: a crash before the snapshot leaves entries naming nothing (ignored).
+                try image.setMetadata(RBDTree.baseCopyKey(base), "1")
+                try session.setMapValue(Self.snapshotIndexKey(base), name, in: Self.markerObject)
+                try image.createSnapshot(base)
+                try image.protect(base)
+                try RBDImage.clone(session, parent: name, snapshot: base, child: destination.string)
+            }
+        }
+    }
+
+    /// Grows an image (same size: success; smaller: EINVAL). EPERM for a snapshot, EBUSY attached.
+    public func resizeVDI(sr: CanonicalUUID, vdi: CanonicalUUID, size: UInt64) throws(StorageError) {
+        try requireAttached(sr)
+        try withSR(sr) { session throws(StorageError) in
+            let (location, image) = try visible(session, vdi, sr: sr, writable: true)
+            guard case .image = location else {
+                throw StorageError(code: .notPermitted, message: "VDI \(vdi) is a read-only snapshot; it cannot be resized")
+            }
+            if state(sr).isVDIAttached(vdi) { throw StorageError.vdiAttached(vdi.string) }
+            let size = Self.rounded(size)
+            let current = try image.size
+            guard size >= current else {
+                throw StorageError.invalid("new-size \(size) is smaller than VDI \(vdi)'s \(current) bytes; VDIs only grow")
+            }
+            guard size > current else { return }
+            try requireRoom(session, adding: size - current, what: "growing VDI \(vdi)")
+            try image.resize(to: size)
+        }
+    }
+
+    /// Maps the VDI with the kernel client (a snapshot read-only) and returns
+    /// `/dev/rbd/<pool>/<namespace>/<image>[@<snapshot>]`, the name udev's ceph-rbdnamer gives
+    /// it (made here when udev does not). Idempotent.
+    public func attachVDI(sr: CanonicalUUID, vdi: CanonicalUUID) throws(StorageError) -> AttachResult {
+        try requireAttached(sr)
+        let location = try withSR(sr) { session throws(StorageError) in try visible(session, vdi, sr: sr).location }
+        let snapshot: String?
+        if case .snapshot(_, let name) = location { snapshot = name } else { snapshot = nil }
+        let mapping = try KernelRBD.map(credentials: credentials, namespace: namespace(sr), image: location.image,
+                                        snapshot: snapshot)
+        let directory = "/dev/rbd/\(credentials.pool)/\(namespace(sr))"
+        let path = "\(directory)/\(location.image)\(snapshot.map { "@\($0)" } ?? "")"
+        if Syscall.symbolicLinkTarget(path) == nil {
+            try Syscall.makeDirectories(directory)
+            guard symlink(mapping.device, path) == 0 || errno == EEXIST else {
+                throw .system(Errno(rawValue: errno), "linking \(path) to \(mapping.device)")
+            }
+        }
+        try state(sr).markVDIAttached(vdi, path: path)
+        return AttachResult(path: path, type: Self.contentType)
+    }
+
+    /// Unmaps (EBUSY while the device is open). Idempotent; needs no cluster.
+    public func detachVDI(sr: CanonicalUUID, vdi: CanonicalUUID) throws(StorageError) {
+        try requireAttached(sr)
+        let state = state(sr)
+        guard let path = state.attachedPath(vdi) else { return }
+        let leaf = path.split(separator: "/").last.map(String.init) ?? ""
+        let parts = leaf.split(separator: "@", maxSplits: 1).map(String.init)
+        if let mapping = KernelRBD.find(pool: credentials.pool, namespace: namespace(sr), image: parts[0],
+                                        snapshot: parts.count > 1 ? parts[1] : nil) {
+            try KernelRBD.unmap(mapping)
+        }
+        if Syscall.symbolicLinkTarget(path) != nil { try Syscall.unlinkIfPresent(path) }
+        try state.clearVDIAttached(vdi)
+    }
+
+    public func lockVDI(sr: CanonicalUUID, vdi: CanonicalUUID, force: Bool, user: String) throws(StorageError) {
+        try requireAttached(sr)
+        try withSR(sr) { session throws(StorageError) in
+            let header = try visible(session, vdi, sr: sr).image.headerObject
+            try RBDLocks(session: session, headerObject: header, vdi: vdi).lock(user: user, force: force)
+        }
+    }
+
+    public func unlockVDI(sr: CanonicalUUID, vdi: CanonicalUUID, user: String) throws(StorageError) {
+        try requireAttached(sr)
+        try withSR(sr) { session throws(StorageError) in
+            let header = try visible(session, vdi, sr: sr).image.headerObject
+            try RBDLocks(session: session, headerObject: header, vdi: vdi).unlock(user: user)
+        }
+    }
+}

@@ -1,0 +1,36 @@
+#!/usr/bin/python3
+"""RBDSR tests' data helper: writes and reads guest data through librbd (Debian's python3-rbd),
+as the client.admin of the test cluster's ceph.conf.
+
+  rbd-data.py CONF POOL NAMESPACE IMAGE[@SNAP] write OFFSET BYTE LENGTH   fill with one byte value
+  rbd-data.py CONF POOL NAMESPACE IMAGE[@SNAP] read OFFSET LENGTH         print the bytes' hex digest (sha256)
+  rbd-data.py CONF POOL NAMESPACE IMAGE hold                              open it for writing, print "held",
+                                                                          keep it open until stdin closes
+"""
+import hashlib
+import sys
+
+import rados
+import rbd
+
+conf, pool, namespace, spec, verb = sys.argv[1:6]
+image_name, _, snapshot = spec.partition("@")
+cluster = rados.Rados(conffile=conf, conf={"client_mount_timeout": "15", "log_to_stderr": "false"})
+cluster.connect()
+try:
+    ioctx = cluster.open_ioctx(pool)
+    ioctx.set_namespace(namespace)
+    with rbd.Image(ioctx, image_name, snapshot=snapshot or None, read_only=verb == "read") as image:
+        if verb == "hold":
+            print("held", flush=True)
+            sys.stdin.read()
+        elif verb == "write":
+            offset, value, length = int(sys.argv[6]), int(sys.argv[7]), int(sys.argv[8])
+            image.write(bytes([value]) * length, offset)
+            image.flush()
+        else:
+            offset, length = int(sys.argv[6]), int(sys.argv[7])
+            print(hashlib.sha256(image.read(offset, length)).hexdigest())
+    ioctx.close()
+finally:
+    cluster.shutdown()
