@@ -103,3 +103,25 @@ vm_pool_verb_times() {
                       n[verb]++; sum[verb] += ms; if (ms > max[verb]) max[verb] = ms }
          END { for (v in n) printf "%s %d x %.0f ms (max %.0f); ", v, n[v], sum[v] / n[v], max[v] }' "/run/$1/SMlog"
 }
+
+# vm_pool_dump SERVER_DIR HOST: what a failure needs to be understood: each host's last SMlog
+# lines, the claims and intent records on the server (ages in server seconds), and HOST's
+# sr_scan with --verbose.
+vm_pool_dump() {
+    local dir=$1 h=$2 f now
+    now=$(date +%s)
+    for f in /run/h1/SMlog /run/h2/SMlog; do
+        echo "----- $f (last 15 lines) -----"
+        tail -n 15 "$f" 2>/dev/null
+    done
+    echo "----- $dir/.sm/claims -----"
+    for f in "$dir"/.sm/claims/*; do
+        [ -e "$f" ] && echo "$(basename "$f") age $((now - $(stat -c %Y "$f"))) s: $(head -c 200 "$f" 2>/dev/null)"
+    done
+    echo "----- $dir/.sm/journal -----"
+    for f in "$dir"/.sm/journal/*; do
+        [ -e "$f" ] && echo "$(basename "$f") age $((now - $(stat -c %Y "$f"))) s: $(tr '\n' ' ' < "$f")"
+    done
+    echo "----- $h: NFSSR --verbose sr_scan (stderr, last 30 lines) -----"
+    vm_pool_in "$h" "$SM_BIN_DIR/NFSSR" --verbose "$POOL_DCONF" sr_scan "$POOL_SR" 2>&1 >/dev/null | tail -n 30
+}

@@ -9,12 +9,14 @@
 #   POOL_PARENT[vdi]   its parent in the tree the verbs made ("" for none); merges are not
 #                      modelled (a merge keeps every VDI's data and who has children)
 #   POOL_KIND[vdi]     w (writable leaf), r (read-only, listed), h (hidden: deleted with children)
+#   POOL_OWNER[vdi]    the host whose verbs made it (pool_of and pool_pick keep to the host named
+#                      by POOL_ONLY when it is set)
 #
 # Events for the merge accounting go to $POOL_EVENTS: "hidden X" when a delete leaves X hidden,
 # "reclaimed X" when the model says a delete removed the hidden ancestor X (no children left).
 POOL_REGION=$((512 * 1024))
 POOL_ZERO=$(head -c "$POOL_REGION" /dev/zero | md5sum | cut -d' ' -f1)
-declare -A POOL_REGIONS POOL_PARENT POOL_KIND
+declare -A POOL_REGIONS=() POOL_PARENT=() POOL_KIND=() POOL_OWNER=()
 POOL_WRITES=0
 
 pool_uuid() { cat /proc/sys/kernel/random/uuid; }
@@ -35,6 +37,7 @@ pool_depth() {
 pool_of() {
     local k kind
     for k in "${!POOL_KIND[@]}"; do
+        [ -z "${POOL_ONLY:-}" ] || [ "${POOL_OWNER[$k]:-}" = "$POOL_ONLY" ] || continue
         for kind in "$@"; do [ "${POOL_KIND[$k]}" = "$kind" ] && echo "$k"; done
     done | sort
 }
@@ -72,6 +75,7 @@ pool_create() {
     POOL_REGIONS[$x]=${regions% }
     POOL_PARENT[$x]=""
     POOL_KIND[$x]=w
+    POOL_OWNER[$x]=$h
 }
 
 # pool_write HOST X COUNT: COUNT random regions of X get a new pattern, under X's persistent lock.
@@ -110,6 +114,7 @@ pool_snapshot() {
     POOL_PARENT[$d]=${POOL_PARENT[$s]}
     POOL_PARENT[$s]=$d
     POOL_KIND[$d]=r
+    POOL_OWNER[$d]=$h
 }
 
 # pool_clone HOST X: a writable leaf X becomes a child of a new base copy B beside the clone; a
@@ -120,12 +125,14 @@ pool_clone() {
     vm_pool_ok "$h" vdi_clone "$POOL_SR" "$x" "$d"
     POOL_REGIONS[$d]=${POOL_REGIONS[$x]}
     POOL_KIND[$d]=w
+    POOL_OWNER[$d]=$h
     if [ "${POOL_KIND[$x]}" = w ]; then
         b=$(vm_pool_in "$h" "$SM_BIN_DIR/sm-vhd" chain "$(pool_file "$h" "$x")" | sed -n '2{s/ .*//;s|.*/||;s/\.vhd$//;p}')
         [ -n "$b" ] && [ -z "${POOL_KIND[$b]:-}" ] || vm_fail "$h: after vdi_clone of $x its parent is '$b', not a new base copy"
         POOL_REGIONS[$b]=${POOL_REGIONS[$x]}
         POOL_PARENT[$b]=${POOL_PARENT[$x]}
         POOL_KIND[$b]=r
+        POOL_OWNER[$b]=$h
         POOL_PARENT[$x]=$b
         POOL_PARENT[$d]=$b
     else

@@ -47,21 +47,29 @@ vm_pool_ok h1 sr_create "$POOL_SR" 0
 vm_pool_ok h1 sr_attach "$POOL_SR"
 vm_pool_ok h2 sr_attach "$POOL_SR"
 
+gone_or_zombie() { [ ! -d "/proc/$1" ] || grep -q '^State:.*Z' "/proc/$1/status"; }
 seconds_since() { echo "$1 $(date +%s.%N)" | awk '{ printf "%.1f", $2 - $1 }'; }
 records() { find "$server_dir/.sm/journal" -name '*.intent' 2>/dev/null; }
 files_sum() { (cd "$server_dir" && cat "$@" | md5sum | cut -d' ' -f1); }
 
-# paused HOST POINT VERB ARGS...: starts the verb on HOST, paused at POINT; returns when it is
-# there (its --verbose line), with its pid in PAUSED.
+# paused HOST POINT OPERATION VERB ARGS...: starts the verb on HOST, paused at POINT; returns when
+# it is there (its --verbose line), with its intent record (of OPERATION, written by HOST) in
+# RECORD and the driver's pid (the record's pid field, checked to be that NFSSR) in PAUSED.
 paused() {
-    local h=$1 point=$2
-    shift 2
+    local h=$1 point=$2 operation=$3 launcher path
+    shift 3
     : > /run/pool/paused.err
     vm_pool_in "$h" env SM_FAULT_PAUSE="$point:600" "$SM_BIN_DIR/NFSSR" --verbose "$POOL_DCONF" "$@" \
         >/dev/null 2>/run/pool/paused.err &
-    PAUSED=$!
+    launcher=$!
     vm_wait_for 120 grep -q "fault point $point: pausing" /run/pool/paused.err
-    echo "  $h: $* paused at $point (pid $PAUSED)"
+    RECORD=""
+    for path in $(records); do grep -q "^operation=$operation$" "$path" && RECORD=$path; done
+    [ -n "$RECORD" ] && grep -q "^host=$h$" "$RECORD" || vm_fail "no $operation record of $h on the server: $(records)"
+    PAUSED=$(sed -n 's/^pid=//p' "$RECORD")
+    [ "$(cat "/proc/$PAUSED/comm" 2>/dev/null)" = NFSSR ] || vm_fail "the record's pid $PAUSED is not the paused NFSSR"
+    echo "  $h: $* paused at $point (NFSSR pid $PAUSED, launched as $launcher), record $(basename "$RECORD")"
+    vm_on_exit kill -9 "$PAUSED"
 }
 
 # while_claims_live START RECORD SUM FILES...: h2's verbs on its own VDIs; after each that ends
@@ -71,9 +79,9 @@ while_claims_live() {
     shift 3
     for step in create write snapshot scan gc; do
         case $step in
-        create) pool_create h2; b=$(pool_of w | tail -1) ;;
-        write) b=$(pool_pick w); pool_write h2 "$b" 2 ;;
-        snapshot) b=$(pool_pick w); pool_snapshot h2 "$b" ;;
+        create) pool_create h2 ;;
+        write) b=$(POOL_ONLY=h2 pool_pick w); pool_write h2 "$b" 2 ;;
+        snapshot) b=$(POOL_ONLY=h2 pool_pick w); pool_snapshot h2 "$b" ;;
         scan) pool_scan h2 ;;
         gc) vm_pool_ok h2 sr_gc "$POOL_SR" ;;
         esac
@@ -90,12 +98,17 @@ while_claims_live() {
 # recovered_by_h2 START RECORD WHAT: h2's sr_scan, again and again, until the record is gone;
 # not before the claims could lapse plus one takeover lease. Prints and keeps the time.
 recovered_by_h2() {
-    local start=$1 record=$2 what=$3 elapsed earliest
+    local start=$1 record=$2 what=$3 elapsed earliest scans=0
     earliest=$((live_window + DEATH_LEASE))
     while [ -f "$record" ]; do
-        awk -v e="$(seconds_since "$start")" -v l="$DEATH_LEASE" 'BEGIN { exit !(e > 4 * l + 60) }' \
-            && vm_fail "h1's record is still there $(seconds_since "$start") s after the kill"
+        if awk -v e="$(seconds_since "$start")" -v l="$DEATH_LEASE" 'BEGIN { exit !(e > 4 * l + 60) }'; then
+            vm_pool_dump "$server_dir" h2
+            vm_fail "h1's record is still there $(seconds_since "$start") s after the kill"
+        fi
+        scan_start=$(date +%s.%N)
         POOL_QUIET=1 vm_pool_ok h2 sr_scan "$POOL_SR"
+        scans=$((scans + 1))
+        echo "  h2 sr_scan $scans at $(seconds_since "$start") s after the kill took $(seconds_since "$scan_start") s; record there: $([ -f "$record" ] && echo yes || echo no)"
         [ -f "$record" ] || break
         sleep 1
     done
@@ -146,13 +159,12 @@ BEFORE=$(pool_of w); pool_create h1; leaf2=$(comm -13 <(echo "$BEFORE") <(pool_o
 pool_create h2
 
 vm_step "1. h1's sr_gc paused mid-merge (coalesce.data-copied); its driver process SIGKILLed"
-paused h1 coalesce.data-copied sr_gc "$POOL_SR"
-record=$(grep -l '^operation=coalesce$' $(records) </dev/null | head -1)
-[ -n "$record" ] && grep -q '^host=h1$' "$record" || vm_fail "no coalesce record of h1 on the server: $(records)"
+paused h1 coalesce.data-copied coalesce sr_gc "$POOL_SR"
+record=$RECORD
 sum=$(files_sum "$leaf1.vhd" "$parent1.vhd")
 kill -9 "$PAUSED"
 start=$(date +%s.%N)
-wait "$PAUSED" 2>/dev/null
+vm_wait_for 10 gone_or_zombie "$PAUSED"
 while_claims_live "$start" "$record" "$sum" "$leaf1.vhd" "$parent1.vhd"
 recovered_by_h2 "$start" "$record" "coalesce, process killed"
 vm_pool_ok h2 sr_gc "$POOL_SR"
@@ -161,13 +173,12 @@ check_all h2
 
 vm_step "2. h1's vdi_snapshot paused (snapshot.child-created); its driver process SIGKILLed"
 snap2=$(pool_uuid)
-paused h1 snapshot.child-created vdi_snapshot "$POOL_SR" "$leaf2" "$snap2"
-record=$(grep -l '^operation=snapshot$' $(records) </dev/null | head -1)
-[ -n "$record" ] && grep -q '^host=h1$' "$record" || vm_fail "no snapshot record of h1 on the server: $(records)"
+paused h1 snapshot.child-created snapshot vdi_snapshot "$POOL_SR" "$leaf2" "$snap2"
+record=$RECORD
 sum=$(files_sum "$leaf2.vhd")
 kill -9 "$PAUSED"
 start=$(date +%s.%N)
-wait "$PAUSED" 2>/dev/null
+vm_wait_for 10 gone_or_zombie "$PAUSED"
 while_claims_live "$start" "$record" "$sum" "$leaf2.vhd"
 recovered_by_h2 "$start" "$record" "snapshot, process killed"
 if [ -e "$server_dir/$snap2.vhd" ]; then
@@ -176,6 +187,7 @@ if [ -e "$server_dir/$snap2.vhd" ]; then
     POOL_PARENT[$snap2]=${POOL_PARENT[$leaf2]}
     POOL_PARENT[$leaf2]=$snap2
     POOL_KIND[$snap2]=r
+    POOL_OWNER[$snap2]=h1
 else
     echo "  rolled back: no $snap2"
 fi
@@ -184,17 +196,15 @@ vm_pool_ok h1 sr_scan "$POOL_SR"
 vm_xml_values uuid <<< "$DRIVER_OUT" | grep -qx "$leaf2" || vm_fail "h1's sr_scan does not list $leaf2 after the recovery"
 
 vm_step "3. h1's sr_gc paused mid-merge (coalesce.merged); then h1 dies whole: veth deleted, every process SIGKILLed"
-paused h1 coalesce.merged sr_gc "$POOL_SR"
-record=$(grep -l '^operation=coalesce$' $(records) </dev/null | head -1)
-[ -n "$record" ] && grep -q '^host=h1$' "$record" || vm_fail "no coalesce record of h1 on the server: $(records)"
+paused h1 coalesce.merged coalesce sr_gc "$POOL_SR"
+record=$RECORD
 sum=$(files_sum "$leaf3.vhd" "$parent3.vhd")
 mapfile -t victims < <(vm_pool_pids h1)
 vm_check "delete h1's veth" ip link del veth-h1
 kill -9 "${victims[@]}"
 start=$(date +%s.%N)
 echo "  h1's network gone; killed ${#victims[@]} processes (${victims[*]})"
-wait "$PAUSED" "${VM_POOL_HOLDER[h1]}" 2>/dev/null
-gone_or_zombie() { [ ! -d "/proc/$1" ] || grep -q '^State:.*Z' "/proc/$1/status"; }
+grep -qx "$PAUSED" <<< "$(printf '%s\n' "${victims[@]}")" || vm_fail "the paused NFSSR $PAUSED is not among h1's processes"
 for pid in "${victims[@]}"; do vm_wait_for 30 gone_or_zombie "$pid"; done
 while_claims_live "$start" "$record" "$sum" "$leaf3.vhd" "$parent3.vhd"
 recovered_by_h2 "$start" "$record" "coalesce, host dead with its network"

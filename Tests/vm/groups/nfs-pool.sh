@@ -52,7 +52,8 @@ done
 # each verb are saved for the parent. Runs in a subshell: a failure ends it with status 1.
 mix() {
     local h=$1 seed=$2 deadline=$3 op x visible
-    local -A count=()
+    local -A count=() spent=()
+    local started
     RANDOM=$seed
     POOL_QUIET=1
     POOL_EVENTS=/run/pool/events.$h
@@ -64,23 +65,24 @@ mix() {
         op=$((RANDOM % 100))
         if [ "$visible" -lt 3 ] || { [ "$op" -lt 8 ] && [ "$visible" -lt 10 ]; }; then
             op=create
-        elif [ "$op" -lt 38 ]; then
+        elif [ "$op" -lt 30 ]; then
             op=write
-        elif [ "$op" -lt 50 ]; then
+        elif [ "$op" -lt 45 ]; then
             op=snapshot
-        elif [ "$op" -lt 56 ]; then
+        elif [ "$op" -lt 50 ]; then
             op=clone
-        elif [ "$op" -lt 61 ]; then
+        elif [ "$op" -lt 54 ]; then
             op=resize
-        elif [ "$op" -lt 76 ]; then
+        elif [ "$op" -lt 72 ]; then
             op=delete
-        elif [ "$op" -lt 82 ]; then
+        elif [ "$op" -lt 78 ]; then
             op=scan
-        elif [ "$op" -lt 90 ]; then
+        elif [ "$op" -lt 86 ]; then
             op=check
         else
             op=gc
         fi
+        started=$(date +%s%N)
         case $op in
         create) pool_create "$h" ;;
         write)
@@ -104,7 +106,10 @@ mix() {
                 pool_write "$h" "$x" 1
             fi ;;
         delete)
-            x=$(pool_pick w r)
+            # Mostly a read-only VDI with children (it becomes hidden: work for the collectors).
+            x=""
+            [ $((RANDOM % 3)) = 0 ] || x=$(for y in $(pool_of r); do [ "$(pool_children "$y")" -gt 0 ] && echo "$y"; done | shuf -n 1)
+            [ -n "$x" ] || x=$(pool_pick w r)
             [ -n "$x" ] && pool_delete "$h" "$x" ;;
         scan) pool_scan "$h" ;;
         check)
@@ -113,10 +118,11 @@ mix() {
         gc) vm_pool_ok "$h" sr_gc "$POOL_SR" ;;
         esac
         count[$op]=$((${count[$op]:-0} + 1))
+        spent[$op]=$((${spent[$op]:-0} + ($(date +%s%N) - started) / 1000000))
     done
     pool_save "/run/pool/model.$h"
     local summary=""
-    for op in "${!count[@]}"; do summary+="$op=${count[$op]} "; done
+    for op in "${!count[@]}"; do summary+="$op ${count[$op]} x $((${spent[$op]} / ${count[$op]})) ms, "; done
     echo "  $h: $summary(sm-vhd writes: $POOL_WRITES)"
 }
 
@@ -152,6 +158,7 @@ failed=""
 for pid in $mix1 $mix2 $gcs; do wait "$pid" || failed+=" $pid"; done
 [ -z "$failed" ] || vm_fail "the mix failed (process$failed; the FAIL line above says why)"
 echo "  the mix ran $(($(date +%s) - mix_start)) s"
+for h in h1 h2; do echo "  $h's verbs: $(vm_pool_verb_times "$h")"; done
 
 vm_step "after the mix: background collectors finish; sr_gc on h1, h2, h1"
 collectors() { ps -eo args= | grep -c "[N]FSSR.* sr_gc" || true; }
@@ -185,7 +192,7 @@ for h in h1 h2; do
 done
 
 vm_step "the tree on the server: every file is a model VDI, no hidden VDI with fewer than two children"
-declare -A children hidden_file
+declare -A children=() hidden_file=()
 for f in "${files[@]}"; do
     x=$(basename "$f" .vhd)
     [ -n "${owner[$x]:-}" ] || vm_fail "$f is no VDI of the model (leaked)"
