@@ -99,7 +99,7 @@ vm_pool_pids() {
 # vm_pool_verb_times HOST: per verb in the host's SMlog, how many and their mean and longest
 # duration, one line.
 vm_pool_verb_times() {
-    awk '/ result=/ { verb = $3; ms = $NF; sub(/^duration=/, "", ms); sub(/ms$/, "", ms)
+    awk '/ result=/ { verb = $3; ms = $NF; sub(/^duration=/, "", ms); sub(/ms$/, "", ms); ms += 0
                       n[verb]++; sum[verb] += ms; if (ms > max[verb]) max[verb] = ms }
          END { for (v in n) printf "%s %d x %.0f ms (max %.0f); ", v, n[v], sum[v] / n[v], max[v] }' "/run/$1/SMlog"
 }

@@ -54,8 +54,15 @@ pool_file() { echo "$(vm_pool_mount "$1")/$2.vhd"; }
 
 # pool_regions_of HOST X: the md5 of each region that X reads now through HOST's mount.
 pool_regions_of() {
-    vm_pool_in "$1" "$SM_BIN_DIR/sm-vhd" read "$(pool_file "$1" "$2")" | split -b "$POOL_REGION" --filter=md5sum - \
-        | cut -d' ' -f1 | tr '\n' ' ' | sed 's/ $//'
+    vm_pool_in "$1" "$SM_BIN_DIR/sm-vhd" read "$(pool_file "$1" "$2")" | python3 -c '
+import hashlib, sys
+region, sums = int(sys.argv[1]), []
+while True:
+    chunk = sys.stdin.buffer.read(region)
+    if not chunk:
+        break
+    sums.append(hashlib.md5(chunk).hexdigest())
+print(" ".join(sums))' "$POOL_REGION"
 }
 
 # pool_verify HOST X WHAT: X reads exactly what the model says, or the group fails.

@@ -20,7 +20,7 @@
 . "$VM_REPO/Tests/vm/pool-hosts.sh"
 . "$VM_REPO/Tests/vm/pool-model.sh"
 
-DEATH_LEASE=${DEATH_LEASE:-20}
+DEATH_LEASE=${DEATH_LEASE:-30}
 export_dir=/srv/nfs-sm
 POOL_SR=5e8d3f02-7c4e-4a96-8f32-1d9e6a8b4c75
 POOL_DCONF="<dconf><server>$VM_POOL_SERVER</server><serverpath>/sm</serverpath><nfsversion>4.1</nfsversion><timeo>10</timeo><retrans>1</retrans></dconf>"

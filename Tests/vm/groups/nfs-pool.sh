@@ -207,7 +207,7 @@ done
 echo "  ${#files[@]} VHD files, ${#hidden_file[@]} hidden (each with two or more children)"
 
 vm_step "every merge happened exactly once (SMlogs of both hosts against the parents that disappeared)"
-merged=$(cat /run/h1/SMlog /run/h2/SMlog | grep -o ': coalesced [0-9a-f-]* into' | awk '{ print $2 }' | sort)
+merged=$(cat /run/h1/SMlog /run/h2/SMlog | grep -o ': coalesced [0-9a-f-]* into' | awk '{ print $3 }' | sort)
 duplicates=$(uniq -d <<< "$merged")
 [ -z "$duplicates" ] || vm_fail "parents merged more than once: $duplicates"
 hidden_ever=$(cat /run/pool/events.h1 /run/pool/events.h2 | awk '$1 == "hidden" { print $2 }' | sort -u)
