@@ -125,7 +125,7 @@ struct PoolHost {
 
     /// Host A dies in the middle of a coalesce and the file server keeps A's lock on its intent
     /// record (NFSv4 keeps a dead client's locks until its lease runs out on the server, 90 s by
-    /// default; NLM until the host reboots; here another process holds the lock, as the server
+    /// default; NLM until the host reboots; here the test process holds the lock, as the server
     /// would): host B still recovers the record once A's claims lapse, and sr_check reports it
     /// until then only as a running operation. (Before: B skipped the record while the lock was
     /// held, and its collector could take over A's lapsed claims and merge A's VDIs meanwhile.)
@@ -136,15 +136,10 @@ struct PoolHost {
         let journal = shared.path("data/\(sr)/.sm/journal")
         let records = try FileManager.default.contentsOfDirectory(atPath: journal)
         try #require(records.count == 1)
-        let serverLock = Process()
-        serverLock.executableURL = URL(fileURLWithPath: "/usr/bin/flock")
-        serverLock.arguments = ["-x", "\(journal)/\(records[0])", "sleep", "120"]
-        try serverLock.run()
-        defer {
-            serverLock.terminate()
-            serverLock.waitUntilExit()
-        }
-        Thread.sleep(forTimeInterval: 0.5)
+        // The server's lock, outliving its holder: this test process holds the record's lock.
+        let serverLock = open("\(journal)/\(records[0])", O_RDWR)
+        try #require(serverLock >= 0 && flock(serverLock, LOCK_EX | LOCK_NB) == 0)
+        defer { close(serverLock) }
 
         // While A's claims are live (lease 4 s): a running operation, left alone.
         let check = try hosts[1].run("sr_check", [sr])
