@@ -45,6 +45,8 @@ vm_pool_host() {
     vm_check "address of $h" ip -n "$h" addr add "192.168.77.$((10 + index))/24" dev eth0
     vm_check "eth0 of $h up" ip -n "$h" link set eth0 up
     vm_check "lo of $h up" ip -n "$h" link set lo up
+    # A new host: nothing of a host of the same name in an earlier group (its SMlog, state).
+    rm -rf "/run/$h"
     mkdir -p "/run/$h/etc-sm" /etc/sm
     cat > "/run/$h/etc-sm/sm.conf" <<EOF
 # host $h of the pool (VM lane)
