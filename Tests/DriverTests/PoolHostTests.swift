@@ -123,6 +123,40 @@ struct PoolHost {
         try hosts[0].expectOK("sr_check", sr)
     }
 
+    /// Host A dies in the middle of a coalesce and the file server keeps A's lock on its intent
+    /// record (NFSv4 keeps a dead client's locks until its lease runs out on the server, 90 s by
+    /// default; NLM until the host reboots; here the test process holds the lock, as the server
+    /// would): host B still recovers the record once A's claims lapse, and sr_check reports it
+    /// until then only as a running operation. (Before: B skipped the record while the lock was
+    /// held, and its collector could take over A's lapsed claims and merge A's VDIs meanwhile.)
+    @Test(.timeLimit(.minutes(3))) func deadHostsRecordLockedOnTheServerIsRecoveredOnceItsClaimsLapse() throws {
+        let (leaf, data) = try chainWithDeletedParent(on: hosts[0], seed: 41)
+        let killed = try hosts[0].run("sr_gc", [sr], environment: ["SM_FAULT_POINT": "coalesce.merged", "SM_CLAIM_LEASE": "4"])
+        #expect(killed.status == 128 + 9, "\(killed)")
+        let journal = shared.path("data/\(sr)/.sm/journal")
+        let records = try FileManager.default.contentsOfDirectory(atPath: journal)
+        try #require(records.count == 1)
+        // The server's lock, outliving its holder: this test process holds the record's lock.
+        let serverLock = open("\(journal)/\(records[0])", O_RDWR)
+        try #require(serverLock >= 0 && flock(serverLock, LOCK_EX | LOCK_NB) == 0)
+        defer { close(serverLock) }
+
+        // While A's claims are live (lease 4 s): a running operation, left alone.
+        let check = try hosts[1].run("sr_check", [sr])
+        #expect(check.status == 0, "sr_check while A's claims are live: \(check)")
+        try hosts[1].expectOK("sr_scan", sr)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: journal).count == 1)
+
+        // Once they have lapsed, B recovers the record although its lock is still held.
+        Thread.sleep(forTimeInterval: 6)
+        try hosts[1].expectOK("sr_scan", sr)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: journal).isEmpty, "the record is still there")
+        try hosts[1].expectOK("sr_gc", sr)
+        #expect(try cow.read(leaf) == data)
+        #expect(try cow.files() == [leaf])
+        try hosts[1].expectOK("sr_check", sr)
+    }
+
     /// A host's own killed operation is recovered by that host at once: a process of its own
     /// that no longer exists holds nothing.
     @Test(.timeLimit(.minutes(2))) func ownDeadProcessIsRecoveredAtOnce() throws {

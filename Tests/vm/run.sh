@@ -21,6 +21,8 @@
 #   SM_VM_GROUP_TIMEOUT      seconds one group may run inside the guest (default 600)
 #   SM_VM_LOG_DIR            keep the guest's per-group logs here (default: a temporary directory)
 #   SM_VM_SKIP_INSTALL=1     do not run Scripts/install-dependencies.sh
+#   SM_VM_ENV                NAME=VALUE words exported to every group in the guest (a group's own
+#                            knobs, e.g. SM_VM_ENV="POOL_DURATION=60" for a shorter nfs-pool run)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 repo=$(pwd -P)
@@ -164,6 +166,10 @@ total_timeout=$(( boot_timeout + (group_timeout + 30) * ${#groups[@]} ))
     printf 'SM_BIN_DIR=%q\n' "$bin_dir"
     printf 'VM_GROUPS=%q\n' "${groups[*]}"
     printf 'VM_GROUP_TIMEOUT=%q\n' "$group_timeout"
+    for setting in ${SM_VM_ENV:-}; do
+        [[ "$setting" =~ ^[A-Z][A-Z0-9_]*=[A-Za-z0-9_./:-]*$ ]] || { echo "SM_VM_ENV: '$setting' is not NAME=VALUE" >&2; exit 2; }
+        printf 'export %s=%q\n' "${setting%%=*}" "${setting#*=}"
+    done
 } > "$out/config"
 
 disk_args=()

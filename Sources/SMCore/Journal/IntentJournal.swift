@@ -118,8 +118,16 @@ public struct IntentJournal: Sendable {
         return names.isEmpty
     }
 
-    /// Every record left by a process that is gone, each now held by the caller. Records of live
-    /// operations (their lock is held) are skipped; unreadable ones are returned as `damaged`.
+    /// Every record left by a process that may be gone: this host's records whose lock is free,
+    /// each now held by the caller, and every record of another host, held or not. Records of
+    /// this host's live operations (their lock is held) are skipped; unreadable ones are returned
+    /// as `damaged`.
+    ///
+    /// Another host's record is returned even when its lock is held, because on shared storage
+    /// that lock is the file server's, not the writer's: NFSv4 keeps a dead client's locks until
+    /// its lease runs out on the server (90 s by default), NLM (NFSv3) until the dead host
+    /// reboots and its statd tells the server. Whether another host's operation still runs is
+    /// decided by its claims (`VHDRepository.recover`, Docs/pools.md), which lapse on our terms.
     public func claimAbandoned() -> (entries: [IntentEntry], damaged: [String]) {
         guard let names = try? Syscall.directoryEntries(directory) else { return ([], []) }
         var entries: [IntentEntry] = []
@@ -135,14 +143,24 @@ public struct IntentJournal: Sendable {
                 continue
             }
             guard let descriptor = try? Syscall.openRegularFile(path, O_RDWR) else { continue }
-            guard case .success = Syscall.attempt({ flock(descriptor, LOCK_EX | LOCK_NB) }),
-                  let status = try? Syscall.fileStatus(descriptor: descriptor, path: path), status.st_nlink > 0 else {
+            let locked: Bool
+            switch Syscall.attempt({ flock(descriptor, LOCK_EX | LOCK_NB) }) {
+            case .success: locked = true
+            case .failure(.wouldBlock): locked = false
+            case .failure: Syscall.close(descriptor); continue
+            }
+            guard let status = try? Syscall.fileStatus(descriptor: descriptor, path: path), status.st_nlink > 0 else {
                 Syscall.close(descriptor)
                 continue
             }
             guard name.hasSuffix(Self.suffix), let bytes = try? Syscall.pread(descriptor, count: 1 << 16, at: 0, path: path),
                   let record = IntentRecord(bytes: bytes) else {
-                damaged.append(path)
+                // A damaged record held by a process of this host is being written or replayed.
+                if locked { damaged.append(path) }
+                Syscall.close(descriptor)
+                continue
+            }
+            if !locked && !isForeign(record) {
                 Syscall.close(descriptor)
                 continue
             }
@@ -151,8 +169,15 @@ public struct IntentJournal: Sendable {
         return (entries, damaged)
     }
 
-    /// Every committed record: whether its operation is running now (its lock is held by a
-    /// process) and its contents (nil when unreadable).
+    /// True when another host wrote the record (its `host` field names another identity).
+    public func isForeign(_ record: IntentRecord) -> Bool {
+        guard let writer = record["host"] else { return false }
+        return writer != hostIdentity
+    }
+
+    /// Every committed record: whether its lock is held (for this host's records: whether its
+    /// operation is running now; for another host's, see `claimAbandoned`) and its contents (nil
+    /// when unreadable).
     public func records() -> [(path: String, intent: IntentRecord?, live: Bool)] {
         guard let names = try? Syscall.directoryEntries(directory) else { return [] }
         var result: [(path: String, intent: IntentRecord?, live: Bool)] = []

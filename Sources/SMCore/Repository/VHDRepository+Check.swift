@@ -15,7 +15,7 @@ extension VHDRepository {
         var busy: Set<CanonicalUUID> = []
         var problems: [SRCheckReport.Problem] = []
         for record in journal.records() {
-            if record.live, let intent = record.intent {
+            if isRunning(record), let intent = record.intent {
                 busy.formUnion(Self.namedVDIs(intent))
             } else {
                 problems.append(.init(vdi: nil, message: "unfinished operation record \(record.path) was not recovered"))

@@ -35,6 +35,9 @@ extension VHDRepository {
             }
             defer { locks.forEach { $0.release() } }
             if busy { continue }
+            // Another host's record is not locked by us (`claimAbandoned`): a process that held
+            // these VDIs just before may have settled and removed it.
+            if Syscall.lstatus(entry.path) == nil { continue }
             do throws(StorageError) {
                 let outcome = try replay(entry)
                 OperationLog.note(host: host, "SR \(sr): recovered \(entry.record.operation) \(entry.record.fields): \(outcome)")
@@ -56,7 +59,7 @@ extension VHDRepository {
     func unsettledVDIs() -> (vdis: Set<CanonicalUUID>, unreadable: Bool) {
         var vdis: Set<CanonicalUUID> = []
         var unreadable = false
-        for record in journal.records() where !record.live {
+        for record in journal.records() where !isRunning(record) {
             guard let intent = record.intent else {
                 unreadable = true
                 continue
@@ -65,6 +68,21 @@ extension VHDRepository {
             vdis.formUnion(Self.reclaimCandidates(intent))
         }
         return (vdis, unreadable)
+    }
+
+    /// Whether a record's operation is being carried out now. On this host its lock says so. For
+    /// another host's record the lock does not (it is the file server's, which keeps a dead
+    /// client's locks for a lease or until that host reboots: `IntentJournal.claimAbandoned`):
+    /// the operation runs while its writer still holds a live claim on a VDI the record names,
+    /// as every operation does from before its record is written until after it is removed.
+    func isRunning(_ record: (path: String, intent: IntentRecord?, live: Bool)) -> Bool {
+        guard let intent = record.intent, journal.isForeign(intent) else { return record.live }
+        let directory = SharedClaim.directory(srRoot: root)
+        return Self.namedVDIs(intent).contains { vdi in
+            guard let target = LockTarget("\(directory)/\(vdi)"),
+                  let holders = try? PersistentLock.holders(of: target) else { return true }  // unreadable: assume running
+            return !holders.isEmpty && SharedClaim.judge(holders, target: target, host: host) == .live
+        }
     }
 
     /// The VDIs a record's operation touches (whose host locks recovery must hold).
