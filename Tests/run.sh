@@ -33,5 +33,6 @@ if [ "${SM_SKIP_PACKAGE:-0}" != 1 ]; then
     echo "package: $(( $(date +%s) - start )) s"
 fi
 if [ -x Tests/vm/run.sh ] && [ "${SM_SKIP_VM_LANE:-0}" != 1 ]; then
-    Tests/vm/run.sh all
+    # Two boots side by side (the lanes of groups.enabled): each group may take longer than alone.
+    SM_VM_GROUP_TIMEOUT=${SM_VM_GROUP_TIMEOUT:-1200} Tests/vm/run.sh all
 fi

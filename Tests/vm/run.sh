@@ -21,6 +21,7 @@
 #   SM_VM_GROUP_TIMEOUT      seconds one group may run inside the guest (default 600)
 #   SM_VM_LOG_DIR            keep the guest's per-group logs here (default: a temporary directory)
 #   SM_VM_SKIP_INSTALL=1     do not run Scripts/install-dependencies.sh
+#   SM_VM_LANES=1            `all` in one boot (default: one boot per lane of groups.enabled, side by side)
 #   SM_VM_ENV                NAME=VALUE words exported to every group in the guest (a group's own
 #                            knobs, e.g. SM_VM_ENV="POOL_DURATION=60" for a shorter nfs-pool run)
 set -euo pipefail
@@ -31,7 +32,7 @@ vm_dir="$repo/Tests/vm"
 readonly EXIT_TEST_FAILED=1 EXIT_USAGE=2 EXIT_INFRASTRUCTURE=3
 
 usage() {
-    sed -n '2,25p' "$vm_dir/run.sh" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,26p' "$vm_dir/run.sh" | sed 's/^# \{0,1\}//' >&2
     exit $EXIT_USAGE
 }
 
@@ -41,8 +42,12 @@ infrastructure_failure() {
     exit $EXIT_INFRASTRUCTURE
 }
 
+# groups.enabled: one group a line, optionally followed by the boot ("lane") it runs in.
 enabled_groups() {
-    sed 's/#.*//' "$vm_dir/groups.enabled" | tr -s ' \t\n' '\n' | grep -v '^$' || true
+    sed 's/#.*//' "$vm_dir/groups.enabled" | awk 'NF { print $1 }'
+}
+lane_of() {
+    sed 's/#.*//' "$vm_dir/groups.enabled" | awk -v g="$1" '$1 == g { print ($2 == "" ? 1 : $2); exit }'
 }
 
 all_groups() {
@@ -62,8 +67,10 @@ case "$1" in
         exit 0 ;;
 esac
 groups=()
+from_all=0
 for argument in "$@"; do
     if [ "$argument" = all ]; then
+        from_all=1
         mapfile -t -O "${#groups[@]}" groups < <(enabled_groups)
     else
         groups+=("$argument")
@@ -136,6 +143,41 @@ if [ ! -f "$initramfs" ]; then
     (cd "$staging" && find . | cpio --quiet -o -H newc > "$partial")
     mv "$partial" "$initramfs"
     rm -rf "$staging"
+fi
+
+# ---- `all`: one boot per lane, the lanes at the same time ---------------------------------------
+# Many groups spend most of their time waiting (leases, MMP intervals, soft timeouts, sanlock),
+# so two guests side by side fill each other's waits on two cores. SM_VM_LANES=1 runs
+# everything in one boot.
+if [ "$from_all" = 1 ] && [ "${SM_VM_LANES:-2}" != 1 ] && [ "${SM_VM_LANE_CHILD:-0}" != 1 ]; then
+    declare -A lane_groups=()
+    for group in "${groups[@]}"; do lane=$(lane_of "$group"); lane_groups[$lane]+="$group "; done
+    if [ "${#lane_groups[@]}" -gt 1 ]; then
+        echo "VM lane: ${#lane_groups[@]} boots side by side: $(for lane in $(printf '%s\n' "${!lane_groups[@]}" | sort -n); do printf '[lane %s] %s ' "$lane" "${lane_groups[$lane]}"; done)"
+        lane_dir=$(mktemp -d "${TMPDIR:-/tmp}/sm-vm-lanes.XXXXXX")
+        trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$lane_dir"' EXIT
+        trap 'exit 130' INT TERM
+        children=()
+        for lane in $(printf '%s\n' "${!lane_groups[@]}" | sort -n); do
+            # shellcheck disable=SC2086
+            ( SM_VM_LANE_CHILD=1 SM_VM_SKIP_INSTALL=1 SM_BIN_DIR="$bin_dir" "$vm_dir/run.sh" ${lane_groups[$lane]} 2>&1 \
+                  | tee "$lane_dir/$lane.log" | sed -u "s/^/[lane $lane] /"
+              echo "${PIPESTATUS[0]}" > "$lane_dir/$lane.status" ) &
+            children+=($!)
+        done
+        for child in "${children[@]}"; do wait "$child" || true; done
+        verdict=0 passed=0 failed=0
+        for lane in $(printf '%s\n' "${!lane_groups[@]}" | sort -n); do
+            status=$(cat "$lane_dir/$lane.status" 2>/dev/null || echo 3)
+            summary=$(grep -o 'vm: [0-9]* passed, [0-9]* failed' "$lane_dir/$lane.log" | tail -1)
+            read -r lane_passed lane_failed < <(sed 's/vm: \([0-9]*\) passed, \([0-9]*\) failed/\1 \2/' <<< "${summary:-vm: 0 passed, 1 failed}")
+            passed=$((passed + lane_passed)); failed=$((failed + lane_failed))
+            [ "$status" -gt "$verdict" ] && verdict=$status
+        done
+        echo "VM lane: all lanes done in $(( $(date +%s) - lane_start )) s"
+        echo "vm: $passed passed, $failed failed"
+        exit "$verdict"
+    fi
 fi
 
 # ---- one boot for all the requested groups ------------------------------------------------------
