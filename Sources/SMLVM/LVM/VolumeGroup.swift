@@ -75,20 +75,56 @@ public struct VolumeGroup {
     }
 
     /// Makes `devices` physical volumes and the group over them, in one LVM command (one
-    /// metadata commit). Fails, without prompting, if a device carries any signature.
+    /// metadata commit). Fails, without prompting, if a device carries any signature. With
+    /// sanlock locking the group is shared (`--locktype sanlock`): LVM also makes its `lvmlock`
+    /// volume and starts the group's lock space on this host.
     public static func create(name: String, devices: [String], lvm: LVMHandle) throws(StorageError) -> VolumeGroup {
-        try lvm.run(LVMCommand("vgcreate", ["-qq", name] + devices))
+        let lockType = lvm.locking.isShared ? ["--locktype", "sanlock"] : []
+        try lvm.run(LVMCommand("vgcreate", ["-qq"] + lockType + [name] + devices))
         return VolumeGroup(name: name, lvm: lvm)
     }
 
     /// Removes the group (it must hold no logical volume), then the physical-volume labels of
     /// `physicalVolumes`. Two commits: a crash between them leaves orphan physical volumes,
-    /// which `PhysicalVolume.removeOrphans` clears.
+    /// which `PhysicalVolume.removeOrphans` clears. A shared group's lock space must be started
+    /// here and stopped on every other host: otherwise EBUSY, nothing changed.
     public func remove(physicalVolumes: [String]) throws(StorageError) {
-        try lvm.run(LVMCommand("vgremove", ["-qq", name]))
-        if !physicalVolumes.isEmpty {
-            try lvm.run(LVMCommand("pvremove", ["-qq"] + physicalVolumes))
+        let outcome = try lvm.attempt(LVMCommand("vgremove", ["-qq", name]))
+        if !outcome.succeeded {
+            if outcome.errors.contains(where: { $0.contains(Self.lockspaceInUseElsewhere) }) {
+                throw StorageError(code: .resourceBusy, message: "volume group \(name) is in use on another host (its lock "
+                    + "space is started there: the SR is attached on another host, or sanlock has not yet seen it leave; "
+                    + "retry after sr_detach there)")
+            }
+            throw .lvmFailed(LVMCommand("vgremove", ["-qq", name]), outcome)
         }
+        if !physicalVolumes.isEmpty {
+            try lvm.run(LVMCommand("pvremove", ["-qq"] + PhysicalVolume.withoutGlobalLock(lvm) + physicalVolumes))
+        }
+    }
+
+    /// lvmlockd's words (lib/locking/lvmlockd.c) when vgremove finds other hosts in the lock space.
+    static let lockspaceInUseElsewhere = "not stopped on other hosts"
+
+    /// Starts the shared group's lock space on this host (`vgchange --lockstart`, which waits
+    /// until sanlock has joined it: about 2 × sanlock's I/O timeout plus its delta-lease wait,
+    /// ~20 s with the defaults). Idempotent. ENOLCK, with LVM's words, when lvmlockd or sanlock
+    /// is not running or the lease cannot be acquired. Nothing to do for a local group.
+    public func startLockspace() throws(StorageError) {
+        guard lvm.locking.isShared else { return }
+        let command = LVMCommand("vgchange", ["-qq", "--lockstart", name])
+        let outcome = try lvm.attempt(command)
+        guard outcome.succeeded else {
+            throw StorageError(code: .noLocks, message: "cannot start the lock space of volume group \(name) "
+                + "(are sanlock and lvmlockd running? Docs/LVMoISCSISR.md): \(outcome.reason)")
+        }
+    }
+
+    /// Stops the shared group's lock space on this host (`vgchange --lockstop`); LVM refuses while
+    /// a logical volume of the group is active here. Idempotent. Nothing to do for a local group.
+    public func stopLockspace() throws(StorageError) {
+        guard lvm.locking.isShared else { return }
+        try lvm.run(LVMCommand("vgchange", ["-qq", "--lockstop", name]))
     }
 
     /// The group's physical volumes, by the device names LVM uses.
@@ -159,8 +195,16 @@ public enum PhysicalVolume {
     public static func removeOrphans(_ devices: [String], lvm: LVMHandle) throws(StorageError) -> [String] {
         let orphans = try volumeGroups(of: devices, lvm: lvm).filter { $0.value.isEmpty }.map(\.key).sorted()
         if !orphans.isEmpty {
-            try lvm.run(LVMCommand("pvremove", ["-qq"] + orphans))
+            try lvm.run(LVMCommand("pvremove", ["-qq"] + withoutGlobalLock(lvm) + orphans))
         }
         return orphans
+    }
+
+    /// For pvremove of this SR's own physical volumes with lvmlockd: LVM's global lock lives in
+    /// the first shared volume group made; once that group is removed there is none, and
+    /// pvremove would fail for want of it. The labels are on the SR's own devices, which no other
+    /// SR names, so the global lock is skipped (`--lockopt skipgl`, lvmlockd's own option).
+    static func withoutGlobalLock(_ lvm: LVMHandle) -> [String] {
+        lvm.locking.isShared ? ["--lockopt", "skipgl"] : []
     }
 }
