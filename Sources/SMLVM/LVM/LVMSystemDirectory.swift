@@ -63,10 +63,11 @@ struct LVMSystemDirectory {
     let overlay: String
     let locking: VolumeGroupLocking
 
-    /// The host's directory (the environment's `LVM_SYSTEM_DIR` if set) and the overlay path.
-    init(host: HostEnvironment, locking: VolumeGroupLocking = .local) {
-        let configured = Syscall.environment("LVM_SYSTEM_DIR") ?? ""
-        source = configured.isEmpty ? "/etc/lvm" : configured
+    /// The host's directory (`source`, else the environment's `LVM_SYSTEM_DIR` if set, else
+    /// `/etc/lvm`) and the overlay path.
+    init(host: HostEnvironment, locking: VolumeGroupLocking = .local, source: String? = nil) {
+        let configured = source ?? Syscall.environment("LVM_SYSTEM_DIR") ?? ""
+        self.source = configured.isEmpty ? "/etc/lvm" : configured
         overlay = locking.isShared ? "\(host.runDirectory)/lvm-sanlock" : "\(host.runDirectory)/lvm"
         self.locking = locking
     }

@@ -87,8 +87,12 @@ public struct VolumeGroup {
     /// Removes the group (it must hold no logical volume), then the physical-volume labels of
     /// `physicalVolumes`. Two commits: a crash between them leaves orphan physical volumes,
     /// which `PhysicalVolume.removeOrphans` clears. A shared group's lock space must be started
-    /// here and stopped on every other host: otherwise EBUSY, nothing changed.
+    /// here and stopped on every other host: otherwise EBUSY, nothing changed. Both sanlock
+    /// (`SanlockLockspace`: no other host that may hold a lease) and LVM (vgremove) are asked.
     public func remove(physicalVolumes: [String]) throws(StorageError) {
+        if case .sanlock(let hostID) = lvm.locking {
+            try SanlockLockspace(volumeGroup: name).requireNoOtherHosts(hostID: hostID)
+        }
         let outcome = try lvm.attempt(LVMCommand("vgremove", ["-qq", name]))
         if !outcome.succeeded {
             if outcome.errors.contains(where: { $0.contains(Self.lockspaceInUseElsewhere) }) {
@@ -121,11 +125,24 @@ public struct VolumeGroup {
     }
 
     /// Stops the shared group's lock space on this host (`vgchange --lockstop`); LVM refuses while
-    /// a logical volume of the group is active here. Idempotent. Nothing to do for a local group.
+    /// a logical volume of the group is active here. Idempotent: a lock space that is not
+    /// started (lvmlockd answers ENOLS, which LVM prints as "stop failed: -210") is success.
+    /// Nothing to do for a local group.
     public func stopLockspace() throws(StorageError) {
         guard lvm.locking.isShared else { return }
-        try lvm.run(LVMCommand("vgchange", ["-qq", "--lockstop", name]))
+        let command = LVMCommand("vgchange", ["-qq", "--lockstop", name])
+        let outcome = try lvm.attempt(command)
+        guard !outcome.succeeded else { return }
+        if outcome.errors.contains(where: { $0.hasSuffix(Self.noLockspace) }) {
+            Diagnostics.debug("lock space of \(name) was not started on this host")
+            return
+        }
+        throw .lvmFailed(command, outcome)
     }
+
+    /// How LVM prints lvmlockd's ENOLS (210, lvmlockd-client.h: no such lock space) when asked
+    /// to stop one (lib/locking/lvmlockd.c, `lockd_stop_vg`: "VG %s stop failed: %d").
+    static let noLockspace = "stop failed: -210"
 
     /// The group's physical volumes, by the device names LVM uses.
     public func physicalVolumes() throws(StorageError) -> [String] {
