@@ -1,4 +1,7 @@
 import SMCore
+#if canImport(Glibc)
+import Glibc
+#endif
 /// A volume group, by name, over liblvm2cmd: what LVM reports about it and the commands that
 /// change it. Every mutating command runs with `-qq`, so that a prompt is answered "no" and the
 /// command fails instead of waiting on standard input.
@@ -114,15 +117,28 @@ public struct VolumeGroup {
     /// until sanlock has joined it: about 2 × sanlock's I/O timeout plus its delta-lease wait,
     /// ~20 s with the defaults). Idempotent. ENOLCK, with LVM's words, when lvmlockd or sanlock
     /// is not running or the lease cannot be acquired. Nothing to do for a local group.
+    ///
+    /// Tried up to `lockstartAttempts` times, `lockstartPause` apart: lvmlockd gives the
+    /// `lvmlock` device one second to appear after LVM activated it ("FIXME: device is not always
+    /// ready for us here", lvmlockd-sanlock.c) and otherwise fails the start with "invalid
+    /// parameters for sanlock"; the VM lane saw that on a loaded machine.
     public func startLockspace() throws(StorageError) {
         guard lvm.locking.isShared else { return }
         let command = LVMCommand("vgchange", ["-qq", "--lockstart", name])
-        let outcome = try lvm.attempt(command)
+        var outcome = try lvm.attempt(command)
+        for _ in 1..<Self.lockstartAttempts where !outcome.succeeded {
+            Diagnostics.debug("lockstart of \(name) failed (\(outcome.reason)); trying again")
+            sleep(Self.lockstartPause)
+            outcome = try lvm.attempt(command)
+        }
         guard outcome.succeeded else {
             throw StorageError(code: .noLocks, message: "cannot start the lock space of volume group \(name) "
                 + "(are sanlock and lvmlockd running? Docs/LVMoISCSISR.md): \(outcome.reason)")
         }
     }
+
+    static let lockstartAttempts = 3
+    static let lockstartPause: UInt32 = 2
 
     /// Stops the shared group's lock space on this host (`vgchange --lockstop`); LVM refuses while
     /// a logical volume of the group is active here. Idempotent: a lock space that is not
