@@ -179,10 +179,13 @@ vm_step "LVMoISCSISR on LUNs 2,3 of the same target (a shared VG: sanlock and lv
 # LVMoISCSISR's volume group is shared through lvmlockd and sanlock (Docs/LVMoISCSISR.md); one
 # host here, the watchdog off and sanlock's I/O timeout at 2 s (Tests/vm/groups/lvm-shared.sh
 # has two hosts).
+# (/run/lvm holds lvmlockd's socket; systemd-tmpfiles makes it on a real host, nothing here.)
+mkdir -p /run/lvm /run/lock/lvm
 sanlock daemon -w 0 -U root -G root -L -1 -S 3 </dev/null >/dev/null 2>&1 || vm_fail "sanlock did not start"
 vm_on_exit sanlock client shutdown -f 1
 lvmlockd -g sanlock -o 2 </dev/null >/dev/null 2>&1 || vm_fail "lvmlockd did not start"
 vm_on_exit lvmlockctl --quit
+vm_wait_for 10 lvmlockctl --info
 export SM_SANLOCK_HOST_ID=1
 # LVM as the driver runs it (with lvmlockd); a plain `vgs` ignores shared volume groups.
 shared_vgs() { LVM_SYSTEM_DIR=/run/sm/lvm-sanlock vgs "$@"; }
