@@ -40,22 +40,29 @@ vg="VG_XenStorage-$lvm_sr"
 
 sessions() { iscsiadm -m session 2>/dev/null | grep -c -- "$1" || true; }
 
-vm_step "tgtd: $iqn with LUN 1 = $VM_DISK, LUNs 2 and 3 = 1 GiB files; $chap_iqn with CHAP, for $local_iqn only"
+vm_step "tgtd: $iqn with LUNs 1, 2, 3 = 1 GiB slices of $VM_DISK; $chap_iqn with CHAP, for $local_iqn only"
 vm_check "modprobe" modprobe -a iscsi_tcp sd_mod dm_mod
 # LUNs 2 and 3 hold LVMoISCSISR's shared VG, whose lvmlock volume LVM made 1 GiB (256 extents)
-# on these file-backed LUNs (256 MiB on lvm-shared's virtio disk): 1 GiB each, sparse.
-truncate -s 1G /tmp/lun2.img /tmp/lun3.img
+# on file-backed LUNs, and sanlock writes all of it: they are slices of the scratch disk (loop
+# devices at 1 GiB and 2 GiB), not files in the guest's RAM. LUN 1 is the first GiB.
+vm_check "modprobe loop" modprobe loop
+lun1=$(losetup -f --show --offset 0 --sizelimit $((1 << 30)) "$VM_DISK") || vm_fail "no loop device for LUN 1"
+vm_on_exit losetup -d "$lun1"
+lun2=$(losetup -f --show --offset $((1 << 30)) --sizelimit $((1 << 30)) "$VM_DISK") || vm_fail "no loop device for LUN 2"
+vm_on_exit losetup -d "$lun2"
+lun3=$(losetup -f --show --offset $((2 << 30)) --sizelimit $((1 << 30)) "$VM_DISK") || vm_fail "no loop device for LUN 3"
+vm_on_exit losetup -d "$lun3"
 truncate -s 256M /tmp/lun4.img
 tgtd || vm_fail "tgtd did not start"
-vm_on_exit rm -f /tmp/lun2.img /tmp/lun3.img /tmp/lun4.img
+vm_on_exit rm -f /tmp/lun4.img
 vm_on_exit tgtadm --op delete --mode system
 vm_on_exit tgtadm --lld iscsi --op delete --mode target --tid 2 --force
 vm_on_exit tgtadm --lld iscsi --op delete --mode target --tid 1 --force
 vm_wait_for 10 tgtadm --lld iscsi --op show --mode target
 vm_check "target 1" tgtadm --lld iscsi --op new --mode target --tid 1 -T "$iqn"
-vm_check "LUN 1" tgtadm --lld iscsi --op new --mode logicalunit --tid 1 --lun 1 -b "$VM_DISK"
-vm_check "LUN 2" tgtadm --lld iscsi --op new --mode logicalunit --tid 1 --lun 2 -b /tmp/lun2.img
-vm_check "LUN 3" tgtadm --lld iscsi --op new --mode logicalunit --tid 1 --lun 3 -b /tmp/lun3.img
+vm_check "LUN 1" tgtadm --lld iscsi --op new --mode logicalunit --tid 1 --lun 1 -b "$lun1"
+vm_check "LUN 2" tgtadm --lld iscsi --op new --mode logicalunit --tid 1 --lun 2 -b "$lun2"
+vm_check "LUN 3" tgtadm --lld iscsi --op new --mode logicalunit --tid 1 --lun 3 -b "$lun3"
 vm_check "bind 1" tgtadm --lld iscsi --op bind --mode target --tid 1 -I 127.0.0.1
 vm_check "target 2" tgtadm --lld iscsi --op new --mode target --tid 2 -T "$chap_iqn"
 vm_check "LUN 2/1" tgtadm --lld iscsi --op new --mode logicalunit --tid 2 --lun 1 -b /tmp/lun4.img
@@ -166,7 +173,7 @@ done
 vm_step "EXToISCSISR on LUN 1: sr_create logs in only for the call; sr_attach mounts the LUN's ext4"
 vm_driver_ok EXToISCSISR "$ext_dconf" sr_create "$ext_sr" $((256 * 1024 * 1024))
 [ "$(sessions "$iqn")" = 0 ] || vm_fail "sr_create left a session"
-[ "$(blkid -p -o value -s TYPE "$VM_DISK")" = ext4 ] || vm_fail "sr_create made no ext4 on LUN 1's backing disk"
+[ "$(blkid -p -o value -s TYPE "$lun1")" = ext4 ] || vm_fail "sr_create made no ext4 on LUN 1's backing disk"
 vm_driver_ok EXToISCSISR "$ext_dconf" sr_attach "$ext_sr"
 source=$(findmnt -n -o SOURCE --mountpoint "/run/sr-mount/$ext_sr") || vm_fail "nothing mounted at /run/sr-mount/$ext_sr"
 [ "$(readlink -f "$source")" = "$(readlink -f "$by_path-1")" ] || vm_fail "mounted $source, not LUN 1"
@@ -187,8 +194,12 @@ lvmlockd -g sanlock -o 2 </dev/null >/dev/null 2>&1 || vm_fail "lvmlockd did not
 vm_on_exit lvmlockctl --quit
 vm_wait_for 10 lvmlockctl --info
 export SM_SANLOCK_HOST_ID=1
+# LUNs 2 and 3 are loop devices in this same kernel: LVM must see only the iSCSI disks, or it
+# finds every physical volume twice and refuses changes.
+no_loops='devices { global_filter = [ "r|^/dev/loop|" ] }'
+export SM_LVM_CONFIG=$no_loops
 # LVM as the driver runs it (with lvmlockd); a plain `vgs` ignores shared volume groups.
-shared_vgs() { LVM_SYSTEM_DIR=/run/sm/lvm-sanlock vgs "$@"; }
+shared_vgs() { LVM_SYSTEM_DIR=/run/sm/lvm-sanlock vgs --config "$no_loops" "$@"; }
 vm_driver_ok LVMoISCSISR "$lvm_dconf" sr_create "$lvm_sr" 0
 [ "$(sessions "$iqn")" = 1 ] || vm_fail "sr_create of a second SR changed the shared session"
 [ "$(shared_vgs --noheadings -o vg_lock_type "$vg" 2>/dev/null | tr -d ' ')" = sanlock ] || vm_fail "no shared VG $vg after sr_create"
@@ -210,7 +221,7 @@ vm_driver_ok EXToISCSISR "$ext_dconf" sr_detach "$ext_sr"
 if findmnt --mountpoint "/run/sr-mount/$ext_sr" >/dev/null; then vm_fail "sr_detach left the SR mounted"; fi
 [ "$(sessions "$iqn")" = 1 ] && [ -b "$lv_path" ] || vm_fail "detaching the EXT SR logged out the LVM SR's LUNs"
 vm_driver_ok EXToISCSISR "$ext_dconf" sr_delete "$ext_sr"
-if found=$(blkid -p "$VM_DISK" 2>&1); then vm_fail "sr_delete left $found on LUN 1"; fi
+if found=$(blkid -p "$lun1" 2>&1); then vm_fail "sr_delete left $found on LUN 1"; fi
 
 vm_step "LVMoISCSISR: data reads back after detach and attach; the last sr_detach logs out; sr_delete"
 vm_driver_ok LVMoISCSISR "$lvm_dconf" vdi_detach "$lvm_sr" "$lv_vdi"
@@ -229,7 +240,7 @@ vm_driver_ok LVMoISCSISR "$lvm_dconf" sr_attach "$lvm_sr"
 vm_driver_ok LVMoISCSISR "$lvm_dconf" vdi_delete "$lvm_sr" "$lv_vdi"
 vm_driver_ok LVMoISCSISR "$lvm_dconf" sr_detach "$lvm_sr"
 vm_driver_ok LVMoISCSISR "$lvm_dconf" sr_delete "$lvm_sr"
-if vgs --shared "$vg" >/dev/null 2>&1; then vm_fail "sr_delete left VG $vg"; fi
+if vgs --config "$no_loops" --shared "$vg" >/dev/null 2>&1; then vm_fail "sr_delete left VG $vg"; fi
 [ "$(sessions "$iqn")" = 0 ] || vm_fail "sr_delete left a session"
 
 echo "PASS: $VM_GROUP"
