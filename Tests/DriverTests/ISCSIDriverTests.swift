@@ -171,10 +171,33 @@ import Testing
         #expect(try fake.scratch.run("ISCSISR", [dconf, "sr_detach", sr]).status == 0)
         let lvm = fake.dconf("<LUNid>1,2</LUNid>")
         expectFailure(try fake.scratch.run("LVMoISCSISR", [lvm, "vdi_clone", sr, vdi, newUUID()]), "ENOSYS", 38, mentioning: ["LVMoISCSISR"])
+        fake.scratch.environment["SM_SANLOCK_HOST_ID"] = "7"
         expectFailure(try fake.scratch.run("LVMoISCSISR", [lvm, "sr_scan", sr]), "ENODEV", 19)
         expectFailure(try fake.scratch.run("EXToISCSISR", [fake.dconf("<LUNid>1</LUNid>"), "sr_scan", sr]), "ENODEV", 19)
         #expect(try fake.scratch.run("EXToISCSISR", [fake.dconf("<LUNid>1</LUNid>"), "sr_detach", sr]).status == 0)
         #expect(!FileManager.default.fileExists(atPath: fake.argvLog), "iscsiadm ran")
+    }
+
+    /// LVMoISCSISR's shared volume group needs this host's sanlock host id: missing, 0, 2001 or
+    /// not a number, every verb that reaches LVM is EINVAL naming `sanlock_host_id`, before
+    /// iscsiadm runs or host state is written; sr_content_type and ENOSYS verbs do not need it.
+    @Test(.timeLimit(.minutes(2))) func sanlockHostIDIsRequiredAndChecked() throws {
+        let fake = try FakeInitiator(loginStatus: 0)
+        let (sr, vdi) = (newUUID(), newUUID())
+        let dconf = fake.dconf("<LUNid>1</LUNid>")
+        for value in [nil, "0", "2001", "x", "-1", "1.5"] {
+            fake.scratch.environment["SM_SANLOCK_HOST_ID"] = value
+            for arguments in [["sr_create", sr, "0"], ["sr_attach", sr], ["sr_delete", sr], ["sr_detach", sr], ["sr_scan", sr],
+                              ["vdi_create", sr, vdi, "1048576"], ["vdi_attach", sr, vdi], ["vdi_resize", sr, vdi, "1048576"]] {
+                expectFailure(try fake.scratch.run("LVMoISCSISR", [dconf] + arguments), "EINVAL", 22, mentioning: ["sanlock_host_id"])
+            }
+        }
+        fake.scratch.environment["SM_SANLOCK_HOST_ID"] = nil
+        let type = try fake.scratch.run("LVMoISCSISR", [dconf, "sr_content_type", sr])
+        #expect(type.status == 0 && type.standardOutput.contains("<type>aio</type>"))
+        expectFailure(try fake.scratch.run("LVMoISCSISR", [dconf, "vdi_snapshot", sr, vdi, newUUID()]), "ENOSYS", 38)
+        #expect(!FileManager.default.fileExists(atPath: fake.argvLog), "iscsiadm ran")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: fake.scratch.path("run")).isEmpty)
     }
 
     /// An EXToISCSISR sr_create whose Size is below the smallest EXT SR is EINVAL before anything

@@ -14,6 +14,7 @@
 /// | lvm_config   | SM_LVM_CONFIG    | (empty)             |
 /// | host_id      | SM_HOST_ID       | the short host name |
 /// | claim_lease  | SM_CLAIM_LEASE   | 30 (seconds)        |
+/// | sanlock_host_id | SM_SANLOCK_HOST_ID | none (LVMoISCSISR needs it: 1 to 2000) |
 public struct HostEnvironment: Sendable {
     public var runDirectory: String
     public var lockDirectory: String
@@ -64,7 +65,7 @@ public struct HostEnvironment: Sendable {
         let keys: [(file: String, variable: String)] = [
             ("run_dir", "SM_RUN_DIR"), ("lock_dir", "SM_LOCK_DIR"), ("log_file", "SM_LOG_FILE"),
             ("mount_dir", "SM_MOUNT_DIR"), ("lock_timeout", "SM_LOCK_TIMEOUT"), ("lvm_config", "SM_LVM_CONFIG"),
-            ("host_id", "SM_HOST_ID"), ("claim_lease", "SM_CLAIM_LEASE"),
+            ("host_id", "SM_HOST_ID"), ("claim_lease", "SM_CLAIM_LEASE"), ("sanlock_host_id", "SM_SANLOCK_HOST_ID"),
         ]
         for key in keys {
             if let value = Syscall.environment(key.variable) { settings[key.file] = value }

@@ -35,16 +35,20 @@ public struct LVMOutcome: Sendable {
 public final class LVMHandle {
     private let handle: UnsafeMutableRawPointer
     private let configuration: String
+    /// Whether the handle runs with lvmlockd (shared volume groups) or without.
+    public let locking: VolumeGroupLocking
 
     nonisolated(unsafe) private static var isOpen = false
 
-    /// Opens liblvm2cmd with the overlay system directory (see `LVMSystemDirectory`).
-    public init(host: HostEnvironment) throws(StorageError) {
+    /// Opens liblvm2cmd with the overlay system directory (see `LVMSystemDirectory`), the one
+    /// for shared volume groups when `locking` is sanlock.
+    public init(host: HostEnvironment, locking: VolumeGroupLocking = .local) throws(StorageError) {
         guard !Self.isOpen else { throw .io("internal error: a second liblvm2cmd handle was requested") }
         // The --config text must survive liblvm2cmd's splitter; check before touching anything.
         _ = try LVMCommand.quote(host.lvmConfiguration)
         configuration = host.lvmConfiguration
-        let systemDirectory = try LVMSystemDirectory(host: host).prepare()
+        self.locking = locking
+        let systemDirectory = try LVMSystemDirectory(host: host, locking: locking).prepare()
         setenv("LVM_SUPPRESS_FD_WARNINGS", "1", 1)
         let previousSystemDirectory = Syscall.environment("LVM_SYSTEM_DIR")
         setenv("LVM_SYSTEM_DIR", systemDirectory, 1)

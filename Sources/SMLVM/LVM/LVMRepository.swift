@@ -7,6 +7,11 @@ import SMCore
 /// never load LVM's state. Host-local attach records (`AttachState`) say which SR and VDIs this
 /// host attached; LVM itself says what exists, how big it is and whether it is open.
 ///
+/// With sanlock locking (LVMoISCSISR, `VolumeGroupLocking`) the group is a shared volume group
+/// of several hosts: sr_create makes it shared, sr_attach starts its lock space on this host and
+/// sr_detach stops it, LVM takes the group's lock through lvmlockd for every command, and a VDI
+/// is activated exclusively, so that it is active on one host at a time (Docs/LVMoISCSISR.md).
+///
 /// Crash safety: every step is one LVM metadata commit, which LVM makes atomic. The verbs of more
 /// than one commit are `sr_create` when it has to undo a group that came out smaller than Size,
 /// and `sr_delete` (remove the group, then the physical-volume labels); the state a crash
@@ -19,11 +24,13 @@ public final class LVMRepository {
     /// The block devices the group lives on, as the dconf names them.
     public let devices: [String]
     public let host: HostEnvironment
+    public let locking: VolumeGroupLocking
     private var openHandle: LVMHandle?
 
-    public init(devices: [String], host: HostEnvironment) {
+    public init(devices: [String], host: HostEnvironment, locking: VolumeGroupLocking = .local) {
         self.devices = devices
         self.host = host
+        self.locking = locking
     }
 
     public static func volumeGroupName(for sr: CanonicalUUID) -> String { "VG_XenStorage-\(sr)" }
@@ -39,7 +46,7 @@ public final class LVMRepository {
     /// The liblvm2cmd handle, opened on first use.
     func lvm() throws(StorageError) -> LVMHandle {
         if let openHandle { return openHandle }
-        let handle = try LVMHandle(host: host)
+        let handle = try LVMHandle(host: host, locking: locking)
         openHandle = handle
         return handle
     }
@@ -84,11 +91,13 @@ public final class LVMRepository {
     /// `sr_delete`: idempotent. EBUSY while the group holds any logical volume; otherwise removes
     /// the group and the physical-volume labels, and forgets this host's attach records. With no
     /// group, clears physical-volume labels in no volume group on the SR's devices (what an
-    /// interrupted `sr_create` or `sr_delete` leaves).
+    /// interrupted `sr_create` or `sr_delete` leaves). A shared group's lock space is started
+    /// first (vgremove needs it); EBUSY while another host has it started.
     public func delete(sr: CanonicalUUID) throws(StorageError) {
         for path in devices { _ = try BlockDevice(path: path) }
         let group = try volumeGroup(sr)
         if let report = try group.reportIfPresent() {
+            try group.startLockspace()
             guard report.logicalVolumeCount == 0 else {
                 throw .srNotEmpty(sr.string, count: Int(report.logicalVolumeCount))
             }
@@ -100,8 +109,9 @@ public final class LVMRepository {
         try attachState(sr).forgetSR()
     }
 
-    /// `sr_attach`: idempotent. The group must exist with all its physical volumes; records the
-    /// attach. Logical volumes are activated one by one by `vdi_attach` (see Docs/LVMSR.md).
+    /// `sr_attach`: idempotent. The group must exist with all its physical volumes; starts a
+    /// shared group's lock space on this host (ENOLCK when it cannot); records the attach.
+    /// Logical volumes are activated one by one by `vdi_attach` (see Docs/LVMSR.md).
     public func attach(sr: CanonicalUUID) throws(StorageError) {
         for path in devices { _ = try BlockDevice(path: path) }
         let group = try volumeGroup(sr)
@@ -115,12 +125,14 @@ public final class LVMRepository {
             throw .volumeGroupIncomplete(group.name, missing: report.missingPhysicalVolumeCount,
                                          of: report.physicalVolumeCount)
         }
+        try group.startLockspace()
         try attachState(sr).markSRAttached(details: group.name)
     }
 
     /// `sr_detach`: idempotent. EBUSY while a VDI is attached on this host or a logical volume of
     /// the group is open; otherwise deactivates every logical volume of the group (including
-    /// ones activated outside SM) and drops the attach record.
+    /// ones activated outside SM), stops a shared group's lock space on this host and drops the
+    /// attach record.
     public func detach(sr: CanonicalUUID) throws(StorageError) {
         let state = attachState(sr)
         if let vdi = state.attachedVDIs().first { throw .srHasAttachedVDI(sr.string, vdi: vdi.string) }
@@ -139,6 +151,7 @@ public final class LVMRepository {
         if volumes.contains(where: { $0.activation != .inactive }) {
             try group.deactivate()
         }
+        try group.stopLockspace()
         try state.clearSRAttached()
     }
 

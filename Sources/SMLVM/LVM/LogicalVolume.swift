@@ -62,10 +62,12 @@ public struct LogicalVolume {
         }
     }
 
-    /// Activates the volume (`lvchange --activate y`). With activation disabled by
-    /// configuration LVM does nothing and reports success.
+    /// Activates the volume (`lvchange --activate y`; in a shared group `ey`, exclusively: LVM
+    /// takes the volume's lock from lvmlockd first and keeps it until deactivation). With
+    /// activation disabled by configuration LVM does nothing and reports success. EBUSY when
+    /// another host has the volume active.
     public func activate() throws(StorageError) {
-        try lvm.run(LVMCommand("lvchange", ["-qq", "--activate", "y", qualifiedName]))
+        try runLocked(LVMCommand("lvchange", ["-qq", "--activate", lvm.locking.isShared ? "ey" : "y", qualifiedName]))
     }
 
     /// Deactivates the volume; LVM refuses while it is open.
@@ -74,13 +76,36 @@ public struct LogicalVolume {
     }
 
     /// Removes the volume, deactivating it first if needed (`--force` answers that question;
-    /// callers check that it is not in use).
+    /// callers check that it is not in use). EBUSY when another host has it active.
     public func remove() throws(StorageError) {
-        try lvm.run(LVMCommand("lvremove", ["-qq", "--force", qualifiedName]))
+        try runLocked(LVMCommand("lvremove", ["-qq", "--force", qualifiedName]))
     }
 
-    /// Grows the volume to `extents` extents.
+    /// Grows the volume to `extents` extents. EBUSY when another host has it active.
     public func extend(toExtents extents: UInt64) throws(StorageError) {
-        try lvm.run(LVMCommand("lvextend", ["-qq", "--extents", String(extents), qualifiedName]))
+        try runLocked(LVMCommand("lvextend", ["-qq", "--extents", String(extents), qualifiedName]))
+    }
+
+    /// Runs a command that needs the volume's lock in a shared group: lvmlockd refuses it while
+    /// another host holds the lock (the volume is active there), which is EBUSY; any other
+    /// failure is LVM's (EIO).
+    private func runLocked(_ command: LVMCommand) throws(StorageError) {
+        let outcome = try lvm.attempt(command)
+        guard !outcome.succeeded else { return }
+        if outcome.errors.contains(where: { $0.hasPrefix(Self.lockedByOtherHost) }) {
+            throw .activeOnAnotherHost(qualifiedName)
+        }
+        throw .lvmFailed(command, outcome)
+    }
+
+    /// lvmlockd's words (lib/locking/lvmlockd.c, `lockd_lv`) when another host holds the lock.
+    static let lockedByOtherHost = "LV locked by other host"
+}
+
+extension StorageError {
+    /// EBUSY: another host of the pool has the logical volume active (holds its LV lock).
+    static func activeOnAnotherHost(_ qualifiedName: String) -> StorageError {
+        StorageError(code: .resourceBusy, message: "logical volume \(qualifiedName) is active on another host "
+            + "(it holds the volume's lock); vdi_detach it there first")
     }
 }

@@ -1,4 +1,7 @@
 import SMCore
+#if canImport(Glibc)
+import Glibc
+#endif
 /// A volume group, by name, over liblvm2cmd: what LVM reports about it and the commands that
 /// change it. Every mutating command runs with `-qq`, so that a prompt is answered "no" and the
 /// command fails instead of waiting on standard input.
@@ -75,21 +78,87 @@ public struct VolumeGroup {
     }
 
     /// Makes `devices` physical volumes and the group over them, in one LVM command (one
-    /// metadata commit). Fails, without prompting, if a device carries any signature.
+    /// metadata commit). Fails, without prompting, if a device carries any signature. With
+    /// sanlock locking the group is shared (`--locktype sanlock`): LVM also makes its `lvmlock`
+    /// volume and starts the group's lock space on this host.
     public static func create(name: String, devices: [String], lvm: LVMHandle) throws(StorageError) -> VolumeGroup {
-        try lvm.run(LVMCommand("vgcreate", ["-qq", name] + devices))
+        let lockType = lvm.locking.isShared ? ["--locktype", "sanlock"] : []
+        try lvm.run(LVMCommand("vgcreate", ["-qq"] + lockType + [name] + devices))
         return VolumeGroup(name: name, lvm: lvm)
     }
 
     /// Removes the group (it must hold no logical volume), then the physical-volume labels of
     /// `physicalVolumes`. Two commits: a crash between them leaves orphan physical volumes,
-    /// which `PhysicalVolume.removeOrphans` clears.
+    /// which `PhysicalVolume.removeOrphans` clears. A shared group's lock space must be started
+    /// here and stopped on every other host: otherwise EBUSY, nothing changed. Both sanlock
+    /// (`SanlockLockspace`: no other host that may hold a lease) and LVM (vgremove) are asked.
     public func remove(physicalVolumes: [String]) throws(StorageError) {
-        try lvm.run(LVMCommand("vgremove", ["-qq", name]))
+        if case .sanlock(let hostID) = lvm.locking {
+            try SanlockLockspace(volumeGroup: name).requireNoOtherHosts(hostID: hostID)
+        }
+        let outcome = try lvm.attempt(LVMCommand("vgremove", ["-qq", name]))
+        if !outcome.succeeded {
+            if outcome.errors.contains(where: { $0.contains(Self.lockspaceInUseElsewhere) }) {
+                throw StorageError(code: .resourceBusy, message: "volume group \(name) is in use on another host (its lock "
+                    + "space is started there: the SR is attached on another host, or sanlock has not yet seen it leave; "
+                    + "retry after sr_detach there)")
+            }
+            throw .lvmFailed(LVMCommand("vgremove", ["-qq", name]), outcome)
+        }
         if !physicalVolumes.isEmpty {
-            try lvm.run(LVMCommand("pvremove", ["-qq"] + physicalVolumes))
+            try lvm.run(LVMCommand("pvremove", ["-qq"] + PhysicalVolume.withoutGlobalLock(lvm) + physicalVolumes))
         }
     }
+
+    /// lvmlockd's words (lib/locking/lvmlockd.c) when vgremove finds other hosts in the lock space.
+    static let lockspaceInUseElsewhere = "not stopped on other hosts"
+
+    /// Starts the shared group's lock space on this host (`vgchange --lockstart`, which waits
+    /// until sanlock has joined it: about 2 × sanlock's I/O timeout plus its delta-lease wait,
+    /// ~20 s with the defaults). Idempotent. ENOLCK, with LVM's words, when lvmlockd or sanlock
+    /// is not running or the lease cannot be acquired. Nothing to do for a local group.
+    ///
+    /// Tried up to `lockstartAttempts` times, `lockstartPause` apart: lvmlockd gives the
+    /// `lvmlock` device one second to appear after LVM activated it ("FIXME: device is not always
+    /// ready for us here", lvmlockd-sanlock.c) and otherwise fails the start with "invalid
+    /// parameters for sanlock"; the VM lane saw that on a loaded machine.
+    public func startLockspace() throws(StorageError) {
+        guard lvm.locking.isShared else { return }
+        let command = LVMCommand("vgchange", ["-qq", "--lockstart", name])
+        var outcome = try lvm.attempt(command)
+        for _ in 1..<Self.lockstartAttempts where !outcome.succeeded {
+            Diagnostics.debug("lockstart of \(name) failed (\(outcome.reason)); trying again")
+            sleep(Self.lockstartPause)
+            outcome = try lvm.attempt(command)
+        }
+        guard outcome.succeeded else {
+            throw StorageError(code: .noLocks, message: "cannot start the lock space of volume group \(name) "
+                + "(are sanlock and lvmlockd running? Docs/LVMoISCSISR.md): \(outcome.reason)")
+        }
+    }
+
+    static let lockstartAttempts = 3
+    static let lockstartPause: UInt32 = 2
+
+    /// Stops the shared group's lock space on this host (`vgchange --lockstop`); LVM refuses while
+    /// a logical volume of the group is active here. Idempotent: a lock space that is not
+    /// started (lvmlockd answers ENOLS, which LVM prints as "stop failed: -210") is success.
+    /// Nothing to do for a local group.
+    public func stopLockspace() throws(StorageError) {
+        guard lvm.locking.isShared else { return }
+        let command = LVMCommand("vgchange", ["-qq", "--lockstop", name])
+        let outcome = try lvm.attempt(command)
+        guard !outcome.succeeded else { return }
+        if outcome.errors.contains(where: { $0.hasSuffix(Self.noLockspace) }) {
+            Diagnostics.debug("lock space of \(name) was not started on this host")
+            return
+        }
+        throw .lvmFailed(command, outcome)
+    }
+
+    /// How LVM prints lvmlockd's ENOLS (210, lvmlockd-client.h: no such lock space) when asked
+    /// to stop one (lib/locking/lvmlockd.c, `lockd_stop_vg`: "VG %s stop failed: %d").
+    static let noLockspace = "stop failed: -210"
 
     /// The group's physical volumes, by the device names LVM uses.
     public func physicalVolumes() throws(StorageError) -> [String] {
@@ -159,8 +228,16 @@ public enum PhysicalVolume {
     public static func removeOrphans(_ devices: [String], lvm: LVMHandle) throws(StorageError) -> [String] {
         let orphans = try volumeGroups(of: devices, lvm: lvm).filter { $0.value.isEmpty }.map(\.key).sorted()
         if !orphans.isEmpty {
-            try lvm.run(LVMCommand("pvremove", ["-qq"] + orphans))
+            try lvm.run(LVMCommand("pvremove", ["-qq"] + withoutGlobalLock(lvm) + orphans))
         }
         return orphans
+    }
+
+    /// For pvremove of this SR's own physical volumes with lvmlockd: LVM's global lock lives in
+    /// the first shared volume group made; once that group is removed there is none, and
+    /// pvremove would fail for want of it. The labels are on the SR's own devices, which no other
+    /// SR names, so the global lock is skipped (`--lockopt skipgl`, lvmlockd's own option).
+    static func withoutGlobalLock(_ lvm: LVMHandle) -> [String] {
+        lvm.locking.isShared ? ["--lockopt", "skipgl"] : []
     }
 }

@@ -1,0 +1,258 @@
+#!/bin/bash
+# LVMoISCSISR as a shared volume group of two hosts: LVM's own cluster locking, lvmlockd with
+# sanlock, over one LUN of one target.
+#
+# The hosts are UTS + mount namespaces in the guest. Each has its own sanlock daemon (watchdog
+# off: `-w 0`; no wdmd) and its own lvmlockd (`-g sanlock -o 2`: sanlock's I/O timeout lowered
+# from 10 s to 2 s, so that joining a lock space takes seconds), each in private tmpfs mounts of
+# /run/sanlock, /run/lvm (lvmlockd's socket) and /run/lock/lvm (LVM's file locks), and a private
+# /run/lvmlockd.pid (LVM decides whether lvmlockd runs by that file's existence; a bind mount of
+# a per-host file). Each host has its own host state (SM_RUN_DIR ...), its own sanlock host id
+# (host setting sanlock_host_id = 1, 2), and its own iSCSI session to the one LUN: host N logs in
+# at portal 127.0.0.N (both loopback; one tgtd, one iscsid), so each has its own SCSI disk with
+# its own /dev/disk/by-path link, and each host's LVM sees only its own (host setting lvm_config:
+# a global_filter accepting that link), as two machines would.
+#
+# One kernel serves both hosts, so device-mapper is shared: host 2's LVM sees host 1's active
+# volumes as active (a real pool's hosts do not), and the hidden `lvmlock` volume that sanlock
+# reads is one device-mapper device for both (LVM logs "Failed to deactivate sanlock lv" at the
+# first lockstop and carries on). The test never lets one host deactivate what the other uses,
+# and host 1, whose disk that `lvmlock` device maps (it activated it first), leaves last: its
+# logout is refused while device-mapper holds its disk.
+#
+# Proves: sr_create makes a shared group (lock type sanlock) and leaves no lock space started;
+# sr_attach starts it on each host under its own host id; both hosts create, grow and delete
+# VDIs at the same time for several rounds and LVM's metadata stays whole (vgck) and equal to
+# the model (lvs, and sr_scan on both hosts); a VDI attached on host 1 is EBUSY on host 2 for
+# vdi_attach, vdi_delete and vdi_resize, and attachable there once host 1 detaches; sr_detach
+# stops the host's lock space; sr_delete is EBUSY while the other host has the SR attached; a
+# host that dies holding a VDI (its sanlock and lvmlockd killed) keeps it EBUSY on the other
+# host until its lease expires (measured), then the other host attaches it and, with the dead
+# host gone, deletes the SR; a host id out of range is EINVAL with no session made.
+. "$VM_LIB"
+
+iqn=iqn.2007-10.test.sm-vm-lane:lvm-shared
+sr=3a4b5c6d-7e8f-4a0b-9c1d-2e3f4a5b6c7d
+busy_vdi=4b5c6d7e-8f9a-4b1c-8d2e-3f4a5b6c7d8e
+dead_vdi=5c6d7e8f-9a0b-4c2d-9e3f-4a5b6c7d8e9f
+vg="VG_XenStorage-$sr"
+rounds=${SM_LVM_SHARED_ROUNDS:-4}
+mib=$((1024 * 1024))
+guest_name=$(hostname)
+declare -A holder
+
+seconds_since() { echo "$1 $(date +%s.%N)" | awk '{ printf "%.1f", $2 - $1 }'; }
+filter() { echo "devices { global_filter = [ \"a|^/dev/disk/by-path/ip-127\\.0\\.0\\.$1:3260-|\", \"r|.*|\" ] }"; }
+dconf() { echo "<dconf><target>127.0.0.$1</target><targetIQN>$iqn</targetIQN><LUNid>1</LUNid></dconf>"; }
+
+vm_step "tgtd: $iqn with LUN 1 = $VM_DISK at 127.0.0.1 and 127.0.0.2; iscsid; hosts h1 and h2 with sanlock and lvmlockd"
+vm_check "modprobe" modprobe -a iscsi_tcp sd_mod dm_mod
+tgtd || vm_fail "tgtd did not start"
+vm_on_exit tgtadm --op delete --mode system
+vm_on_exit tgtadm --lld iscsi --op delete --mode target --tid 1 --force
+vm_wait_for 10 tgtadm --lld iscsi --op show --mode target
+vm_check "target" tgtadm --lld iscsi --op new --mode target --tid 1 -T "$iqn"
+vm_check "LUN 1" tgtadm --lld iscsi --op new --mode logicalunit --tid 1 --lun 1 -b "$VM_DISK"
+vm_check "bind" tgtadm --lld iscsi --op bind --mode target --tid 1 -I ALL
+echo "InitiatorName=iqn.2007-10.test.sm-vm-lane:guest" > /etc/iscsi/initiatorname.iscsi
+iscsid || vm_fail "iscsid did not start"
+vm_on_exit iscsiadm -k 0
+vm_on_exit iscsiadm -m node --logoutall=all
+vm_on_exit hostname "$guest_name"
+
+mkdir -p /run/sanlock /run/lvm /run/lock/lvm
+touch /run/lvmlockd.pid
+vm_on_exit rm -f /run/lvmlockd.pid
+has_hostname() { [ "$(nsenter -t "$1" -u hostname 2>/dev/null)" = "$2" ]; }
+for n in 1 2; do
+    h=h$n
+    mkdir -p "/run/$h"
+    touch "/run/$h/lvmlockd.pid"
+    printf 'sanlock_host_id = %s\nlvm_config = %s\n' "$n" "$(filter $n)" > "/run/$h/sm.conf"
+    unshare --uts --mount --propagation private sh -c "hostname $h; mount -t tmpfs $h /run/sanlock; \
+        mount -t tmpfs $h /run/lvm; mount -t tmpfs $h /run/lock/lvm; mount --bind /run/$h/lvmlockd.pid /run/lvmlockd.pid; \
+        exec sleep 1d" </dev/null >/dev/null 2>&1 &
+    holder[$h]=$!
+    vm_on_exit kill "${holder[$h]}"
+    vm_wait_for 10 has_hostname "${holder[$h]}" "$h"
+done
+# Runs CMD in host H's namespaces.
+on() { local h=$1; shift; nsenter -t "${holder[$h]}" -m -u -- "$@"; }
+# Runs an LVM command in host H as the driver does: its LVM directory, its filter.
+lvm_on() {
+    local h=$1 command=$2
+    shift 2
+    on "$h" env LVM_SYSTEM_DIR="/run/$h/sm/lvm-sanlock" "$command" --config "$(filter "${h#h}")" "$@"
+}
+for h in h1 h2; do
+    on $h sanlock daemon -w 0 -U root -G root -L -1 -S 3 </dev/null >/dev/null 2>&1 || vm_fail "sanlock did not start on $h"
+    vm_on_exit on $h sanlock client shutdown -f 1
+    on $h lvmlockd -g sanlock -o 2 </dev/null >/dev/null 2>&1 || vm_fail "lvmlockd did not start on $h"
+    vm_on_exit on $h lvmlockctl --quit
+    vm_wait_for 10 on $h lvmlockctl --info
+done
+# A host's lock spaces, as its sanlock daemon lists them ("s NAME:HOSTID:PATH:OFFSET").
+lockspaces() { on "$1" sanlock client status 2>/dev/null | grep '^s ' || true; }
+
+host_driver() {
+    local h=$1 verb=$2 errors
+    shift 2
+    errors=$(mktemp)
+    DRIVER_STATUS=0
+    DRIVER_OUT=$(on "$h" env SM_CONFIG="/run/$h/sm.conf" SM_RUN_DIR="/run/$h/sm" SM_LOCK_DIR="/run/$h/lock" \
+        SM_LOG_FILE="/run/$h/SMlog" SM_HOST_ID="$h" ${HOST_ENV:-} \
+        "$SM_BIN_DIR/LVMoISCSISR" "$(dconf "${h#h}")" "$verb" "$@" 2>"$errors") || DRIVER_STATUS=$?
+    DRIVER_ERR=$(cat "$errors")
+    rm -f "$errors"
+}
+host_expect() {
+    local expected=$1 h=$2 verb=$3 start
+    start=$(date +%s.%N)
+    host_driver "${@:2}"
+    echo "  $h: LVMoISCSISR $verb ${*:4} -> exit $DRIVER_STATUS in $(seconds_since "$start") s${DRIVER_ERR:+ (${DRIVER_ERR##*$'\n'})}"
+    [ "$DRIVER_STATUS" = "$expected" ] || vm_fail "$h: LVMoISCSISR $verb exited $DRIVER_STATUS, expected $expected: $DRIVER_ERR $DRIVER_OUT"
+}
+
+vm_step "a sanlock host id out of range is EINVAL before anything runs: no session"
+HOST_ENV=SM_SANLOCK_HOST_ID=2001 host_expect 22 h1 sr_attach "$sr"
+grep -q sanlock_host_id <<< "$DRIVER_ERR" || vm_fail "the EINVAL does not name sanlock_host_id: $DRIVER_ERR"
+[ -z "$(iscsiadm -m session 2>/dev/null)" ] || vm_fail "a refused sr_attach made a session: $(iscsiadm -m session 2>&1)"
+
+vm_step "host 1: sr_create makes a shared volume group (lock type sanlock) and leaves its lock space stopped"
+host_expect 0 h1 sr_create "$sr" 0
+[ -z "$(iscsiadm -m session 2>/dev/null)" ] || vm_fail "sr_create left a session: $(iscsiadm -m session 2>&1)"
+[ -z "$(lockspaces h1)" ] || vm_fail "sr_create left a lock space started on h1: $(lockspaces h1)"
+
+vm_step "both hosts: sr_attach starts the lock space under each host's own host id"
+host_expect 0 h1 sr_attach "$sr"
+host_expect 0 h2 sr_attach "$sr"
+lockspaces h1 | grep -q "^s lvm_VG_XenStorage-[^:]*:1:" || vm_fail "h1's sanlock has no lock space of $vg under host id 1: $(lockspaces h1)"
+lockspaces h2 | grep -q "^s lvm_VG_XenStorage-[^:]*:2:" || vm_fail "h2's sanlock has no lock space of $vg under host id 2: $(lockspaces h2)"
+lock_type=$(lvm_on h1 vgs --noheadings -o vg_lock_type "$vg" 2>/dev/null | tr -d ' ')
+[ "$lock_type" = sanlock ] || vm_fail "$vg has lock type '$lock_type', expected sanlock"
+host_expect 0 h1 sr_attach "$sr"
+
+vm_step "both hosts at once, $rounds rounds each: vdi_create, vdi_resize (grow), every other round vdi_delete"
+# Each host works on its own VDIs; the model of what survives, with its size, goes to
+# /run/hN/model. Every verb must succeed: LVM serialises the metadata through the VG lock.
+churn() {
+    local h=$1 round vdi size
+    : > "/run/$h/model"
+    for round in $(seq 1 "$rounds"); do
+        vdi=$(cat /proc/sys/kernel/random/uuid)
+        size=$(( (RANDOM % 6 + 1) * 4 ))
+        host_driver "$h" vdi_create "$sr" "$vdi" $((size * mib))
+        [ "$DRIVER_STATUS" = 0 ] || { echo "$h vdi_create $vdi: $DRIVER_STATUS $DRIVER_ERR"; return 1; }
+        size=$((size + 8))
+        host_driver "$h" vdi_resize "$sr" "$vdi" $((size * mib))
+        [ "$DRIVER_STATUS" = 0 ] || { echo "$h vdi_resize $vdi: $DRIVER_STATUS $DRIVER_ERR"; return 1; }
+        if [ $((round % 2)) = 0 ]; then
+            host_driver "$h" vdi_delete "$sr" "$vdi"
+            [ "$DRIVER_STATUS" = 0 ] || { echo "$h vdi_delete $vdi: $DRIVER_STATUS $DRIVER_ERR"; return 1; }
+        else
+            echo "$vdi $((size * mib))" >> "/run/$h/model"
+        fi
+    done
+}
+start=$(date +%s.%N)
+churn h1 > /run/h1/churn.log 2>&1 &
+churner1=$!
+churn h2 > /run/h2/churn.log 2>&1 &
+churner2=$!
+status1=0; wait "$churner1" || status1=$?
+status2=0; wait "$churner2" || status2=$?
+echo "  $((rounds * 2)) rounds ($((rounds * 2 * 5 / 2)) verbs) in $(seconds_since "$start") s"
+[ "$status1" = 0 ] || vm_fail "host 1's churn failed: $(cat /run/h1/churn.log)"
+[ "$status2" = 0 ] || vm_fail "host 2's churn failed: $(cat /run/h2/churn.log)"
+
+vm_step "vgck is clean; lvs and sr_scan on both hosts agree with the model"
+vm_check "vgck" lvm_on h1 vgck "$vg"
+expected=$(cat /run/h1/model /run/h2/model | sort)
+actual=$(lvm_on h2 lvs --noheadings --units b --nosuffix -o lv_name,lv_size "$vg" 2>/dev/null \
+    | awk '$1 ~ /^LV-/ { sub(/^LV-/, "", $1); print $1, $2 }' | sort)
+[ "$actual" = "$expected" ] || vm_fail "lvs does not match the model: expected [$expected], lvs [$actual]"
+echo "  $(wc -l <<< "$expected") VDIs as the model says"
+for h in h1 h2; do
+    host_expect 0 $h sr_scan "$sr"
+    listed=$(vm_xml_values uuid <<< "$DRIVER_OUT" | grep -vx "$sr" | sort)
+    [ "$listed" = "$(cut -d' ' -f1 <<< "$expected")" ] || vm_fail "$h's sr_scan lists [$listed], the model [$expected]"
+done
+
+vm_step "a VDI attached on host 1 is EBUSY on host 2 (attach, delete, resize); attachable there after host 1 detaches"
+host_expect 0 h1 vdi_create "$sr" "$busy_vdi" $((16 * mib))
+host_expect 0 h1 vdi_attach "$sr" "$busy_vdi"
+path=$(vm_xml_values path <<< "$DRIVER_OUT")
+printf 'written-by-h1' | dd of="$path" bs=4096 conv=sync,fsync status=none || vm_fail "cannot write $path"
+host_expect 16 h2 vdi_attach "$sr" "$busy_vdi"
+grep -q "active on another host" <<< "$DRIVER_ERR" || vm_fail "host 2's EBUSY does not say why: $DRIVER_ERR"
+host_expect 16 h2 vdi_delete "$sr" "$busy_vdi"
+host_expect 16 h2 vdi_resize "$sr" "$busy_vdi" $((32 * mib))
+[ "$(head -c 13 "$path")" = written-by-h1 ] || vm_fail "host 1's data is gone after host 2's refused verbs"
+host_expect 0 h1 vdi_detach "$sr" "$busy_vdi"
+host_expect 0 h2 vdi_attach "$sr" "$busy_vdi"
+[ "$(head -c 13 "$(vm_xml_values path <<< "$DRIVER_OUT")")" = written-by-h1 ] || vm_fail "host 2 does not read host 1's data"
+host_expect 16 h1 vdi_attach "$sr" "$busy_vdi"
+host_expect 0 h2 vdi_detach "$sr" "$busy_vdi"
+host_expect 0 h2 vdi_delete "$sr" "$busy_vdi"
+
+vm_step "sr_detach stops the host's lock space; sr_delete is EBUSY while the other host is attached"
+# Host 2 leaves first: the one device-mapper device of `lvmlock` maps host 1's disk (host 1
+# activated it first), so host 1's logout must wait until no host uses it (see the top).
+for vdi in $(cut -d' ' -f1 /run/h1/model /run/h2/model); do host_expect 0 h1 vdi_delete "$sr" "$vdi"; done
+host_expect 0 h2 sr_detach "$sr"
+[ -z "$(lockspaces h2)" ] || vm_fail "h2's lock space is still started after sr_detach: $(lockspaces h2)"
+lockspaces h1 | grep -q "^s lvm_VG_XenStorage-[^:]*:1:" || vm_fail "h1's lock space went with h2's sr_detach: $(lockspaces h1)"
+host_expect 0 h2 sr_detach "$sr"
+host_expect 16 h2 sr_delete "$sr"
+grep -q "in use on another host" <<< "$DRIVER_ERR" || vm_fail "host 2's refused sr_delete does not say why: $DRIVER_ERR"
+lvm_on h1 vgs --noheadings -o vg_name "$vg" 2>/dev/null | grep -q "$vg" || vm_fail "host 2's refused sr_delete removed $vg"
+[ -z "$(lockspaces h2)" ] || vm_fail "h2's refused sr_delete left its lock space started: $(lockspaces h2)"
+[ "$(iscsiadm -m session 2>/dev/null | grep -c 127.0.0.2)" = 0 ] || vm_fail "h2's refused sr_delete left its session"
+host_expect 0 h2 sr_attach "$sr"
+
+vm_step "host 1 dies holding a VDI (its sanlock and lvmlockd killed; no watchdog): host 2 gets EBUSY until host 1's lease has expired, then attaches it"
+host_expect 0 h1 vdi_create "$sr" "$dead_vdi" $((8 * mib))
+host_expect 0 h1 vdi_attach "$sr" "$dead_vdi"
+# Host 1's daemons: the sanlock and lvmlockd this test started in host 1's mount namespace.
+host_daemons() {
+    local pid
+    for pid in $(pgrep -x sanlock) $(pgrep -x lvmlockd); do
+        [ "$(readlink "/proc/$pid/ns/mnt")" = "$(readlink "/proc/${holder[$1]}/ns/mnt")" ] && echo "$pid"
+    done
+}
+daemons=$(host_daemons h1)
+[ "$(wc -w <<< "$daemons")" -ge 2 ] || vm_fail "host 1's sanlock and lvmlockd not found: '$daemons'"
+kill -9 $daemons || vm_fail "cannot kill host 1's daemons $daemons"
+died=$(date +%s.%N)
+host_expect 16 h2 vdi_attach "$sr" "$dead_vdi"
+until host_driver h2 vdi_attach "$sr" "$dead_vdi"; [ "$DRIVER_STATUS" != 16 ]; do
+    awk -v s="$(seconds_since "$died")" 'BEGIN { exit !(s > 240) }' && vm_fail "host 2's vdi_attach still EBUSY 240 s after host 1 died"
+    sleep 5
+done
+[ "$DRIVER_STATUS" = 0 ] || vm_fail "host 2's vdi_attach exited $DRIVER_STATUS: $DRIVER_ERR"
+echo "  host 2 attached host 1's VDI $(seconds_since "$died") s after host 1 died"
+host_expect 0 h2 vdi_detach "$sr" "$dead_vdi"
+host_expect 0 h2 vdi_delete "$sr" "$dead_vdi"
+
+vm_step "host 2: sr_detach (its lock space already stopped by hand: still succeeds), sr_delete (host 1 is dead); the group is gone"
+vm_check "lockstop by hand" lvm_on h2 vgchange --lockstop "$vg"
+[ -z "$(lockspaces h2)" ] || vm_fail "h2's lock space is still started after vgchange --lockstop: $(lockspaces h2)"
+host_expect 0 h2 sr_detach "$sr"
+[ -z "$(lockspaces h2)" ] || vm_fail "h2's lock space is still started after sr_detach: $(lockspaces h2)"
+start=$(date +%s.%N)
+busy=""
+# sr_delete starts the lock space afresh; sanlock then calls host 1 UNKNOWN until it has seen
+# its lease unrenewed for host_dead_seconds, and sr_delete is EBUSY meanwhile.
+tries=0
+until host_driver h2 sr_delete "$sr"; tries=$((tries + 1)); [ "$DRIVER_STATUS" != 16 ]; do
+    awk -v s="$(seconds_since "$start")" 'BEGIN { exit !(s > 240) }' && vm_fail "sr_delete still EBUSY after 240 s: $DRIVER_ERR"
+    busy=${DRIVER_ERR##*$'\n'}
+    sleep 3
+done
+[ "$DRIVER_STATUS" = 0 ] || vm_fail "sr_delete exited $DRIVER_STATUS: $DRIVER_ERR"
+echo "  h2: sr_delete succeeded after $tries tries, $(seconds_since "$start") s after the first (meanwhile: ${busy:-none})"
+[ -z "$(lvm_on h2 vgs --noheadings -o vg_name "$vg" 2>/dev/null)" ] || vm_fail "$vg still exists"
+[ -z "$(lvm_on h2 pvs --noheadings 2>/dev/null)" ] || vm_fail "physical volumes left: $(lvm_on h2 pvs 2>&1)"
+[ "$(iscsiadm -m session 2>/dev/null | grep -c 127.0.0.2)" = 0 ] || vm_fail "host 2's session is left: $(iscsiadm -m session 2>&1)"
+
+echo "PASS: $VM_GROUP"
