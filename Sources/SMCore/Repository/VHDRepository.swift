@@ -290,22 +290,37 @@ public struct VHDRepository: Sendable {
             let blocks = (try? VHDImage.open(vdiPath(entry.report.uuid)).allocationTable())?.count { $0 != VHDImage.unallocated } ?? 0
             mergeBytes[entry.report.uuid] = UInt64(blocks) * VHDImage.blockSize
         }
+        // Depth and merge bytes of every chain, each VHD counted once however many VDIs share it
+        // (a 10,000-deep chain of snapshots stays linear); a loop is followed once round.
+        var health: [CanonicalUUID: (depth: Int, bytes: UInt64)] = [:]
+        func chainHealth(_ start: CanonicalUUID) -> (depth: Int, bytes: UInt64) {
+            var path: [CanonicalUUID] = []
+            var onPath: Set<CanonicalUUID> = []
+            var above: (depth: Int, bytes: UInt64) = (0, 0)
+            var link: CanonicalUUID? = start
+            while let current = link, let linkEntry = entries[current] {
+                if let known = health[current] {
+                    above = known
+                    break
+                }
+                guard onPath.insert(current).inserted else { break }
+                path.append(current)
+                link = linkEntry.parent
+            }
+            for vdi in path.reversed() {
+                above = (above.depth + 1, above.bytes + (mergeBytes[vdi] ?? 0))
+                health[vdi] = above
+            }
+            return health[start] ?? above
+        }
         var reports: [VDIReport] = []
         var virtualAllocation: UInt64 = 0
         for vdi in entries.keys.sorted() {
             guard let entry = entries[vdi], !entry.hidden else { continue }
             var report = entry.report
-            var depth = 0
-            var bytes: UInt64 = 0
-            var link: CanonicalUUID? = vdi
-            var visited: Set<CanonicalUUID> = []
-            while let current = link, let linkEntry = entries[current], visited.insert(current).inserted {
-                depth += 1
-                bytes += mergeBytes[current] ?? 0
-                link = linkEntry.parent
-            }
-            report.chainDepth = depth
-            report.coalesceBytes = bytes
+            let chain = chainHealth(vdi)
+            report.chainDepth = chain.depth
+            report.coalesceBytes = chain.bytes
             // The nearest listed ancestor (hidden parents are skipped; cycles are cut).
             var ancestor = entry.parent
             var seen: Set<CanonicalUUID> = [vdi]
