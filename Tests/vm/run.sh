@@ -160,7 +160,8 @@ if [ "$from_all" = 1 ] && [ "${SM_VM_LANES:-2}" != 1 ] && [ "${SM_VM_LANE_CHILD:
         children=()
         for lane in $(printf '%s\n' "${!lane_groups[@]}" | sort -n); do
             # shellcheck disable=SC2086
-            ( SM_VM_LANE_CHILD=1 SM_VM_SKIP_INSTALL=1 SM_BIN_DIR="$bin_dir" "$vm_dir/run.sh" ${lane_groups[$lane]} 2>&1 \
+            # set +e: the lane's status must be written when its run fails, too.
+            ( set +e; SM_VM_LANE_CHILD=1 SM_VM_SKIP_INSTALL=1 SM_BIN_DIR="$bin_dir" "$vm_dir/run.sh" ${lane_groups[$lane]} 2>&1 \
                   | tee "$lane_dir/$lane.log" | sed -u "s/^/[lane $lane] /"
               echo "${PIPESTATUS[0]}" > "$lane_dir/$lane.status" ) &
             children+=($!)
