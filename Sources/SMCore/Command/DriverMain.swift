@@ -34,7 +34,7 @@ public enum DriverMain {
                     guard let verb = Verb(rawValue: topic) else {
                         return fail(.invalid("unknown verb '\(ArgumentParsing.printable(topic))'; see \(D.name) --help"))
                     }
-                    try Diagnostics.writeStandardOutput(Help.verb(verb, driver: D.name))
+                    try Diagnostics.writeStandardOutput(Help.verb(verb, driver: D.self))
                 } else {
                     try Diagnostics.writeStandardOutput(Help.usage(D.self))
                 }

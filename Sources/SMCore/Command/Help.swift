@@ -18,6 +18,12 @@ enum Help {
             let signature = ([verb.rawValue] + verb.argumentNames).joined(separator: " ")
             text += "  \(signature)\n"
         }
+        if !D.unsupportedVerbs.isEmpty {
+            text += "\nUnsupported verbs:\n"
+            for line in D.unsupportedVerbLines {
+                text += "  \(line.verbs.map(\.rawValue).joined(separator: ", ")): ENOSYS, \(line.reason.text)\n"
+            }
+        }
         text += """
 
         Exit status is 0 on success or the errno (EPERM 1, EIO 5, EBUSY 16, EEXIST 17, ENODEV 19,
@@ -28,9 +34,11 @@ enum Help {
         return text
     }
 
-    static func verb(_ verb: Verb, driver: String) -> String {
-        var text = "Usage: \(driver) <dconf> \(([verb.rawValue] + verb.argumentNames).joined(separator: " "))\n\n"
-        text += verb.summary + "\n\nErrors:\n"
+    static func verb<D: Driver>(_ verb: Verb, driver: D.Type) -> String {
+        var text = "Usage: \(D.name) <dconf> \(([verb.rawValue] + verb.argumentNames).joined(separator: " "))\n\n"
+        text += verb.summary + "\n\n"
+        if let reason = D.unsupportedVerbs[verb] { text += "\(D.name) answers ENOSYS: \(reason.text)\n\n" }
+        text += "Errors:\n"
         for (name, meaning) in verb.errorCodes {
             text += "  \(name.padding(7)) \(meaning)\n"
         }

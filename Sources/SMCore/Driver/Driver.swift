@@ -12,6 +12,9 @@ public protocol Driver {
     static var optionalKeys: [String] { get }
     /// One paragraph for `--help`.
     static var overview: String { get }
+    /// The verbs this driver does not offer, each with why (UnsupportedVerbs.swift): what their
+    /// ENOSYS line, `--help` and Docs/drivers.md say.
+    static var unsupportedVerbs: [Verb: UnsupportedReason] { get }
 
     init(configuration: DeviceConfiguration, host: HostEnvironment) throws
 
@@ -55,10 +58,9 @@ extension Driver {
     public static var requiredKeys: [String] { [] }
     public static var optionalKeys: [String] { [] }
     public static var overview: String { "\(name): not implemented yet; every verb answers ENOSYS." }
+    public static var unsupportedVerbs: [Verb: UnsupportedReason] { [:] }
 
-    private func unsupported(_ verb: Verb) -> StorageError {
-        .notImplemented(verb.rawValue, driver: Self.name)
-    }
+    private func unsupported(_ verb: Verb) -> StorageError { Self.unsupported(verb) }
 
     public func srCreate(sr: CanonicalUUID, size: UInt64) throws { throw unsupported(.srCreate) }
     public func srDelete(sr: CanonicalUUID) throws { throw unsupported(.srDelete) }

@@ -83,7 +83,8 @@ extension VHDRepositoryDriver {
     }
 }
 
-/// The SR verbs that EXTSR, NFSSR and any other driver whose SR root is a mount share.
+/// The SR verbs that EXTSR, NFSSR and any other driver whose SR root is a mount share (the
+/// mount itself is `MountedSR`).
 extension VHDRepositoryDriver {
     /// sr_scan of a mounted SR: everything as FileSR (`VHDRepository.scan`), with physical size
     /// and utilisation from statvfs(3) of the mount.
@@ -91,17 +92,5 @@ extension VHDRepositoryDriver {
         let repository = try readyRepository(sr)
         let usage = try repository.fileSystemUsage()
         return try repository.scan(physicalSize: usage.size, physicalUtilisation: usage.used)
-    }
-
-    /// sr_detach of a mounted SR. Idempotent; EBUSY while a VDI is attached here or a process
-    /// has files open in the SR. Unmounts, removes the mount-point directory, clears the record.
-    public func detachMountedSR(_ sr: CanonicalUUID, mountPoint: String, host: HostEnvironment) throws(StorageError) {
-        let state = AttachState(host: host, sr: sr)
-        if let attached = state.attachedVDIs().first {
-            throw StorageError.srHasAttachedVDI(sr.string, vdi: attached.string)
-        }
-        try Mount.unmount(mountPoint)
-        Mount.removeMountPoint(mountPoint)
-        try state.clearSRAttached()
     }
 }

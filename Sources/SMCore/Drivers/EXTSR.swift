@@ -54,10 +54,10 @@ public struct EXTSR: VHDRepositoryDriver {
         self.host = host
     }
 
-    func mountPoint(_ sr: CanonicalUUID) -> String { host.mountPoint(for: sr) }
-
-    /// Where sr_delete mounts the SR read-only to count its VDIs.
-    func inspectionMountPoint(_ sr: CanonicalUUID) -> String { "\(host.mountDirectory)/.\(sr).inspect" }
+    /// The SR's mount; sr_delete mounts it read-only aside (`.<SR-UUID>.inspect`) to count its VDIs.
+    func mounted(_ sr: CanonicalUUID) -> MountedSR {
+        MountedSR(sr: sr, host: host, fileSystem: .init(name: Ext4.type, types: [Ext4.type]), asidePurpose: "inspect")
+    }
 
     // MARK: SR verbs
 
@@ -79,15 +79,11 @@ public struct EXTSR: VHDRepositoryDriver {
         case .blank:
             break
         case .thisSR:
-            throw StorageError(code: .fileExists, message: "SR \(sr) already exists on device \(device.path)")
+            throw StorageError.srExists(sr.string, on: "device \(device.path)")
         case .thisSRBeingDeleted:
-            throw StorageError(code: .fileExists,
-                               message: "device \(device.path) holds SR \(sr), half deleted; run sr_delete to finish first")
+            throw StorageError.srHalfDeletedOnDevice(sr.string, device: device.path)
         case .other(let signatures):
-            guard force else {
-                throw StorageError(code: .fileExists, message: "device \(device.path) holds \(Self.describe(signatures)); "
-                                   + "nothing was changed (add <force>true</force> to the dconf to destroy it)")
-            }
+            guard force else { throw StorageError.deviceHolds(device.path, contents: Self.describe(signatures)) }
             Diagnostics.debug("force=true: wiping \(device.path), which held \(Self.describe(signatures))")
             try device.wipe()
         }
@@ -115,46 +111,30 @@ public struct EXTSR: VHDRepositoryDriver {
         let device = try BlockDevice(path: devicePath)
         let lock = try lockDevice(device)
         defer { lock.release() }
-        let state = AttachState(host: host, sr: sr)
-        let mountPoint = mountPoint(sr)
-        try releaseInspectionMount(sr)
-        let table = try MountTable.current()
-        if let mounted = table.entry(at: mountPoint) {
-            guard mounted.device == device.number else {
-                throw StorageError(code: .resourceBusy, message: "\(mountPoint) already has \(mounted.source) "
-                                   + "(\(mounted.fileSystemType)) mounted, not device \(device.path); unmount it first")
+        let mounted = mounted(sr)
+        try mounted.attach(expected: "device \(device.path)", isExpected: { $0.device == device.number },
+                           record: "device=\(device.path)\nmount=\(mounted.mountPoint)\n") { () throws(StorageError) in
+            try requireThisSR(on: device, sr: sr)
+            if let elsewhere = try MountTable.current().entries(on: device.number).first {
+                throw .deviceMounted(device.path, at: [elsewhere.mountPoint])
             }
-            try state.markSRAttached(details: Self.attachRecord(device: device, mountPoint: mountPoint))
-            return
-        }
-        try requireThisSR(on: device, sr: sr)
-        if let elsewhere = table.entries(on: device.number).first {
-            throw StorageError(code: .resourceBusy,
-                               message: "device \(device.path) is mounted at \(elsewhere.mountPoint); unmount it first")
-        }
-        do throws(StorageError) {
-            try Ext4.check(device, holding: lock)
-            if multiMountProtection, try Ext4.multiMountBlock(device) == nil {
-                Diagnostics.debug("turning on multi-mount protection in SR \(sr) on \(device.path)")
-                try Ext4.enableMultiMountProtection(on: device, holding: lock)
+            do throws(StorageError) {
+                try Ext4.check(device, holding: lock)
+                if multiMountProtection, try Ext4.multiMountBlock(device) == nil {
+                    Diagnostics.debug("turning on multi-mount protection in SR \(sr) on \(device.path)")
+                    try Ext4.enableMultiMountProtection(on: device, holding: lock)
+                }
+                try Mount.mount(device.path, at: mounted.mountPoint, type: Ext4.type)
+            } catch {
+                throw Self.explainRefusal(error, device: device, sr: sr)
             }
-            try Mount.mount(device.path, at: mountPoint, type: Ext4.type)
-        } catch {
-            throw Self.explainRefusal(error, device: device, sr: sr)
-        }
-        do throws(StorageError) {
-            try state.markSRAttached(details: Self.attachRecord(device: device, mountPoint: mountPoint))
-        } catch {
-            try? Mount.unmount(mountPoint)
-            Mount.removeMountPoint(mountPoint)
-            throw error
         }
     }
 
     /// Idempotent; EBUSY while a VDI is attached or a process has files open in the SR. Does not
     /// need the device (it may already be gone).
     public func srDetach(sr: CanonicalUUID) throws {
-        try detachMountedSR(sr, mountPoint: mountPoint(sr), host: host)
+        try mounted(sr).detach()
     }
 
     /// Idempotent: a blank device succeeds. EBUSY while attached (mounted) or holding VDIs;
@@ -163,22 +143,19 @@ public struct EXTSR: VHDRepositoryDriver {
         let device = try BlockDevice(path: devicePath)
         let lock = try lockDevice(device)
         defer { lock.release() }
-        let state = AttachState(host: host, sr: sr)
-        if let mounted = try MountTable.current().entry(at: mountPoint(sr)), mounted.device == device.number {
-            throw StorageError(code: .resourceBusy,
-                               message: "SR \(sr) is attached on this host (mounted at \(mounted.mountPoint)); run sr_detach first")
+        let mounted = mounted(sr)
+        if let mount = try mounted.currentMount(), mount.device == device.number {
+            throw StorageError.srAttached(sr.string, how: "mounted at \(mount.mountPoint)")
         }
-        if let attached = state.attachedVDIs().first {
-            throw StorageError.srHasAttachedVDI(sr.string, vdi: attached.string)
-        }
+        try mounted.attachState.requireNoAttachedVDI()
         switch try contents(of: device, sr: sr) {
         case .blank:
             break
         case .other(let signatures):
-            throw StorageError(code: .noSuchDevice,
-                               message: "device \(device.path) holds \(Self.describe(signatures)), not SR \(sr); nothing was wiped")
+            throw StorageError.deviceNotThisSR(device.path, holds: Self.describe(signatures), sr: sr.string,
+                                               outcome: "nothing was wiped")
         case .thisSR:
-            try releaseInspectionMount(sr)
+            try mounted.releaseAsideMount()
             try requireUnmounted(device)
             // A read-only mount skips MMP (and would replay a live host's journal): ask first.
             if let holder = try Ext4.liveHolder(device) {
@@ -189,11 +166,11 @@ public struct EXTSR: VHDRepositoryDriver {
             try Ext4.setLabel(Self.deletingLabel, on: device, holding: lock)
             try device.wipe()
         case .thisSRBeingDeleted:
-            try releaseInspectionMount(sr)
+            try mounted.releaseAsideMount()
             try requireUnmounted(device)
             try device.wipe()
         }
-        try state.forgetSR()
+        try mounted.attachState.forgetSR()
     }
 
     /// Everything as FileSR (`VHDRepository.scan`); physical size and utilisation are the
@@ -211,14 +188,7 @@ public struct EXTSR: VHDRepositoryDriver {
     /// ENODEV unless the SR is recorded as attached here and an ext4 filesystem is mounted on its
     /// mount point (so a VDI is never written into the bare directory underneath).
     public func attachedRepository(_ sr: CanonicalUUID) throws(StorageError) -> VHDRepository {
-        let mountPoint = mountPoint(sr)
-        let repository = VHDRepository(sr: sr, root: mountPoint, host: host)
-        try repository.requireAttached()
-        guard let mounted = try MountTable.current().entry(at: mountPoint), mounted.fileSystemType == Ext4.type else {
-            throw StorageError(code: .noSuchDevice,
-                               message: "SR \(sr) is recorded as attached but no ext4 is mounted on \(mountPoint); run sr_attach again")
-        }
-        return repository
+        try mounted(sr).attachedRepository().repository
     }
 
     // MARK: Pieces
@@ -245,41 +215,26 @@ public struct EXTSR: VHDRepositoryDriver {
         case .thisSR:
             return
         case .blank:
-            throw StorageError(code: .noSuchDevice, message: "device \(device.path) holds no filesystem, not SR \(sr)")
+            throw .deviceNotThisSR(device.path, holds: "no filesystem", sr: sr.string)
         case .other(let signatures):
-            throw StorageError(code: .noSuchDevice, message: "device \(device.path) holds \(Self.describe(signatures)), not SR \(sr)")
+            throw .deviceNotThisSR(device.path, holds: Self.describe(signatures), sr: sr.string)
         case .thisSRBeingDeleted:
-            throw StorageError(code: .noSuchDevice,
-                               message: "SR \(sr) on device \(device.path) is half deleted (sr_delete was interrupted); run sr_delete to finish")
+            throw .srHalfDeleted(sr.string, device: device.path)
         }
     }
 
     /// EBUSY while the device is mounted anywhere on this host.
     func requireUnmounted(_ device: BlockDevice) throws(StorageError) {
         let mounts = try MountTable.current().entries(on: device.number)
-        guard mounts.isEmpty else {
-            throw StorageError(code: .resourceBusy, message: "device \(device.path) is mounted at "
-                               + mounts.map(\.mountPoint).joined(separator: ", ") + "; unmount it first")
-        }
+        guard mounts.isEmpty else { throw .deviceMounted(device.path, at: mounts.map(\.mountPoint)) }
     }
 
     /// Mounts the SR read-only aside, counts its VHD files (hidden ones too), unmounts.
-    func countVDIs(on device: BlockDevice, sr: CanonicalUUID) throws(StorageError) -> Int {
-        let inspection = inspectionMountPoint(sr)
-        try Mount.mount(device.path, at: inspection, type: Ext4.type, options: ["ro"])
-        let counted = Result { () throws(StorageError) in
+    /// A failure to unmount fails the call: the device is wiped next.
+    func countVDIs(on device: BlockDevice, sr: CanonicalUUID) throws -> Int {
+        try mounted(sr).withAsideMount(device.path, type: Ext4.type, options: ["ro"], unmountFailure: .fails) { inspection in
             try VHDRepository(sr: sr, root: inspection, host: host).allVDIFiles().count
         }
-        try Mount.unmount(inspection)
-        Mount.removeMountPoint(inspection)
-        return try counted.get()
-    }
-
-    /// Unmounts a read-only inspection mount that an interrupted sr_delete left behind.
-    func releaseInspectionMount(_ sr: CanonicalUUID) throws(StorageError) {
-        let inspection = inspectionMountPoint(sr)
-        if try Mount.isMounted(inspection) { try Mount.unmount(inspection) }
-        Mount.removeMountPoint(inspection)
     }
 
     /// Serialises create, attach and delete per device, whatever SR UUID each names.
@@ -297,13 +252,8 @@ public struct EXTSR: VHDRepositoryDriver {
 
     static func inUseElsewhere(device: BlockDevice, sr: CanonicalUUID, holder: Ext4.MultiMountBlock,
                                outcome: String) -> StorageError {
-        let age = max(0, Int(Syscall.now()) - holder.time)
-        return StorageError(code: .resourceBusy, message: "SR \(sr) on device \(device.path) is in use by another host: ext4 "
-                            + "multi-mount protection names \(holder.holderDescription), updated \(age) s ago; \(outcome)")
-    }
-
-    static func attachRecord(device: BlockDevice, mountPoint: String) -> String {
-        "device=\(device.path)\nmount=\(mountPoint)\n"
+        .srInUseByAnotherHost(sr.string, device: device.path, holder: holder.holderDescription,
+                              secondsAgo: max(0, Int(Syscall.now()) - holder.time), outcome: outcome)
     }
 
     static func describe(_ signatures: [Signature]) -> String {

@@ -45,23 +45,30 @@ public struct FileSR: VHDRepositoryDriver {
         try readyRepository(sr)
     }
 
-    /// The SR directory is made under a temporary name and renamed into place, so a crash leaves
-    /// no SR or a complete one.
     public func srCreate(sr: CanonicalUUID, size: UInt64) throws {
-        guard Syscall.isDirectory(location) else {
-            throw StorageError(code: .noSuchDevice, message: "location \(location) does not exist or is not a directory")
-        }
-        guard !Syscall.exists(root(sr)) else { throw StorageError.srExists(sr.string) }
+        try Self.makeSRDirectory(sr, size: size, in: location)
+    }
+
+    /// Makes the SR directory `<location>/<SR-UUID>` (with `.sm/`) under a temporary name and
+    /// renames it into place, so a crash leaves no SR or a complete one. ENODEV when `location`
+    /// is no directory; EEXIST when the SR exists; ENOSPC when Size exceeds the filesystem
+    /// holding `location`. `shownAs` names the location in those messages when the caller knows
+    /// it better than by its path here (NFSSR: the export, mounted aside for the call).
+    public static func makeSRDirectory(_ sr: CanonicalUUID, size: UInt64, in location: String,
+                                       shownAs shown: String? = nil) throws(StorageError) {
+        let root = location == "/" ? "/\(sr)" : "\(location)/\(sr)"
+        guard Syscall.isDirectory(location) else { throw .locationMissing(shown ?? location) }
+        guard !Syscall.exists(root) else { throw shown.map { .srExists(sr.string, on: $0) } ?? .srExists(sr.string) }
         let fileSystem = try Syscall.fileSystemStatus(location)
         let capacity = UInt64(fileSystem.f_blocks) * UInt64(fileSystem.f_frsize)
         guard size <= capacity else {
-            throw StorageError.noSpace("Size \(size) is larger than the filesystem holding \(location) (\(capacity) bytes)")
+            throw .noSpace("Size \(size) is larger than the filesystem holding \(shown ?? location) (\(capacity) bytes)")
         }
         let temporary = "\(location)/.\(sr).new"
         try Syscall.removeTree(temporary)
         try Syscall.makeDirectories(temporary + "/.sm")
         try Syscall.fsyncDirectory(temporary)
-        try Syscall.rename(temporary, root(sr))
+        try Syscall.rename(temporary, root)
         try Syscall.fsyncDirectory(location)
     }
 
@@ -75,7 +82,7 @@ public struct FileSR: VHDRepositoryDriver {
             return
         }
         let repository = repository(sr)
-        if let attached = state.attachedVDIs().first { throw StorageError.srHasAttachedVDI(sr.string, vdi: attached.string) }
+        try state.requireNoAttachedVDI()
         let vdis = try repository.allVDIFiles()
         guard vdis.isEmpty else { throw StorageError.srNotEmpty(sr.string, count: vdis.count) }
         try Syscall.rename(root(sr), doomed)
@@ -91,7 +98,7 @@ public struct FileSR: VHDRepositoryDriver {
 
     public func srDetach(sr: CanonicalUUID) throws {
         let state = AttachState(host: host, sr: sr)
-        if let attached = state.attachedVDIs().first { throw StorageError.srHasAttachedVDI(sr.string, vdi: attached.string) }
+        try state.requireNoAttachedVDI()
         try state.clearSRAttached()
     }
 

@@ -32,26 +32,31 @@ public struct ISCSISR: Driver {
         .nameBased(namespace: lunNamespace, name: scsiIdentifier)
     }
 
+    /// The LUNs are provisioned on the array: nothing is created, deleted or resized here.
+    public static let unsupportedVerbs: [Verb: UnsupportedReason] = {
+        let provisioned = "not supported: the SR's VDIs are the target's LUNs, provisioned on the storage array"
+        let noLocks = UnsupportedReason("not supported: ISCSISR keeps no persistent VDI locks")
+        let raw = UnsupportedReason("not supported: the LUNs are raw block devices, without VHD metadata or chains "
+                                    + "to check or coalesce")
+        return [
+            .srCreate: UnsupportedReason(provisioned + "; there is nothing to create: sr_attach an SR UUID of your choice "
+                                         + "to use the target's LUNs"),
+            .srDelete: UnsupportedReason(provisioned + "; there is nothing to delete: sr_detach logs out"),
+            .srCheck: raw, .srGC: raw,
+            .vdiCreate: UnsupportedReason(provisioned), .vdiDelete: UnsupportedReason(provisioned),
+            .vdiClone: UnsupportedReason(provisioned), .vdiSnapshot: UnsupportedReason(provisioned),
+            .vdiResize: UnsupportedReason(provisioned),
+            .vdiLock: noLocks, .vdiUnlock: noLocks,
+        ]
+    }()
+
     // MARK: SR verbs
 
-    public func srCreate(sr: CanonicalUUID, size: UInt64) throws {
-        throw StorageError.notImplemented(Verb.srCreate.rawValue, driver: Self.name, reason: Self.provisionedOnArray
-            + "; there is nothing to create: sr_attach an SR UUID of your choice to use the target's LUNs")
-    }
-
-    public func srDelete(sr: CanonicalUUID) throws {
-        throw StorageError.notImplemented(Verb.srDelete.rawValue, driver: Self.name, reason: Self.provisionedOnArray
-            + "; there is nothing to delete: sr_detach logs out")
-    }
-
-    /// Idempotent: logs in (an existing session is reused) and records the attach.
+    /// Idempotent: logs in (an existing session is reused, `ISCSISession.open(for:then:)` as the
+    /// iSCSI-backed drivers) and records the attach.
     public func srAttach(sr: CanonicalUUID) throws {
-        let portal = try session.open(for: sr)
-        do throws(StorageError) {
+        try session.open(for: sr) { portal in
             try state(sr).markSRAttached(details: "target=\(session.target.iqn)\nportal=\(portal.text)\n")
-        } catch {
-            try? session.close(for: sr)
-            throw error
         }
     }
 
@@ -59,7 +64,7 @@ public struct ISCSISR: Driver {
     /// SR on this host uses the same session.
     public func srDetach(sr: CanonicalUUID) throws {
         let state = state(sr)
-        if let attached = state.attachedVDIs().first { throw StorageError.srHasAttachedVDI(sr.string, vdi: attached.string) }
+        try state.requireNoAttachedVDI()
         try session.close(for: sr)
         try state.clearSRAttached()
     }
@@ -103,19 +108,8 @@ public struct ISCSISR: Driver {
         try state.clearVDIAttached(vdi)
     }
 
-    public func vdiCreate(sr: CanonicalUUID, vdi: CanonicalUUID, size: UInt64) throws { throw provisioned(.vdiCreate) }
-    public func vdiDelete(sr: CanonicalUUID, vdi: CanonicalUUID) throws { throw provisioned(.vdiDelete) }
-    public func vdiResize(sr: CanonicalUUID, vdi: CanonicalUUID, size: UInt64) throws { throw provisioned(.vdiResize) }
-    public func vdiClone(sr: CanonicalUUID, source: CanonicalUUID, destination: CanonicalUUID) throws { throw provisioned(.vdiClone) }
-    public func vdiSnapshot(sr: CanonicalUUID, source: CanonicalUUID, destination: CanonicalUUID) throws {
-        throw provisioned(.vdiSnapshot)
-    }
-    public func vdiLock(sr: CanonicalUUID, vdi: CanonicalUUID, force: Bool, user: String) throws {
-        throw StorageError.notImplemented(Verb.vdiLock.rawValue, driver: Self.name, reason: Self.noLocks)
-    }
-    public func vdiUnlock(sr: CanonicalUUID, vdi: CanonicalUUID, user: String) throws {
-        throw StorageError.notImplemented(Verb.vdiUnlock.rawValue, driver: Self.name, reason: Self.noLocks)
-    }
+    // vdi_create, vdi_delete, vdi_resize, vdi_clone, vdi_snapshot, vdi_lock, vdi_unlock:
+    // ENOSYS from `unsupportedVerbs`.
 
     // MARK: Pieces
 
@@ -145,11 +139,4 @@ public struct ISCSISR: Driver {
     }
 
     func state(_ sr: CanonicalUUID) -> AttachState { AttachState(host: host, sr: sr) }
-
-    func provisioned(_ verb: Verb) -> StorageError {
-        .notImplemented(verb.rawValue, driver: Self.name, reason: Self.provisionedOnArray)
-    }
-
-    static let provisionedOnArray = "not supported: the SR's VDIs are the target's LUNs, provisioned on the storage array"
-    static let noLocks = "not supported: ISCSISR keeps no persistent VDI locks"
 }

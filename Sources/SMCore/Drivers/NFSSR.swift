@@ -44,11 +44,11 @@ public struct NFSSR: VHDRepositoryDriver {
         self.host = host
     }
 
-    func mountPoint(_ sr: CanonicalUUID) -> String { host.mountPoint(for: sr) }
-
-    /// Where sr_create (and a failed sr_attach, to find out why) mounts the export itself for the
-    /// length of the call.
-    func exportMountPoint(_ sr: CanonicalUUID) -> String { "\(host.mountDirectory)/.\(sr).export" }
+    /// The SR's mount; sr_create (and a failed sr_attach, to find out why) mounts the export
+    /// itself aside (`.<SR-UUID>.export`) for the length of the call.
+    func mounted(_ sr: CanonicalUUID) -> MountedSR {
+        MountedSR(sr: sr, host: host, fileSystem: .init(name: "NFS", types: Self.mountedTypes), asidePurpose: "export")
+    }
 
     // MARK: SR verbs
 
@@ -56,25 +56,21 @@ public struct NFSSR: VHDRepositoryDriver {
     /// SR in its location (EEXIST if present; ENOSPC if Size exceeds the export's filesystem;
     /// built under a temporary name and renamed, so a crash leaves no SR or a whole one), unmounts.
     public func srCreate(sr: CanonicalUUID, size: UInt64) throws {
-        try withExportMounted(sr) { (root: String) throws in
-            let files = try FileSR(configuration: DeviceConfiguration(values: ["location": root]), host: host)
-            do {
-                try files.srCreate(sr: sr, size: size)
-            } catch let error as StorageError where error.code == .fileExists {
-                throw StorageError(code: .fileExists, message: "SR \(sr) already exists on \(export.source)")
-            } catch let error as StorageError {
-                // FileSR names the temporary mount point; the caller knows the export.
-                throw StorageError(code: error.code, message: error.message.replacing(root, with: export.source))
-            }
+        try withExportMounted(sr) { root in
+            try FileSR.makeSRDirectory(sr, size: size, in: root, shownAs: export.source)
         }
     }
 
+    public static let unsupportedVerbs: [Verb: UnsupportedReason] = [
+        .srDelete: UnsupportedReason("not offered for NFS, a shared substrate (as the spec says); once no host has the SR "
+                                     + "attached, remove <serverpath>/<SR-UUID> on the server"),
+    ]
+
     /// ENOSYS: the export is shared, so which host could decide it is unused? The directory
-    /// `<serverpath>/<SR-UUID>` is removed on the server once no host attaches the SR.
+    /// `<serverpath>/<SR-UUID>` is removed on the server once no host attaches the SR; the
+    /// reason names it.
     public func srDelete(sr: CanonicalUUID) throws {
-        throw StorageError.notImplemented(Verb.srDelete.rawValue, driver: Self.name,
-                                          reason: "not offered for NFS, a shared substrate (as the spec says); once no host has the SR "
-                                          + "attached, remove \(export.path == "/" ? "" : export.path)/\(sr) on the server")
+        throw Self.unsupported(.srDelete, filling: ["<serverpath>/<SR-UUID>": "\(export.path == "/" ? "" : export.path)/\(sr)"])
     }
 
     /// Idempotent. Mounts `server:serverpath/<SR-UUID>` at the SR's mount point, then writes the
@@ -83,28 +79,15 @@ public struct NFSSR: VHDRepositoryDriver {
     /// there is ENODEV, an export that cannot be mounted either is ENODEV with mount's reason,
     /// anything else EIO with mount's reason.
     public func srAttach(sr: CanonicalUUID) throws {
-        let state = AttachState(host: host, sr: sr)
-        let mountPoint = mountPoint(sr)
-        try releaseExportMount(sr)
-        if let mounted = try MountTable.current().entry(at: mountPoint) {
-            guard Self.mountedTypes.contains(mounted.fileSystemType), mounted.source == export.source(appending: sr.string) else {
-                throw StorageError(code: .resourceBusy, message: "\(mountPoint) already has \(mounted.source) (\(mounted.fileSystemType)) "
-                                   + "mounted, not \(export.source(appending: sr.string)); unmount it first")
+        let mounted = mounted(sr)
+        let source = export.source(appending: sr.string)
+        try mounted.attach(expected: source, isExpected: { Self.mountedTypes.contains($0.fileSystemType) && $0.source == source },
+                           record: attachRecord(sr)) { () throws(StorageError) in
+            do throws(StorageError) {
+                try Mount.mount(source, at: mounted.mountPoint, type: "nfs", options: options.arguments)
+            } catch {
+                throw explainAttachFailure(sr, mountError: error)
             }
-            try state.markSRAttached(details: attachRecord(sr))
-            return
-        }
-        do throws(StorageError) {
-            try Mount.mount(export.source(appending: sr.string), at: mountPoint, type: "nfs", options: options.arguments)
-        } catch {
-            throw explainAttachFailure(sr, mountError: error)
-        }
-        do throws(StorageError) {
-            try state.markSRAttached(details: attachRecord(sr))
-        } catch {
-            try? Mount.unmount(mountPoint)
-            Mount.removeMountPoint(mountPoint)
-            throw error
         }
     }
 
@@ -114,12 +97,12 @@ public struct NFSSR: VHDRepositoryDriver {
     /// returns, and sr_detach can be retried): the server is asked first (`requireServer`),
     /// then the SR is unmounted.
     public func srDetach(sr: CanonicalUUID) throws {
-        try releaseExportMount(sr)
-        let mountPoint = mountPoint(sr)
-        if let mounted = try MountTable.current().entry(at: mountPoint), Self.mountedTypes.contains(mounted.fileSystemType) {
-            try requireServer(sr, mountPoint: mountPoint)
+        let mounted = mounted(sr)
+        try mounted.releaseAsideMount()
+        if let mount = try mounted.currentMount(), Self.mountedTypes.contains(mount.fileSystemType) {
+            try requireServer(sr, mountPoint: mounted.mountPoint)
         }
-        try detachMountedSR(sr, mountPoint: mountPoint, host: host)
+        try mounted.detach()
     }
 
     /// Everything as FileSR (`VHDRepository.scan`); physical size and utilisation are the
@@ -136,19 +119,12 @@ public struct NFSSR: VHDRepositoryDriver {
     /// ENODEV unless the SR is recorded as attached here and the NFS mount of this SR's directory
     /// is on its mount point (so nothing is ever written into the bare local directory).
     public func attachedRepository(_ sr: CanonicalUUID) throws(StorageError) -> VHDRepository {
-        let mountPoint = mountPoint(sr)
-        let repository = VHDRepository(sr: sr, root: mountPoint, host: host)
-        try repository.requireAttached()
-        guard let mounted = try MountTable.current().entry(at: mountPoint), Self.mountedTypes.contains(mounted.fileSystemType) else {
-            throw StorageError(code: .noSuchDevice,
-                               message: "SR \(sr) is recorded as attached but no NFS is mounted on \(mountPoint); run sr_attach again")
-        }
+        let (repository, mount) = try mounted(sr).attachedRepository()
         let expected = export.source(appending: sr.string)
-        guard mounted.source == expected else {
-            throw StorageError(code: .noSuchDevice, message: "SR \(sr) is mounted from \(mounted.source), not from \(expected) "
-                               + "as the dconf says; run sr_detach and sr_attach with the right dconf")
+        guard mount.source == expected else {
+            throw .srMountedFromElsewhere(sr.string, source: mount.source, expected: expected)
         }
-        try requireServer(sr, mountPoint: mountPoint)
+        try requireServer(sr, mountPoint: repository.root)
         return repository
     }
 
@@ -172,28 +148,14 @@ public struct NFSSR: VHDRepositoryDriver {
         }
     }
 
-    /// Mounts the export itself at `exportMountPoint(sr)`, runs `body` with that path, and
-    /// unmounts whatever happens. A mount failure is ENODEV with mount's reason (the spec's
-    /// "target attachment parameters are incorrect").
+    /// Mounts the export itself aside, runs `body` with that path, and unmounts whatever
+    /// happens. A mount failure is ENODEV with mount's reason (the spec's "target attachment
+    /// parameters are incorrect"). The work is done (or failed on its own) when the unmount
+    /// fails; a mount left behind is released by the next sr_create, sr_attach or sr_detach.
     func withExportMounted(_ sr: CanonicalUUID, _ body: (String) throws -> Void) throws {
-        let point = exportMountPoint(sr)
-        try releaseExportMount(sr)
-        do throws(StorageError) {
-            try Mount.mount(export.source, at: point, type: "nfs", options: options.arguments)
-        } catch {
-            throw StorageError(code: .noSuchDevice, message: "cannot mount the export \(export.source): \(error.message)")
-        }
-        let outcome = Result { try body(point) }
-        do throws(StorageError) {
-            try Mount.unmount(point)
-            Mount.removeMountPoint(point)
-        } catch {
-            // The work is done (or failed on its own); a mount left behind is released by the
-            // next sr_create, sr_attach or sr_detach of this SR.
-            Diagnostics.debug("leaving \(point) mounted: \(error)")
-            OperationLog.note(host: host, "NFSSR: could not unmount \(point): \(error)")
-        }
-        try outcome.get()
+        try mounted(sr).withAsideMount(export.source, type: "nfs", options: options.arguments,
+                                       unmountFailure: .leavesItForTheNextCall,
+                                       explainMountFailure: { .exportUnmountable(export.source, reason: $0.message) }, body)
     }
 
     /// Why mounting the SR's directory failed, found by mounting the export itself.
@@ -201,24 +163,14 @@ public struct NFSSR: VHDRepositoryDriver {
         do {
             var exists = false
             try withExportMounted(sr) { root in exists = Syscall.isDirectory("\(root)/\(sr)") }
-            guard exists else {
-                return StorageError(code: .noSuchDevice, message: "SR \(sr) does not exist on \(export.source) "
-                                    + "(no directory \(sr) there); run sr_create first, or check serverpath")
-            }
+            guard exists else { return .srMissingOnExport(sr.string, export: export.source) }
             return mountError
         } catch {
             return DriverMain.normalise(error)
         }
     }
 
-    /// Unmounts an export mount that an interrupted call left behind.
-    func releaseExportMount(_ sr: CanonicalUUID) throws(StorageError) {
-        let point = exportMountPoint(sr)
-        if try Mount.isMounted(point) { try Mount.unmount(point) }
-        Mount.removeMountPoint(point)
-    }
-
     func attachRecord(_ sr: CanonicalUUID) -> String {
-        "source=\(export.source(appending: sr.string))\nmount=\(mountPoint(sr))\noptions=\(options.arguments.joined(separator: ","))\n"
+        "source=\(export.source(appending: sr.string))\nmount=\(mounted(sr).mountPoint)\noptions=\(options.arguments.joined(separator: ","))\n"
     }
 }

@@ -43,6 +43,12 @@ public struct AttachState: Sendable {
 
     public func isVDIAttached(_ vdi: CanonicalUUID) -> Bool { Syscall.exists(vdiRecord(vdi)) }
 
+    /// EBUSY naming the first VDI attached on this host: what every sr_detach and sr_delete
+    /// answers while one is.
+    public func requireNoAttachedVDI() throws(StorageError) {
+        if let attached = attachedVDIs().first { throw .srHasAttachedVDI(sr.string, vdi: attached.string) }
+    }
+
     public func attachedVDIs() -> [CanonicalUUID] {
         guard let names = try? Syscall.directoryEntries(vdiDirectory) else { return [] }
         return names.compactMap(CanonicalUUID.init).sorted()

@@ -29,7 +29,7 @@ enum ISCSIAdm {
         case .authorisation:
             throw StorageError.chapRefused(what)
         case .transport, .transportTimeout:
-            throw StorageError(code: .noSuchDevice, message: "\(what): the target does not answer: \(reason)")
+            throw StorageError.targetUnreachable(what, reason: reason)
         default:
             throw .io("\(what): iscsiadm failed (status \(output.status)): \(reason)")
         }

@@ -85,6 +85,18 @@ public struct ISCSISession {
         return portal
     }
 
+    /// sr_attach of a driver on this session: `open(for:)`, then `body` with the portal; when
+    /// `body` fails, the session is closed again (logged out unless another SR uses it).
+    public func open(for sr: CanonicalUUID, then body: (ISCSIPortal) throws -> Void) throws {
+        let portal = try open(for: sr)
+        do {
+            try body(portal)
+        } catch {
+            try? close(for: sr)
+            throw error
+        }
+    }
+
     /// sr_detach: idempotent. Forgets `sr` as a user; the last user logs out, EBUSY (and nothing
     /// changed) while one of the target's LUNs is in use.
     public func close(for sr: CanonicalUUID) throws(StorageError) {
@@ -125,6 +137,12 @@ public struct ISCSISession {
         return ISCSIPortal(address: lines[0], port: port, groupTag: lines[2])
     }
 
+    /// The portal `open(for:)` logged in to for `sr`, or the dconf's target itself when this host
+    /// has no record: for verbs that only name the LUNs' links and never open them (sr_detach).
+    public func attachedPortalOrTarget(for sr: CanonicalUUID) -> ISCSIPortal {
+        attachedPortal(for: sr) ?? ISCSIPortal(address: target.address, port: target.port, groupTag: "1")
+    }
+
     // MARK: LUNs
 
     /// The prefix of the target's LUN links in /dev/disk/by-path.
@@ -155,10 +173,7 @@ public struct ISCSISession {
             let missing = luns.filter { devices[$0] == nil }
             if missing.isEmpty { return luns.map { devices[$0]! } }
             if Syscall.monotonicNow() >= deadline {
-                let present = devices.keys.sorted().map(String.init).joined(separator: ", ")
-                throw StorageError(code: .noSuchDevice, message: "target \(target.iqn) at \(portal.text) has no LUN "
-                                   + missing.map(String.init).joined(separator: ", ")
-                                   + " on this host (its LUNs here: \(present.isEmpty ? "none" : present))")
+                throw .lunsMissing(missing, iqn: target.iqn, portal: portal.text, present: devices.keys.sorted())
             }
             usleep(100_000)
         }
@@ -196,8 +211,7 @@ public struct ISCSISession {
             do throws(StorageError) {
                 Syscall.close(try device.open(O_RDONLY | O_EXCL))
             } catch where error.code == .resourceBusy {
-                throw StorageError(code: .resourceBusy, message: "LUN \(lun) of \(target.iqn) (\(path)) is in use on this host "
-                                   + "(mounted or held by device-mapper); release it before logging out")
+                throw .lunInUse(lun, iqn: target.iqn, device: path)
             } catch {
                 Diagnostics.debug("LUN \(lun): \(error)")
             }
@@ -215,12 +229,11 @@ public struct ISCSISession {
         let records = output.standardOutput.split(whereSeparator: \.isNewline)
             .compactMap { ISCSIPortal.parseDiscovery(String($0)) }.filter { $0.iqn == target.iqn }.map(\.portal)
         guard !records.isEmpty else {
-            throw StorageError(code: .noSuchDevice, message: "the target at \(endpoint) does not advertise \(target.iqn)")
+            throw .targetNotAdvertised(target.iqn, endpoint: endpoint)
         }
         if let number = target.discoveryNumber {
             guard number < records.count else {
-                throw StorageError(code: .noSuchDevice, message: "usediscoverynumber \(number): the target at \(endpoint) "
-                                   + "advertises \(records.count) record(s) for \(target.iqn) (0 to \(records.count - 1))")
+                throw .discoveryRecordMissing(number, iqn: target.iqn, endpoint: endpoint, records: records.count)
             }
             return records[number]
         }

@@ -42,8 +42,7 @@ public enum Mount {
         case .success:
             return
         case .failure(.resourceBusy):
-            throw StorageError(code: .resourceBusy,
-                               message: "\(mountPoint) is busy (a process has files open in it); close them first")
+            throw .mountPointBusy(mountPoint)
         case .failure(.invalidArgument), .failure(.noSuchFileOrDirectory):
             // Not a mount point (or not there): check rather than trust the errno.
             if try isMounted(mountPoint) { throw .io("cannot unmount \(mountPoint): umount2 refused (EINVAL)") }

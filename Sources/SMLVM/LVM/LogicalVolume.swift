@@ -101,11 +101,3 @@ public struct LogicalVolume {
     /// lvmlockd's words (lib/locking/lvmlockd.c, `lockd_lv`) when another host holds the lock.
     static let lockedByOtherHost = "LV locked by other host"
 }
-
-extension StorageError {
-    /// EBUSY: another host of the pool has the logical volume active (holds its LV lock).
-    static func activeOnAnotherHost(_ qualifiedName: String) -> StorageError {
-        StorageError(code: .resourceBusy, message: "logical volume \(qualifiedName) is active on another host "
-            + "(it holds the volume's lock); vdi_detach it there first")
-    }
-}

@@ -62,9 +62,7 @@ public struct SanlockLockspace: Sendable, Equatable {
         let using = hosts.filter(\.mayBeUsing)
         guard using.isEmpty else {
             let named = using.map { "host id \($0.id) (\($0.state))" }.joined(separator: ", ")
-            throw StorageError(code: .resourceBusy, message: "lock space \(name) may be in use on another host: "
-                + "\(named); the SR is attached there, or that host stopped less than sanlock's host_dead_seconds ago "
-                + "(retry later; Docs/LVMoISCSISR.md)")
+            throw .lockspaceInUseElsewhere(name, hosts: named)
         }
     }
 }

@@ -99,9 +99,7 @@ public struct VolumeGroup {
         let outcome = try lvm.attempt(LVMCommand("vgremove", ["-qq", name]))
         if !outcome.succeeded {
             if outcome.errors.contains(where: { $0.contains(Self.lockspaceInUseElsewhere) }) {
-                throw StorageError(code: .resourceBusy, message: "volume group \(name) is in use on another host (its lock "
-                    + "space is started there: the SR is attached on another host, or sanlock has not yet seen it leave; "
-                    + "retry after sr_detach there)")
+                throw .volumeGroupInUseElsewhere(name)
             }
             throw .lvmFailed(LVMCommand("vgremove", ["-qq", name]), outcome)
         }
@@ -132,8 +130,7 @@ public struct VolumeGroup {
             outcome = try lvm.attempt(command)
         }
         guard outcome.succeeded else {
-            throw StorageError(code: .noLocks, message: "cannot start the lock space of volume group \(name) "
-                + "(are sanlock and lvmlockd running? Docs/LVMoISCSISR.md): \(outcome.reason)")
+            throw .lockspaceNotStarted(name, reason: outcome.reason)
         }
     }
 

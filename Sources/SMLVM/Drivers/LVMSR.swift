@@ -1,8 +1,9 @@
 import SMCore
 /// LVMSR: the SR is the volume group `VG_XenStorage-<SR-UUID>` over the dconf's `device`s, each
 /// VDI a logical volume `LV-<VDI-UUID>` (raw and thick, content type `aio`). All LVM work is
-/// in-process through liblvm2cmd; see `LVMRepository` and Docs/LVMSR.md.
-public struct LVMSR: Driver {
+/// in-process through liblvm2cmd; see `LVMRepository` and Docs/LVMSR.md. Every verb is the
+/// repository's (`LVMRepositoryDriver`).
+public struct LVMSR: LVMRepositoryDriver {
     public static let name = "LVMSR"
     public static let requiredKeys = ["device"]
     public static let overview = """
@@ -52,42 +53,5 @@ public struct LVMSR: Driver {
         return devices
     }
 
-    public func srCreate(sr: CanonicalUUID, size: UInt64) throws { try repository.create(sr: sr, size: size) }
-    public func srDelete(sr: CanonicalUUID) throws { try repository.delete(sr: sr) }
-    public func srAttach(sr: CanonicalUUID) throws { try repository.attach(sr: sr) }
-    public func srDetach(sr: CanonicalUUID) throws { try repository.detach(sr: sr) }
-    public func srScan(sr: CanonicalUUID) throws -> SRScanReport { try repository.scan(sr: sr) }
-    public func srContentType(sr: CanonicalUUID) throws -> String { LVMRepository.contentType }
-
-    public func vdiCreate(sr: CanonicalUUID, vdi: CanonicalUUID, size: UInt64) throws {
-        try repository.createVDI(sr: sr, vdi: vdi, size: size)
-    }
-    public func vdiDelete(sr: CanonicalUUID, vdi: CanonicalUUID) throws { try repository.deleteVDI(sr: sr, vdi: vdi) }
-    public func vdiAttach(sr: CanonicalUUID, vdi: CanonicalUUID) throws -> AttachResult {
-        try repository.attachVDI(sr: sr, vdi: vdi)
-    }
-    public func vdiDetach(sr: CanonicalUUID, vdi: CanonicalUUID) throws { try repository.detachVDI(sr: sr, vdi: vdi) }
-    public func vdiResize(sr: CanonicalUUID, vdi: CanonicalUUID, size: UInt64) throws {
-        try repository.resizeVDI(sr: sr, vdi: vdi, size: size)
-    }
-
-    public func vdiClone(sr: CanonicalUUID, source: CanonicalUUID, destination: CanonicalUUID) throws {
-        throw StorageError.notImplemented(Verb.vdiClone.rawValue, driver: Self.name, reason: Self.noCopyOnWrite)
-    }
-    public func vdiSnapshot(sr: CanonicalUUID, source: CanonicalUUID, destination: CanonicalUUID) throws {
-        throw StorageError.notImplemented(Verb.vdiSnapshot.rawValue, driver: Self.name, reason: Self.noCopyOnWrite)
-    }
-    public func vdiLock(sr: CanonicalUUID, vdi: CanonicalUUID, force: Bool, user: String) throws {
-        throw StorageError.notImplemented(Verb.vdiLock.rawValue, driver: Self.name, reason: Self.noLocks)
-    }
-    public func vdiUnlock(sr: CanonicalUUID, vdi: CanonicalUUID, user: String) throws {
-        throw StorageError.notImplemented(Verb.vdiUnlock.rawValue, driver: Self.name, reason: Self.noLocks)
-    }
-    public func srGC(sr: CanonicalUUID) throws {
-        throw StorageError.notImplemented(Verb.srGC.rawValue, driver: Self.name,
-                                          reason: "not supported: thick logical volumes have no chains to coalesce")
-    }
-
-    static let noCopyOnWrite = "not supported: LVM SRs keep raw, thick logical volumes without copy-on-write"
-    static let noLocks = "not supported: LVM SRs keep no persistent VDI locks"
+    public func repository(for sr: CanonicalUUID) -> LVMRepository { repository }
 }

@@ -135,7 +135,7 @@ public final class LVMRepository {
     /// attach record.
     public func detach(sr: CanonicalUUID) throws(StorageError) {
         let state = attachState(sr)
-        if let vdi = state.attachedVDIs().first { throw .srHasAttachedVDI(sr.string, vdi: vdi.string) }
+        try state.requireNoAttachedVDI()
         let group = try volumeGroup(sr)
         let volumes: [LogicalVolume.Report]
         do {
@@ -222,24 +222,5 @@ public final class LVMRepository {
         }
         let more = signatures.count > 1 ? " and \(signatures.count - 1) more signature(s)" : ""
         throw .deviceNotBlank(device.path, found: "libblkid finds \(first)\(more)")
-    }
-}
-
-extension StorageError {
-    /// EEXIST: sr_create found something on a device and will not overwrite it.
-    static func deviceNotBlank(_ path: String, found: String) -> StorageError {
-        StorageError(code: .fileExists, message: "device \(path) is not blank: \(found); "
-            + "sr_create does not overwrite it (clear it first, e.g. wipefs, if it is unused)")
-    }
-
-    /// ENODEV: the volume group lacks physical volumes (a device is missing or renamed).
-    static func volumeGroupIncomplete(_ group: String, missing: UInt64, of total: UInt64) -> StorageError {
-        StorageError(code: .noSuchDevice,
-                     message: "volume group \(group) is missing \(missing) of its \(total) physical volumes; check its devices")
-    }
-
-    /// EBUSY: something on this host holds the logical volume open.
-    static func logicalVolumeOpen(_ qualifiedName: String) -> StorageError {
-        StorageError(code: .resourceBusy, message: "logical volume \(qualifiedName) is open on this host (in use)")
     }
 }
