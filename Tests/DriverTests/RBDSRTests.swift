@@ -162,6 +162,25 @@ import Testing
         try f.ok("sr_delete", f.sr)
     }
 
+    /// RBD copies an image's metadata into its clones: a clone of a snapshot whose image is
+    /// hidden must not inherit the hidden mark (it names the image it belongs to).
+    @Test(.timeLimit(.minutes(3))) func cloneOfHiddenImagesSnapshotIsListed() throws {
+        let f = try RBDSRFixture()
+        defer { f.tearDown() }
+        try f.createAndAttach()
+        let source = newUUID(), snapshot = newUUID(), clone = newUUID()
+        try f.ok("vdi_create", f.sr, source, "4194304")
+        try f.ok("vdi_snapshot", f.sr, source, snapshot)
+        try f.ok("vdi_delete", f.sr, source)
+        try f.ok("vdi_clone", f.sr, snapshot, clone)
+        let scan = try f.scan()
+        #expect(scan.keys.sorted() == [clone, snapshot].sorted())
+        #expect(scan[clone]?["parent"] == snapshot)
+        try f.ok("vdi_delete", f.sr, clone)
+        try f.ok("vdi_delete", f.sr, snapshot)
+        #expect(try f.rbdNames().isEmpty, "the hidden image went with its last snapshot")
+    }
+
     /// What a delete interrupted before reclaiming leaves (a hidden snapshot without clones, made
     /// here with `rbd image-meta set` as the crash would leave it) goes at sr_delete, which then
     /// finds the SR empty.

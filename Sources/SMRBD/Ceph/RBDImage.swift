@@ -217,6 +217,20 @@ final class RBDImage {
         }
     }
 
+    /// Takes the image's exclusive lock (the one the exclusive-lock feature and krbd use) and
+    /// keeps it until the image is closed, refusing to hand it over on request meanwhile: RBDSR's
+    /// claim while a multi-step verb changes this image. It lives as long as this client: a
+    /// crashed owner's lock is broken by the next taker once the OSDs drop the dead client's
+    /// watch (`osd_client_watch_timeout`, 30 s by default). False when a live client holds it.
+    func claim() throws(StorageError) -> Bool {
+        let code = rbd_lock_acquire(handle, RBD_LOCK_MODE_EXCLUSIVE)
+        switch -code {
+        case 0: return true
+        case EROFS, EBUSY, EAGAIN: return false
+        default: throw .ceph(code, "taking the exclusive lock of \(name)")
+        }
+    }
+
     // MARK: Image metadata (rbd image-meta)
 
     func metadata(_ key: String) throws(StorageError) -> String? {
@@ -238,21 +252,20 @@ final class RBDImage {
         guard code == 0 || code == -ENOENT else { throw .ceph(code, "removing metadata \(key) of \(name)") }
     }
 
-    /// Every metadata key beginning with `prefix`.
-    func metadataKeys(prefix: String) throws(StorageError) -> [String] {
+    /// Every metadata entry whose key begins with `prefix`.
+    func metadata(prefix: String) throws(StorageError) -> [String: String] {
         var keys = [CChar](repeating: 0, count: 16384)
         var values = [CChar](repeating: 0, count: 16384)
         var keysLength = keys.count, valuesLength = values.count
         let code = rbd_metadata_list(handle, prefix, 0, &keys, &keysLength, &values, &valuesLength)
         guard code >= 0 else { throw .ceph(code, "listing metadata of \(name)") }
-        var result: [String] = []
-        var start = 0
-        for index in 0..<min(keysLength, keys.count) where keys[index] == 0 {
-            if index > start {
-                let key = String(decoding: keys[start..<index].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-                if key.hasPrefix(prefix) { result.append(key) }
-            }
-            start = index + 1
+        func strings(_ buffer: [CChar], _ length: Int) -> [String] {
+            buffer.prefix(min(length, buffer.count)).split(separator: 0, omittingEmptySubsequences: false).dropLast()
+                .map { String(decoding: $0.map { UInt8(bitPattern: $0) }, as: UTF8.self) }
+        }
+        var result: [String: String] = [:]
+        for (key, value) in zip(strings(keys, keysLength), strings(values, valuesLength)) where key.hasPrefix(prefix) {
+            result[key] = value
         }
         return result
     }
