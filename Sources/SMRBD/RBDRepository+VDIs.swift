@@ -24,16 +24,24 @@ extension RBDRepository {
     /// the image of that name, else the snapshot index (`sm-sr`'s omap: snapshot UUID -> image),
     /// then that image's snapshot list.
     /// `writable` opens the holding image for writing (with a watch), for the verbs that change it.
-    func locate(_ session: CephSession, _ vdi: CanonicalUUID,
-                writable: Bool = false) throws(StorageError) -> (location: RBDTree.Location, hidden: Bool, image: RBDImage)? {
+    /// `knownHidden: false` skips reading an image's hidden mark (the caller reads it when it matters).
+    func locate(_ session: CephSession, _ vdi: CanonicalUUID, writable: Bool = false,
+                knownHidden: Bool = true) throws(StorageError) -> (location: RBDTree.Location, hidden: Bool, image: RBDImage)? {
         if let image = try RBDImage.openIfPresent(session, name: vdi.string, readOnly: !writable) {
-            return (.image(vdi.string), try image.metadata(RBDTree.hiddenKey) == vdi.string, image)
+            return (.image(vdi.string), knownHidden ? try image.metadata(RBDTree.hiddenKey) == vdi.string : false, image)
         }
+        guard let (holder, image) = try snapshotLocation(session, vdi, writable: writable) else { return nil }
+        return (.snapshot(image: holder, name: vdi.string), try image.metadata(RBDTree.hiddenKey(vdi.string)) != nil, image)
+    }
+
+    /// The image holding the snapshot VDI `vdi` (from the snapshot index), open; nil when none does.
+    func snapshotLocation(_ session: CephSession, _ vdi: CanonicalUUID,
+                          writable: Bool = false) throws(StorageError) -> (holder: String, image: RBDImage)? {
         guard let holder = try session.mapValue(Self.snapshotIndexKey(vdi.string), in: Self.markerObject),
               let image = try RBDImage.openIfPresent(session, name: holder, readOnly: !writable),
               try image.snapshots().contains(where: { $0.name == vdi.string })
         else { return nil }
-        return (.snapshot(image: holder, name: vdi.string), try image.metadata(RBDTree.hiddenKey(vdi.string)) != nil, image)
+        return (holder, image)
     }
 
     /// The VDI if it exists and is listed, with its image open; ENODEV otherwise.
@@ -51,11 +59,17 @@ extension RBDRepository {
     /// Not idempotent: EEXIST when an image or snapshot of that UUID exists (hidden ones too).
     public func createVDI(sr: CanonicalUUID, vdi: CanonicalUUID, size: UInt64) throws(StorageError) {
         try requireAttached(sr)
-        try withSR(sr) { session throws(StorageError) in
-            if try locate(session, vdi) != nil { throw StorageError.vdiExists(vdi.string, sr: sr.string) }
+        try withSR(sr, prefetch: [vdi]) { session throws(StorageError) in
+            // An image of that name (hidden or not) makes rbd_create4 answer EEXIST; a snapshot of it
+            // is looked up here (its index entry came with the marker).
+            if try snapshotLocation(session, vdi) != nil { throw StorageError.vdiExists(vdi.string, sr: sr.string) }
             let size = Self.rounded(size)
             try requireRoom(session, adding: size, what: "VDI \(vdi)")
-            try RBDImage.create(session, name: vdi.string, size: size)
+            do throws(StorageError) {
+                try RBDImage.create(session, name: vdi.string, size: size)
+            } catch where error.code == .fileExists {
+                throw StorageError.vdiExists(vdi.string, sr: sr.string)
+            }
         }
     }
 
@@ -66,12 +80,14 @@ extension RBDRepository {
     public func deleteVDI(sr: CanonicalUUID, vdi: CanonicalUUID) throws(StorageError) {
         try requireAttached(sr)
         if state(sr).isVDIAttached(vdi) { throw StorageError.vdiAttached(vdi.string) }
-        try withSR(sr) { session throws(StorageError) in
-            guard let found = try locate(session, vdi), !found.hidden else { return }
+        try withSR(sr, prefetch: [vdi]) { session throws(StorageError) in
+            guard let found = try locate(session, vdi, knownHidden: false) else { return }
             switch found.location {
             case .image(let name):
                 let image = found.image
                 if !(try image.snapshots().isEmpty) {
+                    // Only an image with snapshots can be hidden (a hidden one without is reclaimed below).
+                    if try image.metadata(RBDTree.hiddenKey) == name { return }
                     try RBDImage(session, name: name, readOnly: false).setMetadata(RBDTree.hiddenKey, name)
                     return
                 }
@@ -97,6 +113,7 @@ extension RBDRepository {
                 }
             case .snapshot(let imageName, let name):
                 let image = found.image
+                if found.hidden { return }
                 if !(try image.children(of: name).isEmpty) {
                     try RBDImage(session, name: imageName, readOnly: false).setMetadata(RBDTree.hiddenKey(name), "1")
                     return
@@ -183,7 +200,7 @@ extension RBDRepository {
     /// snapshot, which `locate` ignores and the next use of the UUID overwrites.
     public func snapshotVDI(sr: CanonicalUUID, source: CanonicalUUID, destination: CanonicalUUID) throws(StorageError) {
         try requireAttached(sr)
-        try withSR(sr) { session throws(StorageError) in
+        try withSR(sr, prefetch: [source, destination]) { session throws(StorageError) in
             let (location, image) = try visible(session, source, sr: sr, writable: true)
             if try locate(session, destination) != nil { throw StorageError.vdiExists(destination.string, sr: sr.string) }
             guard case .image(let name) = location else {
@@ -201,7 +218,7 @@ extension RBDRepository {
     /// source image stays writable and reports the base copy as its parent. O(1).
     public func cloneVDI(sr: CanonicalUUID, source: CanonicalUUID, destination: CanonicalUUID) throws(StorageError) {
         try requireAttached(sr)
-        try withSR(sr) { session throws(StorageError) in
+        try withSR(sr, prefetch: [source, destination]) { session throws(StorageError) in
             let (location, image) = try visible(session, source, sr: sr, writable: true)
             if try locate(session, destination) != nil { throw StorageError.vdiExists(destination.string, sr: sr.string) }
             switch location {
@@ -243,7 +260,7 @@ extension RBDRepository {
     /// Grows an image (same size: success; smaller: EINVAL). EPERM for a snapshot, EBUSY attached.
     public func resizeVDI(sr: CanonicalUUID, vdi: CanonicalUUID, size: UInt64) throws(StorageError) {
         try requireAttached(sr)
-        try withSR(sr) { session throws(StorageError) in
+        try withSR(sr, prefetch: [vdi]) { session throws(StorageError) in
             let (location, image) = try visible(session, vdi, sr: sr, writable: true)
             guard case .image = location else {
                 throw StorageError(code: .notPermitted, message: "VDI \(vdi) is a read-only snapshot; it cannot be resized")
@@ -265,7 +282,7 @@ extension RBDRepository {
     /// it (made here when udev does not). Idempotent.
     public func attachVDI(sr: CanonicalUUID, vdi: CanonicalUUID) throws(StorageError) -> AttachResult {
         try requireAttached(sr)
-        let (location, monitors) = try withSR(sr) { session throws(StorageError) in
+        let (location, monitors) = try withSR(sr, prefetch: [vdi]) { session throws(StorageError) in
             // Monitors from dconf, else as librados read them from dconf `conf`.
             (try visible(session, vdi, sr: sr).location, credentials.monitors.isEmpty
                 ? CephCredentials.kernelMonitors(fromMonitorHost: session.configurationValue("mon_host") ?? "")
@@ -304,7 +321,7 @@ extension RBDRepository {
 
     public func lockVDI(sr: CanonicalUUID, vdi: CanonicalUUID, force: Bool, user: String) throws(StorageError) {
         try requireAttached(sr)
-        try withSR(sr) { session throws(StorageError) in
+        try withSR(sr, prefetch: [vdi]) { session throws(StorageError) in
             let header = try visible(session, vdi, sr: sr).image.headerObject
             try RBDLocks(session: session, headerObject: header, vdi: vdi).lock(user: user, force: force)
         }
@@ -312,7 +329,7 @@ extension RBDRepository {
 
     public func unlockVDI(sr: CanonicalUUID, vdi: CanonicalUUID, user: String) throws(StorageError) {
         try requireAttached(sr)
-        try withSR(sr) { session throws(StorageError) in
+        try withSR(sr, prefetch: [vdi]) { session throws(StorageError) in
             let header = try visible(session, vdi, sr: sr).image.headerObject
             try RBDLocks(session: session, headerObject: header, vdi: vdi).unlock(user: user)
         }

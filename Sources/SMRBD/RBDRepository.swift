@@ -30,26 +30,28 @@ public struct RBDRepository {
 
     /// Connects into the SR's namespace; ENODEV when the namespace or its marker is missing.
     /// Recovers what crashed verbs left (RBDRepository+Recovery.swift) before `body` runs.
-    func withSR<T>(_ sr: CanonicalUUID, _ body: (CephSession) throws(StorageError) -> T) throws(StorageError) -> T {
-        try withRecoveredSR(sr) { session, _ throws(StorageError) in try body(session) }
+    /// The snapshot index entries of `prefetch` are read with the marker (for `locate`: no round trip of their own).
+    func withSR<T>(_ sr: CanonicalUUID, prefetch: [CanonicalUUID] = [],
+                   _ body: (CephSession) throws(StorageError) -> T) throws(StorageError) -> T {
+        try withRecoveredSR(sr, prefetch: prefetch) { session, _ throws(StorageError) in try body(session) }
     }
 
     /// As `withSR`; `body` also gets the intents left waiting (their writer may still be alive).
-    func withRecoveredSR<T>(_ sr: CanonicalUUID,
+    func withRecoveredSR<T>(_ sr: CanonicalUUID, prefetch: [CanonicalUUID] = [],
                             _ body: (CephSession, [RBDIntent]) throws(StorageError) -> T) throws(StorageError) -> T {
         try withSession { session throws(StorageError) in
-            let records = try requireSR(sr, session)
+            let records = try requireSR(sr, session, prefetch: prefetch.map { Self.snapshotIndexKey($0.string) })
             let waiting = records.isEmpty ? [] : try recover(records, session)
             return try body(session, waiting)
         }
     }
 
     /// The marker's intent records, read with the marker itself (one round trip).
-    private func requireSR(_ sr: CanonicalUUID, _ session: CephSession) throws(StorageError) -> [String: String] {
+    private func requireSR(_ sr: CanonicalUUID, _ session: CephSession, prefetch: [String] = []) throws(StorageError) -> [String: String] {
         let name = namespace(sr)
         // No namespace lookup first: without the namespace there is no marker either (one round trip less).
         session.use(namespace: name)
-        guard let (marker, records) = try session.readObjectAndMap(Self.markerObject, prefix: RBDIntent.prefix) else {
+        guard let (marker, records) = try session.readObjectAndMap(Self.markerObject, prefix: RBDIntent.prefix, keys: prefetch) else {
             throw StorageError.noSuchSR(sr.string)
         }
         let owner = String(decoding: marker, as: UTF8.self).trimmingWhitespace()

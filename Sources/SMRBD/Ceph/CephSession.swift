@@ -24,6 +24,9 @@ public final class CephSession {
     /// The namespace the I/O context is in (nil: the pool's default one).
     private(set) var namespace: String?
     private var closed = false
+    /// Omap values read ahead by `readObjectAndMap(keys:)`, by object then key (nil: known absent);
+    /// `mapValue` answers from here, the writers forget what they change.
+    private var mapCache: [String: [String: String?]] = [:]
 
     /// Connects as `client.<user>` and opens the pool. ENODEV when no monitor answers within the
     /// timeout or the pool does not exist; EIO when cephx refuses the credentials.
@@ -188,6 +191,7 @@ public final class CephSession {
 
     /// Sets `key` to `value` in the omap of `object` (created if absent).
     func setMapValue(_ key: String, _ value: String, in object: String) throws(StorageError) {
+        mapCache[object]?[key] = nil
         let operation = rados_create_write_op()
         defer { rados_release_write_op(operation) }
         let code = key.withCString { keyPointer in
@@ -204,6 +208,7 @@ public final class CephSession {
 
     /// Removes `key` from the omap of `object`; success when it is not there.
     func removeMapValue(_ key: String, in object: String) throws(StorageError) {
+        mapCache[object]?[key] = nil
         let operation = rados_create_write_op()
         defer { rados_release_write_op(operation) }
         let code = key.withCString { keyPointer -> Int32 in
@@ -217,6 +222,7 @@ public final class CephSession {
 
     /// The value of `key` in the omap of `object`, nil when absent.
     func mapValue(_ key: String, in object: String) throws(StorageError) -> String? {
+        if let cached = mapCache[object]?[key] { return cached }
         let operation = rados_create_read_op()
         defer { rados_release_read_op(operation) }
         var iterator: rados_omap_iter_t?
@@ -242,6 +248,7 @@ public final class CephSession {
 
     /// Sets several keys of the omap of `object` (created if absent) in one atomic write.
     func setMapValues(_ pairs: [(key: String, value: String)], in object: String) throws(StorageError) {
+        for pair in pairs { mapCache[object]?[pair.key] = nil }
         let operation = rados_create_write_op()
         defer { rados_release_write_op(operation) }
         let keys = pairs.map { strdup($0.key) }, values = pairs.map { strdup($0.value) }
@@ -255,6 +262,7 @@ public final class CephSession {
 
     /// Removes several keys from the omap of `object` in one write; success when absent.
     func removeMapValues(_ keys: [String], in object: String) throws(StorageError) {
+        for key in keys { mapCache[object]?[key] = nil }
         let operation = rados_create_write_op()
         defer { rados_release_write_op(operation) }
         let copies = keys.map { strdup($0) }
@@ -267,38 +275,58 @@ public final class CephSession {
     }
 
     /// The content of `object` and the omap entries whose keys begin with `prefix`, in one read
-    /// (one round trip); nil when the object does not exist.
-    func readObjectAndMap(_ object: String, prefix: String, limit: Int = 4096) throws(StorageError) -> (content: [UInt8], map: [String: String])? {
+    /// (one round trip); nil when the object does not exist. The values of `keys` are read in the
+    /// same operation and kept for `mapValue`.
+    func readObjectAndMap(_ object: String, prefix: String, keys: [String] = [],
+                          limit: Int = 4096) throws(StorageError) -> (content: [UInt8], map: [String: String])? {
         let operation = rados_create_read_op()
         defer { rados_release_read_op(operation) }
         var buffer = [UInt8](repeating: 0, count: limit)
         var bytesRead = 0
-        var readStatus: Int32 = 0, mapStatus: Int32 = 0
-        var iterator: rados_omap_iter_t?
+        var readStatus: Int32 = 0, mapStatus: Int32 = 0, keysStatus: Int32 = 0
+        var iterator: rados_omap_iter_t?, keysIterator: rados_omap_iter_t?
         var more: UInt8 = 0
+        let copies = keys.map { strdup($0) }
+        defer { copies.forEach { free($0) } }
+        var keyPointers = copies.map { UnsafePointer<CChar>($0) }
+        var keyLengths = keys.map { $0.utf8.count }
         let code = buffer.withUnsafeMutableBufferPointer { pointer -> Int32 in
             pointer.baseAddress!.withMemoryRebound(to: CChar.self, capacity: limit) { bytes in
                 rados_read_op_read(operation, 0, limit, bytes, &bytesRead, &readStatus)
                 rados_read_op_omap_get_vals2(operation, "", prefix, 1024, &iterator, &more, &mapStatus)
+                if !keys.isEmpty {
+                    rados_read_op_omap_get_vals_by_keys2(operation, &keyPointers, keys.count, &keyLengths, &keysIterator, &keysStatus)
+                }
                 return rados_read_op_operate(operation, ioContext, object, 0)
             }
         }
-        defer { if let iterator { rados_omap_get_end(iterator) } }
+        defer {
+            if let iterator { rados_omap_get_end(iterator) }
+            if let keysIterator { rados_omap_get_end(keysIterator) }
+        }
         if code == -ENOENT { return nil }
         guard code >= 0 else { throw .ceph(code, "reading object \(object)") }
         guard readStatus >= 0 else { throw .ceph(readStatus, "reading object \(object)") }
-        guard mapStatus >= 0 else { throw .ceph(mapStatus, "reading the omap of \(object)") }
-        var map: [String: String] = [:]
-        if let iterator {
-            while true {
-                var name: UnsafeMutablePointer<CChar>?, value: UnsafeMutablePointer<CChar>?
-                var nameLength = 0, valueLength = 0
-                guard rados_omap_get_next2(iterator, &name, &value, &nameLength, &valueLength) == 0, let name else { break }
-                map[String(decoding: UnsafeRawBufferPointer(start: name, count: nameLength), as: UTF8.self)] =
-                    value.map { String(decoding: UnsafeRawBufferPointer(start: $0, count: valueLength), as: UTF8.self) } ?? ""
-            }
+        guard mapStatus >= 0, keysStatus >= 0 else { throw .ceph(min(mapStatus, keysStatus), "reading the omap of \(object)") }
+        let map = Self.entries(iterator)
+        if !keys.isEmpty {
+            let found = Self.entries(keysIterator)
+            for key in keys { mapCache[object, default: [:]][key] = .some(found[key]) }
         }
         return (Array(buffer.prefix(bytesRead)), map)
+    }
+
+    private static func entries(_ iterator: rados_omap_iter_t?) -> [String: String] {
+        var map: [String: String] = [:]
+        guard let iterator else { return map }
+        while true {
+            var name: UnsafeMutablePointer<CChar>?, value: UnsafeMutablePointer<CChar>?
+            var nameLength = 0, valueLength = 0
+            guard rados_omap_get_next2(iterator, &name, &value, &nameLength, &valueLength) == 0, let name else { break }
+            map[String(decoding: UnsafeRawBufferPointer(start: name, count: nameLength), as: UTF8.self)] =
+                value.map { String(decoding: UnsafeRawBufferPointer(start: $0, count: valueLength), as: UTF8.self) } ?? ""
+        }
+        return map
     }
 
     /// librados' value of a configuration option after the conf file and dconf were applied.
