@@ -93,8 +93,9 @@ extension RBDRepository {
         switch intent.kind {
         case .clone(let name, let base):
             if let image = try RBDImage.openIfPresent(session, name: name, readOnly: false) {
-                // The writer's claim: held while the clone is under way, broken once its client is gone.
-                guard try image.claim() else { return false }
+                // The writer's claim: held while the clone is under way, broken once its client is
+                // gone. Never wait for it here: a live (or not yet expired) owner means "later".
+                guard try !image.lockHeldByLiveClient(), try image.claim() else { return false }
                 if try RBDImage.openIfPresent(session, name: intent.vdi) != nil {
                     // The clone exists: the verb had done its work; only the record was left.
                     Diagnostics.debug("recovery: vdi_clone to \(intent.vdi) had finished; forgetting its intent")

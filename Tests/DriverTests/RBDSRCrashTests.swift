@@ -151,6 +151,47 @@ import SMCore
         try expectDeletable(f, point)
     }
 
+    /// A vdi_clone under way (paused at a fault point by `SM_FAULT_PAUSE`) is not taken for a
+    /// dead one: sr_scan on another host meanwhile lists the SR as before, without waiting for
+    /// it, and leaves its intent alone; the paused one then finishes.
+    @Test(.timeLimit(.minutes(3))) func liveCloneIsNotRolledBack() throws {
+        let f = try RBDSRFixture()
+        defer { f.tearDown() }
+        try f.createAndAttach()
+        let source = newUUID(), clone = newUUID()
+        try f.ok("vdi_create", f.sr, source, "67108864")
+        try f.cluster.write(namespace: f.sr, image: source, offset: 0, value: 0x68, length: Self.length)
+        let paused = Process()
+        paused.executableURL = URL(fileURLWithPath: Product.path("RBDSR"))
+        paused.arguments = [f.dconf, "vdi_clone", f.sr, source, clone]
+        paused.environment = ProcessInfo.processInfo.environment.merging(f.scratch.environment) { $1 }
+            .merging(["SM_FAULT_PAUSE": "rbd-clone.snapshot-created:30"]) { $1 }
+        paused.standardOutput = FileHandle.nullDevice
+        try paused.run()
+        let deadline = Date().addingTimeInterval(30)
+        while try Self.state(f).names.count < 2, Date() < deadline { Thread.sleep(forTimeInterval: 0.2) }
+        #expect(try Self.state(f).names.count == 2, "the paused clone made its base copy snapshot")
+        // Another host (its own run and lock directories: on this one the clone holds the SR's host lock).
+        let other = try Scratch("rbdsr-other-host")
+        #expect(try Product.run("RBDSR", [f.dconf, "sr_attach", f.sr], environment: other.environment).status == 0)
+        let start = Date()
+        let scanned = try Product.run("RBDSR", [f.dconf, "sr_scan", f.sr], environment: other.environment)
+        #expect(Date().timeIntervalSince(start) < 10, "sr_scan does not wait for the clone's claim")
+        #expect(scanned.status == 0, "\(scanned)")
+        let listed = Dictionary(uniqueKeysWithValues: try ResultXML(scanned.standardOutput).vdis.map { ($0.fields["uuid"] ?? "", $0.fields) })
+        #expect(listed.keys.sorted() == [source], "a clone under way shows nothing yet: \(listed.keys.sorted())")
+        #expect(try Self.state(f).intents == ["intent.\(clone)"], "sr_scan left the live clone's intent alone")
+        #expect(paused.isRunning, "the clone was still paused while the checks above ran (else they proved nothing)")
+        paused.waitUntilExit()
+        #expect(paused.terminationStatus == 0, "the paused clone finished")
+        let after = try f.scan()
+        let base = try #require(after.first { $0.value["label"] == "base copy" }?.key)
+        #expect(Set(after.keys) == [source, clone, base])
+        try expectExactly(f, [source, "\(source)@base", clone], base: base, "live")
+        #expect(try digest(f, clone) == CephCluster.digest(of: 0x68, length: Self.length))
+        try expectDeletable(f, "live")
+    }
+
     /// vdi_clone of a snapshot VDI, killed after protecting the snapshot (before the clone).
     @Test(.timeLimit(.minutes(3)), arguments: FaultPoint.rbdCloneOfSnapshot) func cloneOfSnapshot(point: String) throws {
         let f = try RBDSRFixture()
