@@ -13,7 +13,9 @@
 #   vdi_delete         vs  rbd rm
 #
 # Prints the median wall time of each over RUNS runs (interleaved) and the ratio rbd / RBDSR
-# (higher is better for RBDSR). Every RBDSR call connects to the cluster afresh, as the `rbd`
+# (higher is better for RBDSR). The `rbd` column runs with the cluster's ceph.conf as an operator's
+# client would (it names a log file and an admin socket, which the command line then opens);
+# With RBD_LEAN=1 it adds `--log_to_file=false --admin_socket=`, the settings RBDSR runs with. Every RBDSR call connects to the cluster afresh, as the `rbd`
 # command does. Usage: Scripts/benchmark-rbd.sh [runs]   (root; SM_BIN_DIR picks the binaries,
 # default: a release build of RBDSR)
 set -euo pipefail
@@ -38,7 +40,13 @@ echo "cluster up in $(echo "$(date +%s.%N) - $start" | bc) s"
 sr=$(cat /proc/sys/kernel/random/uuid)
 dconf="<dconf><monitors>127.0.0.1:$PORT</monitors><pool>sm</pool><user>smtest</user><keyring>$cluster/smtest.keyring</keyring></dconf>"
 driver() { "$RBDSR" "$dconf" "$@" >/dev/null; }
-cli() { timeout 60 rbd -c "$cluster/ceph.conf" --id smtest --keyring "$cluster/smtest.keyring" --namespace "$sr" "$@" >/dev/null 2>&1; }
+RBD="rbd -c $cluster/ceph.conf --id smtest --keyring $cluster/smtest.keyring"
+LEAN="--log_to_file=false --admin_socket="
+lean=""
+[ -n "${RBD_LEAN:-}" ] && lean=$LEAN
+cli() { timeout 60 $RBD $lean --namespace "$sr" "$@" >/dev/null 2>&1; }
+# One lean command in the open, so that options the command line refused would stop the script.
+$RBD $LEAN ls sm >/dev/null
 features=layering,exclusive-lock,object-map,fast-diff,deep-flatten
 new_uuid() { cat /proc/sys/kernel/random/uuid; }
 # Milliseconds one command takes.
@@ -58,11 +66,11 @@ for run in $(seq "$RUNS"); do
     C[vdi_snapshot]+="$(ms cli snap create "sm/$b@$sb") "
     ca=$(new_uuid) cb=$(new_uuid) bb=$(new_uuid)
     D[vdi_clone]+="$(ms driver vdi_clone "$sr" "$a" "$ca") "
-    C[vdi_clone]+="$(ms timeout 60 sh -c "rbd -c $cluster/ceph.conf --id smtest --keyring $cluster/smtest.keyring --namespace $sr snap create sm/$b@$bb >/dev/null 2>&1 && rbd -c $cluster/ceph.conf --id smtest --keyring $cluster/smtest.keyring --namespace $sr snap protect sm/$b@$bb && rbd -c $cluster/ceph.conf --id smtest --keyring $cluster/smtest.keyring clone --image-feature $features sm/$sr/$b@$bb sm/$sr/$cb >/dev/null 2>&1") "
+    C[vdi_clone]+="$(ms timeout 60 sh -c "$RBD $lean --namespace $sr snap create sm/$b@$bb >/dev/null 2>&1 && $RBD $lean --namespace $sr snap protect sm/$b@$bb && $RBD $lean clone --image-feature $features sm/$sr/$b@$bb sm/$sr/$cb >/dev/null 2>&1") "
     D[vdi_resize]+="$(ms driver vdi_resize "$sr" "$ca" 2147483648) "
     C[vdi_resize]+="$(ms cli resize --size 2G "sm/$cb") "
     D[sr_scan]+="$(ms driver sr_scan "$sr") "
-    C[sr_scan]+="$(ms timeout 60 sh -c "rbd -c $cluster/ceph.conf --id smtest --keyring $cluster/smtest.keyring --namespace $sr ls -l sm >/dev/null 2>&1 && rbd -c $cluster/ceph.conf --id smtest --keyring $cluster/smtest.keyring --namespace $sr du -p sm >/dev/null 2>&1") "
+    C[sr_scan]+="$(ms timeout 60 sh -c "$RBD $lean --namespace $sr ls -l sm >/dev/null 2>&1 && $RBD $lean --namespace $sr du -p sm >/dev/null 2>&1") "
     D[vdi_lock]+="$(ms driver vdi_lock "$sr" "$ca" FALSE bench) "
     C[vdi_lock]+="$(ms cli lock add "sm/$cb" bench) "
     driver vdi_unlock "$sr" "$ca" bench
@@ -72,7 +80,7 @@ for run in $(seq "$RUNS"); do
         lock ls --format json "sm/$cb" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["locker"])')
     cli lock rm "sm/$cb" bench "$locker"
     D[vdi_delete]+="$(ms driver vdi_delete "$sr" "$ca") "
-    C[vdi_delete]+="$(ms timeout 60 rbd -c "$cluster/ceph.conf" --id smtest --keyring "$cluster/smtest.keyring" --namespace "$sr" rm --no-progress "sm/$cb") "
+    C[vdi_delete]+="$(ms timeout 60 $RBD $lean --namespace "$sr" rm --no-progress "sm/$cb") "
 done
 printf '%-14s %10s %10s %8s\n' verb "RBDSR ms" "rbd ms" "rbd/RBDSR"
 for verb in vdi_create vdi_snapshot vdi_clone vdi_resize sr_scan vdi_lock vdi_delete; do

@@ -24,16 +24,24 @@ extension RBDRepository {
     /// the image of that name, else the snapshot index (`sm-sr`'s omap: snapshot UUID -> image),
     /// then that image's snapshot list.
     /// `writable` opens the holding image for writing (with a watch), for the verbs that change it.
-    func locate(_ session: CephSession, _ vdi: CanonicalUUID,
-                writable: Bool = false) throws(StorageError) -> (location: RBDTree.Location, hidden: Bool, image: RBDImage)? {
+    /// `knownHidden: false` skips reading an image's hidden mark (the caller reads it when it matters).
+    func locate(_ session: CephSession, _ vdi: CanonicalUUID, writable: Bool = false,
+                knownHidden: Bool = true) throws(StorageError) -> (location: RBDTree.Location, hidden: Bool, image: RBDImage)? {
         if let image = try RBDImage.openIfPresent(session, name: vdi.string, readOnly: !writable) {
-            return (.image(vdi.string), try image.metadata(RBDTree.hiddenKey) != nil, image)
+            return (.image(vdi.string), knownHidden ? try image.metadata(RBDTree.hiddenKey) == vdi.string : false, image)
         }
+        guard let (holder, image) = try snapshotLocation(session, vdi, writable: writable) else { return nil }
+        return (.snapshot(image: holder, name: vdi.string), try image.metadata(RBDTree.hiddenKey(vdi.string)) != nil, image)
+    }
+
+    /// The image holding the snapshot VDI `vdi` (from the snapshot index), open; nil when none does.
+    func snapshotLocation(_ session: CephSession, _ vdi: CanonicalUUID,
+                          writable: Bool = false) throws(StorageError) -> (holder: String, image: RBDImage)? {
         guard let holder = try session.mapValue(Self.snapshotIndexKey(vdi.string), in: Self.markerObject),
               let image = try RBDImage.openIfPresent(session, name: holder, readOnly: !writable),
               try image.snapshots().contains(where: { $0.name == vdi.string })
         else { return nil }
-        return (.snapshot(image: holder, name: vdi.string), try image.metadata(RBDTree.hiddenKey(vdi.string)) != nil, image)
+        return (holder, image)
     }
 
     /// The VDI if it exists and is listed, with its image open; ENODEV otherwise.
@@ -51,45 +59,74 @@ extension RBDRepository {
     /// Not idempotent: EEXIST when an image or snapshot of that UUID exists (hidden ones too).
     public func createVDI(sr: CanonicalUUID, vdi: CanonicalUUID, size: UInt64) throws(StorageError) {
         try requireAttached(sr)
-        try withSR(sr) { session throws(StorageError) in
-            if try locate(session, vdi) != nil { throw StorageError.vdiExists(vdi.string, sr: sr.string) }
+        try withSR(sr, prefetch: [vdi]) { session throws(StorageError) in
+            // An image of that name (hidden or not) makes rbd_create4 answer EEXIST; a snapshot of it
+            // is looked up here (its index entry came with the marker).
+            if try snapshotLocation(session, vdi) != nil { throw StorageError.vdiExists(vdi.string, sr: sr.string) }
             let size = Self.rounded(size)
             try requireRoom(session, adding: size, what: "VDI \(vdi)")
-            try RBDImage.create(session, name: vdi.string, size: size)
+            do throws(StorageError) {
+                try RBDImage.create(session, name: vdi.string, size: size)
+            } catch where error.code == .fileExists {
+                throw StorageError.vdiExists(vdi.string, sr: sr.string)
+            }
         }
     }
 
     /// Idempotent. EBUSY while attached here or (an image) open anywhere. A VDI that others
-    /// depend on is hidden, and removed with the last of them (Docs/RBDSR.md, "Delete").
+    /// depend on is hidden, and removed with the last of them (Docs/RBDSR.md, "Delete"). Removing
+    /// a clone or a snapshot is recorded as an intent first: what it leaves to reclaim after it
+    /// (hidden ancestors) is reclaimed by the next verb if this one dies.
     public func deleteVDI(sr: CanonicalUUID, vdi: CanonicalUUID) throws(StorageError) {
         try requireAttached(sr)
         if state(sr).isVDIAttached(vdi) { throw StorageError.vdiAttached(vdi.string) }
-        try withSR(sr) { session throws(StorageError) in
-            guard let found = try locate(session, vdi), !found.hidden else { return }
+        try withSR(sr, prefetch: [vdi]) { session throws(StorageError) in
+            guard let found = try locate(session, vdi, knownHidden: false) else { return }
             switch found.location {
             case .image(let name):
                 let image = found.image
                 if !(try image.snapshots().isEmpty) {
-                    try RBDImage(session, name: name, readOnly: false).setMetadata(RBDTree.hiddenKey, "1")
+                    // Only an image with snapshots can be hidden (a hidden one without is reclaimed below).
+                    if try image.metadata(RBDTree.hiddenKey) == name { return }
+                    try RBDImage(session, name: name, readOnly: false).setMetadata(RBDTree.hiddenKey, name)
                     return
                 }
                 let parent = try sameNamespaceParent(session, image)
+                let intent = parent.map { RBDIntent(vdi: name, kind: .deleteImage(parent: $0.image, snapshot: $0.snapshot)) }
+                if let intent {
+                    try record(intent, session)
+                    FaultPoint.reach("rbd-delete.intent-written")
+                }
                 // rbd_remove itself refuses (EBUSY) while any client watches the image, i.e. has it
                 // open or mapped on some host.
                 do throws(StorageError) {
                     try RBDImage.remove(session, name: name)
                 } catch where error.code == .resourceBusy {
+                    if let intent { try finish(intent, session) }
                     throw StorageError(code: .resourceBusy, message: "VDI \(vdi) is open by another client (mapped on a host?); detach it there first")
                 }
-                if let parent { try reclaim(session, image: parent.image, snapshot: parent.snapshot) }
+                FaultPoint.reach("rbd-delete.removed")
+                if let parent, let intent {
+                    try reclaim(session, image: parent.image, snapshot: parent.snapshot)
+                    FaultPoint.reach("rbd-delete.reclaimed")
+                    try finish(intent, session)
+                }
             case .snapshot(let imageName, let name):
                 let image = found.image
+                if found.hidden { return }
                 if !(try image.children(of: name).isEmpty) {
                     try RBDImage(session, name: imageName, readOnly: false).setMetadata(RBDTree.hiddenKey(name), "1")
                     return
                 }
-                try removeSnapshot(session, image: imageName, snapshot: name)
+                let intent = RBDIntent(vdi: name, kind: .deleteSnapshot(image: imageName))
+                try record(intent, session)
+                FaultPoint.reach("rbd-delete.intent-written")
+                try RBDImage(session, name: imageName, readOnly: false).removeSnapshot(name)
+                FaultPoint.reach("rbd-delete.removed")
+                try forgetSnapshot(session, image: imageName, snapshot: name)
                 try reclaimImage(session, name: imageName)
+                FaultPoint.reach("rbd-delete.reclaimed")
+                try finish(intent, session, alsoRemove: [Self.snapshotIndexKey(name)])
             }
         }
     }
@@ -100,30 +137,36 @@ extension RBDRepository {
         return (parent.image, parent.snapshot)
     }
 
-    /// Removes a snapshot VDI, its metadata and its index entry.
-    private func removeSnapshot(_ session: CephSession, image name: String, snapshot: String) throws(StorageError) {
-        let image = try RBDImage(session, name: name, readOnly: false)
-        try image.removeSnapshot(snapshot)
-        try image.removeMetadata(RBDTree.hiddenKey(snapshot))
-        try image.removeMetadata(RBDTree.baseCopyKey(snapshot))
-        try session.removeMapValue(Self.snapshotIndexKey(snapshot), in: Self.markerObject)
+    /// What RBDSR keeps about a removed snapshot: its base-copy mark, its index entry, then its
+    /// hidden mark (last: while it is there, a sweep knows the snapshot's image may be reclaimed).
+    func forgetSnapshot(_ session: CephSession, image name: String, snapshot: String) throws(StorageError) {
+        if let image = try RBDImage.openIfPresent(session, name: name, readOnly: false) {
+            try image.removeMetadata(RBDTree.baseCopyKey(snapshot))
+            try session.removeMapValue(Self.snapshotIndexKey(snapshot), in: Self.markerObject)
+            try image.removeMetadata(RBDTree.hiddenKey(snapshot))
+        } else {
+            try session.removeMapValue(Self.snapshotIndexKey(snapshot), in: Self.markerObject)
+        }
     }
 
     /// After a clone of `image@snapshot` went: removes that snapshot if it is hidden and has no
-    /// clones left, then its image if hidden and without snapshots, and so on up.
-    private func reclaim(_ session: CephSession, image name: String, snapshot: String) throws(StorageError) {
+    /// clones left (or forgets it, if a crash removed it already), then its image if hidden and
+    /// without snapshots, and so on up.
+    func reclaim(_ session: CephSession, image name: String, snapshot: String) throws(StorageError) {
         guard let image = try RBDImage.openIfPresent(session, name: name),
-              try image.metadata(RBDTree.hiddenKey(snapshot)) != nil,
-              try image.snapshots().contains(where: { $0.name == snapshot }),
-              try image.children(of: snapshot).isEmpty else { return }
-        try removeSnapshot(session, image: name, snapshot: snapshot)
+              try image.metadata(RBDTree.hiddenKey(snapshot)) != nil else { return }
+        if try image.snapshots().contains(where: { $0.name == snapshot }) {
+            guard try image.children(of: snapshot).isEmpty else { return }
+            try RBDImage(session, name: name, readOnly: false).removeSnapshot(snapshot)
+        }
+        try forgetSnapshot(session, image: name, snapshot: snapshot)
         try reclaimImage(session, name: name)
     }
 
     /// Removes a hidden image left without snapshots, then reclaims upwards.
-    private func reclaimImage(_ session: CephSession, name: String) throws(StorageError) {
+    func reclaimImage(_ session: CephSession, name: String) throws(StorageError) {
         guard let image = try RBDImage.openIfPresent(session, name: name),
-              try image.metadata(RBDTree.hiddenKey) != nil, try image.snapshots().isEmpty else { return }
+              try image.metadata(RBDTree.hiddenKey) == name, try image.snapshots().isEmpty else { return }
         let parent = try sameNamespaceParent(session, image)
         try RBDImage.remove(session, name: name)
         if let parent { try reclaim(session, image: parent.image, snapshot: parent.snapshot) }
@@ -131,7 +174,7 @@ extension RBDRepository {
 
     /// Removes every hidden snapshot without clones and every hidden image without snapshots:
     /// what a delete interrupted between removing a VDI and reclaiming its hidden ancestors left.
-    /// Reads the whole SR (sr_delete runs it).
+    /// Reads the whole SR (sr_delete, and the recovery of an interrupted delete, run it).
     func reclaimAll(_ session: CephSession) throws(StorageError) {
         let tree = try RBDTree(session: session)
         for record in tree.images.values.sorted(by: { $0.name < $1.name }) {
@@ -157,7 +200,7 @@ extension RBDRepository {
     /// snapshot, which `locate` ignores and the next use of the UUID overwrites.
     public func snapshotVDI(sr: CanonicalUUID, source: CanonicalUUID, destination: CanonicalUUID) throws(StorageError) {
         try requireAttached(sr)
-        try withSR(sr) { session throws(StorageError) in
+        try withSR(sr, prefetch: [source, destination]) { session throws(StorageError) in
             let (location, image) = try visible(session, source, sr: sr, writable: true)
             if try locate(session, destination) != nil { throw StorageError.vdiExists(destination.string, sr: sr.string) }
             guard case .image(let name) = location else {
@@ -165,6 +208,7 @@ extension RBDRepository {
             }
             try requireIdle(session, sr: sr, vdi: source, image: image)
             try session.setMapValue(Self.snapshotIndexKey(destination.string), name, in: Self.markerObject)
+            FaultPoint.reach("rbd-snapshot.indexed")
             try image.createSnapshot(destination.string)
         }
     }
@@ -174,7 +218,7 @@ extension RBDRepository {
     /// source image stays writable and reports the base copy as its parent. O(1).
     public func cloneVDI(sr: CanonicalUUID, source: CanonicalUUID, destination: CanonicalUUID) throws(StorageError) {
         try requireAttached(sr)
-        try withSR(sr) { session throws(StorageError) in
+        try withSR(sr, prefetch: [source, destination]) { session throws(StorageError) in
             let (location, image) = try visible(session, source, sr: sr, writable: true)
             if try locate(session, destination) != nil { throw StorageError.vdiExists(destination.string, sr: sr.string) }
             switch location {
@@ -183,18 +227,32 @@ extension RBDRepository {
                 let imageSize = try image.size
                 let size = snapshots.first(where: { $0.name == snapshot })?.size ?? imageSize
                 try requireRoom(session, adding: size, what: "VDI \(destination)")
+                // Protecting is invisible to SM (delete unprotects): nothing to undo if we die after it.
                 try image.protect(snapshot)
+                FaultPoint.reach("rbd-clone.snapshot-protected")
                 try RBDImage.clone(session, parent: imageName, snapshot: snapshot, child: destination.string)
             case .image(let name):
                 try requireIdle(session, sr: sr, vdi: source, image: image)
                 try requireRoom(session, adding: try image.size, what: "VDI \(destination)")
+                // The claim: the image's exclusive lock, held until this verb's session closes (or its
+                // client dies), so that no other verb takes this clone for a dead one's.
+                guard try image.claim() else {
+                    throw StorageError(code: .resourceBusy, message: "VDI \(source) is held by another client (its exclusive "
+                        + "lock: a verb under way, or a writer that does not release it); try again")
+                }
                 let base = CanonicalUUID.random().string
-                // Metadata and index first: a crash before the snapshot leaves entries naming nothing (ignored).
+                let intent = RBDIntent(vdi: destination.string, kind: .clone(image: name, base: base))
+                try record(intent, session, alsoSet: [(Self.snapshotIndexKey(base), name)])
+                FaultPoint.reach("rbd-clone.intent-written")
                 try image.setMetadata(RBDTree.baseCopyKey(base), "1")
-                try session.setMapValue(Self.snapshotIndexKey(base), name, in: Self.markerObject)
+                FaultPoint.reach("rbd-clone.base-copy-marked")
                 try image.createSnapshot(base)
+                FaultPoint.reach("rbd-clone.snapshot-created")
                 try image.protect(base)
+                FaultPoint.reach("rbd-clone.protected")
                 try RBDImage.clone(session, parent: name, snapshot: base, child: destination.string)
+                FaultPoint.reach("rbd-clone.cloned")
+                try finish(intent, session)
             }
         }
     }
@@ -202,7 +260,7 @@ extension RBDRepository {
     /// Grows an image (same size: success; smaller: EINVAL). EPERM for a snapshot, EBUSY attached.
     public func resizeVDI(sr: CanonicalUUID, vdi: CanonicalUUID, size: UInt64) throws(StorageError) {
         try requireAttached(sr)
-        try withSR(sr) { session throws(StorageError) in
+        try withSR(sr, prefetch: [vdi]) { session throws(StorageError) in
             let (location, image) = try visible(session, vdi, sr: sr, writable: true)
             guard case .image = location else {
                 throw StorageError(code: .notPermitted, message: "VDI \(vdi) is a read-only snapshot; it cannot be resized")
@@ -224,11 +282,16 @@ extension RBDRepository {
     /// it (made here when udev does not). Idempotent.
     public func attachVDI(sr: CanonicalUUID, vdi: CanonicalUUID) throws(StorageError) -> AttachResult {
         try requireAttached(sr)
-        let location = try withSR(sr) { session throws(StorageError) in try visible(session, vdi, sr: sr).location }
+        let (location, monitors) = try withSR(sr, prefetch: [vdi]) { session throws(StorageError) in
+            // Monitors from dconf, else as librados read them from dconf `conf`.
+            (try visible(session, vdi, sr: sr).location, credentials.monitors.isEmpty
+                ? CephCredentials.kernelMonitors(fromMonitorHost: session.configurationValue("mon_host") ?? "")
+                : credentials.kernelMonitors)
+        }
         let snapshot: String?
         if case .snapshot(_, let name) = location { snapshot = name } else { snapshot = nil }
-        let mapping = try KernelRBD.map(credentials: credentials, namespace: namespace(sr), image: location.image,
-                                        snapshot: snapshot)
+        let mapping = try KernelRBD.map(credentials: credentials, monitors: monitors, namespace: namespace(sr),
+                                        image: location.image, snapshot: snapshot)
         let directory = "/dev/rbd/\(credentials.pool)/\(namespace(sr))"
         let path = "\(directory)/\(location.image)\(snapshot.map { "@\($0)" } ?? "")"
         if Syscall.symbolicLinkTarget(path) == nil {
@@ -258,7 +321,7 @@ extension RBDRepository {
 
     public func lockVDI(sr: CanonicalUUID, vdi: CanonicalUUID, force: Bool, user: String) throws(StorageError) {
         try requireAttached(sr)
-        try withSR(sr) { session throws(StorageError) in
+        try withSR(sr, prefetch: [vdi]) { session throws(StorageError) in
             let header = try visible(session, vdi, sr: sr).image.headerObject
             try RBDLocks(session: session, headerObject: header, vdi: vdi).lock(user: user, force: force)
         }
@@ -266,7 +329,7 @@ extension RBDRepository {
 
     public func unlockVDI(sr: CanonicalUUID, vdi: CanonicalUUID, user: String) throws(StorageError) {
         try requireAttached(sr)
-        try withSR(sr) { session throws(StorageError) in
+        try withSR(sr, prefetch: [vdi]) { session throws(StorageError) in
             let header = try visible(session, vdi, sr: sr).image.headerObject
             try RBDLocks(session: session, headerObject: header, vdi: vdi).unlock(user: user)
         }

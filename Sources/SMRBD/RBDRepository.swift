@@ -29,22 +29,36 @@ public struct RBDRepository {
     }
 
     /// Connects into the SR's namespace; ENODEV when the namespace or its marker is missing.
-    func withSR<T>(_ sr: CanonicalUUID, _ body: (CephSession) throws(StorageError) -> T) throws(StorageError) -> T {
+    /// Recovers what crashed verbs left (RBDRepository+Recovery.swift) before `body` runs.
+    /// The snapshot index entries of `prefetch` are read with the marker (for `locate`: no round trip of their own).
+    func withSR<T>(_ sr: CanonicalUUID, prefetch: [CanonicalUUID] = [],
+                   _ body: (CephSession) throws(StorageError) -> T) throws(StorageError) -> T {
+        try withRecoveredSR(sr, prefetch: prefetch) { session, _ throws(StorageError) in try body(session) }
+    }
+
+    /// As `withSR`; `body` also gets the intents left waiting (their writer may still be alive).
+    func withRecoveredSR<T>(_ sr: CanonicalUUID, prefetch: [CanonicalUUID] = [],
+                            _ body: (CephSession, [RBDIntent]) throws(StorageError) -> T) throws(StorageError) -> T {
         try withSession { session throws(StorageError) in
-            try requireSR(sr, session)
-            return try body(session)
+            let records = try requireSR(sr, session, prefetch: prefetch.map { Self.snapshotIndexKey($0.string) })
+            let waiting = records.isEmpty ? [] : try recover(records, session)
+            return try body(session, waiting)
         }
     }
 
-    private func requireSR(_ sr: CanonicalUUID, _ session: CephSession) throws(StorageError) {
+    /// The marker's intent records, read with the marker itself (one round trip).
+    private func requireSR(_ sr: CanonicalUUID, _ session: CephSession, prefetch: [String] = []) throws(StorageError) -> [String: String] {
         let name = namespace(sr)
         // No namespace lookup first: without the namespace there is no marker either (one round trip less).
         session.use(namespace: name)
-        guard let marker = try session.readObject(Self.markerObject) else { throw StorageError.noSuchSR(sr.string) }
+        guard let (marker, records) = try session.readObjectAndMap(Self.markerObject, prefix: RBDIntent.prefix, keys: prefetch) else {
+            throw StorageError.noSuchSR(sr.string)
+        }
         let owner = String(decoding: marker, as: UTF8.self).trimmingWhitespace()
         guard owner == sr.string else {
             throw StorageError(code: .noSuchDevice, message: "SR \(sr) does not exist: namespace \(credentials.pool)/\(name) holds SR \(ArgumentParsing.printable(owner))")
         }
+        return records
     }
 
     // MARK: SR verbs
@@ -66,6 +80,7 @@ public struct RBDRepository {
                 }
             } else {
                 try session.createNamespace(name)
+                FaultPoint.reach("rbd-sr-create.namespace-created")
                 session.use(namespace: name)
             }
             try session.writeObject(Self.markerObject, Array(sr.string.utf8))
@@ -81,14 +96,22 @@ public struct RBDRepository {
             let name = namespace(sr)
             guard try session.namespaceExists(name) else { return }
             session.use(namespace: name)
-            if let marker = try session.readObject(Self.markerObject),
-               String(decoding: marker, as: UTF8.self).trimmingWhitespace() != sr.string {
-                return // another SR's namespace: nothing of this SR is there
+            if let (marker, records) = try session.readObjectAndMap(Self.markerObject, prefix: RBDIntent.prefix) {
+                guard String(decoding: marker, as: UTF8.self).trimmingWhitespace() == sr.string else {
+                    return // another SR's namespace: nothing of this SR is there
+                }
+                let waiting = try recover(records, session)
+                if let busy = waiting.first {
+                    throw StorageError(code: .resourceBusy, message: "SR \(sr): a vdi_clone to \(busy.vdi) is under way (or its "
+                        + "host died less than the OSDs' watch timeout ago); try again")
+                }
             }
             try reclaimAll(session)
             let images = try RBDImage.list(session)
             guard images.isEmpty else { throw StorageError.srNotEmpty(sr.string, count: images.count) }
+            FaultPoint.reach("rbd-sr-delete.swept")
             try session.removeObject(Self.markerObject)
+            FaultPoint.reach("rbd-sr-delete.marker-removed")
             if credentials.namespace == nil {
                 session.use(namespace: "")
                 try session.removeNamespace(name)
@@ -115,8 +138,11 @@ public struct RBDRepository {
     /// of the VDIs' sizes: a thin pool has no other bound an SR can report).
     public func scan(sr: CanonicalUUID) throws(StorageError) -> SRScanReport {
         try requireAttached(sr)
-        return try withSR(sr) { session throws(StorageError) in
-            let tree = try RBDTree(session: session)
+        return try withRecoveredSR(sr) { session, waiting throws(StorageError) in
+            var tree = try RBDTree(session: session)
+            // What a clone under way (or one whose dead writer's lock has not expired) has made so far.
+            let unfinished = Set(waiting.flatMap(\.unfinishedVDIs))
+            tree.unlisted = unfinished
             var vdis: [VDIReport] = []
             for record in tree.images.values.sorted(by: { $0.name < $1.name }) {
                 let image = try RBDImage(session, name: record.name)
@@ -125,7 +151,7 @@ public struct RBDRepository {
                 for snapshot in record.snapshots {
                     defer { previous = snapshot.name }
                     guard let uuid = CanonicalUUID(snapshot.name), uuid.string == snapshot.name,
-                          !record.isHidden(snapshot: snapshot.name) else { continue }
+                          !record.isHidden(snapshot: snapshot.name), !unfinished.contains(snapshot.name) else { continue }
                     try image.select(snapshot: snapshot.name)
                     var entry = VDIReport(uuid: uuid, size: snapshot.size,
                                           utilisation: try image.usedBytes(since: previous, size: snapshot.size))
@@ -136,7 +162,8 @@ public struct RBDRepository {
                     vdis.append(entry)
                 }
                 try image.select(snapshot: nil)
-                guard let uuid = CanonicalUUID(record.name), uuid.string == record.name, !record.isHidden else { continue }
+                guard let uuid = CanonicalUUID(record.name), uuid.string == record.name, !record.isHidden,
+                      !unfinished.contains(record.name) else { continue }
                 var entry = VDIReport(uuid: uuid, size: record.size,
                                       utilisation: try image.usedBytes(since: record.snapshots.last?.name, size: record.size))
                 entry.parent = tree.listedParent(of: .image(record.name))

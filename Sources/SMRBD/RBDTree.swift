@@ -5,7 +5,9 @@ import SMCore
 /// snapshots (Docs/RBDSR.md, "The mapping"); everything else in the namespace is left alone.
 ///
 /// Image metadata (`rbd image-meta`) records what RBD itself has no word for:
-/// - `sm.hidden` on an image: its VDI was deleted but the image stays for its snapshots;
+/// - `sm.hidden` on an image, valued with the image's own name: its VDI was deleted but the image
+///   stays for its snapshots (the name, because a clone inherits its parent's metadata: a copied
+///   mark names another image and means nothing);
 /// - `sm.hidden.<UUID>`: the snapshot VDI was deleted but stays for its clones;
 /// - `sm.base-copy.<UUID>`: the snapshot was made by vdi_clone (label "base copy").
 struct RBDTree {
@@ -19,11 +21,14 @@ struct RBDTree {
         /// `image@snapshot` in the same namespace, nil without a parent (or one elsewhere).
         var parent: (image: String, snapshot: String)?
         var snapshots: [RBDImage.Snapshot]
-        var metadataKeys: Set<String>
+        /// The `sm.` entries. A clone starts with a copy of its parent's (RBD copies image metadata
+        /// on clone): the marks of snapshots are named by UUID and the hidden mark by the image, so
+        /// copies never match anything of the clone's own.
+        var metadata: [String: String]
 
-        var isHidden: Bool { metadataKeys.contains(RBDTree.hiddenKey) }
-        func isHidden(snapshot: String) -> Bool { metadataKeys.contains(RBDTree.hiddenKey(snapshot)) }
-        func isBaseCopy(snapshot: String) -> Bool { metadataKeys.contains(RBDTree.baseCopyKey(snapshot)) }
+        var isHidden: Bool { metadata[RBDTree.hiddenKey] == name }
+        func isHidden(snapshot: String) -> Bool { metadata[RBDTree.hiddenKey(snapshot)] != nil }
+        func isBaseCopy(snapshot: String) -> Bool { metadata[RBDTree.baseCopyKey(snapshot)] != nil }
     }
 
     /// Where a VDI lives.
@@ -39,6 +44,8 @@ struct RBDTree {
     }
 
     var images: [String: Image] = [:]
+    /// Snapshot names not listed whatever their metadata says (an unfinished clone's base copy).
+    var unlisted: Set<String> = []
 
     init(session: CephSession) throws(StorageError) {
         for name in try RBDImage.list(session) {
@@ -52,13 +59,13 @@ struct RBDTree {
             let sameNamespace = parent.map { $0.namespace == (session.namespace ?? "") } ?? false
             images[name] = Image(name: name, size: try image.size,
                                  parent: sameNamespace ? parent.map { ($0.image, $0.snapshot) } : nil,
-                                 snapshots: try image.snapshots(), metadataKeys: Set(try image.metadataKeys(prefix: "sm.")))
+                                 snapshots: try image.snapshots(), metadata: try image.metadata(prefix: "sm."))
         }
     }
 
     /// Whether a listed VDI sits at `image@snapshot`.
     func isListed(image: String, snapshot: String) -> Bool {
-        guard let record = images[image], CanonicalUUID(snapshot) != nil else { return false }
+        guard let record = images[image], CanonicalUUID(snapshot) != nil, !unlisted.contains(snapshot) else { return false }
         return !record.isHidden(snapshot: snapshot)
     }
 

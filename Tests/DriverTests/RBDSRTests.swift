@@ -162,6 +162,25 @@ import Testing
         try f.ok("sr_delete", f.sr)
     }
 
+    /// RBD copies an image's metadata into its clones: a clone of a snapshot whose image is
+    /// hidden must not inherit the hidden mark (it names the image it belongs to).
+    @Test(.timeLimit(.minutes(3))) func cloneOfHiddenImagesSnapshotIsListed() throws {
+        let f = try RBDSRFixture()
+        defer { f.tearDown() }
+        try f.createAndAttach()
+        let source = newUUID(), snapshot = newUUID(), clone = newUUID()
+        try f.ok("vdi_create", f.sr, source, "4194304")
+        try f.ok("vdi_snapshot", f.sr, source, snapshot)
+        try f.ok("vdi_delete", f.sr, source)
+        try f.ok("vdi_clone", f.sr, snapshot, clone)
+        let scan = try f.scan()
+        #expect(scan.keys.sorted() == [clone, snapshot].sorted())
+        #expect(scan[clone]?["parent"] == snapshot)
+        try f.ok("vdi_delete", f.sr, clone)
+        try f.ok("vdi_delete", f.sr, snapshot)
+        #expect(try f.rbdNames().isEmpty, "the hidden image went with its last snapshot")
+    }
+
     /// What a delete interrupted before reclaiming leaves (a hidden snapshot without clones, made
     /// here with `rbd image-meta set` as the crash would leave it) goes at sr_delete, which then
     /// finds the SR empty.
@@ -331,6 +350,41 @@ import Testing
         let other = newUUID()
         try f.fails(19, "ENODEV", "sr_attach", other)
         try f.fails(19, "ENODEV", "sr_scan", other)
+    }
+
+    /// dconf `conf`: a ceph.conf that gives the monitors stands in for dconf `monitors`. A conf
+    /// path that is missing, relative or a directory, a conf librados cannot parse, and a conf
+    /// naming no monitor are EINVAL, and nothing is made on the cluster.
+    @Test(.timeLimit(.minutes(3))) func configurationFile() throws {
+        let f = try RBDSRFixture()
+        defer { f.tearDown() }
+        let conf = f.scratch.path("client.conf")
+        try "[global]\nmon host = v2:127.0.0.1:\(f.cluster.port)\n".write(toFile: conf, atomically: true, encoding: .utf8)
+        let credentials = "<pool>sm</pool><user>smtest</user><keyring>\(f.cluster.keyring)</keyring>"
+        f.dconf = "<dconf><conf>\(conf)</conf>\(credentials)</dconf>"
+        try f.createAndAttach()
+        let vdi = newUUID()
+        try f.ok("vdi_create", f.sr, vdi, "4194304")
+        #expect(try f.scan().keys.sorted() == [vdi])
+        #expect(try f.rbdNames() == [vdi])
+
+        let garbage = f.scratch.path("garbage.conf"), empty = f.scratch.path("empty.conf")
+        try "[global\nmon host = = =\n\u{0}".write(toFile: garbage, atomically: true, encoding: .utf8)
+        try "[global]\nlog to stderr = false\n".write(toFile: empty, atomically: true, encoding: .utf8)
+        let other = newUUID()
+        for (path, words) in [("/nonexistent/ceph.conf", "not an existing absolute path"), ("client.conf", "not an existing absolute path"),
+                              (f.scratch.path("data"), "not an existing absolute path"), (garbage, "could not read"),
+                              (empty, "names none")] {
+            f.dconf = "<dconf><conf>\(path)</conf>\(credentials)</dconf>"
+            let refused = try f.fails(22, "EINVAL", "sr_create", other, "0")
+            #expect(refused.reason.contains(words), "\(path): \(refused.reason)")
+        }
+        let namespaces = try f.cluster.rbdJSON(["namespace", "ls", "sm"]) as? [[String: Any]] ?? []
+        #expect(!namespaces.contains { $0["name"] as? String == other }, "a refused sr_create made nothing")
+        f.dconf = "<dconf><conf>\(conf)</conf>\(credentials)</dconf>"
+        try f.ok("vdi_delete", f.sr, vdi)
+        try f.ok("sr_detach", f.sr)
+        try f.ok("sr_delete", f.sr)
     }
 
     /// A pool byte quota bounds provisioning: vdi_create, vdi_resize, vdi_clone and sr_create

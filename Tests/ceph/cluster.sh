@@ -34,6 +34,9 @@ mon warn on insecure global id reclaim allowed = false
 mon data avail warn = 1
 osd crush chooseleaf type = 0
 paxos propose interval = 0.01
+# A SIGKILLed client's watches (and so its RBD exclusive locks) expire after this many seconds
+# instead of 30: the crash tests wait for it at every fault point. Live clients ping every 5 s.
+osd client watch timeout = 10
 [mon.a]
 mon data = $D/mon
 [osd.0]

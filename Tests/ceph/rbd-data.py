@@ -6,8 +6,11 @@ as the client.admin of the test cluster's ceph.conf.
   rbd-data.py CONF POOL NAMESPACE IMAGE[@SNAP] read OFFSET LENGTH         print the bytes' hex digest (sha256)
   rbd-data.py CONF POOL NAMESPACE IMAGE hold                              open it for writing, print "held",
                                                                           keep it open until stdin closes
+  rbd-data.py CONF POOL NAMESPACE - state                                 print the namespace as JSON: every
+      image with its snapshots (name, protected), metadata and parent, and the omap of the SR marker sm-sr
 """
 import hashlib
+import json
 import sys
 
 import rados
@@ -20,6 +23,28 @@ cluster.connect()
 try:
     ioctx = cluster.open_ioctx(pool)
     ioctx.set_namespace(namespace)
+    if verb == "state":
+        images = {}
+        for name in rbd.RBD().list(ioctx):
+            with rbd.Image(ioctx, name, read_only=True) as image:
+                snapshots = [{"name": s["name"], "protected": image.is_protected_snap(s["name"])}
+                             for s in image.list_snaps()]
+                try:
+                    parent = image.get_parent_image_spec()
+                    parent = "%s@%s" % (parent["image_name"], parent["snap_name"])
+                except rbd.ImageNotFound:
+                    parent = None
+                images[name] = {"snapshots": snapshots, "metadata": dict(image.metadata_list()), "parent": parent}
+        omap = {}
+        try:
+            with rados.ReadOpCtx() as op:
+                values, _ = ioctx.get_omap_vals(op, "", "", 10000)
+                ioctx.operate_read_op(op, "sm-sr")
+                omap = {k: v.decode() for k, v in values}
+        except rados.ObjectNotFound:
+            omap = None
+        print(json.dumps({"images": images, "omap": omap}))
+        sys.exit(0)
     with rbd.Image(ioctx, image_name, snapshot=snapshot or None, read_only=verb == "read") as image:
         if verb == "hold":
             print("held", flush=True)

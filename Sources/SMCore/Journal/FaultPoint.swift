@@ -29,6 +29,16 @@ public enum FaultPoint {
         "resize.table-grown", "resize.end-footer-written",
     ]
     public static let all = create + snapshot + clone + delete + coalesce + resize
+    /// RBDSR's multi-step verbs (Docs/RBDSR.md, "Crash safety"); not in `all`, which is the VHD engine's.
+    public static let rbdSRCreate = ["rbd-sr-create.namespace-created"]
+    public static let rbdSRDelete = ["rbd-sr-delete.swept", "rbd-sr-delete.marker-removed"]
+    public static let rbdSnapshot = ["rbd-snapshot.indexed"]
+    public static let rbdClone = [
+        "rbd-clone.intent-written", "rbd-clone.base-copy-marked", "rbd-clone.snapshot-created", "rbd-clone.protected",
+        "rbd-clone.cloned",
+    ]
+    public static let rbdCloneOfSnapshot = ["rbd-clone.snapshot-protected"]
+    public static let rbdDelete = ["rbd-delete.intent-written", "rbd-delete.removed", "rbd-delete.reclaimed"]
 
     nonisolated(unsafe) private static var armed: String?? = nil
     nonisolated(unsafe) private static var pause: (name: String, seconds: UInt32)?? = nil

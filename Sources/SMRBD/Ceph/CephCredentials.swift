@@ -5,12 +5,14 @@ import SMCore
 /// (`rados_conf_set("key")`) and to the kernel's rbd driver (a sysfs write); it is never
 /// printed, logged or put in a message.
 public struct CephCredentials: Sendable {
-    public static let requiredKeys = ["monitors", "pool", "user"]
-    public static let optionalKeys = ["keyring", "key", "namespace", "conf", "timeout"]
+    /// `monitors` is required unless `conf` names them (checked in `init`).
+    public static let requiredKeys = ["pool", "user"]
+    public static let optionalKeys = ["monitors", "keyring", "key", "namespace", "conf", "timeout"]
     /// Seconds librados may wait for a monitor or an OSD before the verb fails, unless dconf `timeout` says otherwise.
     public static let defaultTimeout = 10
 
-    /// Monitor addresses as given (`host:port`, optionally `v1:`/`v2:` prefixed), comma-separated.
+    /// Monitor addresses as given (`host:port`, optionally `v1:`/`v2:` prefixed), comma-separated;
+    /// empty when dconf `conf` gives them (its `mon host`).
     public let monitors: [String]
     public let pool: String
     /// The cephx id without `client.`.
@@ -23,7 +25,13 @@ public struct CephCredentials: Sendable {
     public let timeout: Int
 
     public init(configuration: DeviceConfiguration) throws(StorageError) {
-        monitors = try Self.monitors(try configuration.required("monitors"))
+        if let list = configuration["monitors"], !list.isEmpty {
+            monitors = try Self.monitors(list)
+        } else if configuration["conf"].map({ !$0.isEmpty }) ?? false {
+            monitors = []
+        } else {
+            throw .invalid("dconf needs 'monitors' (the monitor addresses), or a 'conf' that names them")
+        }
         pool = try Self.name(try configuration.required("pool"), key: "pool")
         var user = try configuration.required("user")
         if user.hasPrefix("client.") { user.removeFirst("client.".count) }
@@ -48,8 +56,8 @@ public struct CephCredentials: Sendable {
             namespace = nil
         }
         if let conf = configuration["conf"], !conf.isEmpty {
-            guard conf.hasPrefix("/"), Syscall.exists(conf) else {
-                throw .invalid("dconf conf '\(ArgumentParsing.printable(conf))' is not an existing absolute path")
+            guard conf.hasPrefix("/"), Syscall.exists(conf), !Syscall.isDirectory(conf) else {
+                throw .invalid("dconf conf '\(ArgumentParsing.printable(conf))' is not an existing absolute path to a file")
             }
             configurationFile = conf
         } else {
@@ -141,6 +149,19 @@ public struct CephCredentials: Sendable {
     /// The monitors for the kernel client: without the `v1:`/`v2:` prefixes.
     var kernelMonitors: String {
         monitors.map { entry in
+            entry.hasPrefix("v1:") || entry.hasPrefix("v2:") ? String(entry.dropFirst(3)) : entry
+        }.joined(separator: ",")
+    }
+
+    /// The kernel client's monitor list from librados' `mon_host` (as a ceph.conf gives it:
+    /// `[v2:a:3300,v1:a:6789],b:6789`, ...): the v2 addresses when there are any (the map asks for
+    /// messenger v2), else all; without prefixes and nonces.
+    static func kernelMonitors(fromMonitorHost value: String) -> String {
+        let entries = value.split { $0 == "," || $0 == " " || $0 == "[" || $0 == "]" || $0 == ";" }.map { entry in
+            String(entry.split(separator: "/").first ?? entry)
+        }
+        let v2 = entries.filter { $0.hasPrefix("v2:") }
+        return (v2.isEmpty ? entries : v2).map { entry in
             entry.hasPrefix("v1:") || entry.hasPrefix("v2:") ? String(entry.dropFirst(3)) : entry
         }.joined(separator: ",")
     }

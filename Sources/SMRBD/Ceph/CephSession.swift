@@ -24,6 +24,9 @@ public final class CephSession {
     /// The namespace the I/O context is in (nil: the pool's default one).
     private(set) var namespace: String?
     private var closed = false
+    /// Omap values read ahead by `readObjectAndMap(keys:)`, by object then key (nil: known absent);
+    /// `mapValue` answers from here, the writers forget what they change.
+    private var mapCache: [String: [String: String?]] = [:]
 
     /// Connects as `client.<user>` and opens the pool. ENODEV when no monitor answers within the
     /// timeout or the pool does not exist; EIO when cephx refuses the credentials.
@@ -45,16 +48,17 @@ public final class CephSession {
             // A Force that breaks a lock must not blocklist the owner's address (see RBDLocks).
             ("rbd_blocklist_on_break_lock", "false"),
             ("rbd_cache", "false"),
-            ("mon_host", credentials.libradosMonitors),
             ("auth_client_required", "cephx"),
         ]
+        if !credentials.monitors.isEmpty { settings.append(("mon_host", credentials.libradosMonitors)) }
         if let keyring = credentials.keyring { settings.append(("keyring", keyring)) }
         if let conf = credentials.configurationFile {
             code = rados_conf_read_file(handle, conf)
             if code != 0 {
                 rados_shutdown(handle)
                 diversion.restore()
-                throw .ceph(code, "reading Ceph configuration \(conf)")
+                throw .invalid("librados could not read dconf conf \(conf) (\(Errno(rawValue: -code).symbolicName)); "
+                    + "it must be a readable ceph.conf")
             }
         }
         for (option, value) in settings {
@@ -63,6 +67,15 @@ public final class CephSession {
                 rados_shutdown(handle)
                 diversion.restore()
                 throw .ceph(code, "setting librados option \(option)")
+            }
+        }
+        if credentials.monitors.isEmpty {
+            var buffer = [CChar](repeating: 0, count: 1024)
+            let found = rados_conf_get(handle, "mon_host", &buffer, buffer.count) == 0 && buffer[0] != 0
+            guard found else {
+                rados_shutdown(handle)
+                diversion.restore()
+                throw .invalid("dconf has no monitors and dconf conf \(credentials.configurationFile ?? "") names none (mon host)")
             }
         }
         if let key = credentials.key {
@@ -79,7 +92,8 @@ public final class CephSession {
         guard code == 0 else {
             rados_shutdown(handle)
             diversion.restore()
-            let monitors = credentials.monitors.joined(separator: ",")
+            let monitors = credentials.monitors.isEmpty ? "the monitors of \(credentials.configurationFile ?? "")"
+                : credentials.monitors.joined(separator: ",")
             switch -code {
             case ETIMEDOUT, ECONNREFUSED, EHOSTUNREACH, ENETUNREACH, ENOENT:
                 throw StorageError(code: .noSuchDevice, message: "no Ceph monitor at \(monitors) answered within \(credentials.timeout) s "
@@ -177,6 +191,7 @@ public final class CephSession {
 
     /// Sets `key` to `value` in the omap of `object` (created if absent).
     func setMapValue(_ key: String, _ value: String, in object: String) throws(StorageError) {
+        mapCache[object]?[key] = nil
         let operation = rados_create_write_op()
         defer { rados_release_write_op(operation) }
         let code = key.withCString { keyPointer in
@@ -193,6 +208,7 @@ public final class CephSession {
 
     /// Removes `key` from the omap of `object`; success when it is not there.
     func removeMapValue(_ key: String, in object: String) throws(StorageError) {
+        mapCache[object]?[key] = nil
         let operation = rados_create_write_op()
         defer { rados_release_write_op(operation) }
         let code = key.withCString { keyPointer -> Int32 in
@@ -206,6 +222,7 @@ public final class CephSession {
 
     /// The value of `key` in the omap of `object`, nil when absent.
     func mapValue(_ key: String, in object: String) throws(StorageError) -> String? {
+        if let cached = mapCache[object]?[key] { return cached }
         let operation = rados_create_read_op()
         defer { rados_release_read_op(operation) }
         var iterator: rados_omap_iter_t?
@@ -227,6 +244,96 @@ public final class CephSession {
             return nil
         }
         return String(decoding: UnsafeRawBufferPointer(start: value, count: valueLength), as: UTF8.self)
+    }
+
+    /// Sets several keys of the omap of `object` (created if absent) in one atomic write.
+    func setMapValues(_ pairs: [(key: String, value: String)], in object: String) throws(StorageError) {
+        for pair in pairs { mapCache[object]?[pair.key] = nil }
+        let operation = rados_create_write_op()
+        defer { rados_release_write_op(operation) }
+        let keys = pairs.map { strdup($0.key) }, values = pairs.map { strdup($0.value) }
+        defer { (keys + values).forEach { free($0) } }
+        var keyPointers = keys.map { UnsafePointer<CChar>($0) }, valuePointers = values.map { UnsafePointer<CChar>($0) }
+        var keyLengths = pairs.map { $0.key.utf8.count }, valueLengths = pairs.map { $0.value.utf8.count }
+        rados_write_op_omap_set2(operation, &keyPointers, &valuePointers, &keyLengths, &valueLengths, pairs.count)
+        let code = rados_write_op_operate(operation, ioContext, object, nil, 0)
+        guard code == 0 else { throw .ceph(code, "writing \(pairs.map(\.key)) in the omap of \(object)") }
+    }
+
+    /// Removes several keys from the omap of `object` in one write; success when absent.
+    func removeMapValues(_ keys: [String], in object: String) throws(StorageError) {
+        for key in keys { mapCache[object]?[key] = nil }
+        let operation = rados_create_write_op()
+        defer { rados_release_write_op(operation) }
+        let copies = keys.map { strdup($0) }
+        defer { copies.forEach { free($0) } }
+        var pointers = copies.map { UnsafePointer<CChar>($0) }
+        var lengths = keys.map { $0.utf8.count }
+        rados_write_op_omap_rm_keys2(operation, &pointers, &lengths, keys.count)
+        let code = rados_write_op_operate(operation, ioContext, object, nil, 0)
+        guard code == 0 || code == -ENOENT else { throw .ceph(code, "removing \(keys) from the omap of \(object)") }
+    }
+
+    /// The content of `object` and the omap entries whose keys begin with `prefix`, in one read
+    /// (one round trip); nil when the object does not exist. The values of `keys` are read in the
+    /// same operation and kept for `mapValue`.
+    func readObjectAndMap(_ object: String, prefix: String, keys: [String] = [],
+                          limit: Int = 4096) throws(StorageError) -> (content: [UInt8], map: [String: String])? {
+        let operation = rados_create_read_op()
+        defer { rados_release_read_op(operation) }
+        var buffer = [UInt8](repeating: 0, count: limit)
+        var bytesRead = 0
+        var readStatus: Int32 = 0, mapStatus: Int32 = 0, keysStatus: Int32 = 0
+        var iterator: rados_omap_iter_t?, keysIterator: rados_omap_iter_t?
+        var more: UInt8 = 0
+        let copies = keys.map { strdup($0) }
+        defer { copies.forEach { free($0) } }
+        var keyPointers = copies.map { UnsafePointer<CChar>($0) }
+        var keyLengths = keys.map { $0.utf8.count }
+        let code = buffer.withUnsafeMutableBufferPointer { pointer -> Int32 in
+            pointer.baseAddress!.withMemoryRebound(to: CChar.self, capacity: limit) { bytes in
+                rados_read_op_read(operation, 0, limit, bytes, &bytesRead, &readStatus)
+                rados_read_op_omap_get_vals2(operation, "", prefix, 1024, &iterator, &more, &mapStatus)
+                if !keys.isEmpty {
+                    rados_read_op_omap_get_vals_by_keys2(operation, &keyPointers, keys.count, &keyLengths, &keysIterator, &keysStatus)
+                }
+                return rados_read_op_operate(operation, ioContext, object, 0)
+            }
+        }
+        defer {
+            if let iterator { rados_omap_get_end(iterator) }
+            if let keysIterator { rados_omap_get_end(keysIterator) }
+        }
+        if code == -ENOENT { return nil }
+        guard code >= 0 else { throw .ceph(code, "reading object \(object)") }
+        guard readStatus >= 0 else { throw .ceph(readStatus, "reading object \(object)") }
+        guard mapStatus >= 0, keysStatus >= 0 else { throw .ceph(min(mapStatus, keysStatus), "reading the omap of \(object)") }
+        let map = Self.entries(iterator)
+        if !keys.isEmpty {
+            let found = Self.entries(keysIterator)
+            for key in keys { mapCache[object, default: [:]][key] = .some(found[key]) }
+        }
+        return (Array(buffer.prefix(bytesRead)), map)
+    }
+
+    private static func entries(_ iterator: rados_omap_iter_t?) -> [String: String] {
+        var map: [String: String] = [:]
+        guard let iterator else { return map }
+        while true {
+            var name: UnsafeMutablePointer<CChar>?, value: UnsafeMutablePointer<CChar>?
+            var nameLength = 0, valueLength = 0
+            guard rados_omap_get_next2(iterator, &name, &value, &nameLength, &valueLength) == 0, let name else { break }
+            map[String(decoding: UnsafeRawBufferPointer(start: name, count: nameLength), as: UTF8.self)] =
+                value.map { String(decoding: UnsafeRawBufferPointer(start: $0, count: valueLength), as: UTF8.self) } ?? ""
+        }
+        return map
+    }
+
+    /// librados' value of a configuration option after the conf file and dconf were applied.
+    func configurationValue(_ option: String) -> String? {
+        var buffer = [CChar](repeating: 0, count: 4096)
+        guard rados_conf_get(cluster, option, &buffer, buffer.count) == 0 else { return nil }
+        return RBDImage.text(buffer)
     }
 
     // MARK: Monitor commands

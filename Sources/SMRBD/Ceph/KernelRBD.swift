@@ -56,7 +56,8 @@ enum KernelRBD {
     }
 
     /// Maps `pool/namespace/image[@snapshot]` (read-only for a snapshot) and returns the mapping.
-    static func map(credentials: CephCredentials, namespace: String, image: String,
+    /// `monitors`: the kernel's list (`CephCredentials.kernelMonitors`).
+    static func map(credentials: CephCredentials, monitors: String, namespace: String, image: String,
                     snapshot: String?) throws(StorageError) -> Mapping {
         try ensureAvailable()
         if let existing = find(pool: credentials.pool, namespace: namespace, image: image, snapshot: snapshot) {
@@ -64,7 +65,7 @@ enum KernelRBD {
         }
         var options = "name=\(credentials.user),secret=\(try credentials.secret()),_pool_ns=\(namespace),ms_mode=prefer-crc"
         if snapshot != nil { options += ",ro" }
-        var line = "\(credentials.kernelMonitors) \(options) \(credentials.pool) \(image)"
+        var line = "\(monitors) \(options) \(credentials.pool) \(image)"
         if let snapshot { line += " \(snapshot)" }
         let what = "\(credentials.pool)/\(namespace)/\(image)\(snapshot.map { "@\($0)" } ?? "")"
         try write(line, to: "\(busDirectory)/add_single_major", what: "mapping \(what)")

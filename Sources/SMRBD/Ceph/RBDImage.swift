@@ -217,6 +217,46 @@ final class RBDImage {
         }
     }
 
+    /// Takes the image's exclusive lock (the one the exclusive-lock feature and krbd use) and
+    /// keeps it until the image is closed, refusing to hand it over on request meanwhile: RBDSR's
+    /// claim while a multi-step verb changes this image. It lives as long as this client: a
+    /// crashed owner's lock is broken by the next taker once the OSDs drop the dead client's
+    /// watch (`osd_client_watch_timeout`, 30 s by default). While a live client holds it, librbd
+    /// asks it to hand the lock over and waits (a krbd map does; another RBDSR claim does when
+    /// its verb ends); false when the owner refuses outright.
+    func claim() throws(StorageError) -> Bool {
+        let code = rbd_lock_acquire(handle, RBD_LOCK_MODE_EXCLUSIVE)
+        switch -code {
+        case 0: return true
+        case EROFS, EBUSY, EAGAIN: return false
+        default: throw .ceph(code, "taking the exclusive lock of \(name)")
+        }
+    }
+
+    /// Whether a client that still watches the image holds its exclusive lock (no wait: the lock's
+    /// owners compared with the header's watchers, as librbd does before it breaks a lock). A dead
+    /// owner counts as alive until the OSDs drop its watch.
+    func lockHeldByLiveClient() throws(StorageError) -> Bool {
+        var mode = RBD_LOCK_MODE_EXCLUSIVE
+        var owners = [UnsafeMutablePointer<CChar>?](repeating: nil, count: 8)
+        var ownerCount = owners.count
+        var code = rbd_lock_get_owners(handle, &mode, &owners, &ownerCount)
+        if code == -ENOENT { return false }
+        guard code >= 0 else { throw .ceph(code, "reading the exclusive lock owner of \(name)") }
+        let ownerNames = owners.prefix(ownerCount).compactMap { $0.map { String(cString: $0) } }
+        rbd_lock_get_owners_cleanup(&owners, ownerCount)
+        guard !ownerNames.isEmpty else { return false }
+        var watchers = [rbd_image_watcher_t](repeating: rbd_image_watcher_t(), count: 64)
+        var watcherCount = watchers.count
+        code = rbd_watchers_list(handle, &watchers, &watcherCount)
+        guard code >= 0 else { throw .ceph(code, "listing the watchers of \(name)") }
+        defer { rbd_watchers_list_cleanup(&watchers, watcherCount) }
+        let live = watchers.prefix(watcherCount).flatMap { watcher in
+            [watcher.addr.map { String(cString: $0) } ?? "", "client.\(watcher.id)"]
+        }
+        return ownerNames.contains { live.contains($0) }
+    }
+
     // MARK: Image metadata (rbd image-meta)
 
     func metadata(_ key: String) throws(StorageError) -> String? {
@@ -238,21 +278,20 @@ final class RBDImage {
         guard code == 0 || code == -ENOENT else { throw .ceph(code, "removing metadata \(key) of \(name)") }
     }
 
-    /// Every metadata key beginning with `prefix`.
-    func metadataKeys(prefix: String) throws(StorageError) -> [String] {
+    /// Every metadata entry whose key begins with `prefix`.
+    func metadata(prefix: String) throws(StorageError) -> [String: String] {
         var keys = [CChar](repeating: 0, count: 16384)
         var values = [CChar](repeating: 0, count: 16384)
         var keysLength = keys.count, valuesLength = values.count
         let code = rbd_metadata_list(handle, prefix, 0, &keys, &keysLength, &values, &valuesLength)
         guard code >= 0 else { throw .ceph(code, "listing metadata of \(name)") }
-        var result: [String] = []
-        var start = 0
-        for index in 0..<min(keysLength, keys.count) where keys[index] == 0 {
-            if index > start {
-                let key = String(decoding: keys[start..<index].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-                if key.hasPrefix(prefix) { result.append(key) }
-            }
-            start = index + 1
+        func strings(_ buffer: [CChar], _ length: Int) -> [String] {
+            buffer.prefix(min(length, buffer.count)).split(separator: 0, omittingEmptySubsequences: false).dropLast()
+                .map { String(decoding: $0.map { UInt8(bitPattern: $0) }, as: UTF8.self) }
+        }
+        var result: [String: String] = [:]
+        for (key, value) in zip(strings(keys, keysLength), strings(values, valuesLength)) where key.hasPrefix(prefix) {
+            result[key] = value
         }
         return result
     }

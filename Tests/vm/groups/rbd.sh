@@ -4,7 +4,8 @@
 # vdi_attach maps with krbd and returns /dev/rbd/<pool>/<SR>/<VDI>, a block device; data written
 # through it reads back after vdi_detach and vdi_attach; vdi_detach while the device is open and
 # vdi_delete while mapped are EBUSY; a snapshot VDI maps read-only with the data of its moment;
-# vdi_detach leaves no mapping.
+# vdi_detach leaves no mapping. The re-attach runs with dconf `conf` (the cluster's ceph.conf) in
+# place of `monitors`: the kernel gets the monitors librados read from it.
 . "$VM_LIB"
 
 cluster=/run/sm-ceph
@@ -22,6 +23,7 @@ STORE=memstore vm_check "cluster.sh up" "$VM_REPO/Tests/ceph/cluster.sh" up "$cl
 # shellcheck source=/dev/null
 . "$cluster/env"
 dconf="<dconf><monitors>127.0.0.1:$PORT</monitors><pool>sm</pool><user>smtest</user><keyring>$cluster/smtest.keyring</keyring></dconf>"
+conf_dconf="<dconf><conf>$cluster/ceph.conf</conf><pool>sm</pool><user>smtest</user><keyring>$cluster/smtest.keyring</keyring></dconf>"
 
 vm_step "sr_create, sr_attach, vdi_create 64 MiB, vdi_attach"
 vm_driver_ok RBDSR "$dconf" sr_create "$sr" 0
@@ -50,9 +52,9 @@ vm_driver_ok RBDSR "$dconf" vdi_detach "$sr" "$vdi"
 [ -z "$(ls /sys/bus/rbd/devices)" ] || vm_fail "vdi_detach left a mapping: $(ls /sys/bus/rbd/devices)"
 [ ! -e "$path" ] || vm_fail "vdi_detach left $path"
 vm_driver_ok RBDSR "$dconf" vdi_detach "$sr" "$vdi"
-vm_driver_ok RBDSR "$dconf" vdi_attach "$sr" "$vdi"
+vm_driver_ok RBDSR "$conf_dconf" vdi_attach "$sr" "$vdi"
 path=$(vm_xml_values path <<< "$DRIVER_OUT")
-[ -b "$path" ] || vm_fail "after re-attach, $path is not a block device"
+[ -b "$path" ] || vm_fail "after re-attach (monitors from dconf conf), $path is not a block device"
 read_back=$(dd if="$path" bs=1M skip=5 count=4 iflag=direct status=none | sha256sum)
 [ "$read_back" = "$(sha256sum < /tmp/rbd-pattern)" ] || vm_fail "the data written before detach does not read back after attach"
 
