@@ -39,15 +39,16 @@ public struct IntentRecord: Equatable, Sendable {
         return Array((lines.joined(separator: "\n") + "\n").utf8)
     }
 
-    /// Lines are split at the byte 0x0A, not at Character "\n": a "\r\n" is one Character in
-    /// Swift, so a value ending in "\r" would swallow the next line.
+    /// Reads what `bytes` wrote (`KeyValueLines`); nil unless the first line is the magic and
+    /// every other line a `key=value` pair with an `operation`.
     init?(bytes: [UInt8]) {
-        let lines = bytes.split(separator: UInt8(ascii: "\n")).map { String(decoding: $0, as: UTF8.self) }
-        guard lines.first == Self.magic else { return nil }
+        var lines = KeyValueLines(bytes).lines
+        guard let first = lines.first, first.value == nil, first.key == Self.magic else { return nil }
+        lines.removeFirst()
         var fields: [String: String] = [:]
-        for line in lines.dropFirst() {
-            guard let equals = line.firstIndex(of: "=") else { return nil }
-            fields[String(line[..<equals])] = String(line[line.index(after: equals)...])
+        for line in lines {
+            guard let value = line.value else { return nil }
+            fields[line.key] = value
         }
         guard let operation = fields.removeValue(forKey: "operation") else { return nil }
         self.operationName = operation
