@@ -61,7 +61,13 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .executableTarget(name: "sm-vhd", dependencies: ["SMCore"]),
+        .executableTarget(
+            name: "sm-vhd",
+            dependencies: [
+                "SMCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
         .testTarget(
             name: "SMCoreTests",
             dependencies: ["SMCore"]
