@@ -25,4 +25,21 @@ import Testing
         #expect(text.firstLineWithoutValue == .init(number: 5, key: "bad line", value: nil))
         #expect(text.dictionary == ["run_dir": "/x", "lock_timeout": "5"])
     }
+
+    /// An iscsiadm node record's authentication reads back through it: blanks trimmed, a password
+    /// may hold `=`, an empty value counts as absent, other keys and comments are ignored.
+    @Test func nodeRecordAuthentication() {
+        let record = """
+            # BEGIN RECORD 2.1.8
+            node.name = iqn.x:y
+            node.session.auth.authmethod = CHAP
+            node.session.auth.username = u
+            node.session.auth.password = s3=cret\r
+            node.session.auth.username_in =
+            # END RECORD
+            """
+        #expect(ISCSISession.authentication(inRecord: record) == .chap(.init(user: "u", password: "s3=cret")))
+        #expect(ISCSISession.authentication(inRecord: "node.session.auth.authmethod = None\n") == .none)
+        #expect(ISCSISession.authentication(inRecord: "node.session.auth.authmethod = CHAP\nnode.session.auth.username =\n") == .none)
+    }
 }
