@@ -11,6 +11,12 @@ struct VHDTool: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sm-vhd",
         abstract: "Read and write VHD files with the storage manager's own VHD engine.",
+        usage: """
+        sm-vhd check <files> ...
+        sm-vhd chain <file>
+        sm-vhd read <file> [<offset>] [<count>]
+        sm-vhd write <file> <offset>
+        """,
         discussion: """
         For administrators and benchmarks. Exit status is 0 on success, 22 (EINVAL) for bad usage, \
         5 (EIO) when a file cannot be read or breaks a rule.
@@ -26,7 +32,7 @@ struct VHDTool: ParsableCommand {
 
     /// No command: bad usage.
     func run() {
-        VHDTool.fail("usage: \(VHDTool.usageString()) (check, chain, read or write); see 'sm-vhd --help'")
+        VHDTool.fail("missing command (check, chain, read or write); see 'sm-vhd --help'")
     }
 
     /// Parses, runs, and turns every failure into the statuses above (help exits 0).
@@ -76,7 +82,7 @@ struct Chain: ParsableCommand {
 }
 
 struct Read: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Write guest bytes, read through the chain, to stdout.")
+    static let configuration = CommandConfiguration(abstract: "Print guest bytes, read through the chain, on stdout.")
 
     @Argument(help: "The leaf VHD.")
     var file: String
