@@ -95,7 +95,7 @@ extension RBDRepository {
                 let intent = parent.map { RBDIntent(vdi: name, kind: .deleteImage(parent: $0.image, snapshot: $0.snapshot)) }
                 if let intent {
                     try record(intent, session)
-                    FaultPoint.reach("rbd-delete.intent-written")
+                    FaultPoint.RBDDelete.intentWritten.reach()
                 }
                 // rbd_remove itself refuses (EBUSY) while any client watches the image, i.e. has it
                 // open or mapped on some host.
@@ -105,10 +105,10 @@ extension RBDRepository {
                     if let intent { try finish(intent, session) }
                     throw StorageError(code: .resourceBusy, message: "VDI \(vdi) is open by another client (mapped on a host?); detach it there first")
                 }
-                FaultPoint.reach("rbd-delete.removed")
+                FaultPoint.RBDDelete.removed.reach()
                 if let parent, let intent {
                     try reclaim(session, image: parent.image, snapshot: parent.snapshot)
-                    FaultPoint.reach("rbd-delete.reclaimed")
+                    FaultPoint.RBDDelete.reclaimed.reach()
                     try finish(intent, session)
                 }
             case .snapshot(let imageName, let name):
@@ -120,12 +120,12 @@ extension RBDRepository {
                 }
                 let intent = RBDIntent(vdi: name, kind: .deleteSnapshot(image: imageName))
                 try record(intent, session)
-                FaultPoint.reach("rbd-delete.intent-written")
+                FaultPoint.RBDDelete.intentWritten.reach()
                 try RBDImage(session, name: imageName, readOnly: false).removeSnapshot(name)
-                FaultPoint.reach("rbd-delete.removed")
+                FaultPoint.RBDDelete.removed.reach()
                 try forgetSnapshot(session, image: imageName, snapshot: name)
                 try reclaimImage(session, name: imageName)
-                FaultPoint.reach("rbd-delete.reclaimed")
+                FaultPoint.RBDDelete.reclaimed.reach()
                 try finish(intent, session, alsoRemove: [Self.snapshotIndexKey(name)])
             }
         }
@@ -208,7 +208,7 @@ extension RBDRepository {
             }
             try requireIdle(session, sr: sr, vdi: source, image: image)
             try session.setMapValue(Self.snapshotIndexKey(destination.string), name, in: Self.markerObject)
-            FaultPoint.reach("rbd-snapshot.indexed")
+            FaultPoint.RBDSnapshot.indexed.reach()
             try image.createSnapshot(destination.string)
         }
     }
@@ -229,7 +229,7 @@ extension RBDRepository {
                 try requireRoom(session, adding: size, what: "VDI \(destination)")
                 // Protecting is invisible to SM (delete unprotects): nothing to undo if we die after it.
                 try image.protect(snapshot)
-                FaultPoint.reach("rbd-clone.snapshot-protected")
+                FaultPoint.RBDCloneOfSnapshot.snapshotProtected.reach()
                 try RBDImage.clone(session, parent: imageName, snapshot: snapshot, child: destination.string)
             case .image(let name):
                 try requireIdle(session, sr: sr, vdi: source, image: image)
@@ -243,15 +243,15 @@ extension RBDRepository {
                 let base = CanonicalUUID.random().string
                 let intent = RBDIntent(vdi: destination.string, kind: .clone(image: name, base: base))
                 try record(intent, session, alsoSet: [(Self.snapshotIndexKey(base), name)])
-                FaultPoint.reach("rbd-clone.intent-written")
+                FaultPoint.RBDClone.intentWritten.reach()
                 try image.setMetadata(RBDTree.baseCopyKey(base), "1")
-                FaultPoint.reach("rbd-clone.base-copy-marked")
+                FaultPoint.RBDClone.baseCopyMarked.reach()
                 try image.createSnapshot(base)
-                FaultPoint.reach("rbd-clone.snapshot-created")
+                FaultPoint.RBDClone.snapshotCreated.reach()
                 try image.protect(base)
-                FaultPoint.reach("rbd-clone.protected")
+                FaultPoint.RBDClone.protected.reach()
                 try RBDImage.clone(session, parent: name, snapshot: base, child: destination.string)
-                FaultPoint.reach("rbd-clone.cloned")
+                FaultPoint.RBDClone.cloned.reach()
                 try finish(intent, session)
             }
         }

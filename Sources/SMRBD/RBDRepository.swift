@@ -80,7 +80,7 @@ public struct RBDRepository {
                 }
             } else {
                 try session.createNamespace(name)
-                FaultPoint.reach("rbd-sr-create.namespace-created")
+                FaultPoint.RBDSRCreate.namespaceCreated.reach()
                 session.use(namespace: name)
             }
             try session.writeObject(Self.markerObject, Array(sr.string.utf8))
@@ -109,9 +109,9 @@ public struct RBDRepository {
             try reclaimAll(session)
             let images = try RBDImage.list(session)
             guard images.isEmpty else { throw StorageError.srNotEmpty(sr.string, count: images.count) }
-            FaultPoint.reach("rbd-sr-delete.swept")
+            FaultPoint.RBDSRDelete.swept.reach()
             try session.removeObject(Self.markerObject)
-            FaultPoint.reach("rbd-sr-delete.marker-removed")
+            FaultPoint.RBDSRDelete.markerRemoved.reach()
             if credentials.namespace == nil {
                 session.use(namespace: "")
                 try session.removeNamespace(name)

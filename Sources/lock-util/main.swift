@@ -22,8 +22,28 @@ struct LockUtility: ParsableCommand {
         Only names of the exact lock form count as locks; nothing else is ever removed. \
         Arguments may begin with '-' (negative numbers, ids). See Docs/lock-util.md.
         """,
-        subcommands: [Lock.self, Unlock.self, Delta.self]
+        subcommands: [Lock.self, Unlock.self, Delta.self, NoCommand.self],
+        defaultSubcommand: NoCommand.self
     )
+}
+
+/// What runs when the first word names no command (or there is none): the historical utility
+/// answers -14 (usage).
+struct NoCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "no-command", shouldDisplay: false)
+
+    @Argument(help: .hidden)
+    var words: [String] = []
+
+    func run() throws {
+        guard let word = words.first else { throw ValidationError("missing command: lock, unlock or delta") }
+        throw ValidationError("unknown command '\(word)': expected lock, unlock or delta")
+    }
+}
+
+/// `r` is a reader; any other word a writer (LOCK-UTIL.md): never a usage error.
+extension LockMode: ExpressibleByArgument {
+    public var defaultValueDescription: String { letter }
 }
 
 struct Lock: ParsableCommand {
@@ -39,7 +59,7 @@ struct Lock: ParsableCommand {
     @Argument(help: "The file to lock; lock files are created beside it.")
     var file: String
     @Argument(help: "'r' for a reader lock (many readers); anything else is a writer lock (one writer).")
-    var mode: String
+    var mode: LockMode
     @Argument(help: "An integer; non-zero removes other holders' locks (and a stale mutex).")
     var force: Int
     @Argument(help: "The caller's id; with this host's short name it identifies the holder.")
@@ -50,7 +70,7 @@ struct Lock: ParsableCommand {
     func run() {
         guard let target = LockTarget(file) else { LockUtilityOutput.badTarget(file, columns: 2) }
         let lock = PersistentLock(target: target, owner: LockOwner(id: id))
-        let outcome = lock.lock(mode: LockMode(argument: mode), force: force != 0, lease: lease)
+        let outcome = lock.lock(mode: mode, force: force != 0, lease: lease)
         LockUtilityOutput.finish("\(outcome.status.rawValue) \(outcome.lease)", status: outcome.status,
                                  errno: outcome.errno?.rawValue, message: outcome.message)
     }
@@ -65,13 +85,13 @@ struct Unlock: ParsableCommand {
     @Argument(help: "The locked file.")
     var file: String
     @Argument(help: "'r' for the reader lock; anything else is the writer lock.")
-    var mode: String
+    var mode: LockMode
     @Argument(help: "The id the lock was taken with.")
     var id: String
 
     func run() {
         guard let target = LockTarget(file) else { LockUtilityOutput.badTarget(file, columns: 1) }
-        let outcome = PersistentLock(target: target, owner: LockOwner(id: id)).unlock(mode: LockMode(argument: mode))
+        let outcome = PersistentLock(target: target, owner: LockOwner(id: id)).unlock(mode: mode)
         LockUtilityOutput.finish("\(outcome.status.rawValue)", status: outcome.status, errno: outcome.errno?.rawValue,
                                  message: outcome.message)
     }
@@ -131,11 +151,12 @@ func usageFailure(_ reason: String) -> Never {
     exit(0)
 }
 
-/// The arguments with `--` after the command name, so that operands beginning with '-' (ids,
-/// negative numbers, which other implementations accept) are operands, not options. Left alone
-/// when the caller asks for help or already wrote `--`.
+/// The arguments with `--` after the command name: the historical utility has no options, so
+/// every word after the command is an operand, also one beginning with '-' (ids, negative numbers),
+/// which ArgumentParser would otherwise read as an option. Left alone when the caller asks for
+/// help or already wrote `--`.
 func operandsProtected(_ arguments: [String]) -> [String] {
-    let commands: Set<String> = ["lock", "unlock", "delta"]
+    let commands: Set<String> = [Lock._commandName, Unlock._commandName, Delta._commandName]
     guard let first = arguments.first, commands.contains(first),
           !arguments.contains(where: { ["--", "-h", "--help", "-help"].contains($0) })
     else { return arguments }
@@ -143,16 +164,12 @@ func operandsProtected(_ arguments: [String]) -> [String] {
 }
 
 signal(SIGPIPE, SIG_IGN)
-let arguments = Array(CommandLine.arguments.dropFirst())
-if arguments.isEmpty { usageFailure("missing command: lock, unlock or delta") }
-if let first = arguments.first, !first.hasPrefix("-"), !["lock", "unlock", "delta", "help"].contains(first) {
-    usageFailure("unknown command '\(first)': expected lock, unlock or delta")
-}
 do {
-    var command = try LockUtility.parseAsRoot(operandsProtected(arguments))
+    var command = try LockUtility.parseAsRoot(operandsProtected(Array(CommandLine.arguments.dropFirst())))
     try command.run()
-    usageFailure("missing command: lock, unlock or delta")
 } catch {
     if LockUtility.exitCode(for: error) == .success { LockUtility.exit(withError: error) }
-    usageFailure(LockUtility.fullMessage(for: error))
+    // An unknown option before any command fails in the hidden NoCommand: its usage is not the caller's.
+    let full = LockUtility.fullMessage(for: error)
+    usageFailure(full.contains(NoCommand._commandName) ? LockUtility.message(for: error) : full)
 }

@@ -1,61 +1,102 @@
+import ArgumentParser
 import SMCore
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// sm-vhd: the VHD engine from the command line, for administrators and benchmarks.
-///   sm-vhd check FILE...               every VHD-NOTES.md rule; exit 5 when a file breaks one
-///   sm-vhd chain FILE                  the chain, leaf first
-///   sm-vhd read FILE [OFFSET COUNT]    guest bytes through the chain to stdout
-///   sm-vhd write FILE OFFSET           stdin written at OFFSET into the leaf
-let arguments = Array(CommandLine.arguments.dropFirst())
-func fail(_ message: String, _ status: Int32 = 22) -> Never {
-    Diagnostics.writeStandardError("\(status == 22 ? "EINVAL" : "EIO"): \(message)\n")
-    exit(status)
-}
-let usage = """
-    Usage: sm-vhd check FILE... | chain FILE | read FILE [OFFSET COUNT] | write FILE OFFSET
+/// sm-vhd: the VHD engine from the command line, for administrators and benchmarks. Each command
+/// is a subcommand; its operands are typed, so a bad number is a usage error before any file is
+/// opened.
+struct VHDTool: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sm-vhd",
+        abstract: "Read and write VHD files with the storage manager's own VHD engine.",
+        usage: """
+        sm-vhd check <files> ...
+        sm-vhd chain <file>
+        sm-vhd read <file> [<offset>] [<count>]
+        sm-vhd write <file> <offset>
+        """,
+        discussion: """
+        For administrators and benchmarks. Exit status is 0 on success, 22 (EINVAL) for bad usage, \
+        5 (EIO) when a file cannot be read or breaks a rule.
+        """,
+        subcommands: [Check.self, Chain.self, Read.self, Write.self]
+    )
 
-    sm-vhd reads and writes VHD files with the storage manager's own VHD engine: for administrators
-    and benchmarks.
+    /// Bad usage: `EINVAL: <reason>` on stderr, exit 22; any other failure: `EIO: <reason>`, exit 5.
+    static func fail(_ message: String, _ status: Int32 = EINVAL) -> Never {
+        Diagnostics.writeStandardError("\(status == EINVAL ? "EINVAL" : "EIO"): \(message)\n")
+        Glibc.exit(status)
+    }
 
-    Commands:
-      check FILE...               every VHD-NOTES.md rule; exit 5 when a file breaks one
-      chain FILE                  the chain, leaf first
-      read FILE [OFFSET COUNT]    guest bytes through the chain to stdout
-      write FILE OFFSET           stdin written at OFFSET into the leaf
+    /// No command: bad usage.
+    func run() {
+        VHDTool.fail("missing command (check, chain, read or write); see 'sm-vhd --help'")
+    }
 
-    Exit status is 0 on success, 22 (EINVAL) for bad usage, 5 (EIO) when a file cannot be read or
-    breaks a rule.
-    """
-if let first = arguments.first, ["--help", "-h", "help"].contains(first), arguments.count == 1 {
-    print(usage)
-    exit(0)
+    /// Parses, runs, and turns every failure into the statuses above (help exits 0).
+    static func run(_ arguments: [String]) -> Never {
+        do {
+            var command = try parseAsRoot(arguments)
+            try command.run()
+        } catch {
+            switch exitCode(for: error) {
+            case .success: exit(withError: error)
+            case .validationFailure: fail(message(for: error))
+            default: fail("\(error)", EIO)
+            }
+        }
+        Glibc.exit(0)
+    }
 }
-guard let command = arguments.first, arguments.count >= 2 else {
-    fail("usage: sm-vhd check FILE... | chain FILE | read FILE [OFFSET COUNT] | write FILE OFFSET")
-}
-let file = arguments[1]
-do {
-    switch command {
-    case "check":
+
+struct Check: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Check every VHD-NOTES.md rule; exit 5 when a file breaks one.")
+
+    @Argument(help: "The VHD files to check.")
+    var files: [String]
+
+    func run() {
         var damaged = false
-        for path in arguments.dropFirst() {
+        for path in files {
             let problems = VHDChecker.problems(ofFile: path)
             damaged = damaged || !problems.isEmpty
             print("\(path): \(problems.isEmpty ? "clean" : problems.joined(separator: "; "))")
         }
-        exit(damaged ? 5 : 0)
-    case "chain":
+        Glibc.exit(damaged ? EIO : 0)
+    }
+}
+
+struct Chain: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print the chain, leaf first.")
+
+    @Argument(help: "The leaf VHD.")
+    var file: String
+
+    func run() throws {
         for image in try VHDChain.open(file).images {
             print("\(image.path) \(image.uniqueID) size=\(image.size) hidden=\(image.footer.hidden)")
         }
-    case "read":
+    }
+}
+
+struct Read: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print guest bytes, read through the chain, on stdout.")
+
+    @Argument(help: "The leaf VHD.")
+    var file: String
+    @Argument(help: "The first guest byte (default 0).")
+    var offset: UInt64 = 0
+    @Argument(help: "How many bytes (default: to the end of the disk).")
+    var count: UInt64?
+
+    func run() throws {
         let chain = try VHDChain.open(file)
-        let offset = arguments.count > 2 ? UInt64(arguments[2]) : 0
-        let count = arguments.count > 3 ? UInt64(arguments[3]) : chain.size - (offset ?? 0)
-        guard var position = offset, let count, position + count <= chain.size else { fail("bad OFFSET or COUNT") }
-        let end = position + count
+        let count = count ?? chain.size - min(offset, chain.size)
+        guard offset <= chain.size, count <= chain.size - offset else { VHDTool.fail("bad OFFSET or COUNT") }
+        var position = offset
+        let end = offset + count
         let chunk = 2 << 20
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 4096)
         defer { buffer.deallocate() }
@@ -65,26 +106,33 @@ do {
             try chain.read(at: position, into: slice)
             var written = 0
             while written < length {
-                let result = write(1, slice.baseAddress! + written, length - written)
-                guard result > 0 else { fail("write to stdout failed", 5) }
+                let result = Glibc.write(1, slice.baseAddress! + written, length - written)
+                guard result > 0 else { VHDTool.fail("write to stdout failed", EIO) }
                 written += result
             }
             position += UInt64(length)
         }
-    case "write":
-        guard arguments.count == 3, var position = UInt64(arguments[2]) else { fail("usage: sm-vhd write FILE OFFSET") }
+    }
+}
+
+struct Write: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Write stdin at a guest offset into the leaf.")
+
+    @Argument(help: "The leaf VHD.")
+    var file: String
+    @Argument(help: "The guest byte to write at.")
+    var offset: UInt64
+
+    func run() throws {
         let chain = try VHDChain.open(file, writable: true)
+        var position = offset
         while true {
             let bytes = try Syscall.readStream(0, limit: 2 << 20, path: "stdin")
             if bytes.isEmpty { break }
             try chain.write(at: position, bytes: bytes)
             position += UInt64(bytes.count)
         }
-    default:
-        fail("unknown command '\(command)'")
     }
-} catch let error as VHDError {
-    fail(error.description, 5)
-} catch {
-    fail("\(error)", 5)
 }
+
+VHDTool.run(Array(CommandLine.arguments.dropFirst()))

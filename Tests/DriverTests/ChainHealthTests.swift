@@ -80,7 +80,7 @@ import SMCore
 
         let finished = DispatchSemaphore(value: 0)
         let arguments = [sr.dconf, "sr_gc", sr.sr]
-        let environment = sr.scratch.environment.merging(["SM_FAULT_PAUSE": "coalesce.merged:4"]) { $1 }
+        let environment = sr.scratch.environment.merging(["SM_FAULT_PAUSE": "\(FaultPoint.Coalesce.merged):4"]) { $1 }
         let collector = Thread {
             _ = try? Product.run("FileSR", arguments, environment: environment)
             finished.signal()

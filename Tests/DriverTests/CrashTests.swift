@@ -12,9 +12,9 @@ import SMCore
     /// Runs `verb` with the fault point armed, expects SIGKILL, recovers, and checks the SR
     /// against `before` or `after`; returns which one it matched.
     @discardableResult
-    func crash(_ sr: CopyOnWriteSR, _ point: String, _ verb: String, _ arguments: [String], before: Model,
+    func crash(_ sr: CopyOnWriteSR, _ point: some NamedFaultPoint, _ verb: String, _ arguments: [String], before: Model,
                after: Model, sourceLocation: SourceLocation = #_sourceLocation) throws -> Model {
-        let killed = try sr.run(verb, arguments, environment: ["SM_FAULT_POINT": point])
+        let killed = try sr.run(verb, arguments, environment: ["SM_FAULT_POINT": point.rawValue])
         #expect(killed.status == 128 + 9, "\(verb) at \(point): \(killed)", sourceLocation: sourceLocation)
         let listed = try sr.listed(sourceLocation: sourceLocation)
         let keys = Set(listed.keys)
@@ -51,7 +51,7 @@ import SMCore
     }
 
     /// Snapshot killed at every step.
-    @Test(.timeLimit(.minutes(1)), arguments: FaultPoint.snapshot) func snapshot(point: String) throws {
+    @Test(.timeLimit(.minutes(1)), arguments: FaultPoint.Snapshot.allCases) func snapshot(point: FaultPoint.Snapshot) throws {
         let (sr, vdi, data) = try populated()
         let snapshot = newUUID()
         let model = try crash(sr, point, "vdi_snapshot", [sr.sr, vdi, snapshot], before: [vdi: data],
@@ -64,21 +64,21 @@ import SMCore
     }
 
     /// Clone killed at every step.
-    @Test(.timeLimit(.minutes(1)), arguments: FaultPoint.clone) func clone(point: String) throws {
+    @Test(.timeLimit(.minutes(1)), arguments: FaultPoint.Clone.allCases) func clone(point: FaultPoint.Clone) throws {
         let (sr, vdi, data) = try populated()
         let clone = newUUID()
         try crash(sr, point, "vdi_clone", [sr.sr, vdi, clone], before: [vdi: data], after: [vdi: data, clone: data, "base": data])
     }
 
     /// Delete of a parent (hiding) and of a leaf (with its hidden parent reclaimed), killed at every step.
-    @Test(.timeLimit(.minutes(1)), arguments: FaultPoint.delete) func delete(point: String) throws {
+    @Test(.timeLimit(.minutes(1)), arguments: FaultPoint.Delete.allCases) func delete(point: FaultPoint.Delete) throws {
         let (sr, vdi, data) = try populated()
         let snapshot = newUUID()
         try sr.expectOK("vdi_snapshot", sr.sr, vdi, snapshot)
-        if ["delete.journaled", "delete.hidden"].contains(point) {
+        if [.journaled, .hidden].contains(point) {
             try crash(sr, point, "vdi_delete", [sr.sr, snapshot], before: [vdi: data, snapshot: data], after: [vdi: data])
         }
-        if point != "delete.hidden" {
+        if point != .hidden {
             try sr.expectOK("vdi_delete", sr.sr, snapshot)
             try crash(sr, point, "vdi_delete", [sr.sr, vdi], before: [vdi: data], after: [:])
             #expect(try sr.files().isEmpty || sr.listed()[vdi] != nil)
@@ -86,7 +86,7 @@ import SMCore
     }
 
     /// Coalescing killed at every step: before and after read the same, and the next sr_gc finishes.
-    @Test(.timeLimit(.minutes(1)), arguments: FaultPoint.coalesce) func coalesce(point: String) throws {
+    @Test(.timeLimit(.minutes(1)), arguments: FaultPoint.Coalesce.allCases) func coalesce(point: FaultPoint.Coalesce) throws {
         let (sr, vdi, _) = try populated()
         let snapshot = newUUID()
         try sr.expectOK("vdi_snapshot", sr.sr, vdi, snapshot)

@@ -14,11 +14,21 @@ import Testing
         #expect(hex(String(repeating: "a", count: 1000)) == "291e9a6c66994949b57ba5e650361e98fc36b1ba")
     }
 
-    /// Name-based UUIDs agree with RFC 9562's version 5 (Python's uuid5 of python.org in the DNS
-    /// namespace), and an ISCSISR VDI UUID depends only on the SCSI id.
+    /// Name-based UUIDs agree with RFC 9562's version 5 (Python's uuid5 of python.org, and RFC
+    /// 9562's own example www.example.com, in the DNS namespace), and an ISCSISR VDI UUID depends
+    /// only on the SCSI id.
     @Test func nameBasedUUIDs() {
         let dns = CanonicalUUID("6ba7b810-9dad-11d1-80b4-00c04fd430c8")!
         #expect(CanonicalUUID.nameBased(namespace: dns, name: "python.org").string == "886313e1-3b8a-5372-9b90-0c9aee199e5d")
+        #expect(CanonicalUUID.nameBased(namespace: dns, name: "www.example.com").string == "2ed6657d-e927-568b-95e1-2665a8aea6a2")
+        // libuuid's result is RFC 9562's construction: SHA-1 of namespace and name, 16 bytes, version and variant set.
+        for index in 0..<100 {
+            let name = String(repeating: "lun-\(index)/é", count: index)
+            var expected = Array(SHA1.digest(dns.bytes + Array(name.utf8)).prefix(16))
+            expected[6] = (expected[6] & 0x0F) | 0x50
+            expected[8] = (expected[8] & 0x3F) | 0x80
+            #expect(CanonicalUUID.nameBased(namespace: dns, name: name) == CanonicalUUID(bytes: expected))
+        }
         let first = ISCSISR.vdiUUID(scsiIdentifier: "360000000000000000e00000000010001")
         #expect(first == ISCSISR.vdiUUID(scsiIdentifier: "360000000000000000e00000000010001"))
         #expect(first != ISCSISR.vdiUUID(scsiIdentifier: "360000000000000000e00000000010002"))

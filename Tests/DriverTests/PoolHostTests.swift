@@ -94,7 +94,7 @@ struct PoolHost {
     /// operation alone while A's claims are live, and recovers it once they have lapsed.
     @Test(.timeLimit(.minutes(3))) func deadHostsOperationRecoveredOnlyAfterItsLeaseLapses() throws {
         let (leaf, data) = try chainWithDeletedParent(on: hosts[0], seed: 11)
-        let killed = try hosts[0].run("sr_gc", [sr], environment: ["SM_FAULT_POINT": "coalesce.merged", "SM_CLAIM_LEASE": "4"])
+        let killed = try hosts[0].run("sr_gc", [sr], environment: ["SM_FAULT_POINT": FaultPoint.Coalesce.merged.rawValue, "SM_CLAIM_LEASE": "4"])
         #expect(killed.status == 128 + 9, "\(killed)")
         let journal = shared.path("data/\(sr)/.sm/journal")
         #expect(try FileManager.default.contentsOfDirectory(atPath: journal).count == 1)
@@ -131,7 +131,7 @@ struct PoolHost {
     /// held, and its collector could take over A's lapsed claims and merge A's VDIs meanwhile.)
     @Test(.timeLimit(.minutes(3))) func deadHostsRecordLockedOnTheServerIsRecoveredOnceItsClaimsLapse() throws {
         let (leaf, data) = try chainWithDeletedParent(on: hosts[0], seed: 41)
-        let killed = try hosts[0].run("sr_gc", [sr], environment: ["SM_FAULT_POINT": "coalesce.merged", "SM_CLAIM_LEASE": "4"])
+        let killed = try hosts[0].run("sr_gc", [sr], environment: ["SM_FAULT_POINT": FaultPoint.Coalesce.merged.rawValue, "SM_CLAIM_LEASE": "4"])
         #expect(killed.status == 128 + 9, "\(killed)")
         let journal = shared.path("data/\(sr)/.sm/journal")
         let records = try FileManager.default.contentsOfDirectory(atPath: journal)
@@ -161,7 +161,7 @@ struct PoolHost {
     /// that no longer exists holds nothing.
     @Test(.timeLimit(.minutes(2))) func ownDeadProcessIsRecoveredAtOnce() throws {
         let (leaf, data) = try chainWithDeletedParent(on: hosts[0], seed: 21)
-        let killed = try hosts[0].run("sr_gc", [sr], environment: ["SM_FAULT_POINT": "coalesce.merged", "SM_CLAIM_LEASE": "600"])
+        let killed = try hosts[0].run("sr_gc", [sr], environment: ["SM_FAULT_POINT": FaultPoint.Coalesce.merged.rawValue, "SM_CLAIM_LEASE": "600"])
         #expect(killed.status == 128 + 9, "\(killed)")
         try hosts[0].expectOK("sr_gc", sr)
         #expect(try cow.read(leaf) == data)
@@ -179,7 +179,7 @@ struct PoolHost {
         collector.arguments = ["--uts", "/bin/sh", "-c", "hostname \"$0\" && exec \"$@\"", hosts[0].name,
                                Product.path("FileSR"), hosts[0].dconf, "sr_gc", sr]
         collector.environment = ProcessInfo.processInfo.environment.merging(hosts[0].scratch.environment) { $1 }
-            .merging(["SM_CLAIM_LEASE": "1", "SM_FAULT_PAUSE": "coalesce.merged:20"]) { $1 }
+            .merging(["SM_CLAIM_LEASE": "1", "SM_FAULT_PAUSE": "\(FaultPoint.Coalesce.merged):20"]) { $1 }
         let errors = Pipe()
         collector.standardError = errors
         try collector.run()

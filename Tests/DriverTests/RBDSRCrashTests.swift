@@ -2,7 +2,7 @@ import Foundation
 import Testing
 import SMCore
 
-/// RBDSR killed at every fault point of its multi-step verbs (`FaultPoint.rbd*`; the process
+/// RBDSR killed at every fault point of its multi-step verbs (`FaultPoint.RBD*`; the process
 /// SIGKILLs itself there), on the real single-node cluster of `CephCluster`. After each kill:
 /// sr_scan at once shows the SR as before the verb or as after it (nothing half-made is listed);
 /// the next verbs recover (a killed vdi_clone once the OSDs drop the dead client's watch, which
@@ -119,7 +119,7 @@ import SMCore
     /// vdi_clone of an image, killed between its steps (intent, base-copy mark, snapshot, protect,
     /// clone): sr_scan never lists the base copy without the clone; once the dead writer's lock
     /// expires the next verb rolls back (or, after the clone, forgets the finished intent).
-    @Test(.timeLimit(.minutes(3)), arguments: FaultPoint.rbdClone) func cloneOfImage(point: String) throws {
+    @Test(.timeLimit(.minutes(3)), arguments: FaultPoint.RBDClone.names) func cloneOfImage(point: String) throws {
         let f = try RBDSRFixture()
         defer { f.tearDown() }
         try f.createAndAttach()
@@ -193,7 +193,7 @@ import SMCore
     }
 
     /// vdi_clone of a snapshot VDI, killed after protecting the snapshot (before the clone).
-    @Test(.timeLimit(.minutes(3)), arguments: FaultPoint.rbdCloneOfSnapshot) func cloneOfSnapshot(point: String) throws {
+    @Test(.timeLimit(.minutes(3)), arguments: FaultPoint.RBDCloneOfSnapshot.names) func cloneOfSnapshot(point: String) throws {
         let f = try RBDSRFixture()
         defer { f.tearDown() }
         try f.createAndAttach()
@@ -213,7 +213,7 @@ import SMCore
 
     /// vdi_snapshot killed after writing the snapshot index entry: no snapshot, nothing listed;
     /// the same destination can be snapshotted (or created) afterwards.
-    @Test(.timeLimit(.minutes(3)), arguments: FaultPoint.rbdSnapshot) func snapshot(point: String) throws {
+    @Test(.timeLimit(.minutes(3)), arguments: FaultPoint.RBDSnapshot.names) func snapshot(point: String) throws {
         let f = try RBDSRFixture()
         defer { f.tearDown() }
         try f.createAndAttach()
@@ -232,7 +232,7 @@ import SMCore
 
     /// vdi_delete of the last clone of a hidden snapshot of a hidden image, killed between
     /// removing the clone and reclaiming its hidden ancestors: the next verb finishes the reclaim.
-    @Test(.timeLimit(.minutes(3)), arguments: FaultPoint.rbdDelete) func deleteOfClone(point: String) throws {
+    @Test(.timeLimit(.minutes(3)), arguments: FaultPoint.RBDDelete.names) func deleteOfClone(point: String) throws {
         let f = try RBDSRFixture()
         defer { f.tearDown() }
         try f.createAndAttach()
@@ -255,7 +255,7 @@ import SMCore
 
     /// vdi_delete of a snapshot VDI whose image was deleted (hidden), killed between its steps:
     /// the next verb removes the snapshot's marks, index entry and the hidden image.
-    @Test(.timeLimit(.minutes(3)), arguments: FaultPoint.rbdDelete) func deleteOfSnapshot(point: String) throws {
+    @Test(.timeLimit(.minutes(3)), arguments: FaultPoint.RBDDelete.names) func deleteOfSnapshot(point: String) throws {
         let f = try RBDSRFixture()
         defer { f.tearDown() }
         try f.createAndAttach()
@@ -280,7 +280,7 @@ import SMCore
 
     /// sr_create killed between the namespace and the marker: the SR does not exist (ENODEV);
     /// sr_delete removes the namespace, and sr_create again completes it.
-    @Test(.timeLimit(.minutes(3)), arguments: FaultPoint.rbdSRCreate) func srCreate(point: String) throws {
+    @Test(.timeLimit(.minutes(3)), arguments: FaultPoint.RBDSRCreate.names) func srCreate(point: String) throws {
         let f = try RBDSRFixture()
         defer { f.tearDown() }
         func namespaceExists() throws -> Bool {
@@ -300,7 +300,7 @@ import SMCore
     }
 
     /// sr_delete killed after its sweep or after removing the marker: sr_delete again finishes.
-    @Test(.timeLimit(.minutes(3)), arguments: FaultPoint.rbdSRDelete) func srDelete(point: String) throws {
+    @Test(.timeLimit(.minutes(3)), arguments: FaultPoint.RBDSRDelete.names) func srDelete(point: String) throws {
         let f = try RBDSRFixture()
         defer { f.tearDown() }
         try f.createAndAttach()

@@ -91,7 +91,7 @@ import SMCore
         try sr.expectOK("vdi_delete", sr.sr, grandparent)
         try sr.expectOK("vdi_delete", sr.sr, parent)
         #expect(try sr.files() == [grandparent, leaf, parent].sorted())
-        let killed = try sr.run("vdi_delete", [sr.sr, leaf], environment: ["SM_FAULT_POINT": "delete.ancestor-reclaimed"])
+        let killed = try sr.run("vdi_delete", [sr.sr, leaf], environment: ["SM_FAULT_POINT": FaultPoint.Delete.ancestorReclaimed.rawValue])
         #expect(killed.status == 128 + 9, "\(killed)")
         #expect(try sr.listed().isEmpty)
         let files = try sr.files()
@@ -105,7 +105,7 @@ import SMCore
     @Test(.timeLimit(.minutes(1))) func leftoversOfKilledProcessesAreSwept() throws {
         let sr = try CopyOnWriteSR("sm-robust")
         let vdi = newUUID()
-        let killed = try sr.run("vdi_create", [sr.sr, vdi, "4194304"], environment: ["SM_FAULT_POINT": "create.written"])
+        let killed = try sr.run("vdi_create", [sr.sr, vdi, "4194304"], environment: ["SM_FAULT_POINT": FaultPoint.Create.written.rawValue])
         #expect(killed.status == 128 + 9, "\(killed)")
         #expect(FileManager.default.fileExists(atPath: "\(sr.root)/.\(vdi).vhd.new"))
         let attributes = "\(sr.root)/.sm/vdi/\(vdi).tmp.0badf00d"

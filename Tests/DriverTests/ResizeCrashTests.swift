@@ -107,10 +107,10 @@ import SMCore
     /// A large resize killed at every step: the file still ends in a valid footer; a snapshot
     /// taken next repairs before freezing (both files clean, footers identical); the resize then
     /// completes; sr_check, sm-vhd check, qemu and libvhdi agree and the data reads back.
-    @Test(.timeLimit(.minutes(2)), arguments: FaultPoint.resize) func largeResizeKilled(point: String) throws {
+    @Test(.timeLimit(.minutes(2)), arguments: FaultPoint.Resize.allCases) func largeResizeKilled(point: FaultPoint.Resize) throws {
         let sr = try CopyOnWriteSR("sm-resize-crash")
         let (vdi, expected) = try differencingWithBlocks(sr)
-        let killed = try sr.run("vdi_resize", [sr.sr, vdi, String(Self.large)], environment: ["SM_FAULT_POINT": point])
+        let killed = try sr.run("vdi_resize", [sr.sr, vdi, String(Self.large)], environment: ["SM_FAULT_POINT": point.rawValue])
         #expect(killed.status == 128 + 9, "\(point): \(killed)")
         #expect(try Self.endFooterValid(sr.path(vdi)), "\(point): no valid footer at the end")
         let size = try #require(try sr.listed()[vdi]?.size, "\(point): VDI not listed")
@@ -133,7 +133,7 @@ import SMCore
         let vdi = try sr.create(size: 4 * Self.mebibyte)
         let data = pattern(1 << 20, seed: 80)
         try sr.write(vdi, at: 0, data)
-        let point = ["SM_FAULT_POINT": "resize.end-footer-written"]
+        let point = ["SM_FAULT_POINT": FaultPoint.Resize.endFooterWritten.rawValue]
         #expect(try sr.run("vdi_resize", [sr.sr, vdi, String(6 * Self.mebibyte)], environment: point).status == 128 + 9)
         let torn = try VHDOracle.footerSizes(sr.path(vdi))
         #expect(torn.end == 6 * Self.mebibyte && torn.copy == 4 * Self.mebibyte, "the window this test is about: \(torn)")

@@ -71,7 +71,7 @@ import Testing
     @Test func intentRecordLinesEndAtEveryNewlineByte() {
         let found: [UInt8] = Array("sm-intent 1\noperation=coalesce\nchild=0b1a4f-54c\r\n7d-8e9f-0a1b2c3d4e5f\r".utf8)
         #expect(IntentRecord(bytes: found) == nil)
-        let record = IntentRecord(operation: "coalesce", fields: ["child": "a\r", "parent": "b"])
+        let record = IntentRecord(operation: .coalesce, fields: ["child": "a\r", "parent": "b"])
         #expect(IntentRecord(bytes: record.bytes) == record)
     }
 }

@@ -175,14 +175,14 @@ import Testing
         let scratch = try EngineScratch()
         let journal = IntentJournal(srRoot: scratch.directory, hostIdentity: "host-a")
         #expect(journal.isEmpty)
-        var entry: IntentEntry? = try journal.begin(IntentRecord(operation: "snapshot", fields: ["source": "a", "x": "1=2"]))
+        var entry: IntentEntry? = try journal.begin(IntentRecord(operation: .snapshot, fields: ["source": "a", "x": "1=2"]))
         #expect(!journal.isEmpty)
         #expect(journal.claimAbandoned().entries.isEmpty)
         #expect(journal.records().first?.live == true)
         entry = nil
         let claimed = journal.claimAbandoned().entries
         #expect(claimed.count == 1)
-        #expect(claimed.first?.record == IntentRecord(operation: "snapshot", fields: [
+        #expect(claimed.first?.record == IntentRecord(operation: .snapshot, fields: [
             "source": "a", "x": "1=2", "host": "host-a", "pid": String(getpid()),
         ]))
         try claimed.first?.finish()

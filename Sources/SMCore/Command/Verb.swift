@@ -38,7 +38,8 @@ public enum Verb: String, CaseIterable, Sendable {
     public var isSRWide: Bool {
         switch self {
         case .srCreate, .srDelete, .srAttach, .srDetach, .srScan, .srContentType, .srCheck, .srGC: return true
-        default: return false
+        case .vdiCreate, .vdiDelete, .vdiAttach, .vdiDetach, .vdiClone, .vdiSnapshot, .vdiResize, .vdiLock, .vdiUnlock:
+            return false
         }
     }
 

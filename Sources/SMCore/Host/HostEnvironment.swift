@@ -52,15 +52,11 @@ public struct HostEnvironment: Sendable {
         let configPath = Syscall.environment("SM_CONFIG") ?? defaultConfigFile
         var settings: [String: String] = [:]
         if Syscall.exists(configPath) {
-            let bytes = try Syscall.readFile(configPath, limit: 1 << 16)
-            for (number, rawLine) in String(decoding: bytes, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-                let line = String(rawLine).trimmingWhitespace()
-                if line.isEmpty || line.hasPrefix("#") { continue }
-                guard let equals = line.firstIndex(of: "=") else {
-                    throw .invalid("\(configPath) line \(number + 1): expected 'key = value'")
-                }
-                settings[String(line[..<equals]).trimmingWhitespace()] = String(line[line.index(after: equals)...]).trimmingWhitespace()
+            let file = KeyValueLines(try Syscall.readFile(configPath, limit: 1 << 16), trimming: true, comments: true)
+            if let line = file.firstLineWithoutValue {
+                throw .invalid("\(configPath) line \(line.number): expected 'key = value'")
             }
+            settings = file.dictionary
         }
         let keys: [(file: String, variable: String)] = [
             ("run_dir", "SM_RUN_DIR"), ("lock_dir", "SM_LOCK_DIR"), ("log_file", "SM_LOG_FILE"),

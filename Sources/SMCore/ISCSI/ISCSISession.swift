@@ -306,10 +306,8 @@ public struct ISCSISession {
 
     /// A node record's authentication lines read back (the inverse of `recordWithAuthentication`).
     static func authentication(inRecord record: String) -> Authentication {
-        var values: [String: String] = [:]
-        for line in record.split(separator: "\n") {
-            let parts = line.split(separator: "=", maxSplits: 1).map { String($0).trimmingWhitespace() }
-            if parts.count == 2, authenticationKeys.contains(parts[0]) { values[parts[0]] = parts[1] }
+        let values = KeyValueLines(Array(record.utf8), trimming: true).dictionary.filter {
+            authenticationKeys.contains($0.key) && !$0.value.isEmpty
         }
         guard values["node.session.auth.authmethod"] == "CHAP" else { return .none }
         return Authentication(user: values["node.session.auth.username"], password: values["node.session.auth.password"])

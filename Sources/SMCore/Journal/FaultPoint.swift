@@ -2,50 +2,131 @@
 import Glibc
 #endif
 
+/// The fault points of one multi-step operation: one enum per operation, whose raw values are the
+/// names `SM_FAULT_POINT` and `SM_FAULT_PAUSE` take (`<operation>.<step>`). Code reaches a point
+/// by its case (`FaultPoint.Snapshot.linked.reach()`), so a misspelt point does not compile, and a
+/// crash test iterates the operation's `allCases`, so a point added to the enum is visited.
+///
+/// A new operation's points: declare `enum <Operation>: String, NamedFaultPoint` (in `FaultPoint`,
+/// or in an extension of it in the module that runs the operation) with one case per point, add the
+/// type to `FaultPoint.operations` when it is SMCore's, call `.reach()` at each point, and give the
+/// operation a crash test over `<Operation>.allCases`.
+public protocol NamedFaultPoint: RawRepresentable<String>, CaseIterable, Sendable, CustomStringConvertible
+where AllCases == [Self] {}
+
+extension NamedFaultPoint {
+    /// Dies here if the environment names this point, or pauses (`FaultPoint.reach(named:)`).
+    public func reach() { FaultPoint.reach(named: rawValue) }
+
+    /// The names of every point of this operation, in the order the operation reaches them.
+    public static var names: [String] { allCases.map(\.rawValue) }
+
+    public var description: String { rawValue }
+}
+
 /// Named places between two durable steps of a multi-step operation, where a test can make the
 /// process die as a power cut would: with `SM_FAULT_POINT=<name>` in the environment, the
 /// process sends itself SIGKILL on reaching that point (nothing is flushed or cleaned up).
 ///
-/// Every name is listed in `FaultPoint.all` so that crash tests can visit each in turn; see
-/// Docs/copy-on-write.md for what each operation has done when it reaches each point.
+/// See Docs/copy-on-write.md for what each operation has done when it reaches each point.
 public enum FaultPoint {
-    public static let snapshot = [
-        "snapshot.journaled", "snapshot.child-created", "snapshot.linked", "snapshot.committed",
-    ]
-    public static let clone = [
-        "clone.journaled", "clone.children-created", "clone.base-linked", "clone.destination-linked", "clone.committed",
-    ]
-    public static let delete = [
-        "delete.journaled", "delete.hidden", "delete.unlinked", "delete.ancestor-reclaimed",
-    ]
-    public static let coalesce = [
-        "coalesce.journaled", "coalesce.block-copied", "coalesce.data-copied", "coalesce.bitmaps-written",
-        "coalesce.merged", "coalesce.identity-written", "coalesce.renamed",
-    ]
     /// vdi_create: the new VHD is written (claimed, under its temporary name), not yet linked.
-    public static let create = ["create.written"]
-    public static let resize = [
-        "resize.file-extended", "resize.block-copied", "resize.block-moved", "resize.locators-moved",
-        "resize.table-grown", "resize.end-footer-written",
+    public enum Create: String, NamedFaultPoint {
+        case written = "create.written"
+    }
+
+    public enum Snapshot: String, NamedFaultPoint {
+        case journaled = "snapshot.journaled"
+        case childCreated = "snapshot.child-created"
+        case linked = "snapshot.linked"
+        case committed = "snapshot.committed"
+    }
+
+    public enum Clone: String, NamedFaultPoint {
+        case journaled = "clone.journaled"
+        case childrenCreated = "clone.children-created"
+        case baseLinked = "clone.base-linked"
+        case destinationLinked = "clone.destination-linked"
+        case committed = "clone.committed"
+    }
+
+    public enum Delete: String, NamedFaultPoint {
+        case journaled = "delete.journaled"
+        case hidden = "delete.hidden"
+        case unlinked = "delete.unlinked"
+        case ancestorReclaimed = "delete.ancestor-reclaimed"
+    }
+
+    public enum Coalesce: String, NamedFaultPoint {
+        case journaled = "coalesce.journaled"
+        /// After the first block.
+        case blockCopied = "coalesce.block-copied"
+        case dataCopied = "coalesce.data-copied"
+        case bitmapsWritten = "coalesce.bitmaps-written"
+        case merged = "coalesce.merged"
+        case identityWritten = "coalesce.identity-written"
+        case renamed = "coalesce.renamed"
+    }
+
+    public enum Resize: String, NamedFaultPoint {
+        /// After the first moved block (as are the next two).
+        case fileExtended = "resize.file-extended"
+        case blockCopied = "resize.block-copied"
+        case blockMoved = "resize.block-moved"
+        case locatorsMoved = "resize.locators-moved"
+        case tableGrown = "resize.table-grown"
+        /// Between the end footer and its copy at offset 0.
+        case endFooterWritten = "resize.end-footer-written"
+    }
+
+    // RBDSR's multi-step verbs (Docs/RBDSR.md, "Crash safety"): not in `operations`, which are
+    // SMCore's (the VHD engine's); RBDSRCrashTests iterates each.
+    public enum RBDSRCreate: String, NamedFaultPoint {
+        case namespaceCreated = "rbd-sr-create.namespace-created"
+    }
+
+    public enum RBDSRDelete: String, NamedFaultPoint {
+        case swept = "rbd-sr-delete.swept"
+        case markerRemoved = "rbd-sr-delete.marker-removed"
+    }
+
+    public enum RBDSnapshot: String, NamedFaultPoint {
+        case indexed = "rbd-snapshot.indexed"
+    }
+
+    public enum RBDClone: String, NamedFaultPoint {
+        case intentWritten = "rbd-clone.intent-written"
+        case baseCopyMarked = "rbd-clone.base-copy-marked"
+        case snapshotCreated = "rbd-clone.snapshot-created"
+        case protected = "rbd-clone.protected"
+        case cloned = "rbd-clone.cloned"
+    }
+
+    public enum RBDCloneOfSnapshot: String, NamedFaultPoint {
+        case snapshotProtected = "rbd-clone.snapshot-protected"
+    }
+
+    public enum RBDDelete: String, NamedFaultPoint {
+        case intentWritten = "rbd-delete.intent-written"
+        case removed = "rbd-delete.removed"
+        case reclaimed = "rbd-delete.reclaimed"
+    }
+
+    /// SMCore's operations, each with its points.
+    public static let operations: [any NamedFaultPoint.Type] = [
+        Create.self, Snapshot.self, Clone.self, Delete.self, Coalesce.self, Resize.self,
     ]
-    public static let all = create + snapshot + clone + delete + coalesce + resize
-    /// RBDSR's multi-step verbs (Docs/RBDSR.md, "Crash safety"); not in `all`, which is the VHD engine's.
-    public static let rbdSRCreate = ["rbd-sr-create.namespace-created"]
-    public static let rbdSRDelete = ["rbd-sr-delete.swept", "rbd-sr-delete.marker-removed"]
-    public static let rbdSnapshot = ["rbd-snapshot.indexed"]
-    public static let rbdClone = [
-        "rbd-clone.intent-written", "rbd-clone.base-copy-marked", "rbd-clone.snapshot-created", "rbd-clone.protected",
-        "rbd-clone.cloned",
-    ]
-    public static let rbdCloneOfSnapshot = ["rbd-clone.snapshot-protected"]
-    public static let rbdDelete = ["rbd-delete.intent-written", "rbd-delete.removed", "rbd-delete.reclaimed"]
+
+    /// Every point of SMCore's operations by name.
+    public static var all: [String] { operations.flatMap { $0.names } }
 
     nonisolated(unsafe) private static var armed: String?? = nil
     nonisolated(unsafe) private static var pause: (name: String, seconds: UInt32)?? = nil
 
     /// Dies here if the environment names this point; with `SM_FAULT_PAUSE=<name>:<seconds>`,
     /// sleeps here instead (a test's way to act on shared storage while an operation is under way).
-    public static func reach(_ name: String) {
+    /// Code calls `reach()` on a point's case; this is the mechanism behind it.
+    static func reach(named name: String) {
         if pause == nil {
             pause = .some(Syscall.environment("SM_FAULT_PAUSE").flatMap { text in
                 guard let colon = text.lastIndex(of: ":"), let seconds = UInt32(text[text.index(after: colon)...]) else { return nil }

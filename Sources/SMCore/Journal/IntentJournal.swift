@@ -7,33 +7,51 @@ import Glibc
 /// On disk: `<SR root>/.sm/journal/<id>.intent`, UTF-8 lines: `sm-intent 1`, then
 /// `operation=<name>` and one `key=value` line per field (UUIDs, unique ids, times).
 public struct IntentRecord: Equatable, Sendable {
-    public var operation: String
+    /// The operations that write a record; the raw values are the `operation=` names on disk.
+    /// Recovery switches over every case (`VHDRepository.replay`), so an operation added here
+    /// without its recovery does not compile.
+    public enum Operation: String, CaseIterable, Sendable {
+        case snapshot
+        case clone
+        case cloneChild = "clone-child"
+        case delete
+        case coalesce
+        case resize
+    }
+
+    /// The `operation=` value as written. A record may name an operation this build does not
+    /// know (a damaged record, another version's): it is read, kept, and left for sr_check.
+    public var operationName: String
     public var fields: [String: String]
 
-    public init(operation: String, fields: [String: String]) {
-        self.operation = operation
+    public init(operation: Operation, fields: [String: String]) {
+        self.operationName = operation.rawValue
         self.fields = fields
     }
+
+    /// The record's operation; nil when the name is none this build knows.
+    public var operation: Operation? { Operation(rawValue: operationName) }
 
     static let magic = "sm-intent 1"
 
     var bytes: [UInt8] {
-        let lines = [Self.magic, "operation=\(operation)"] + fields.keys.sorted().map { "\($0)=\(fields[$0] ?? "")" }
+        let lines = [Self.magic, "operation=\(operationName)"] + fields.keys.sorted().map { "\($0)=\(fields[$0] ?? "")" }
         return Array((lines.joined(separator: "\n") + "\n").utf8)
     }
 
-    /// Lines are split at the byte 0x0A, not at Character "\n": a "\r\n" is one Character in
-    /// Swift, so a value ending in "\r" would swallow the next line.
+    /// Reads what `bytes` wrote (`KeyValueLines`); nil unless the first line is the magic and
+    /// every other line a `key=value` pair with an `operation`.
     init?(bytes: [UInt8]) {
-        let lines = bytes.split(separator: UInt8(ascii: "\n")).map { String(decoding: $0, as: UTF8.self) }
-        guard lines.first == Self.magic else { return nil }
+        var lines = KeyValueLines(bytes).lines
+        guard let first = lines.first, first.value == nil, first.key == Self.magic else { return nil }
+        lines.removeFirst()
         var fields: [String: String] = [:]
-        for line in lines.dropFirst() {
-            guard let equals = line.firstIndex(of: "=") else { return nil }
-            fields[String(line[..<equals])] = String(line[line.index(after: equals)...])
+        for line in lines {
+            guard let value = line.value else { return nil }
+            fields[line.key] = value
         }
         guard let operation = fields.removeValue(forKey: "operation") else { return nil }
-        self.operation = operation
+        self.operationName = operation
         self.fields = fields
     }
 

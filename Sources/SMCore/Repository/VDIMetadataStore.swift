@@ -13,12 +13,7 @@ public struct VDIMetadataStore: Sendable {
     /// a regular file (never opened then: a FIFO there would hold sr_scan forever).
     public func attributes(of vdi: CanonicalUUID) -> [String: String] {
         guard let bytes = try? Syscall.readRegularFile(path(vdi), limit: 1 << 16) else { return [:] }
-        var result: [String: String] = [:]
-        for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") {
-            guard let equals = line.firstIndex(of: "=") else { continue }
-            result[String(line[..<equals])] = String(line[line.index(after: equals)...])
-        }
-        return result
+        return KeyValueLines(bytes).dictionary
     }
 
     /// Replaces the attributes of `vdi` (values must not contain line breaks).

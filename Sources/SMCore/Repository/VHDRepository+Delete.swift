@@ -34,8 +34,8 @@ extension VHDRepository {
             if !ancestors.isEmpty { fields["ancestors"] = ancestors.map(\.string).joined(separator: ",") }
         }
         if hasChildren, let time = Syscall.modificationTime(vdiPath(vdi)) { fields["modification-time"] = Self.encode(time) }
-        let entry = try journal.begin(IntentRecord(operation: "delete", fields: fields))
-        FaultPoint.reach("delete.journaled")
+        let entry = try journal.begin(IntentRecord(operation: .delete, fields: fields))
+        FaultPoint.Delete.journaled.reach()
         _ = try replay(entry)
         let after = try self.tree()
         return after.nodes.values.contains { $0.hidden && after.childrenOf($0.vdi).count <= 1 }
@@ -50,7 +50,7 @@ extension VHDRepository {
                     var time = try image.modificationTime()
                     if let recorded = record["modification-time"].flatMap(Self.decodeTime) { time = recorded }
                     try image.setHidden(true)
-                    FaultPoint.reach("delete.hidden")
+                    FaultPoint.Delete.hidden.reach()
                     try image.setModificationTime(time)
                     try image.sync()
                 } catch { throw error.storageError }
@@ -62,7 +62,7 @@ extension VHDRepository {
         try Syscall.unlinkIfPresent(vdiPath(vdi))
         try Syscall.fsyncDirectory(root)
         try metadata.remove(vdi)
-        FaultPoint.reach("delete.unlinked")
+        FaultPoint.Delete.unlinked.reach()
         // The ancestors as the SR shows them now, then those the record names (the SR no longer
         // shows the ones a crash already reclaimed, nor so the way from them to the rest).
         var ancestors = tree.nodes[vdi]?.parent.map { tree.chain(from: $0) } ?? []
@@ -74,7 +74,7 @@ extension VHDRepository {
     /// The hidden ancestors a leaf delete record names, nearest first (records written before
     /// `ancestors` existed name only the nearest, as `leaf-parent`).
     static func reclaimCandidates(_ record: IntentRecord) -> [CanonicalUUID] {
-        guard record.operation == "delete" else { return [] }
+        guard record.operation == .delete else { return [] }
         let listed = (record["ancestors"] ?? "").split(separator: ",").compactMap { CanonicalUUID(String($0)) }
         return listed.isEmpty ? [record.uuid("leaf-parent")].compactMap { $0 } : listed
     }
@@ -97,7 +97,7 @@ extension VHDRepository {
             try Syscall.fsyncDirectory(root)
             try metadata.remove(parent)
             lock.release()
-            FaultPoint.reach("delete.ancestor-reclaimed")
+            FaultPoint.Delete.ancestorReclaimed.reach()
             gone.insert(parent)
         }
     }

@@ -116,26 +116,26 @@ extension VHDRepository {
         if let hazard = mergeHazard(parent) ?? mergeHazard(child) { return hazard }
         guard let parentTime = Syscall.modificationTime(vdiPath(parent)),
               let childTime = Syscall.modificationTime(vdiPath(child)) else { return "cannot stat the files" }
-        let entry = try journal.begin(IntentRecord(operation: "coalesce", fields: [
+        let entry = try journal.begin(IntentRecord(operation: .coalesce, fields: [
             "parent": parent.string, "child": child.string,
             "child-unique-id": CanonicalUUID(bytes: childNode.uniqueID).string,
             "parent-modification-time": Self.encode(parentTime), "child-modification-time": Self.encode(childTime),
         ]))
-        FaultPoint.reach("coalesce.journaled")
+        FaultPoint.Coalesce.journaled.reach()
         do throws(StorageError) {
             do throws(VHDError) {
                 let target = try VHDImage.open(vdiPath(parent), writable: true)
                 let source = try VHDImage.open(vdiPath(child))
                 try target.absorb(source)
-                FaultPoint.reach("coalesce.merged")
+                FaultPoint.Coalesce.merged.reach()
                 try target.setIdentity(uniqueID: childNode.uniqueID, hidden: childNode.hidden)
                 try target.setModificationTime(childTime)
                 try target.sync()
             } catch { throw error.storageError }
-            FaultPoint.reach("coalesce.identity-written")
+            FaultPoint.Coalesce.identityWritten.reach()
             try Syscall.rename(vdiPath(parent), vdiPath(child))
             try Syscall.fsyncDirectory(root)
-            FaultPoint.reach("coalesce.renamed")
+            FaultPoint.Coalesce.renamed.reach()
             try metadata.remove(parent)
             try entry.finish()
         } catch {

@@ -40,14 +40,14 @@ extension VHDRepository {
             if Syscall.lstatus(entry.path) == nil { continue }
             do throws(StorageError) {
                 let outcome = try replay(entry)
-                OperationLog.note(host: host, "SR \(sr): recovered \(entry.record.operation) \(entry.record.fields): \(outcome)")
+                OperationLog.note(host: host, "SR \(sr): recovered \(entry.record.operationName) \(entry.record.fields): \(outcome)")
             } catch {
-                OperationLog.note(host: host, "SR \(sr): recovery of \(entry.record.operation) \(entry.path) failed, "
+                OperationLog.note(host: host, "SR \(sr): recovery of \(entry.record.operationName) \(entry.path) failed, "
                     + "record left for sr_check: \(error)")
                 let mine = Self.namedVDIs(entry.record).filter(held.contains)
                 if blocking == nil, let vdi = mine.first {
                     blocking = StorageError(code: error.code, message: "VDI \(vdi) is named by an interrupted "
-                        + "\(entry.record.operation) in SR \(sr) that cannot be completed (\(error.message)); see sr_check")
+                        + "\(entry.record.operationName) in SR \(sr) that cannot be completed (\(error.message)); see sr_check")
                 }
             }
         }
@@ -92,15 +92,17 @@ extension VHDRepository {
 
     /// Completes or rolls back one record's operation, then removes the record.
     func replay(_ entry: IntentEntry) throws(StorageError) -> RecoveryOutcome {
+        guard let operation = entry.record.operation else {
+            throw .io("unknown operation '\(entry.record.operationName)' in \(entry.path)")
+        }
         let outcome: RecoveryOutcome
-        switch entry.record.operation {
-        case "snapshot": outcome = try recoverSnapshot(entry.record)
-        case "clone": outcome = try recoverClone(entry.record)
-        case "clone-child": outcome = try recoverCloneAsChild(entry.record)
-        case "delete": outcome = try recoverDelete(entry.record)
-        case "coalesce": outcome = try recoverCoalesce(entry.record)
-        case "resize": outcome = try recoverResize(entry.record)
-        default: throw .io("unknown operation '\(entry.record.operation)' in \(entry.path)")
+        switch operation {
+        case .snapshot: outcome = try recoverSnapshot(entry.record)
+        case .clone: outcome = try recoverClone(entry.record)
+        case .cloneChild: outcome = try recoverCloneAsChild(entry.record)
+        case .delete: outcome = try recoverDelete(entry.record)
+        case .coalesce: outcome = try recoverCoalesce(entry.record)
+        case .resize: outcome = try recoverResize(entry.record)
         }
         try entry.finish()
         return outcome

@@ -133,26 +133,26 @@ extension VHDRepository {
             throw StorageError(code: .notPermitted, message: "VDI \(source) has dependent VDIs (it is a snapshot or base copy) and "
                 + "cannot change; clone it instead")
         }
-        let entry = try journal.begin(IntentRecord(operation: "snapshot", fields: [
+        let entry = try journal.begin(IntentRecord(operation: .snapshot, fields: [
             "source": source.string, "destination": destination.string,
             "source-unique-id": CanonicalUUID(bytes: info.uniqueID).string,
         ]))
-        FaultPoint.reach("snapshot.journaled")
+        FaultPoint.Snapshot.journaled.reach()
         do throws(StorageError) {
             try metadata.setAttributes(["read_only": "true"], of: destination)
             try createChild(at: pendingChildPath(source), parent: destination, parentUniqueID: info.uniqueID,
                             parentTime: info.modificationTime, size: info.size)
-            FaultPoint.reach("snapshot.child-created")
+            FaultPoint.Snapshot.childCreated.reach()
             guard try Syscall.linkNoReplace(vdiPath(source), vdiPath(destination)) else {
                 throw StorageError.vdiExists(destination.string, sr: sr.string)
             }
             // The new name must be durable before the rename replaces the old one: otherwise a
             // crash could keep the rename and lose the only name of the source's data.
             try Syscall.fsyncDirectory(root)
-            FaultPoint.reach("snapshot.linked")
+            FaultPoint.Snapshot.linked.reach()
             try Syscall.rename(pendingChildPath(source), vdiPath(source))
             try Syscall.fsyncDirectory(root)
-            FaultPoint.reach("snapshot.committed")
+            FaultPoint.Snapshot.committed.reach()
             try entry.finish()
         } catch {
             try settleAfterFailure(entry, error)
@@ -163,7 +163,7 @@ extension VHDRepository {
     func settleAfterFailure(_ entry: IntentEntry, _ error: StorageError) throws(StorageError) {
         let outcome: RecoveryOutcome
         do throws(StorageError) { outcome = try replay(entry) } catch {
-            OperationLog.note(host: host, "SR \(sr): could not settle \(entry.record.operation) after \(error.message): \(error)")
+            OperationLog.note(host: host, "SR \(sr): could not settle \(entry.record.operationName) after \(error.message): \(error)")
             throw error
         }
         if outcome == .rolledBack { throw error }
@@ -202,11 +202,11 @@ extension VHDRepository {
             return
         }
         let base = CanonicalUUID.random()
-        let entry = try journal.begin(IntentRecord(operation: "clone", fields: [
+        let entry = try journal.begin(IntentRecord(operation: .clone, fields: [
             "source": source.string, "destination": destination.string, "base": base.string,
             "source-unique-id": CanonicalUUID(bytes: info.uniqueID).string,
         ]))
-        FaultPoint.reach("clone.journaled")
+        FaultPoint.Clone.journaled.reach()
         do throws(StorageError) {
             try metadata.setAttributes(["label": "base copy", "read_only": "true"], of: base)
             try metadata.remove(destination)
@@ -214,21 +214,21 @@ extension VHDRepository {
                 try createChild(at: pendingChildPath(child), parent: base, parentUniqueID: info.uniqueID,
                                 parentTime: info.modificationTime, size: info.size)
             }
-            FaultPoint.reach("clone.children-created")
+            FaultPoint.Clone.childrenCreated.reach()
             guard try Syscall.linkNoReplace(vdiPath(source), vdiPath(base)) else {
                 throw StorageError.vdiExists(base.string, sr: sr.string)
             }
-            FaultPoint.reach("clone.base-linked")
+            FaultPoint.Clone.baseLinked.reach()
             guard try Syscall.linkNoReplace(pendingChildPath(destination), vdiPath(destination)) else {
                 throw StorageError.vdiExists(destination.string, sr: sr.string)
             }
             try Syscall.unlinkIfPresent(pendingChildPath(destination))
             // As in snapshot: the base copy's name is durable before the rename replaces the source.
             try Syscall.fsyncDirectory(root)
-            FaultPoint.reach("clone.destination-linked")
+            FaultPoint.Clone.destinationLinked.reach()
             try Syscall.rename(pendingChildPath(source), vdiPath(source))
             try Syscall.fsyncDirectory(root)
-            FaultPoint.reach("clone.committed")
+            FaultPoint.Clone.committed.reach()
             try entry.finish()
         } catch {
             try settleAfterFailure(entry, error)
@@ -268,7 +268,7 @@ extension VHDRepository {
 
     /// Clone of an immutable VDI (one with children): the destination becomes its new child.
     func cloneAsChild(_ source: CanonicalUUID, _ destination: CanonicalUUID, _ info: CopyOnWriteSource) throws(StorageError) {
-        let entry = try journal.begin(IntentRecord(operation: "clone-child", fields: [
+        let entry = try journal.begin(IntentRecord(operation: .cloneChild, fields: [
             "source": source.string, "destination": destination.string,
             "source-unique-id": CanonicalUUID(bytes: info.uniqueID).string,
         ]))

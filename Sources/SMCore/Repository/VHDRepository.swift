@@ -79,7 +79,7 @@ public struct VHDRepository: Sendable {
             try? Syscall.unlinkIfPresent(temporary)
             throw error.storageError
         }
-        FaultPoint.reach("create.written")
+        FaultPoint.Create.written.reach()
         let linked: Bool
         do throws(StorageError) {
             linked = try Syscall.linkNoReplace(temporary, vdiPath(vdi))
@@ -177,7 +177,7 @@ public struct VHDRepository: Sendable {
         }
         // Recorded, so that a crash between the resize's writes is repaired by the next verb
         // (recoverResize), not only by the next resize, snapshot or clone of this VDI.
-        let entry = try journal.begin(IntentRecord(operation: "resize", fields: ["vdi": vdi.string, "size": String(newSize)]))
+        let entry = try journal.begin(IntentRecord(operation: .resize, fields: ["vdi": vdi.string, "size": String(newSize)]))
         do throws(StorageError) {
             do throws(VHDError) { try image.resize(to: newSize) } catch { throw error.storageError }
             try entry.finish()

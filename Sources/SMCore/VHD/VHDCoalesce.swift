@@ -56,10 +56,10 @@ extension VHDImage {
                 nextStart = (end + Self.bitmapSize + Self.dataAlignment - 1) / Self.dataAlignment * Self.dataAlignment - Self.bitmapSize
             }
             copied += 1
-            if copied == 1 { FaultPoint.reach("coalesce.block-copied") }
+            if copied == 1 { FaultPoint.Coalesce.blockCopied.reach() }
         }
         try barrier()
-        FaultPoint.reach("coalesce.data-copied")
+        FaultPoint.Coalesce.dataCopied.reach()
         for update in widenedBitmaps {
             try Self.system { () throws(StorageError) in try Syscall.pwriteAll(descriptor, update.bitmap, at: update.start, path: path) }
         }
@@ -67,7 +67,7 @@ extension VHDImage {
             try writeEndFooter(at: max(last.start + Self.bitmapSize + Self.blockSize, try currentFooterOffset()))
         }
         try barrier()
-        FaultPoint.reach("coalesce.bitmaps-written")
+        FaultPoint.Coalesce.bitmapsWritten.reach()
         guard !newBlocks.isEmpty else { return }
         for entry in newBlocks { table[entry.block] = UInt32(entry.start / Self.sectorSize) }
         var bytes = [UInt8](repeating: 0, count: table.count * 4)

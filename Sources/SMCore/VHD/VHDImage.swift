@@ -523,7 +523,7 @@ public final class VHDImage {
         let end = max(try endOfUsedSpace(), try currentFooterOffset())
         try writeEndFooter(at: Self.roundUpToSector(end))
         try barrier()
-        FaultPoint.reach("resize.end-footer-written")
+        FaultPoint.Resize.endFooterWritten.reach()
         try Self.system { () throws(StorageError) in try Syscall.pwriteAll(descriptor, footer.bytes, at: 0, path: path) }
         try barrier()
     }
@@ -590,7 +590,7 @@ public final class VHDImage {
             try barrier()
             header.parentLocators = newLocators
             try writeHeader()
-            FaultPoint.reach("resize.locators-moved")
+            FaultPoint.Resize.locatorsMoved.reach()
         }
         let fresh = [UInt8](repeating: 0xFF, count: Int(tableEnd - header.tableOffset) - Int(oldEntries) * 4)
         try Self.system { () throws(StorageError) in
@@ -600,7 +600,7 @@ public final class VHDImage {
         header.maxTableEntries = newEntries
         try writeHeader()
         self.table?.append(contentsOf: [UInt32](repeating: Self.unallocated, count: Int(newEntries - oldEntries)))
-        FaultPoint.reach("resize.table-grown")
+        FaultPoint.Resize.tableGrown.reach()
     }
 
     /// Moves one block past everything (and past `floor`): footer at the new end, copy, BAT entry.
@@ -610,7 +610,7 @@ public final class VHDImage {
         let length = Int(Self.bitmapSize + Self.blockSize)
         let oldSize = try fileSize()
         try extendFile(footerAt: destination + UInt64(length))
-        if first { FaultPoint.reach("resize.file-extended") }
+        if first { FaultPoint.Resize.fileExtended.reach() }
         do throws(VHDError) {
             let bytes = try Self.read(descriptor, path, count: length, at: source)
             try Self.system { () throws(StorageError) in
@@ -621,10 +621,10 @@ public final class VHDImage {
             try? restoreEnd(oldSize)
             throw error
         }
-        if first { FaultPoint.reach("resize.block-copied") }
+        if first { FaultPoint.Resize.blockCopied.reach() }
         try setTableEntry(block, UInt32(destination / Self.sectorSize))
         try barrier()
-        if first { FaultPoint.reach("resize.block-moved") }
+        if first { FaultPoint.Resize.blockMoved.reach() }
     }
 
     /// Grows the file by writing the footer at `offset` (past the current end): the new end is a
