@@ -15,12 +15,25 @@ func driverDependencies(_ driver: String) -> [Target.Dependency] {
     return ["SMCore"]
 }
 
+/// The drivers that link only SMCore's libraries (libxml2, libblkid), and `sm-drivers` that holds
+/// them all, are fully static in release builds: no dynamic loader, no symbol lookups, no
+/// relocations of a dozen shared libraries at every start (Docs/performance.md measures it).
+/// Debian ships the static archives of libxml2 and its dependencies (ICU, liblzma, zlib) and of
+/// libblkid; liblvm2cmd and Ceph's libraries have none, so the LVM drivers and RBDSR stay dynamic.
+/// lock-util and sm-vhd stay dynamic too: each static copy would carry ICU's 30 MB of data.
+func linkage(_ product: String) -> [LinkerSetting] {
+    guard !lvmDrivers.contains(product), product != "RBDSR" else { return [] }
+    let archives = ["icuuc", "icudata", "lzma", "z", "stdc++", "m"]
+    return [.unsafeFlags(["-static-executable"] + archives.map { "-l\($0)" }, .when(configuration: .release))]
+}
+
 let package = Package(
     name: "StorageManager",
     products: [
         .library(name: "SMCore", targets: ["SMCore"]),
         .executable(name: "lock-util", targets: ["lock-util"]),
         .executable(name: "sm-vhd", targets: ["sm-vhd"]),
+        .executable(name: "sm-drivers", targets: ["sm-drivers"]),
     ] + drivers.map { .executable(name: $0, targets: [$0]) },
     dependencies: [
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
@@ -68,6 +81,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        .executableTarget(name: "sm-drivers", dependencies: ["SMCore"], linkerSettings: linkage("sm-drivers")),
         .testTarget(
             name: "SMCoreTests",
             dependencies: ["SMCore"]
@@ -76,5 +90,5 @@ let package = Package(
             name: "DriverTests",
             dependencies: ["SMCore", "SMLVM"]
         ),
-    ] + drivers.map { .executableTarget(name: $0, dependencies: driverDependencies($0)) }
+    ] + drivers.map { .executableTarget(name: $0, dependencies: driverDependencies($0), linkerSettings: linkage($0)) }
 )

@@ -13,7 +13,10 @@
 #   /etc/logrotate.d/storage-manager  rotation of the operations log /var/log/SMlog
 #   /usr/share/man/man8/*.8.gz        one page per executable, generated from its own --help
 #   /usr/share/bash-completion/completions/<Driver>   verbs completed from the driver's --help
-# Shared-library dependencies are computed by dpkg-shlibdeps from the executables themselves.
+# Shared-library dependencies are computed by dpkg-shlibdeps from the executables themselves; the
+# executables that Package.swift links fully static (Docs/performance.md: start-up) have none, and
+# the package names what they contain in Built-Using, so that a security update of one of those
+# libraries is known to need a rebuild (Docs/package.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd -P)
@@ -27,10 +30,10 @@ bin=$(swift build -c release --static-swift-stdlib --show-bin-path)
 mapfile -t drivers < <(swift package dump-package | python3 -c '
 import json, sys
 for product in json.load(sys.stdin)["products"]:
-    if "executable" in product["type"] and product["name"] not in ("lock-util", "sm-vhd"):
+    if "executable" in product["type"] and product["name"] not in ("lock-util", "sm-vhd", "sm-drivers"):
         print(product["name"])')
 [ ${#drivers[@]} -ge 7 ] || { echo "build-package.sh: cannot read the driver list from Package.swift" >&2; exit 1; }
-for executable in "${drivers[@]}" lock-util sm-vhd; do
+for executable in "${drivers[@]}" lock-util sm-vhd sm-drivers; do
     [ -x "$bin/$executable" ] || { echo "build-package.sh: $bin/$executable was not built" >&2; exit 1; }
 done
 
@@ -45,8 +48,17 @@ root=$stage/root
 install -d -m 755 "$root"/{DEBIAN,usr/libexec/sm,usr/sbin,usr/share/man/man8,etc/sm,etc/logrotate.d} \
     "$root/usr/share/doc/$package" "$root/usr/share/bash-completion/completions"
 
+# A driver built fully static is installed as a link to sm-drivers, the one static executable that
+# holds all of them (each static copy would carry ICU's data again); the others as themselves.
+install -m 755 -s "$bin/sm-drivers" "$root/usr/libexec/sm/sm-drivers"
 for driver in "${drivers[@]}"; do
-    install -m 755 -s "$bin/$driver" "$root/usr/libexec/sm/$driver"
+    if readelf -d "$bin/$driver" | grep -q NEEDED; then
+        install -m 755 -s "$bin/$driver" "$root/usr/libexec/sm/$driver"
+    else
+        ln -s sm-drivers "$root/usr/libexec/sm/$driver"
+        cmp -s <("$bin/$driver" --help) <("$root/usr/libexec/sm/$driver" --help) \
+            || { echo "build-package.sh: sm-drivers does not answer as $driver (Sources/sm-drivers lists it?)" >&2; exit 1; }
+    fi
     ln -s "../libexec/sm/$driver" "$root/usr/sbin/$driver"
     ln -s "$package" "$root/usr/share/bash-completion/completions/$driver"
 done
@@ -55,6 +67,7 @@ install -m 644 packaging/bash-completion "$root/usr/share/bash-completion/comple
 install -m 644 packaging/sm.conf "$root/etc/sm/sm.conf"
 install -m 644 packaging/logrotate "$root/etc/logrotate.d/$package"
 install -m 644 packaging/copyright "$root/usr/share/doc/$package/copyright"
+install -d -m 755 "$root/usr/share/lintian/overrides"
 
 # Manual pages from each executable's own --help (Scripts/help-to-man.py): one source for the
 # terminal and for man.
@@ -83,6 +96,25 @@ depends=$(cd "$stage" && dpkg-shlibdeps -O -e"root/usr/libexec/sm/${drivers[0]}"
     -eroot/usr/sbin/lock-util -eroot/usr/sbin/sm-vhd 2>/dev/null | sed -n 's/^shlibs:Depends=//p')
 [ -n "$depends" ] || { echo "build-package.sh: dpkg-shlibdeps found no dependencies" >&2; exit 1; }
 
+# Fully static executables: a lintian override for each (the reason is in Docs/package.md), and
+# Built-Using for the Debian source packages whose static archives they contain.
+static=()
+for executable in "$root"/usr/libexec/sm/* "$root"/usr/sbin/lock-util "$root"/usr/sbin/sm-vhd; do
+    [ -L "$executable" ] && continue
+    if ! readelf -d "$executable" 2>/dev/null | grep -q NEEDED; then static+=("${executable#"$root"/}"); fi
+done
+built_using=""
+if [ ${#static[@]} -gt 0 ]; then
+    for executable in "${static[@]}"; do
+        echo "$package: statically-linked-binary [$executable]"
+        echo "$package: embedded-library libxml2 [$executable]"
+        echo "$package: embedded-library zlib [$executable]"
+    done > "$root/usr/share/lintian/overrides/$package"
+    chmod 644 "$root/usr/share/lintian/overrides/$package"
+    built_using=$(for dev in libxml2-dev libicu-dev liblzma-dev zlib1g-dev libblkid-dev libstdc++-12-dev libc6-dev; do
+        dpkg-query -W -f='${source:Package} (= ${source:Version})\n' "$dev"
+    done | sort -u | paste -sd, | sed 's/,/, /g')
+fi
 echo /etc/sm/sm.conf > "$root/DEBIAN/conffiles"
 echo /etc/logrotate.d/$package >> "$root/DEBIAN/conffiles"
 installed_size=$(du -sk --exclude=DEBIAN "$root" | cut -f1)
@@ -93,7 +125,8 @@ Architecture: $architecture
 Maintainer: $maintainer
 Installed-Size: $installed_size
 Depends: $depends
-Recommends: lvm2, e2fsprogs, nfs-common, open-iscsi
+${built_using:+Built-Using: $built_using
+}Recommends: lvm2, e2fsprogs, nfs-common, open-iscsi
 Section: admin
 Priority: optional
 Homepage: https://github.com/storage-manager/storage-manager

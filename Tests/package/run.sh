@@ -48,10 +48,12 @@ step "files"
 for path in /usr/sbin/lock-util /usr/sbin/sm-vhd /etc/sm/sm.conf /etc/logrotate.d/$package; do
     [ -e "$path" ] || fail "$path is missing"
 done
-drivers=$(cd /usr/libexec/sm && ls)
+drivers=$(cd /usr/libexec/sm && ls | grep -vx sm-drivers)
 [ -n "$drivers" ] || fail "/usr/libexec/sm holds no drivers"
 for driver in $drivers; do
-    [ "$(readlink -f "/usr/sbin/$driver")" = "/usr/libexec/sm/$driver" ] || fail "/usr/sbin/$driver does not lead to /usr/libexec/sm/$driver"
+    [ "$(readlink "/usr/sbin/$driver")" = "../libexec/sm/$driver" ] || fail "/usr/sbin/$driver does not lead to /usr/libexec/sm/$driver"
+    # A fully static driver is a link to sm-drivers, which must answer by that name.
+    "/usr/libexec/sm/$driver" --help | head -1 | grep -q "^Usage: $driver " || fail "/usr/libexec/sm/$driver does not answer as $driver"
     man -w "$driver" >/dev/null 2>&1 || fail "man has no page for $driver"
 done
 man -w lock-util >/dev/null 2>&1 || fail "man has no page for lock-util"
@@ -69,6 +71,10 @@ elif [ -z "$toolchain" ] || [ "$toolchain" = "$swift_path" ]; then
     toolchain=$(dirname "$(dirname "$swift_path")")/lib/swift   # a toolchain in /usr: hide its runtime only
 fi
 for executable in /usr/libexec/sm/* /usr/sbin/lock-util /usr/sbin/sm-vhd; do
+    if ! readelf -d "$executable" | grep -q NEEDED; then
+        readelf -l "$executable" | grep -q INTERP && fail "$executable has an interpreter but needs no library"
+        continue   # fully static (sm-drivers and its links): nothing to load
+    fi
     libraries=$(ldd "$executable") || fail "ldd $executable failed"
     if grep -q "not found" <<< "$libraries"; then fail "$executable: $(grep 'not found' <<< "$libraries" | head -1)"; fi
     if [ -n "$toolchain" ] && grep -qF "$toolchain" <<< "$libraries"; then fail "$executable loads from the toolchain $toolchain"; fi

@@ -13,6 +13,21 @@ public enum DriverMain {
         exit(execute(driver, arguments: Array(CommandLine.arguments.dropFirst())))
     }
 
+    /// The entry point of a multi-call executable holding several drivers (the package installs
+    /// one such file for the drivers that are linked fully static, and names it once per driver:
+    /// Docs/package.md): the driver is the one whose name is the last component of the path it was
+    /// run as.
+    public static func run(oneOf drivers: [any Driver.Type]) -> Never {
+        signal(SIGPIPE, SIG_IGN)
+        let invoked = CommandLine.arguments.first.map { String($0.split(separator: "/").last ?? Substring($0)) } ?? ""
+        guard let driver = drivers.first(where: { $0.name == invoked }) else {
+            let names = drivers.map { $0.name }.joined(separator: ", ")
+            exit(fail(.invalid("run as '\(ArgumentParsing.printable(invoked))': this executable holds the drivers \(names); run it by one of those names (a link)")))
+        }
+        func open<D: Driver>(_ driver: D.Type) -> Int32 { execute(driver, arguments: Array(CommandLine.arguments.dropFirst())) }
+        exit(open(driver))
+    }
+
     /// Runs one invocation and returns the exit status (never traps on bad input).
     public static func execute<D: Driver>(_ driver: D.Type, arguments: [String]) -> Int32 {
         var remaining = arguments
