@@ -111,7 +111,7 @@ if [ ${#static[@]} -gt 0 ]; then
         echo "$package: embedded-library zlib [$executable]"
     done > "$root/usr/share/lintian/overrides/$package"
     chmod 644 "$root/usr/share/lintian/overrides/$package"
-    built_using=$(for dev in libxml2-dev libicu-dev liblzma-dev zlib1g-dev libblkid-dev libstdc++-12-dev libc6-dev; do
+    built_using=$(for dev in libxml2-dev libicu-dev liblzma-dev zlib1g-dev libblkid-dev uuid-dev nettle-dev libstdc++-12-dev libc6-dev; do
         dpkg-query -W -f='${source:Package} (= ${source:Version})\n' "$dev"
     done | sort -u | paste -sd, | sed 's/,/, /g')
 fi
