@@ -1,0 +1,75 @@
+#!/bin/bash
+# The benchmarks' one entry point (not a test): builds the release executables as they ship
+# (`--static-swift-stdlib`; the SMCore drivers fully static, Package.swift's `linkage`), runs each
+# measurement beside its reference in the same run, and ends with one table: operation, ours,
+# reference, ratio, goal, met. Docs/performance.md keeps the latest table and the machine.
+#
+#   Scripts/benchmark.sh [startup] [filesr] [cow] [lvm] [rbd]     (default: startup filesr cow)
+#
+# startup: CPU time (perf task-clock, medians of ROUNDS interleaved runs, default 100) of
+#   `<driver> --help` beside /bin/true and beside a C program that links what FileSR links
+#   dynamically (libxml2 + libblkid): the goals of issue 14 (FileSR ≤ 2x /bin/true; LVMSR ≤ 1.5x
+#   FileSR). The other parts run the older scripts (benchmark-filesr.py, benchmark-cow.sh,
+#   benchmark-lvm.sh, benchmark-rbd.sh) and print their own ratio tables above the summary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+parts=("$@")
+[ ${#parts[@]} -gt 0 ] || parts=(startup filesr cow)
+rounds=${ROUNDS:-100}
+swift build -c release --static-swift-stdlib >/dev/null 2>&1 || swift build -c release --static-swift-stdlib
+bin=$(swift build -c release --static-swift-stdlib --show-bin-path)
+work=$(mktemp -d "${TMPDIR:-/tmp}/sm-benchmark.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+summary=$work/summary
+: > "$summary"
+
+# row OPERATION OURS REFERENCE-NAME REFERENCE GOAL-RATIO: ratio = ours / reference, met when ≤ goal.
+row() { python3 -c '
+import sys
+operation, ours, reference_name, reference, goal = sys.argv[1:6]
+ratio = float(ours) / float(reference)
+verdict = "met" if ratio <= float(goal) else "NOT met"
+print(f"{operation}|{float(ours):.2f} ms|{reference_name} {float(reference):.2f} ms|{ratio:.2f}x|<= {goal}x|{verdict}")
+' "$@" >> "$summary"; }
+
+startup() {
+    echo "== start-up: --help, CPU time, median of $rounds interleaved runs"
+    local c=$work/xml-blkid
+    printf '#include <libxml/parser.h>\n#include <blkid/blkid.h>\nint main(int c, char **v) { if (c > 5) { xmlCleanupParser(); blkid_put_cache(0); } return 0; }\n' > "$c.c"
+    cc -O2 -o "$c" "$c.c" $(pkg-config --cflags --libs libxml-2.0 blkid)
+    ln -s "$bin/sm-drivers" "$work/EXTSR"   # the package's way to run a static driver
+    local programs=(/bin/true "$c" "$bin/FileSR" "$work/EXTSR" "$bin/LVMSR" "$bin/RBDSR" "$bin/lock-util")
+    local samples=$work/startup
+    for _ in $(seq 1 "$rounds"); do
+        for program in "${programs[@]}"; do
+            printf '%s %s\n' "$program" "$(perf stat -x, -e task-clock "$program" --help 2>&1 >/dev/null | grep task-clock | cut -d, -f1)"
+        done
+    done > "$samples"
+    median() { awk -v p="$1" '$1 == p { print $2 }' "$samples" | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+    local true_ms c_ms file_ms ext_ms lvm_ms rbd_ms lock_ms
+    true_ms=$(median /bin/true); c_ms=$(median "$c"); file_ms=$(median "$bin/FileSR"); ext_ms=$(median "$work/EXTSR")
+    lvm_ms=$(median "$bin/LVMSR"); rbd_ms=$(median "$bin/RBDSR"); lock_ms=$(median "$bin/lock-util")
+    printf '  /bin/true %s ms, C libxml2+libblkid %s ms, FileSR %s ms, EXTSR (sm-drivers) %s ms, LVMSR %s ms, RBDSR %s ms, lock-util %s ms\n' \
+        "$true_ms" "$c_ms" "$file_ms" "$ext_ms" "$lvm_ms" "$rbd_ms" "$lock_ms"
+    row "FileSR --help (static)" "$file_ms" "/bin/true" "$true_ms" 2
+    row "EXTSR --help (sm-drivers link)" "$ext_ms" "/bin/true" "$true_ms" 2
+    row "FileSR --help beside C" "$file_ms" "C libxml2+blkid" "$c_ms" 1
+    row "LVMSR --help (dynamic)" "$lvm_ms" "FileSR" "$file_ms" 1.5
+    row "RBDSR --help (dynamic)" "$rbd_ms" "FileSR" "$file_ms" 1.5
+    row "lock-util --help (dynamic)" "$lock_ms" "/bin/true" "$true_ms" 2
+}
+
+for part in "${parts[@]}"; do
+    case $part in
+        startup) startup ;;
+        filesr) echo "== FileSR verbs (Scripts/benchmark-filesr.py)"; Scripts/benchmark-filesr.py ;;
+        cow) echo "== copy-on-write (Scripts/benchmark-cow.sh)"; Scripts/benchmark-cow.sh ;;
+        lvm) echo "== LVM (Scripts/benchmark-lvm.sh)"; Scripts/benchmark-lvm.sh ;;
+        rbd) echo "== RBD (Scripts/benchmark-rbd.sh)"; Scripts/benchmark-rbd.sh ;;
+        *) echo "benchmark.sh: unknown part '$part' (startup filesr cow lvm rbd)" >&2; exit 22 ;;
+    esac
+done
+
+echo
+echo "== summary ($(nproc) cores, $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ))"
+{ echo "operation|ours|reference|ratio|goal|"; cat "$summary"; } | column -t -s'|'
