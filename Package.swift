@@ -87,6 +87,10 @@ let package = Package(
             dependencies: ["SMCore"]
         ),
         .testTarget(
+            name: "SMLVMTests",
+            dependencies: ["SMCore", "SMLVM"]
+        ),
+        .testTarget(
             name: "DriverTests",
             dependencies: ["SMCore", "SMLVM"]
         ),
