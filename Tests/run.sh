@@ -15,7 +15,7 @@ echo "build: $(( $(date +%s) - start )) s"
 # The suites that load both cores for minutes (parallel callers, kills, power cuts, two hosts,
 # deep chains; RBDSR's Ceph cluster with its timing bounds) run after the others and one test at a
 # time, so that no test's time limit measures another's load.
-heavy='StressTests|RandomKillTests|PowerLossTests|PoolHostTests|HostileSRTests|EXTSRMultiHostTests|ResizeCrashTests|RBDSRTests'
+heavy='StressTests|RandomKillTests|PowerLossTests|PoolHostTests|HostileSRTests|EXTSRMultiHostTests|ResizeCrashTests|RBDSRTests|RBDSRCrashTests'
 start=$(date +%s)
 swift test --skip-build --skip "$heavy"
 echo "host tests: $(( $(date +%s) - start )) s"
