@@ -83,8 +83,8 @@ do {
     default:
         fail("unknown command '\(command)'")
     }
-} catch let error as VHDError {
-    fail(error.description, 5)
+} catch let error as StorageError {
+    fail(error.message, 5)
 } catch {
     fail("\(error)", 5)
 }

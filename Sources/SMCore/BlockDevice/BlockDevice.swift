@@ -77,16 +77,3 @@ public struct DeviceNumber: Hashable, Sendable, CustomStringConvertible {
     /// `major:minor`, as in mountinfo and `/sys/dev/block`.
     public var description: String { "\(major):\(minor)" }
 }
-
-extension StorageError {
-    /// ENODEV: the dconf names something that is not a usable block device.
-    public static func noSuchBlockDevice(_ path: String, reason: String) -> StorageError {
-        StorageError(code: .noSuchDevice, message: "device \(path) \(reason)")
-    }
-
-    /// EBUSY: the kernel refused an exclusive open (O_EXCL) of the device.
-    public static func blockDeviceInUse(_ path: String) -> StorageError {
-        StorageError(code: .resourceBusy,
-                     message: "device \(path) is in use (mounted, or held by LVM, RAID or another program); release it first")
-    }
-}

@@ -70,8 +70,7 @@ public final class HostLock {
                     // Who holds it is worth a walk through /proc only for a caller that waited.
                     let holders = timeout > 0 ? processes(holding: descriptor) : []
                     Syscall.close(descriptor)
-                    throw StorageError(code: .resourceBusy, message: "another operation holds \(path) (waited \(Int(timeout)) s)"
-                                       + (holders.isEmpty ? "" : ": " + holders.joined(separator: ", ")))
+                    throw .hostLockHeld(path, waited: Int(timeout), holders: holders)
                 }
                 usleep(delay)
                 delay = min(delay * 2, 50_000)

@@ -123,15 +123,13 @@ extension VHDRepository {
         ]))
         FaultPoint.reach("coalesce.journaled")
         do throws(StorageError) {
-            do throws(VHDError) {
-                let target = try VHDImage.open(vdiPath(parent), writable: true)
-                let source = try VHDImage.open(vdiPath(child))
-                try target.absorb(source)
-                FaultPoint.reach("coalesce.merged")
-                try target.setIdentity(uniqueID: childNode.uniqueID, hidden: childNode.hidden)
-                try target.setModificationTime(childTime)
-                try target.sync()
-            } catch { throw error.storageError }
+            let target = try VHDImage.open(vdiPath(parent), writable: true)
+            let source = try VHDImage.open(vdiPath(child))
+            try target.absorb(source)
+            FaultPoint.reach("coalesce.merged")
+            try target.setIdentity(uniqueID: childNode.uniqueID, hidden: childNode.hidden)
+            try target.setModificationTime(childTime)
+            try target.sync()
             FaultPoint.reach("coalesce.identity-written")
             try Syscall.rename(vdiPath(parent), vdiPath(child))
             try Syscall.fsyncDirectory(root)
@@ -148,7 +146,7 @@ extension VHDRepository {
     /// its BAT names lies before that footer. A merge trusts the BAT: an entry past the end would
     /// have it write there, and the repair after a failed merge would grow the file to reach it.
     func mergeHazard(_ vdi: CanonicalUUID) -> String? {
-        do throws(VHDError) {
+        do throws(StorageError) {
             let image = try VHDImage.open(vdiPath(vdi))
             guard !image.endFooterDamaged else { return "VDI \(vdi) has no valid footer at its end (run sr_check)" }
             let footerOffset = try image.fileSize() - UInt64(VHDFooter.size)  // open checked the file holds a footer
@@ -158,7 +156,7 @@ extension VHDRepository {
             }
             return nil
         } catch {
-            return "VDI \(vdi): \(error) (run sr_check)"
+            return "VDI \(vdi): \(error.message) (run sr_check)"
         }
     }
 
@@ -172,25 +170,21 @@ extension VHDRepository {
             try metadata.remove(parent)
             return .rolledForward
         }
-        do throws(VHDError) {
-            let image = try VHDImage.open(vdiPath(parent), writable: true)
-            if image.footer.uniqueID == childID.bytes {
-                let hidden = (try? VHDImage.open(vdiPath(child)))?.footer.hidden ?? image.footer.hidden
-                try image.setIdentity(uniqueID: childID.bytes, hidden: hidden)
-                try image.setModificationTime(childTime)
-                try image.sync()
-                try VHDImage.system { () throws(StorageError) in
-                    try Syscall.rename(vdiPath(parent), vdiPath(child))
-                    try Syscall.fsyncDirectory(root)
-                    try metadata.remove(parent)
-                }
-                return .rolledForward
-            }
-            try image.repairTail()
-            try image.setModificationTime(parentTime)
+        let image = try VHDImage.open(vdiPath(parent), writable: true)
+        if image.footer.uniqueID == childID.bytes {
+            let hidden = (try? VHDImage.open(vdiPath(child)))?.footer.hidden ?? image.footer.hidden
+            try image.setIdentity(uniqueID: childID.bytes, hidden: hidden)
+            try image.setModificationTime(childTime)
             try image.sync()
-            return .rolledBack
-        } catch { throw error.storageError }
+            try Syscall.rename(vdiPath(parent), vdiPath(child))
+            try Syscall.fsyncDirectory(root)
+            try metadata.remove(parent)
+            return .rolledForward
+        }
+        try image.repairTail()
+        try image.setModificationTime(parentTime)
+        try image.sync()
+        return .rolledBack
     }
 }
 

@@ -33,11 +33,11 @@ public enum VHDChecker {
         let endBytes = read(VHDFooter.size, at: footerOffset)
         let copyBytes = read(VHDFooter.size, at: 0)
         var footer: VHDFooter?
-        do throws(VHDError) { footer = try VHDFooter(bytes: endBytes) } catch { problems.append("footer at the end: \(error)") }
-        do throws(VHDError) {
+        do throws(StorageError) { footer = try VHDFooter(bytes: endBytes) } catch { problems.append("footer at the end: \(error.message)") }
+        do throws(StorageError) {
             let copy = try VHDFooter(bytes: copyBytes)
             if footer == nil { footer = copy }
-        } catch { problems.append("footer copy at offset 0: \(error)") }
+        } catch { problems.append("footer copy at offset 0: \(error.message)") }
         if endBytes != copyBytes, problems.isEmpty { problems.append("footer copy at offset 0 differs from the footer at the end") }
         guard let footer else { return problems }
         problems += footerProblems(footer, raw: endBytes.count == VHDFooter.size ? endBytes : copyBytes, now: now)
@@ -48,8 +48,8 @@ public enum VHDChecker {
         }
         let headerBytes = read(VHDDynamicHeader.size, at: footer.dataOffset)
         let header: VHDDynamicHeader
-        do throws(VHDError) { header = try VHDDynamicHeader(bytes: headerBytes) } catch {
-            problems.append("dynamic header: \(error)")
+        do throws(StorageError) { header = try VHDDynamicHeader(bytes: headerBytes) } catch {
+            problems.append("dynamic header: \(error.message)")
             return problems
         }
         if headerBytes[60..<64].contains(where: { $0 != 0 }) || headerBytes[768..<1024].contains(where: { $0 != 0 }) {
