@@ -75,7 +75,7 @@ do {
         guard arguments.count == 3, var position = UInt64(arguments[2]) else { fail("usage: sm-vhd write FILE OFFSET") }
         let chain = try VHDChain.open(file, writable: true)
         while true {
-            let bytes = try Syscall.readStream(0, limit: 2 << 20, path: "stdin")
+            let bytes = try Syscall.readStandardInput(limit: 2 << 20)
             if bytes.isEmpty { break }
             try chain.write(at: position, bytes: bytes)
             position += UInt64(bytes.count)
@@ -83,8 +83,6 @@ do {
     default:
         fail("unknown command '\(command)'")
     }
-} catch let error as StorageError {
-    fail(error.message, 5)
 } catch {
-    fail("\(error)", 5)
+    fail(error.message, 5)
 }

@@ -194,7 +194,7 @@ public struct ISCSISession {
         for (lun, path) in lunDevices(portal).sorted(by: { $0.key < $1.key }) {
             guard let device = try? BlockDevice(path: path) else { continue }
             do throws(StorageError) {
-                Syscall.close(try device.open(O_RDONLY | O_EXCL))
+                try device.open(.readOnly, exclusive: true).closeIgnoringErrors()
             } catch where error.code == .resourceBusy {
                 throw StorageError(code: .resourceBusy, message: "LUN \(lun) of \(target.iqn) (\(path)) is in use on this host "
                                    + "(mounted or held by device-mapper); release it before logging out")

@@ -234,7 +234,7 @@ public struct VHDRepository: Sendable {
                 let path = vdiPath(vdi)
                 do throws(StorageError) {
                     let image = try VHDImage.open(path)
-                    let status = try Syscall.fileStatus(descriptor: image.descriptor, path: path)
+                    let status = try image.descriptor.status(path: path)
                     let utilisation = UInt64(status.st_blocks) * 512
                     occupied += utilisation
                     var report = VDIReport(uuid: vdi, size: image.size, utilisation: utilisation)

@@ -64,7 +64,7 @@ public enum ExternalCommand {
                 let result = if let lockDescriptor {
                     try await Subprocess.run(
                         executable, arguments: Arguments(arguments), environment: childEnvironment,
-                        input: .fileDescriptor(FileDescriptor(rawValue: lockDescriptor), closeAfterSpawningProcess: false),
+                        input: .fileDescriptor(lockDescriptor, closeAfterSpawningProcess: false),
                         output: .bytes(limit: outputLimit), error: .bytes(limit: outputLimit))
                 } else {
                     try await Subprocess.run(

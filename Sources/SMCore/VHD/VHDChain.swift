@@ -97,7 +97,7 @@ public final class VHDChain {
     /// The relative or absolute path one locator names, `./` and `.\` prefixes removed.
     static func locatorTarget(_ locator: VHDParentLocator, in image: VHDImage) throws(StorageError) -> String? {
         guard locator.dataLength > 0, locator.dataLength <= 4096 else { return nil }
-        let bytes = try VHDImage.read(image.descriptor, image.path, count: Int(locator.dataLength), at: locator.dataOffset)
+        let bytes = try image.descriptor.read(count: Int(locator.dataLength), at: locator.dataOffset, path: image.path)
         guard bytes.count == Int(locator.dataLength) else { return nil }
         return decodeLocator(platformCode: locator.platformCode, bytes)
     }

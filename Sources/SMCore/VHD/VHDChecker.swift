@@ -15,15 +15,15 @@ import Glibc
 public enum VHDChecker {
     /// Problems of the file at `path`; empty when it is sound.
     public static func problems(ofFile path: String, now: UInt32 = VHDTime.now()) -> [String] {
-        guard let descriptor = try? Syscall.openRegularFile(path, O_RDONLY) else { return ["cannot open \(path)"] }
-        defer { Syscall.close(descriptor) }
-        guard let status = try? Syscall.fileStatus(descriptor: descriptor, path: path) else { return ["cannot stat \(path)"] }
+        guard let descriptor = try? Syscall.openRegularFile(path, .readOnly) else { return ["cannot open \(path)"] }
+        defer { descriptor.closeIgnoringErrors() }
+        guard let status = try? descriptor.status(path: path) else { return ["cannot stat \(path)"] }
         let fileSize = UInt64(status.st_size)
         /// Offsets and counts come from the file: anything past its end is not read (and not allocated).
         func read(_ count: Int, at offset: UInt64) -> [UInt8] {
             guard offset < fileSize else { return [] }
             let count = Int(min(UInt64(max(count, 0)), fileSize - offset))
-            return (try? Syscall.pread(descriptor, count: count, at: offset, path: path)) ?? []
+            return (try? descriptor.read(count: count, at: offset, path: path)) ?? []
         }
         let minimum = UInt64(VHDFooter.size * 2 + VHDDynamicHeader.size)
         guard fileSize >= minimum else { return ["file is \(fileSize) bytes, too short for a dynamic VHD (truncated?)"] }

@@ -47,7 +47,7 @@ extension VHDImage {
                 guard nextStart / Self.sectorSize < UInt64(Self.unallocated) else {
                     throw .malformed("\(path): no room for block \(block): past what a BAT entry can address")
                 }
-                try Syscall.pwriteAll(descriptor, childBitmap, at: nextStart, path: path)
+                try descriptor.writeAll(childBitmap, at: nextStart, path: path)
                 try copy(0..<Int(Self.sectorsPerBlock), to: nextStart + Self.bitmapSize)
                 newBlocks.append((block, nextStart))
                 let end = nextStart + Self.bitmapSize + Self.blockSize
@@ -59,7 +59,7 @@ extension VHDImage {
         try barrier()
         FaultPoint.reach("coalesce.data-copied")
         for update in widenedBitmaps {
-            try Syscall.pwriteAll(descriptor, update.bitmap, at: update.start, path: path)
+            try descriptor.writeAll(update.bitmap, at: update.start, path: path)
         }
         if let last = newBlocks.last {
             try writeEndFooter(at: max(last.start + Self.bitmapSize + Self.blockSize, try currentFooterOffset()))
@@ -70,7 +70,7 @@ extension VHDImage {
         for entry in newBlocks { table[entry.block] = UInt32(entry.start / Self.sectorSize) }
         var bytes = [UInt8](repeating: 0, count: table.count * 4)
         for (index, entry) in table.enumerated() { bytes.setBigEndian32(entry, at: index * 4) }
-        try Syscall.pwriteAll(descriptor, bytes, at: header.tableOffset, path: path)
+        try descriptor.writeAll(bytes, at: header.tableOffset, path: path)
         self.table = table
         try barrier()
     }
@@ -91,8 +91,8 @@ extension VHDImage {
         }
         let footerOffset = (end + Self.sectorSize - 1) / Self.sectorSize * Self.sectorSize
         try writeEndFooter(at: footerOffset)
-        try Syscall.truncate(descriptor, to: footerOffset + UInt64(VHDFooter.size), path: path)
-        try Syscall.pwriteAll(descriptor, footer.bytes, at: 0, path: path)
+        try descriptor.resize(to: footerOffset + UInt64(VHDFooter.size), path: path)
+        try descriptor.writeAll(footer.bytes, at: 0, path: path)
         try barrier()
     }
 

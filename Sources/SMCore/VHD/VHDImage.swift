@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import SystemPackage
 
 /// One dynamic or differencing VHD file, open for reading or writing.
 ///
@@ -33,7 +34,7 @@ public final class VHDImage {
 
     public let path: String
     public let writable: Bool
-    let descriptor: Int32
+    let descriptor: FileDescriptor
     public private(set) var footer: VHDFooter
     public private(set) var header: VHDDynamicHeader
     /// True when the footer at the end of the file was unreadable and the copy at 0 was used.
@@ -47,7 +48,7 @@ public final class VHDImage {
 
     var table: [UInt32]?
 
-    private init(path: String, writable: Bool, descriptor: Int32, footer: VHDFooter, header: VHDDynamicHeader,
+    private init(path: String, writable: Bool, descriptor: FileDescriptor, footer: VHDFooter, header: VHDDynamicHeader,
                  endFooterDamaged: Bool) {
         self.path = path
         self.writable = writable
@@ -57,7 +58,7 @@ public final class VHDImage {
         self.endFooterDamaged = endFooterDamaged
     }
 
-    deinit { Syscall.close(descriptor) }
+    deinit { descriptor.closeIgnoringErrors() }
 
     // MARK: Opening and creating
 
@@ -65,20 +66,20 @@ public final class VHDImage {
     /// Only a regular file is opened: a symbolic link, FIFO, device or directory under a VHD's
     /// name is refused (EIO), never followed or waited on (`Syscall.openRegularFile`).
     public static func open(_ path: String, writable: Bool = false) throws(StorageError) -> VHDImage {
-        let descriptor = try Syscall.openRegularFile(path, writable ? O_RDWR : O_RDONLY)
+        let descriptor = try Syscall.openRegularFile(path, writable ? .readWrite : .readOnly)
         do throws(StorageError) {
-            let size = UInt64(try Syscall.fileStatus(descriptor: descriptor, path: path).st_size)
+            let size = try descriptor.size(path: path)
             guard size >= UInt64(VHDFooter.size + VHDDynamicHeader.size + VHDFooter.size) else {
                 throw .malformed("file is \(size) bytes, too short for a dynamic VHD")
             }
             var damaged = false
             let footer: VHDFooter
             do throws(StorageError) {
-                footer = try VHDFooter(bytes: try read(descriptor, path, count: VHDFooter.size, at: size - UInt64(VHDFooter.size)))
+                footer = try VHDFooter(bytes: try descriptor.read(count: VHDFooter.size, at: size - UInt64(VHDFooter.size), path: path))
             } catch {
                 damaged = true
                 do throws(StorageError) {
-                    footer = try VHDFooter(bytes: try read(descriptor, path, count: VHDFooter.size, at: 0))
+                    footer = try VHDFooter(bytes: try descriptor.read(count: VHDFooter.size, at: 0, path: path))
                 } catch {
                     throw .malformed("no valid footer at the end of the file or at offset 0")
                 }
@@ -88,7 +89,7 @@ public final class VHDImage {
             guard footer.dataOffset <= size - UInt64(VHDDynamicHeader.size) else {
                 throw .malformed("header offset \(footer.dataOffset) lies outside the file")
             }
-            let header = try VHDDynamicHeader(bytes: try read(descriptor, path, count: VHDDynamicHeader.size, at: footer.dataOffset))
+            let header = try VHDDynamicHeader(bytes: try descriptor.read(count: VHDDynamicHeader.size, at: footer.dataOffset, path: path))
             // Offsets no file can have: the sums of offsets and lengths below must not overflow.
             guard header.tableOffset <= maximumOffset else {
                 throw .malformed("BAT offset \(header.tableOffset) is not a file offset")
@@ -102,7 +103,7 @@ public final class VHDImage {
             return VHDImage(path: path, writable: writable, descriptor: descriptor, footer: footer, header: header,
                             endFooterDamaged: damaged)
         } catch {
-            Syscall.close(descriptor)
+            descriptor.closeIgnoringErrors()
             throw error
         }
     }
@@ -121,9 +122,9 @@ public final class VHDImage {
     /// (`ClaimedTemporary.create`); the image owns that descriptor from then on.
     @discardableResult
     public static func create(at path: String, size: UInt64, uniqueID: [UInt8],
-                              differencing: DifferencingSetup? = nil, claimed: Int32? = nil) throws(StorageError) -> VHDImage {
-        let descriptor: Int32
-        if let claimed { descriptor = claimed } else { descriptor = try Syscall.open(path, O_RDWR | O_CREAT | O_EXCL, mode: 0o644) }
+                              differencing: DifferencingSetup? = nil, claimed: FileDescriptor? = nil) throws(StorageError) -> VHDImage {
+        let descriptor: FileDescriptor
+        if let claimed { descriptor = claimed } else { descriptor = try Syscall.open(path, .readWrite, options: [.create, .exclusiveCreate]) }
         let entries = reservedEntries(for: size)
         let tableOffset = UInt64(VHDFooter.size + VHDDynamicHeader.size)
         var header = VHDDynamicHeader(tableOffset: tableOffset, maxTableEntries: UInt32((size + blockSize - 1) / blockSize))
@@ -145,14 +146,14 @@ public final class VHDImage {
         }
         let footerOffset = (metadataEnd + 511) / 512 * 512
         do throws(StorageError) {
-            try Syscall.pwriteAll(descriptor, footer.bytes, at: 0, path: path)
-            try Syscall.pwriteAll(descriptor, header.bytes, at: UInt64(VHDFooter.size), path: path)
-            try Syscall.pwriteAll(descriptor, [UInt8](repeating: 0xFF, count: Int(entries * 4)), at: tableOffset, path: path)
-            for (offset, data) in locatorWrites { try Syscall.pwriteAll(descriptor, data, at: offset, path: path) }
-            try Syscall.pwriteAll(descriptor, footer.bytes, at: footerOffset, path: path)
-            try Syscall.fsync(descriptor, path: path)
+            try descriptor.writeAll(footer.bytes, at: 0, path: path)
+            try descriptor.writeAll(header.bytes, at: UInt64(VHDFooter.size), path: path)
+            try descriptor.writeAll([UInt8](repeating: 0xFF, count: Int(entries * 4)), at: tableOffset, path: path)
+            for (offset, data) in locatorWrites { try descriptor.writeAll(data, at: offset, path: path) }
+            try descriptor.writeAll(footer.bytes, at: footerOffset, path: path)
+            try descriptor.sync(path: path)
         } catch {
-            Syscall.close(descriptor)
+            descriptor.closeIgnoringErrors()
             try? Syscall.unlinkIfPresent(path)
             throw error
         }
@@ -191,7 +192,7 @@ public final class VHDImage {
     public var uniqueID: CanonicalUUID { CanonicalUUID(bytes: footer.uniqueID) }
 
     public func fileSize() throws(StorageError) -> UInt64 {
-        UInt64(try Syscall.fileStatus(descriptor: descriptor, path: path).st_size)
+        try descriptor.size(path: path)
     }
 
     /// The BAT (loaded on first use; `sr_scan` never needs it).
@@ -200,7 +201,7 @@ public final class VHDImage {
         let count = Int(header.maxTableEntries)
         // Checked before reading: a damaged entry count must not allocate gigabytes.
         guard header.tableOffset + UInt64(count) * 4 <= (try fileSize()) else { throw .malformed("BAT extends past end of file") }
-        let bytes = try Self.read(descriptor, path, count: count * 4, at: header.tableOffset)
+        let bytes = try descriptor.read(count: count * 4, at: header.tableOffset, path: path)
         guard bytes.count == count * 4 else { throw .malformed("BAT extends past end of file") }
         let loaded = (0..<count).map { bytes.bigEndian32(at: $0 * 4) }
         table = loaded
@@ -239,7 +240,7 @@ public final class VHDImage {
     public func bitmap(ofBlock block: Int) throws(StorageError) -> [UInt8]? {
         let table = try allocationTable()
         guard block < table.count, table[block] != Self.unallocated else { return nil }
-        let bitmap = try Self.read(descriptor, path, count: Int(Self.bitmapSize), at: UInt64(table[block]) * Self.sectorSize)
+        let bitmap = try descriptor.read(count: Int(Self.bitmapSize), at: UInt64(table[block]) * Self.sectorSize, path: path)
         guard bitmap.count == Int(Self.bitmapSize) else { throw .malformed("block \(block) bitmap lies past end of file") }
         return bitmap
     }
@@ -287,7 +288,7 @@ public final class VHDImage {
                 let runStart = Int(position - offset)
                 let run = UnsafeMutableRawBufferPointer(rebasing: buffer[runStart..<runStart + Int(runEnd - position)])
                 if present {
-                    let got = try Syscall.pread(descriptor, into: run, at: dataStart + position % Self.blockSize, path: path)
+                    let got = try descriptor.read(into: run, at: dataStart + position % Self.blockSize, path: path)
                     guard got == run.count else { throw .malformed("\(path): block \(block) data lies past the end of the file") }
                 } else {
                     try fromParent(position, run)
@@ -371,7 +372,7 @@ public final class VHDImage {
         let sectorCount = data.count / Int(Self.sectorSize)
         if var bitmap = try bitmap(ofBlock: block) {
             let blockStart = UInt64(try allocationTable()[block]) * Self.sectorSize
-            try Syscall.pwriteAll(descriptor, data, at: blockStart + Self.bitmapSize + offsetInBlock, path: path)
+            try descriptor.writeAll(data, at: blockStart + Self.bitmapSize + offsetInBlock, path: path)
             var changed = false
             for sector in firstSector..<firstSector + sectorCount where !Self.bit(bitmap, sector) {
                 Self.setBit(&bitmap, sector)
@@ -379,7 +380,7 @@ public final class VHDImage {
             }
             if changed {
                 try barrier()
-                try Syscall.pwriteAll(descriptor, bitmap, at: blockStart, path: path)
+                try descriptor.writeAll(bitmap, at: blockStart, path: path)
             }
             return
         }
@@ -389,8 +390,8 @@ public final class VHDImage {
         let blockStart = try placeNewBlock()
         // The footer moves to the new end first, so that the file never ends in anything else.
         try extendFile(footerAt: blockStart + Self.bitmapSize + Self.blockSize)
-        try Syscall.pwriteAll(descriptor, bitmap, at: blockStart, path: path)
-        try Syscall.pwriteAll(descriptor, data, at: blockStart + Self.bitmapSize + offsetInBlock, path: path)
+        try descriptor.writeAll(bitmap, at: blockStart, path: path)
+        try descriptor.writeAll(data, at: blockStart + Self.bitmapSize + offsetInBlock, path: path)
         try barrier()
         try setTableEntry(block, UInt32(blockStart / Self.sectorSize))
         try barrier()
@@ -416,13 +417,13 @@ public final class VHDImage {
     func setTableEntry(_ block: Int, _ value: UInt32) throws(StorageError) {
         var bytes = [UInt8](repeating: 0, count: 4)
         bytes.setBigEndian32(value, at: 0)
-        try Syscall.pwriteAll(descriptor, bytes, at: header.tableOffset + UInt64(block) * 4, path: path)
+        try descriptor.writeAll(bytes, at: header.tableOffset + UInt64(block) * 4, path: path)
         if table == nil { _ = try allocationTable() }
         table?[block] = value
     }
 
     func writeEndFooter(at offset: UInt64) throws(StorageError) {
-        try Syscall.pwriteAll(descriptor, footer.bytes, at: offset, path: path)
+        try descriptor.writeAll(footer.bytes, at: offset, path: path)
     }
 
     /// Rewrites both footer copies (end first, then offset 0), e.g. after changing the hidden flag.
@@ -431,7 +432,7 @@ public final class VHDImage {
         let footerOffset = (end + 511) / 512 * 512
         try writeEndFooter(at: footerOffset)
         try barrier()
-        try Syscall.pwriteAll(descriptor, footer.bytes, at: 0, path: path)
+        try descriptor.writeAll(footer.bytes, at: 0, path: path)
         try barrier()
     }
 
@@ -451,22 +452,22 @@ public final class VHDImage {
 
     /// The file's modification time (a child records its parent's, in seconds since 2000).
     public func modificationTime() throws(StorageError) -> timespec {
-        try Syscall.modificationTime(descriptor: descriptor, path: path)
+        try descriptor.status(path: path).st_mtim
     }
 
     /// Restores a modification time after a metadata change, so that children still agree with it.
     public func setModificationTime(_ time: timespec) throws(StorageError) {
-        try Syscall.setModificationTime(descriptor: descriptor, time, path: path)
+        try descriptor.setModificationTime(time, path: path)
     }
 
     /// fsync when `durable`.
     func barrier() throws(StorageError) {
         guard durable else { return }
-        try Syscall.fsync(descriptor, path: path)
+        try descriptor.sync(path: path)
     }
 
     public func sync() throws(StorageError) {
-        try Syscall.fsync(descriptor, path: path)
+        try descriptor.sync(path: path)
     }
 
     // MARK: Resizing
@@ -509,7 +510,7 @@ public final class VHDImage {
         try writeEndFooter(at: Self.roundUpToSector(end))
         try barrier()
         FaultPoint.reach("resize.end-footer-written")
-        try Syscall.pwriteAll(descriptor, footer.bytes, at: 0, path: path)
+        try descriptor.writeAll(footer.bytes, at: 0, path: path)
         try barrier()
     }
 
@@ -551,12 +552,12 @@ public final class VHDImage {
         do throws(StorageError) {
             _ = try Syscall.reserveSpace(descriptor, at: startSize, length: growth, path: path)
         } catch {
-            try? Syscall.truncate(descriptor, to: startSize, path: path)
+            try? descriptor.resize(to: startSize, path: path)
             throw error.code == .noSpace
                 ? error.reworded("\(path): growing the BAT needs \(growth) more bytes than the filesystem has") : error
         }
         // Whatever happens next, nothing stays reserved past the end of the file.
-        defer { try? Syscall.truncate(descriptor, to: (try? self.fileSize()) ?? startSize, path: path) }
+        defer { try? descriptor.resize(to: (try? self.fileSize()) ?? startSize, path: path) }
         var moved = false
         for block in inTheWay {
             try moveBlock(block, atOrAfter: metadataEnd, first: !moved)
@@ -567,8 +568,8 @@ public final class VHDImage {
         }
         if !moving.isEmpty {
             for index in moving {
-                let data = try Self.read(descriptor, path, count: Int(locators[index].dataSpaceInBytes), at: locators[index].dataOffset)
-                try Syscall.pwriteAll(descriptor, data, at: newLocators[index].dataOffset, path: path)
+                let data = try descriptor.read(count: Int(locators[index].dataSpaceInBytes), at: locators[index].dataOffset, path: path)
+                try descriptor.writeAll(data, at: newLocators[index].dataOffset, path: path)
             }
             try barrier()
             header.parentLocators = newLocators
@@ -576,7 +577,7 @@ public final class VHDImage {
             FaultPoint.reach("resize.locators-moved")
         }
         let fresh = [UInt8](repeating: 0xFF, count: Int(tableEnd - header.tableOffset) - Int(oldEntries) * 4)
-        try Syscall.pwriteAll(descriptor, fresh, at: header.tableOffset + UInt64(oldEntries) * 4, path: path)
+        try descriptor.writeAll(fresh, at: header.tableOffset + UInt64(oldEntries) * 4, path: path)
         try barrier()
         header.maxTableEntries = newEntries
         try writeHeader()
@@ -593,8 +594,8 @@ public final class VHDImage {
         try extendFile(footerAt: destination + UInt64(length))
         if first { FaultPoint.reach("resize.file-extended") }
         do throws(StorageError) {
-            let bytes = try Self.read(descriptor, path, count: length, at: source)
-            try Syscall.pwriteAll(descriptor, bytes + [UInt8](repeating: 0, count: length - bytes.count), at: destination, path: path)
+            let bytes = try descriptor.read(count: length, at: source, path: path)
+            try descriptor.writeAll(bytes + [UInt8](repeating: 0, count: length - bytes.count), at: destination, path: path)
             try barrier()
         } catch {
             try? restoreEnd(oldSize)
@@ -614,7 +615,7 @@ public final class VHDImage {
         do throws(StorageError) {
             try writeEndFooter(at: offset)
         } catch {
-            try? try Syscall.truncate(descriptor, to: oldSize, path: path)
+            try? descriptor.resize(to: oldSize, path: path)
             throw error
         }
         try barrier()
@@ -624,12 +625,12 @@ public final class VHDImage {
     private func restoreEnd(_ size: UInt64) throws(StorageError) {
         try writeEndFooter(at: size - UInt64(VHDFooter.size))
         try barrier()
-        try Syscall.truncate(descriptor, to: size, path: path)
+        try descriptor.resize(to: size, path: path)
         try barrier()
     }
 
     private func writeHeader() throws(StorageError) {
-        try Syscall.pwriteAll(descriptor, header.bytes, at: footer.dataOffset, path: path)
+        try descriptor.writeAll(header.bytes, at: footer.dataOffset, path: path)
         try barrier()
     }
 
@@ -640,8 +641,8 @@ public final class VHDImage {
     /// True when the end footer is readable and the copy at offset 0 is byte for byte the same.
     public func footersAgree() throws(StorageError) -> Bool {
         guard !endFooterDamaged else { return false }
-        let end = try Self.read(descriptor, path, count: VHDFooter.size, at: try currentFooterOffset())
-        return end == (try Self.read(descriptor, path, count: VHDFooter.size, at: 0))
+        let end = try descriptor.read(count: VHDFooter.size, at: try currentFooterOffset(), path: path)
+        return end == (try descriptor.read(count: VHDFooter.size, at: 0, path: path))
     }
 
     /// Makes the two footer copies one again after a crash between their writes; true when it
@@ -672,15 +673,9 @@ public final class VHDImage {
             return true
         }
         guard try !footersAgree() else { return false }
-        let end = try Self.read(descriptor, path, count: VHDFooter.size, at: try currentFooterOffset())
-        try Syscall.pwriteAll(descriptor, end, at: 0, path: path)
+        let end = try descriptor.read(count: VHDFooter.size, at: try currentFooterOffset(), path: path)
+        try descriptor.writeAll(end, at: 0, path: path)
         try barrier()
         return true
-    }
-
-    // MARK: Helpers
-
-    static func read(_ descriptor: Int32, _ path: String, count: Int, at offset: UInt64) throws(StorageError) -> [UInt8] {
-        try Syscall.pread(descriptor, count: count, at: offset, path: path)
     }
 }
