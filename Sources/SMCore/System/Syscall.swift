@@ -70,9 +70,10 @@ public enum Syscall {
         try descriptor.sync(path: path)
     }
 
-    /// stat(2) through swift-system; nil when `path` cannot be examined.
     public static func fileStatus(_ path: String) -> stat? {
-        try? FilePath(path).stat().rawValue
+        var status = stat()
+        guard case .success = attempt({ stat(path, &status) }) else { return nil }
+        return status
     }
 
     public static func exists(_ path: String) -> Bool { fileStatus(path) != nil }
@@ -142,9 +143,10 @@ public enum Syscall {
         }
     }
 
-    /// lstat(2) through swift-system (a symbolic link is not followed); nil when `path` cannot be examined.
     public static func lstatus(_ path: String) -> stat? {
-        try? FilePath(path).stat(followTargetSymlink: false).rawValue
+        var status = stat()
+        guard case .success = attempt({ lstat(path, &status) }) else { return nil }
+        return status
     }
 
     /// The names in a directory, without `.` and `..`. A failed readdir is an error, not the end
