@@ -46,7 +46,7 @@ public struct BlockDevice: Sendable, Equatable {
     /// what a wipe needs.
     func open(_ mode: FileDescriptor.AccessMode, exclusive: Bool = false) throws(StorageError) -> FileDescriptor {
         do {
-            return try FileDescriptor.open(FilePath(path), mode, options: exclusive ? [.closeOnExec, .exclusiveCreate] : .closeOnExec)
+            return try path.withCString { try FileDescriptor.open($0, mode, options: exclusive ? [.closeOnExec, .exclusiveCreate] : .closeOnExec) }
         } catch Errno.resourceBusy {
             throw .blockDeviceInUse(path)
         } catch Errno.noSuchFileOrDirectory, Errno.noSuchAddressOrDevice, Errno.noSuchDevice {

@@ -26,7 +26,7 @@ extension Syscall {
         }
         let descriptor: FileDescriptor
         do {
-            descriptor = try FileDescriptor.open(FilePath(path), mode, options: [.closeOnExec, .noFollow, .nonBlocking])
+            descriptor = try path.withCString { try FileDescriptor.open($0, mode, options: [.closeOnExec, .noFollow, .nonBlocking]) }
         } catch Errno.tooManySymbolicLinkLevels {
             throw .io("\(path) is a symbolic link, not a regular file")
         } catch {
