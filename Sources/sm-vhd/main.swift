@@ -44,7 +44,7 @@ struct VHDTool: ParsableCommand {
             switch exitCode(for: error) {
             case .success: exit(withError: error)
             case .validationFailure: fail(message(for: error))
-            default: fail("\(error)", EIO)
+            default: fail((error as? StorageError)?.message ?? "\(error)", EIO)
             }
         }
         Glibc.exit(0)
@@ -127,7 +127,7 @@ struct Write: ParsableCommand {
         let chain = try VHDChain.open(file, writable: true)
         var position = offset
         while true {
-            let bytes = try Syscall.readStream(0, limit: 2 << 20, path: "stdin")
+            let bytes = try Syscall.readStandardInput(limit: 2 << 20)
             if bytes.isEmpty { break }
             try chain.write(at: position, bytes: bytes)
             position += UInt64(bytes.count)

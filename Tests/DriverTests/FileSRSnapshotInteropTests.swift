@@ -127,8 +127,8 @@ import SMCore
         #expect(listed[vdis[4]] == nil)
         #expect(try sr.read(vdis[0]) == pattern(3 << 20, seed: 70) + [UInt8](repeating: 0, count: 1 << 20))
         // Reading the damaged VDIs fails cleanly (an error, not a trap).
-        #expect(throws: VHDError.self) { _ = try sr.read(vdis[2]) }
-        #expect(throws: VHDError.self) { _ = try sr.read(vdis[3]) }
+        #expect(throws: StorageError.self) { _ = try sr.read(vdis[2]) }
+        #expect(throws: StorageError.self) { _ = try sr.read(vdis[3]) }
         // Verbs on them answer one errno, never a crash.
         for verb in ["vdi_snapshot", "vdi_clone"] {
             for damaged in vdis[3...4] {

@@ -29,7 +29,7 @@ import Testing
             try handle.write(contentsOf: entry)
         }
         let image = try VHDImage.open(path, writable: true)
-        #expect(throws: VHDError.self) { try image.write(at: 4 << 20, bytes: [UInt8](repeating: 1, count: 512)) }
+        #expect(throws: StorageError.self) { try image.write(at: 4 << 20, bytes: [UInt8](repeating: 1, count: 512)) }
         #expect(try image.read(at: 0, count: 4096) == bytes(4096, seed: 9))
     }
 
@@ -62,7 +62,7 @@ import Testing
             try handle.write(contentsOf: header.bytes)
         }
         let image = try VHDImage.open(path, writable: true)
-        #expect(throws: VHDError.self) { try image.write(at: 4 << 20, bytes: [UInt8](repeating: 1, count: 512)) }
+        #expect(throws: StorageError.self) { try image.write(at: 4 << 20, bytes: [UInt8](repeating: 1, count: 512)) }
     }
 
     /// fuzz-intent, crash 1 (the input as found): "\r\n" is one Character in Swift, so splitting

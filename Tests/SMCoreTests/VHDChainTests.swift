@@ -54,7 +54,7 @@ func bytes(_ count: Int, seed: UInt8) -> [UInt8] {
         try write("leaf.vhd", 511, bytes(3, seed: 3))
         try write("leaf.vhd", 5 << 20, bytes(70_000, seed: 4))
         // Without its chain a differencing disk refuses to guess its parent's bytes.
-        #expect(throws: VHDError.self) { try leaf.write(at: 1, bytes: [1]) }
+        #expect(throws: StorageError.self) { try leaf.write(at: 1, bytes: [1]) }
         let chain = try VHDChain.open(scratch.path("leaf.vhd"))
         #expect(chain.length == 3)
         #expect(try chain.read(at: 0, count: Int(size)) == model)
@@ -121,9 +121,9 @@ func bytes(_ count: Int, seed: UInt8) -> [UInt8] {
         #expect(VHDChain.decodeLocator(platformCode: VHDParentLocator.w2ku, Array(".\\p.vhd".utf16).flatMap { [UInt8($0 & 0xFF), UInt8($0 >> 8)] }) == "p.vhd")
         try FileManager.default.removeItem(atPath: scratch.path("parent.vhd"))
         try scratch.create("parent.vhd", size: 2 << 20)
-        #expect(throws: VHDError.self) { try VHDChain.open(scratch.path("child.vhd")) }
+        #expect(throws: StorageError.self) { try VHDChain.open(scratch.path("child.vhd")) }
         #expect(!VHDChecker.parentProblems(child: child, parentPath: scratch.path("parent.vhd")).isEmpty)
         try FileManager.default.removeItem(atPath: scratch.path("parent.vhd"))
-        #expect(throws: VHDError.self) { try VHDChain.open(scratch.path("child.vhd")) }
+        #expect(throws: StorageError.self) { try VHDChain.open(scratch.path("child.vhd")) }
     }
 }

@@ -47,7 +47,7 @@ import Testing
     @Test func headerOffsetNearTheTopOfUInt64() throws {
         let scratch = try EngineScratch()
         let path = try disk(scratch, footer: { $0.dataOffset = Self.huge })
-        #expect(throws: VHDError.self) { try VHDImage.open(path) }
+        #expect(throws: StorageError.self) { try VHDImage.open(path) }
         exercise(path)
     }
 
@@ -73,7 +73,7 @@ import Testing
         let scratch = try EngineScratch()
         let path = try disk(scratch, header: { $0.maxTableEntries = 0xFFFF_FFFF })
         let image = try VHDImage.open(path)
-        #expect(throws: VHDError.self) { try image.allocationTable() }
+        #expect(throws: StorageError.self) { try image.allocationTable() }
         exercise(path)
     }
 

@@ -11,7 +11,7 @@ import Testing
         #expect(bytes[85] == 1)
         var damaged = bytes
         damaged[100] ^= 0x01
-        #expect(throws: VHDError.malformed("footer checksum mismatch")) { try VHDFooter(bytes: damaged) }
+        #expect(throws: StorageError.malformed("footer checksum mismatch")) { try VHDFooter(bytes: damaged) }
     }
 
     /// Geometry follows the specification's algorithm and never exceeds the size.

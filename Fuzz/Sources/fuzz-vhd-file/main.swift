@@ -24,7 +24,7 @@ runFuzzer { input in
     // that a differencing disk opened alone can take them (no read of the parent).
     let middle = image.size / 2 / 512 * 512
     var written = true
-    do throws(VHDError) {
+    do throws(StorageError) {
         if image.size >= 512 { try image.write(at: 0, bytes: sector) }
         if image.size >= 1024 { try image.write(at: middle, bytes: sector) }
         try image.setHidden(true)

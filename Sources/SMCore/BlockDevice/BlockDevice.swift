@@ -29,30 +29,30 @@ public struct BlockDevice: Sendable, Equatable {
     /// The device's size in bytes, as the kernel reports it.
     public var size: UInt64 {
         get throws(StorageError) {
-            let descriptor = try open(O_RDONLY)
-            defer { Syscall.close(descriptor) }
+            let descriptor = try open(.readOnly)
+            defer { descriptor.closeIgnoringErrors() }
             return try size(of: descriptor)
         }
     }
 
-    func size(of descriptor: Int32) throws(StorageError) -> UInt64 {
-        let bytes = blkid_get_dev_size(descriptor)
+    func size(of descriptor: FileDescriptor) throws(StorageError) -> UInt64 {
+        let bytes = blkid_get_dev_size(descriptor.rawValue)
         guard bytes > 0 else { throw .io("cannot read the size of block device \(path)") }
         return UInt64(bytes)
     }
 
-    /// Opens the device. With `O_EXCL` the kernel refuses (EBUSY) while the device is mounted or
-    /// held by device-mapper, RAID or another exclusive opener, which is what a wipe needs.
-    func open(_ flags: Int32) throws(StorageError) -> Int32 {
-        switch Syscall.attempt({ Glibc.open(path, flags | O_CLOEXEC) }) {
-        case .success(let descriptor):
-            return descriptor
-        case .failure(.resourceBusy):
+    /// Opens the device. `exclusive` (O_EXCL on a block device): the kernel refuses (EBUSY) while
+    /// the device is mounted or held by device-mapper, RAID or another exclusive opener, which is
+    /// what a wipe needs.
+    func open(_ mode: FileDescriptor.AccessMode, exclusive: Bool = false) throws(StorageError) -> FileDescriptor {
+        do {
+            return try path.withCString { try FileDescriptor.open($0, mode, options: exclusive ? [.closeOnExec, .exclusiveCreate] : .closeOnExec) }
+        } catch Errno.resourceBusy {
             throw .blockDeviceInUse(path)
-        case .failure(.noSuchFileOrDirectory), .failure(.noSuchAddressOrDevice), .failure(.noSuchDevice):
+        } catch Errno.noSuchFileOrDirectory, Errno.noSuchAddressOrDevice, Errno.noSuchDevice {
             throw .noSuchBlockDevice(path, reason: "cannot be opened (no medium or gone)")
-        case .failure(let code):
-            throw .system(code, "open", path: path)
+        } catch {
+            throw .system(error as? Errno ?? .ioError, "open", path: path)
         }
     }
 }
@@ -76,17 +76,4 @@ public struct DeviceNumber: Hashable, Sendable, CustomStringConvertible {
 
     /// `major:minor`, as in mountinfo and `/sys/dev/block`.
     public var description: String { "\(major):\(minor)" }
-}
-
-extension StorageError {
-    /// ENODEV: the dconf names something that is not a usable block device.
-    public static func noSuchBlockDevice(_ path: String, reason: String) -> StorageError {
-        StorageError(code: .noSuchDevice, message: "device \(path) \(reason)")
-    }
-
-    /// EBUSY: the kernel refused an exclusive open (O_EXCL) of the device.
-    public static func blockDeviceInUse(_ path: String) -> StorageError {
-        StorageError(code: .resourceBusy,
-                     message: "device \(path) is in use (mounted, or held by LVM, RAID or another program); release it first")
-    }
 }

@@ -1,4 +1,5 @@
 import CBlkid
+import SystemPackage
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -50,8 +51,8 @@ extension BlockDevice {
     /// tables); empty when the device looks blank. Damaged-checksum superblocks count too and a
     /// GPT counts without its protective MBR, so that nothing recognisable is ever taken for blank.
     public func probeSignatures() throws(StorageError) -> [Signature] {
-        let descriptor = try open(O_RDONLY)
-        defer { Syscall.close(descriptor) }
+        let descriptor = try open(.readOnly)
+        defer { descriptor.closeIgnoringErrors() }
         let probe = try SignatureProbe(descriptor: descriptor, path: path)
         var found: [Signature] = []
         while found.count < Self.maximumSignatures, let signature = try probe.next() {
@@ -66,11 +67,11 @@ final class SignatureProbe {
     private let probe: blkid_probe
     let path: String
 
-    init(descriptor: Int32, path: String) throws(StorageError) {
+    init(descriptor: FileDescriptor, path: String) throws(StorageError) {
         guard let probe = blkid_new_probe() else { throw .io("libblkid: cannot allocate a probe for \(path)") }
         self.probe = probe
         self.path = path
-        guard blkid_probe_set_device(probe, descriptor, 0, 0) == 0 else {
+        guard blkid_probe_set_device(probe, descriptor.rawValue, 0, 0) == 0 else {
             throw .io("libblkid: cannot probe \(path)")
         }
         let superblockFlags = BLKID_SUBLKS_TYPE | BLKID_SUBLKS_USAGE | BLKID_SUBLKS_UUID | BLKID_SUBLKS_LABEL

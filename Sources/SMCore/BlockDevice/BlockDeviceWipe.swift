@@ -21,8 +21,8 @@ extension BlockDevice {
     /// mebibyte, so a crash part-way leaves the device recognisable as before until the very
     /// last write, and a repeated wipe finishes the job.
     public func wipe(bytes: UInt64 = headWipeLength) throws(StorageError) {
-        let descriptor = try open(O_RDWR | O_EXCL)
-        defer { Syscall.close(descriptor) }
+        let descriptor = try open(.readWrite, exclusive: true)
+        defer { descriptor.closeIgnoringErrors() }
         let size = try size(of: descriptor)
         let head = min(bytes, size)
         let zeros = [UInt8](repeating: 0, count: Int(Self.wipeChunk))
@@ -30,7 +30,7 @@ extension BlockDevice {
             var offset = range.lowerBound
             while offset < range.upperBound {
                 let count = Int(min(Self.wipeChunk, range.upperBound - offset))
-                try Syscall.pwriteAll(descriptor, Array(zeros.prefix(count)), at: offset, path: path)
+                try descriptor.writeAll(zeros.prefix(count), at: offset, path: path)
                 offset += UInt64(count)
             }
         }
@@ -40,9 +40,9 @@ extension BlockDevice {
             try zero(chunkStart..<min(chunkStart + Self.wipeChunk, head))
             chunkStart -= Self.wipeChunk
         }
-        try Syscall.fsync(descriptor, path: path)
+        try descriptor.sync(path: path)
         try zero(0..<min(Self.wipeChunk, head))
-        try Syscall.fsync(descriptor, path: path)
+        try descriptor.sync(path: path)
 
         let probe = try SignatureProbe(descriptor: descriptor, path: path)
         var erased = 0
@@ -51,7 +51,7 @@ extension BlockDevice {
             try probe.eraseCurrent()
             erased += 1
         }
-        try Syscall.fsync(descriptor, path: path)
+        try descriptor.sync(path: path)
         if let left = try probeSignatures().first {
             throw .io("wiping \(path) left a signature libblkid still finds: \(left)")
         }

@@ -112,7 +112,7 @@ public enum DriverMain {
         let limit = DeviceConfiguration.maximumLength + 1
         let bytes: [UInt8]
         if argument == "@-" {
-            bytes = try Syscall.readStream(0, limit: limit, path: "stdin")
+            bytes = try Syscall.readStandardInput(limit: limit)
         } else if argument.hasPrefix("@") {
             let path = String(argument.dropFirst())
             guard Syscall.exists(path) else { throw .invalid("cannot read dconf file '\(ArgumentParsing.printable(path))'") }

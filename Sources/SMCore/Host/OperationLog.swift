@@ -10,14 +10,10 @@ public enum OperationLog {
                               result: String, seconds: Double) {
         let line = "\(timestamp()) \(driver)[\(getpid())] \(verb) \(uuids.map(\.string).joined(separator: " ")) "
             + "result=\(result) duration=\(formatMilliseconds(seconds))ms\n"
-        let descriptor = Glibc.open(host.logFile, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
-        if descriptor < 0 {
-            Diagnostics.debug("cannot open log \(host.logFile): errno \(errno)")
-        } else {
-            _ = try? Syscall.retrying("write", path: host.logFile) {
-                line.withCString { Glibc.write(descriptor, $0, strlen($0)) }
-            }
-            Glibc.close(descriptor)
+        do throws(StorageError) {
+            try appendLine(line, to: host.logFile)
+        } catch {
+            Diagnostics.debug("cannot write log \(host.logFile): \(error.message)")
         }
         Diagnostics.debug(line.trimmingWhitespace())
     }
@@ -28,10 +24,14 @@ public enum OperationLog {
     }
 
     static func append(host: HostEnvironment, _ line: String) {
-        let descriptor = Glibc.open(host.logFile, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
-        guard descriptor >= 0 else { return }
-        _ = try? Syscall.retrying("write", path: host.logFile) { line.withCString { Glibc.write(descriptor, $0, strlen($0)) } }
-        Glibc.close(descriptor)
+        try? appendLine(line, to: host.logFile)
+    }
+
+    /// Appends `line` in one write (O_APPEND: lines of concurrent calls do not interleave).
+    private static func appendLine(_ line: String, to path: String) throws(StorageError) {
+        let descriptor = try Syscall.open(path, .writeOnly, options: [.append, .create], permissions: [.ownerReadWrite, .groupRead])
+        defer { descriptor.closeIgnoringErrors() }
+        try descriptor.writeAll(line.utf8, path: path)
     }
 
     static func timestamp() -> String {

@@ -209,7 +209,7 @@ public struct ISCSISession {
         for (lun, path) in lunDevices(portal).sorted(by: { $0.key < $1.key }) {
             guard let device = try? BlockDevice(path: path) else { continue }
             do throws(StorageError) {
-                Syscall.close(try device.open(O_RDONLY | O_EXCL))
+                try device.open(.readOnly, exclusive: true).closeIgnoringErrors()
             } catch where error.code == .resourceBusy {
                 throw .lunInUse(lun, iqn: target.iqn, device: path)
             } catch {

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import SystemPackage
 
 /// What a multi-step operation is about to do, written and fsynced before its first step.
 ///
@@ -65,22 +66,22 @@ public struct IntentRecord: Equatable, Sendable {
 public final class IntentEntry {
     public let record: IntentRecord
     public let path: String
-    private var descriptor: Int32
+    private var descriptor: FileDescriptor?
 
-    init(record: IntentRecord, path: String, descriptor: Int32) {
+    init(record: IntentRecord, path: String, descriptor: FileDescriptor) {
         self.record = record
         self.path = path
         self.descriptor = descriptor
     }
 
-    deinit { if descriptor >= 0 { Syscall.close(descriptor) } }
+    deinit { descriptor?.closeIgnoringErrors() }
 
     /// The operation is complete (or rolled back): remove the record durably, then unlock.
     public func finish() throws(StorageError) {
         try Syscall.unlinkIfPresent(path)
         try Syscall.fsyncDirectory(Syscall.parentDirectory(of: path))
-        Syscall.close(descriptor)
-        descriptor = -1
+        descriptor?.closeIgnoringErrors()
+        descriptor = nil
     }
 }
 
@@ -118,12 +119,12 @@ public struct IntentJournal: Sendable {
         // only temporaries whose writer is gone, never this one while it is being written.
         let descriptor = try ClaimedTemporary.create(temporary, mode: 0o600)
         do throws(StorageError) {
-            try Syscall.pwriteAll(descriptor, record.bytes, at: 0, path: temporary)
-            try Syscall.fsync(descriptor, path: temporary)
+            try descriptor.writeAll(record.bytes, at: 0, path: temporary)
+            try descriptor.sync(path: temporary)
             try Syscall.rename(temporary, path)
             try Syscall.fsyncDirectory(directory)
         } catch {
-            Syscall.close(descriptor)
+            descriptor.closeIgnoringErrors()
             try? Syscall.unlinkIfPresent(temporary)
             throw error
         }
@@ -160,26 +161,26 @@ public struct IntentJournal: Sendable {
                 if host == nil || host == hostIdentity { ClaimedTemporary.removeIfAbandoned(path) }
                 continue
             }
-            guard let descriptor = try? Syscall.openRegularFile(path, O_RDWR) else { continue }
+            guard let descriptor = try? Syscall.openRegularFile(path, .readWrite) else { continue }
             let locked: Bool
-            switch Syscall.attempt({ flock(descriptor, LOCK_EX | LOCK_NB) }) {
+            switch Syscall.flock(descriptor, LOCK_EX | LOCK_NB) {
             case .success: locked = true
             case .failure(.wouldBlock): locked = false
-            case .failure: Syscall.close(descriptor); continue
+            case .failure: descriptor.closeIgnoringErrors(); continue
             }
-            guard let status = try? Syscall.fileStatus(descriptor: descriptor, path: path), status.st_nlink > 0 else {
-                Syscall.close(descriptor)
+            guard let status = try? descriptor.status(path: path), status.st_nlink > 0 else {
+                descriptor.closeIgnoringErrors()
                 continue
             }
-            guard name.hasSuffix(Self.suffix), let bytes = try? Syscall.pread(descriptor, count: 1 << 16, at: 0, path: path),
+            guard name.hasSuffix(Self.suffix), let bytes = try? descriptor.read(count: 1 << 16, at: 0, path: path),
                   let record = IntentRecord(bytes: bytes) else {
                 // A damaged record held by a process of this host is being written or replayed.
                 if locked { damaged.append(path) }
-                Syscall.close(descriptor)
+                descriptor.closeIgnoringErrors()
                 continue
             }
             if !locked && !isForeign(record) {
-                Syscall.close(descriptor)
+                descriptor.closeIgnoringErrors()
                 continue
             }
             entries.append(IntentEntry(record: record, path: path, descriptor: descriptor))
@@ -201,11 +202,11 @@ public struct IntentJournal: Sendable {
         var result: [(path: String, intent: IntentRecord?, live: Bool)] = []
         for name in names.sorted() where name.hasSuffix(Self.suffix) {
             let path = "\(directory)/\(name)"
-            guard let descriptor = try? Syscall.openRegularFile(path, O_RDONLY) else { continue }
-            defer { Syscall.close(descriptor) }
+            guard let descriptor = try? Syscall.openRegularFile(path, .readOnly) else { continue }
+            defer { descriptor.closeIgnoringErrors() }
             var live = false
-            if case .failure(.wouldBlock) = Syscall.attempt({ flock(descriptor, LOCK_SH | LOCK_NB) }) { live = true }
-            let bytes = (try? Syscall.pread(descriptor, count: 1 << 16, at: 0, path: path)) ?? []
+            if case .failure(.wouldBlock) = Syscall.flock(descriptor, LOCK_SH | LOCK_NB) { live = true }
+            let bytes = (try? descriptor.read(count: 1 << 16, at: 0, path: path)) ?? []
             result.append((path, IntentRecord(bytes: bytes), live))
         }
         return result

@@ -10,10 +10,10 @@ import Glibc
 public final class HostLock {
     public enum Mode { case shared, exclusive }
 
-    private var descriptor: Int32
+    private var descriptor: FileDescriptor?
     public let path: String
 
-    private init(descriptor: Int32, path: String) {
+    private init(descriptor: FileDescriptor, path: String) {
         self.descriptor = descriptor
         self.path = path
     }
@@ -22,13 +22,11 @@ public final class HostLock {
 
     /// The locked descriptor, for `ExternalCommand.run(holding:)`: a child given it shares the
     /// lock until it exits. Nil once released.
-    var descriptorForChildren: Int32? { descriptor >= 0 ? descriptor : nil }
+    var descriptorForChildren: FileDescriptor? { descriptor }
 
     public func release() {
-        if descriptor >= 0 {
-            Syscall.close(descriptor)
-            descriptor = -1
-        }
+        descriptor?.closeIgnoringErrors()
+        descriptor = nil
     }
 
     /// The other processes that have the lock file open, as `name (pid N)`, for an EBUSY message
@@ -36,8 +34,8 @@ public final class HostLock {
     /// Found by reading the links in `/proc/<pid>/fd` (never by stat, which would reach into other
     /// processes' files, a hung NFS mount's say); processes whose descriptors cannot be read are
     /// skipped.
-    static func processes(holding descriptor: Int32) -> [String] {
-        guard let file = Syscall.symbolicLinkTarget("/proc/self/fd/\(descriptor)") else { return [] }
+    static func processes(holding descriptor: FileDescriptor) -> [String] {
+        guard let file = Syscall.symbolicLinkTarget("/proc/self/fd/\(descriptor.rawValue)") else { return [] }
         let ownPID = getpid()
         var found: [String] = []
         for entry in (try? Syscall.directoryEntries("/proc")) ?? [] {
@@ -57,26 +55,25 @@ public final class HostLock {
     /// hold it open, after that.
     public static func acquire(_ path: String, mode: Mode, timeout: Double) throws(StorageError) -> HostLock {
         try Syscall.makeDirectories(Syscall.parentDirectory(of: path))
-        let descriptor = try Syscall.open(path, O_RDWR | O_CREAT, mode: 0o600)
+        let descriptor = try Syscall.open(path, .readWrite, options: .create, permissions: [.ownerReadWrite])
         let operation = (mode == .shared ? LOCK_SH : LOCK_EX) | LOCK_NB
         let deadline = Syscall.monotonicNow() + timeout
         var delay: UInt32 = 1_000
         while true {
-            switch Syscall.attempt({ flock(descriptor, operation) }) {
+            switch Syscall.flock(descriptor, operation) {
             case .success:
                 return HostLock(descriptor: descriptor, path: path)
             case .failure(.wouldBlock):
                 if Syscall.monotonicNow() >= deadline {
                     // Who holds it is worth a walk through /proc only for a caller that waited.
                     let holders = timeout > 0 ? processes(holding: descriptor) : []
-                    Syscall.close(descriptor)
-                    throw StorageError(code: .resourceBusy, message: "another operation holds \(path) (waited \(Int(timeout)) s)"
-                                       + (holders.isEmpty ? "" : ": " + holders.joined(separator: ", ")))
+                    descriptor.closeIgnoringErrors()
+                    throw .hostLockHeld(path, waited: Int(timeout), holders: holders)
                 }
                 usleep(delay)
                 delay = min(delay * 2, 50_000)
             case .failure(let code):
-                Syscall.close(descriptor)
+                descriptor.closeIgnoringErrors()
                 throw .system(code, "flock", path: path)
             }
         }

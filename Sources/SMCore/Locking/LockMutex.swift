@@ -126,11 +126,11 @@ final class LockMutex {
         let mutex = LockMutex(target: target, descriptor: descriptor, device: UInt64(created.st_dev),
                               inode: UInt64(created.st_ino))
         do throws(StorageError) {
-            try Syscall.pwriteAll(descriptor, Array(link.utf8), at: 0, path: path)
+            try FileDescriptor(rawValue: descriptor).writeAll(link.utf8, at: 0, path: path)
         } catch {
             _ = mutex.release()
             return .failure(.failure(.mutexWriteFailed, "cannot write the lock mutex \(path): \(error.message)",
-                                     errno: error.code == .noSpace ? .noSpace : .ioError))
+                                     errno: error.systemErrno ?? .ioError))
         }
         var linkResult = Syscall.attempt({ Glibc.link(path, link) })
         if case .failure(.fileExists) = linkResult {

@@ -137,9 +137,9 @@ public struct PersistentLock: Sendable {
         var failure: Errno?
         _ = fchmod(descriptor, 0o644)
         do throws(StorageError) {
-            try Syscall.pwriteAll(descriptor, LockFileContents.render(path: path, lease: lease), at: 0, path: path)
+            try FileDescriptor(rawValue: descriptor).writeAll(LockFileContents.render(path: path, lease: lease), at: 0, path: path)
         } catch {
-            failure = .ioError
+            failure = error.systemErrno ?? .ioError
         }
         if failure == nil, durable, case .failure(let code) = Syscall.attempt({ fsync(descriptor) }) { failure = code }
         // On NFS, close reports write-back errors.

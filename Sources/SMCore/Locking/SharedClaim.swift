@@ -84,8 +84,7 @@ public final class SharedClaim: @unchecked Sendable {
                 holder = "another process (its short-term mutex stayed taken)"
                 return nil
             default:
-                let code: Errno = outcome.errno == .noSpace ? .noSpace : .ioError
-                throw StorageError(code: code, message: "cannot take the claim \(target.path): \(outcome.message)")
+                throw .claimFailed(target.path, outcome.message, errno: outcome.errno)
             }
         }
         return nil
@@ -99,7 +98,7 @@ public final class SharedClaim: @unchecked Sendable {
         while true {
             if let claim = try tryAcquire(name, srRoot: srRoot, host: host, holder: &holder) { return claim }
             if Syscall.monotonicNow() >= deadline {
-                throw StorageError(code: .resourceBusy, message: "\(what) is claimed by \(holder) (waited \(Int(host.lockTimeout)) s)")
+                throw .claimHeld(what, by: holder, waited: Int(host.lockTimeout))
             }
             usleep(200_000)
         }

@@ -29,9 +29,9 @@ public struct MountTable: Sendable {
 
     /// The table as it is now.
     public static func current() throws(StorageError) -> MountTable {
-        let descriptor = try Syscall.open(path, O_RDONLY)
-        defer { Syscall.close(descriptor) }
-        let bytes = try Syscall.readStream(descriptor, limit: readLimit, path: path)
+        let descriptor = try Syscall.open(path, .readOnly)
+        defer { descriptor.closeIgnoringErrors() }
+        let bytes = try descriptor.readToEnd(limit: readLimit, path: path)
         return MountTable(mountinfo: String(decoding: bytes, as: UTF8.self))
     }
 

@@ -45,15 +45,13 @@ extension VHDRepository {
         guard let vdi = record.uuid("vdi") else { throw .io("delete record is incomplete") }
         if record["mode"] == "hide" {
             if fileExists(vdi) {
-                do throws(VHDError) {
-                    let image = try VHDImage.open(vdiPath(vdi), writable: true)
-                    var time = try image.modificationTime()
-                    if let recorded = record["modification-time"].flatMap(Self.decodeTime) { time = recorded }
-                    try image.setHidden(true)
-                    FaultPoint.Delete.hidden.reach()
-                    try image.setModificationTime(time)
-                    try image.sync()
-                } catch { throw error.storageError }
+                let image = try VHDImage.open(vdiPath(vdi), writable: true)
+                var time = try image.modificationTime()
+                if let recorded = record["modification-time"].flatMap(Self.decodeTime) { time = recorded }
+                try image.setHidden(true)
+                FaultPoint.Delete.hidden.reach()
+                try image.setModificationTime(time)
+                try image.sync()
             }
             try metadata.remove(vdi)
             return .rolledForward

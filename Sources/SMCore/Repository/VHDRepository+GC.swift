@@ -123,15 +123,13 @@ extension VHDRepository {
         ]))
         FaultPoint.Coalesce.journaled.reach()
         do throws(StorageError) {
-            do throws(VHDError) {
-                let target = try VHDImage.open(vdiPath(parent), writable: true)
-                let source = try VHDImage.open(vdiPath(child))
-                try target.absorb(source)
-                FaultPoint.Coalesce.merged.reach()
-                try target.setIdentity(uniqueID: childNode.uniqueID, hidden: childNode.hidden)
-                try target.setModificationTime(childTime)
-                try target.sync()
-            } catch { throw error.storageError }
+            let target = try VHDImage.open(vdiPath(parent), writable: true)
+            let source = try VHDImage.open(vdiPath(child))
+            try target.absorb(source)
+            FaultPoint.Coalesce.merged.reach()
+            try target.setIdentity(uniqueID: childNode.uniqueID, hidden: childNode.hidden)
+            try target.setModificationTime(childTime)
+            try target.sync()
             FaultPoint.Coalesce.identityWritten.reach()
             try Syscall.rename(vdiPath(parent), vdiPath(child))
             try Syscall.fsyncDirectory(root)
@@ -148,7 +146,7 @@ extension VHDRepository {
     /// its BAT names lies before that footer. A merge trusts the BAT: an entry past the end would
     /// have it write there, and the repair after a failed merge would grow the file to reach it.
     func mergeHazard(_ vdi: CanonicalUUID) -> String? {
-        do throws(VHDError) {
+        do throws(StorageError) {
             let image = try VHDImage.open(vdiPath(vdi))
             guard !image.endFooterDamaged else { return "VDI \(vdi) has no valid footer at its end (run sr_check)" }
             let footerOffset = try image.fileSize() - UInt64(VHDFooter.size)  // open checked the file holds a footer
@@ -158,7 +156,7 @@ extension VHDRepository {
             }
             return nil
         } catch {
-            return "VDI \(vdi): \(error) (run sr_check)"
+            return "VDI \(vdi): \(error.message) (run sr_check)"
         }
     }
 
@@ -172,25 +170,21 @@ extension VHDRepository {
             try metadata.remove(parent)
             return .rolledForward
         }
-        do throws(VHDError) {
-            let image = try VHDImage.open(vdiPath(parent), writable: true)
-            if image.footer.uniqueID == childID.bytes {
-                let hidden = (try? VHDImage.open(vdiPath(child)))?.footer.hidden ?? image.footer.hidden
-                try image.setIdentity(uniqueID: childID.bytes, hidden: hidden)
-                try image.setModificationTime(childTime)
-                try image.sync()
-                try VHDImage.system { () throws(StorageError) in
-                    try Syscall.rename(vdiPath(parent), vdiPath(child))
-                    try Syscall.fsyncDirectory(root)
-                    try metadata.remove(parent)
-                }
-                return .rolledForward
-            }
-            try image.repairTail()
-            try image.setModificationTime(parentTime)
+        let image = try VHDImage.open(vdiPath(parent), writable: true)
+        if image.footer.uniqueID == childID.bytes {
+            let hidden = (try? VHDImage.open(vdiPath(child)))?.footer.hidden ?? image.footer.hidden
+            try image.setIdentity(uniqueID: childID.bytes, hidden: hidden)
+            try image.setModificationTime(childTime)
             try image.sync()
-            return .rolledBack
-        } catch { throw error.storageError }
+            try Syscall.rename(vdiPath(parent), vdiPath(child))
+            try Syscall.fsyncDirectory(root)
+            try metadata.remove(parent)
+            return .rolledForward
+        }
+        try image.repairTail()
+        try image.setModificationTime(parentTime)
+        try image.sync()
+        return .rolledBack
     }
 }
 
@@ -221,47 +215,13 @@ public struct BackgroundCollector: Sendable {
 
     /// Spawns the worker; failures are logged, never thrown (the delete itself succeeded).
     public func start(sr: CanonicalUUID, host: HostEnvironment) {
-        var pipeEnds: [Int32] = [-1, -1]
-        guard pipe(&pipeEnds) == 0 else { return }
-        defer { Syscall.close(pipeEnds[1]) }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_adddup2(&actions, pipeEnds[0], 0)
-        posix_spawn_file_actions_addclose(&actions, pipeEnds[0])
-        posix_spawn_file_actions_addclose(&actions, pipeEnds[1])
-        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        posix_spawnattr_setflags(&attributes, Int16(0x80)  /* POSIX_SPAWN_SETSID (glibc 2.26+), not imported as a constant */)
         let executable = "/proc/self/exe"
-        let arguments = [executable, "@-", Verb.srGC.rawValue, sr.string]
-        var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        var child: pid_t = 0
-        let status = posix_spawn(&child, executable, &actions, &attributes, &argv, environ)
-        Syscall.close(pipeEnds[0])
-        guard status == 0 else {
-            OperationLog.note(host: host, "SR \(sr): cannot start the background sr_gc (errno \(status)); run sr_gc by hand")
-            return
-        }
-        _ = try? Syscall.pwriteAllToPipe(pipeEnds[1], document)
-        Diagnostics.debug("started background sr_gc \(sr) as process \(child)")
-    }
-}
-
-extension Syscall {
-    /// Writes all of `bytes` to a pipe (no offsets).
-    static func pwriteAllToPipe(_ descriptor: Int32, _ bytes: [UInt8]) throws(StorageError) {
-        var done = 0
-        while done < bytes.count {
-            let written = try retrying("write", path: "pipe") {
-                bytes.withUnsafeBytes { buffer in write(descriptor, buffer.baseAddress! + done, bytes.count - done) }
-            }
-            if written == 0 { return }
-            done += written
+        do throws(StorageError) {
+            let child = try DetachedProcess.start(executable, arguments: [executable, "@-", Verb.srGC.rawValue, sr.string],
+                                                  input: document)
+            Diagnostics.debug("started background sr_gc \(sr) as process \(child)")
+        } catch {
+            OperationLog.note(host: host, "SR \(sr): cannot start the background sr_gc (\(error.message)); run sr_gc by hand")
         }
     }
 }

@@ -43,7 +43,7 @@ extension VHDRepository {
         case .heldByWriter, .heldByReaders:
             throw .vdiLockedByOther(vdi.string, holders: outcome.heldBy)
         case .mutexUnavailable:
-            throw StorageError(code: .noLocks, message: "VDI \(vdi): \(outcome.message)")
+            throw .vdiLockMutexUnavailable(vdi.string, outcome.message)
         default:
             throw .io("vdi_lock \(vdi): \(outcome.message)")
         }
@@ -83,18 +83,5 @@ extension VHDRepository {
     public func requireUnlocked(_ vdi: CanonicalUUID) throws(StorageError) {
         let holders = try lockHolders(vdi)
         guard holders.isEmpty else { throw .vdiLocked(vdi.string, holders: holders) }
-    }
-}
-
-extension StorageError {
-    /// ENOLCK: another user holds the VDI's persistent lock.
-    static func vdiLockedByOther(_ vdi: String, holders: [LockHolder]) -> StorageError {
-        StorageError(code: .noLocks,
-                     message: "VDI \(vdi) is locked by \(PersistentLock.list(holders)); vdi_lock with Force TRUE breaks that lock")
-    }
-
-    /// EBUSY: the VDI has a persistent lock.
-    static func vdiLocked(_ vdi: String, holders: [LockHolder]) -> StorageError {
-        StorageError(code: .resourceBusy, message: "VDI \(vdi) is locked by \(PersistentLock.list(holders)); run vdi_unlock first")
     }
 }

@@ -53,8 +53,8 @@ extension VHDRepository {
         guard !fileExists(destination) else { throw .vdiExists(destination.string, sr: sr.string) }
         try ensureUnlocked(source)
         var image: VHDImage
-        do throws(VHDError) { image = try VHDImage.open(vdiPath(source)) } catch {
-            throw .io("VDI \(source) cannot be read (\(error)); run sr_check")
+        do throws(StorageError) { image = try VHDImage.open(vdiPath(source)) } catch {
+            throw error.reworded("VDI \(source) cannot be read (\(error.message)); run sr_check")
         }
         guard !image.footer.hidden else { throw .noSuchVDI(source.string, sr: sr.string) }
         image = try repairedFooters(source, image)
@@ -77,8 +77,7 @@ extension VHDRepository {
                 ? "delete snapshots of it, then run sr_gc \(sr) to merge them away"
                 : "run sr_gc \(sr): \(waiting.count) merge\(waiting.count == 1 ? "" : "s") waiting on this chain will shorten it to "
                     + "\(length - waiting.count) VHDs"
-            throw StorageError(code: .notPermitted, message: "\(verb) of VDI \(source) would make a chain of \(length + 1) VHDs; "
-                + "the limit is \(VHDChain.maximumLength) (\(advice))")
+            throw .chainTooLong(verb, source.string, length: length + 1, advice: advice)
         }
         let perFile = UInt64(VHDFooter.size * 2 + VHDDynamicHeader.size) + VHDImage.reservedEntries(for: image.size) * 4 + 3 * 512
         let fileSystem = try Syscall.fileSystemStatus(root)
@@ -86,8 +85,7 @@ extension VHDRepository {
         guard available >= perFile * UInt64(newFiles) + 64 * 1024 else {
             throw .noSpace("SR \(sr) has \(available) bytes free, not enough for the metadata of \(verb) \(source) -> \(destination)")
         }
-        let time: timespec
-        do throws(VHDError) { time = try image.modificationTime() } catch { throw error.storageError }
+        let time = try image.modificationTime()
         return CopyOnWriteSource(uniqueID: image.footer.uniqueID, size: image.size, modificationTime: time,
                                  hasChildren: !tree.childrenOf(source).isEmpty)
     }
@@ -97,7 +95,7 @@ extension VHDRepository {
     /// apart, so that the damage is never frozen into a read-only parent. The modification time
     /// is kept (children of a base copy record it). EIO when the file cannot be repaired.
     func repairedFooters(_ vdi: CanonicalUUID, _ image: VHDImage) throws(StorageError) -> VHDImage {
-        do throws(VHDError) {
+        do throws(StorageError) {
             guard try !image.footersAgree() else { return image }
             let time = try image.modificationTime()
             let writable = try VHDImage.open(vdiPath(vdi), writable: true)
@@ -106,7 +104,7 @@ extension VHDRepository {
             OperationLog.note(host: host, "SR \(sr): VDI \(vdi) had footers left different by an interrupted change; repaired")
             return writable
         } catch {
-            throw .io("VDI \(vdi) is damaged and its footers cannot be repaired (\(error)); run sr_check")
+            throw error.reworded("VDI \(vdi) is damaged and its footers cannot be repaired (\(error.message)); run sr_check")
         }
     }
 
@@ -117,11 +115,11 @@ extension VHDRepository {
         let setup = VHDImage.DifferencingSetup(parentUniqueID: parentUniqueID,
                                                parentTimestamp: VHDTime.fromUnix(Int64(parentTime.tv_sec)),
                                                parentFileName: "\(parent)\(Self.vhdSuffix)")
-        do throws(VHDError) {
+        do throws(StorageError) {
             _ = try VHDImage.create(at: path, size: size, uniqueID: CanonicalUUID.random().bytes, differencing: setup)
         } catch {
             try? Syscall.unlinkIfPresent(path)
-            throw error.storageError
+            throw error
         }
     }
 
@@ -130,8 +128,7 @@ extension VHDRepository {
     public func snapshot(_ source: CanonicalUUID, as destination: CanonicalUUID) throws(StorageError) {
         let info = try prepareCopyOnWrite(source, destination, newFiles: 1, verb: "snapshot")
         guard !info.hasChildren else {
-            throw StorageError(code: .notPermitted, message: "VDI \(source) has dependent VDIs (it is a snapshot or base copy) and "
-                + "cannot change; clone it instead")
+            throw .vdiHasDependents(source.string, "it is a snapshot or base copy", advice: "clone it instead")
         }
         let entry = try journal.begin(IntentRecord(operation: .snapshot, fields: [
             "source": source.string, "destination": destination.string,

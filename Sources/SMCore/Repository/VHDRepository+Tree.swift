@@ -154,7 +154,7 @@ extension VHDRepository {
         var nodes: [CanonicalUUID: SRTree.Node] = [:]
         var damaged: [CanonicalUUID: String] = [:]
         for vdi in try allVDIFiles() {
-            do throws(VHDError) {
+            do throws(StorageError) {
                 let image = try VHDImage.open(vdiPath(vdi))
                 var node = SRTree.Node(vdi: vdi, uniqueID: image.footer.uniqueID, hidden: image.footer.hidden,
                                        size: image.size, parent: nil, differencing: image.isDifferencing)
@@ -168,7 +168,7 @@ extension VHDRepository {
                 }
                 nodes[vdi] = node
             } catch {
-                damaged[vdi] = error.description
+                damaged[vdi] = error.message
             }
         }
         return SRTree(nodes: nodes, damaged: damaged)

@@ -73,11 +73,11 @@ public struct VHDRepository: Sendable {
         ClaimedTemporary.removeIfAbandoned(temporary)
         let claimed = try ClaimedTemporary.create(temporary)
         let image: VHDImage
-        do throws(VHDError) {
+        do throws(StorageError) {
             image = try VHDImage.create(at: temporary, size: virtualSize, uniqueID: CanonicalUUID.random().bytes, claimed: claimed)
         } catch {
             try? Syscall.unlinkIfPresent(temporary)
-            throw error.storageError
+            throw error
         }
         FaultPoint.Create.written.reach()
         let linked: Bool
@@ -136,8 +136,8 @@ public struct VHDRepository: Sendable {
     public func attach(_ vdi: CanonicalUUID) throws(StorageError) -> AttachResult {
         try requireAttached()
         guard fileExists(vdi), !(isHidden(vdi)) else { throw .noSuchVDI(vdi.string, sr: sr.string) }
-        do throws(VHDError) { _ = try VHDChain.open(vdiPath(vdi), confinedTo: root) } catch {
-            throw .io("VDI \(vdi) cannot be attached: \(error); run sr_check")
+        do throws(StorageError) { _ = try VHDChain.open(vdiPath(vdi), confinedTo: root) } catch {
+            throw error.reworded("VDI \(vdi) cannot be attached: \(error.message); run sr_check")
         }
         try attachState.markVDIAttached(vdi, path: vdiPath(vdi))
         return AttachResult(path: vdiPath(vdi), type: Self.contentType)
@@ -159,27 +159,22 @@ public struct VHDRepository: Sendable {
         guard fileExists(vdi), !isHidden(vdi) else { throw .noSuchVDI(vdi.string, sr: sr.string) }
         guard !attachState.isVDIAttached(vdi) else { throw .vdiAttached(vdi.string) }
         guard try tree().childrenOf(vdi).isEmpty else {
-            throw StorageError(code: .notPermitted, message: "VDI \(vdi) has dependent VDIs (a snapshot or base copy) and cannot change")
+            throw .vdiHasDependents(vdi.string)
         }
         let newSize = Self.roundedSize(size)
-        let image: VHDImage
-        do throws(VHDError) {
-            image = try VHDImage.open(vdiPath(vdi), writable: true)
-            if try image.repairFooters() {
-                OperationLog.note(host: host, "vdi_resize \(sr): VDI \(vdi) had footers left different by an interrupted change; repaired")
-            }
-            if newSize == image.size { return }
-            guard newSize > image.size else {
-                throw VHDError.system(.invalid("VDI \(vdi) is \(image.size) bytes; it can only grow (asked for \(newSize))"))
-            }
-        } catch {
-            throw error.storageError
+        let image = try VHDImage.open(vdiPath(vdi), writable: true)
+        if try image.repairFooters() {
+            OperationLog.note(host: host, "vdi_resize \(sr): VDI \(vdi) had footers left different by an interrupted change; repaired")
+        }
+        if newSize == image.size { return }
+        guard newSize > image.size else {
+            throw .invalid("VDI \(vdi) is \(image.size) bytes; it can only grow (asked for \(newSize))")
         }
         // Recorded, so that a crash between the resize's writes is repaired by the next verb
         // (recoverResize), not only by the next resize, snapshot or clone of this VDI.
         let entry = try journal.begin(IntentRecord(operation: .resize, fields: ["vdi": vdi.string, "size": String(newSize)]))
         do throws(StorageError) {
-            do throws(VHDError) { try image.resize(to: newSize) } catch { throw error.storageError }
+            try image.resize(to: newSize)
             try entry.finish()
         } catch {
             try settleAfterFailure(entry, error)
@@ -194,11 +189,9 @@ public struct VHDRepository: Sendable {
             throw .io("resize record is incomplete")
         }
         guard fileExists(vdi) else { return .rolledBack }
-        do throws(VHDError) {
-            let image = try VHDImage.open(vdiPath(vdi), writable: true)
-            try image.repairFooters()
-            return image.size == size ? .rolledForward : .rolledBack
-        } catch { throw error.storageError }
+        let image = try VHDImage.open(vdiPath(vdi), writable: true)
+        try image.repairFooters()
+        return image.size == size ? .rolledForward : .rolledBack
     }
 
     func isHidden(_ vdi: CanonicalUUID) -> Bool {
@@ -226,7 +219,7 @@ public struct VHDRepository: Sendable {
             name.contains("\(Self.vhdSuffix)\(LockTarget.mutexSuffix).") ? String(name.prefix(36)) : nil
         })
         var entries: [CanonicalUUID: Entry] = [:]
-        var damaged: [(CanonicalUUID, VHDError)] = []
+        var damaged: [(CanonicalUUID, StorageError)] = []
         var occupied: UInt64 = 0
         // The files are read one after another while a merge (sr_gc, on any host) may rename its
         // parent over its child between two reads: a view in which two files carry one unique id
@@ -239,9 +232,9 @@ public struct VHDRepository: Sendable {
             var vanished = false
             for vdi in try allVDIFiles() {
                 let path = vdiPath(vdi)
-                do throws(VHDError) {
+                do throws(StorageError) {
                     let image = try VHDImage.open(path)
-                    let status = try VHDImage.system { () throws(StorageError) in try Syscall.fileStatus(descriptor: image.descriptor, path: path) }
+                    let status = try image.descriptor.status(path: path)
                     let utilisation = UInt64(status.st_blocks) * 512
                     occupied += utilisation
                     var report = VDIReport(uuid: vdi, size: image.size, utilisation: utilisation)
@@ -271,8 +264,8 @@ public struct VHDRepository: Sendable {
             usleep(20_000)
         }
         for (vdi, error) in damaged {
-            Diagnostics.debug("sr_scan: skipping damaged VDI \(vdi): \(error)")
-            OperationLog.note(host: host, "sr_scan \(sr): VDI \(vdi) is damaged and not listed: \(error)")
+            Diagnostics.debug("sr_scan: skipping damaged VDI \(vdi): \(error.message)")
+            OperationLog.note(host: host, "sr_scan \(sr): VDI \(vdi) is damaged and not listed: \(error.message)")
         }
         // A hidden VDI being merged into its only child takes the child's identity (hidden flag
         // included) a moment before it is renamed over the child (VHDRepository+GC.swift, step

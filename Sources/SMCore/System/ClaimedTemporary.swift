@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import SystemPackage
 
 /// Files written under a temporary name and then renamed or linked into place (intent records,
 /// new VHDs, attribute files). Their creator holds an exclusive flock on the file for its whole
@@ -18,19 +19,20 @@ public enum ClaimedTemporary {
     static let attempts = 8
 
     /// Creates `path` (which must not exist) and returns its descriptor, open read-write and held.
-    public static func create(_ path: String, mode: mode_t = 0o644) throws(StorageError) -> Int32 {
+    public static func create(_ path: String, mode: mode_t = 0o644) throws(StorageError) -> FileDescriptor {
         for _ in 0..<attempts {
-            let descriptor = try Syscall.open(path, O_RDWR | O_CREAT | O_EXCL, mode: mode)
+            let descriptor = try Syscall.open(path, .readWrite, options: [.create, .exclusiveCreate],
+                                              permissions: FilePermissions(rawValue: mode))
             do throws(StorageError) {
-                try Syscall.retrying("flock", path: path) { flock(descriptor, LOCK_EX) }
-                if try Syscall.fileStatus(descriptor: descriptor, path: path).st_nlink > 0 { return descriptor }
+                if case .failure(let code) = Syscall.flock(descriptor, LOCK_EX) { throw .system(code, "flock", path: path) }
+                if try descriptor.status(path: path).st_nlink > 0 { return descriptor }
             } catch {
-                Syscall.close(descriptor)
+                descriptor.closeIgnoringErrors()
                 try? Syscall.unlinkIfPresent(path)
                 throw error
             }
             // A sweeper took it in the instant between open and flock: it is gone; try again.
-            Syscall.close(descriptor)
+            descriptor.closeIgnoringErrors()
         }
         throw .io("could not claim temporary file \(path): removed \(attempts) times while being created")
     }
@@ -41,10 +43,10 @@ public enum ClaimedTemporary {
     @discardableResult
     public static func removeIfAbandoned(_ path: String) -> Bool {
         guard let status = Syscall.lstatus(path), (status.st_mode & S_IFMT) == S_IFREG,
-              let descriptor = try? Syscall.open(path, O_RDWR | O_NOFOLLOW | O_NONBLOCK) else { return false }
-        defer { Syscall.close(descriptor) }
-        guard case .success = Syscall.attempt({ flock(descriptor, LOCK_EX | LOCK_NB) }),
-              let held = try? Syscall.fileStatus(descriptor: descriptor, path: path), held.st_nlink > 0,
+              let descriptor = try? Syscall.open(path, .readWrite, options: [.noFollow, .nonBlocking]) else { return false }
+        defer { descriptor.closeIgnoringErrors() }
+        guard case .success = Syscall.flock(descriptor, LOCK_EX | LOCK_NB),
+              let held = try? descriptor.status(path: path), held.st_nlink > 0,
               (try? Syscall.unlinkIfPresent(path)) != nil else { return false }
         return true
     }

@@ -34,7 +34,7 @@ public enum ExternalCommand {
         let output = try runAllowingFailure(program, arguments, input: input, environment: environment, holding: lock)
         guard output.status == 0 else {
             let reason = lastLine(output.standardError) ?? lastLine(output.standardOutput) ?? "no output"
-            throw StorageError(code: failure, message: "\(program) failed (status \(output.status)): \(reason)")
+            throw .commandFailed(program, status: output.status, reason: reason, code: failure)
         }
         return output
     }
@@ -64,7 +64,7 @@ public enum ExternalCommand {
                 let result = if let lockDescriptor {
                     try await Subprocess.run(
                         executable, arguments: Arguments(arguments), environment: childEnvironment,
-                        input: .fileDescriptor(FileDescriptor(rawValue: lockDescriptor), closeAfterSpawningProcess: false),
+                        input: .fileDescriptor(lockDescriptor, closeAfterSpawningProcess: false),
                         output: .bytes(limit: outputLimit), error: .bytes(limit: outputLimit))
                 } else {
                     try await Subprocess.run(

@@ -20,26 +20,25 @@ extension Syscall {
     /// 4. O_NONBLOCK is cleared again (it means nothing for a regular file on Linux; cleared so
     ///    that the descriptor is exactly what a plain open returns).
     /// A refusal is EIO naming what the path is; a missing file is EIO from open as before.
-    public static func openRegularFile(_ path: String, _ flags: Int32) throws(StorageError) -> Int32 {
+    public static func openRegularFile(_ path: String, _ mode: FileDescriptor.AccessMode) throws(StorageError) -> FileDescriptor {
         if let status = lstatus(path), let kind = nonRegularKind(status.st_mode) {
             throw .io("\(path) is \(kind), not a regular file")
         }
-        let descriptor: Int32
-        switch attempt({ Glibc.open(path, flags | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK) }) {
-        case .success(let opened):
-            descriptor = opened
-        case .failure(.tooManySymbolicLinkLevels):
+        let descriptor: FileDescriptor
+        do {
+            descriptor = try path.withCString { try FileDescriptor.open($0, mode, options: [.closeOnExec, .noFollow, .nonBlocking]) }
+        } catch Errno.tooManySymbolicLinkLevels {
             throw .io("\(path) is a symbolic link, not a regular file")
-        case .failure(let code):
-            throw .system(code, "open", path: path)
+        } catch {
+            throw .system(error as? Errno ?? .ioError, "open", path: path)
         }
         do throws(StorageError) {
-            let status = try fileStatus(descriptor: descriptor, path: path)
+            let status = try descriptor.status(path: path)
             if let kind = nonRegularKind(status.st_mode) { throw .io("\(path) is \(kind), not a regular file") }
-            let current = try retrying("fcntl", path: path) { fcntl(descriptor, F_GETFL) }
-            try retrying("fcntl", path: path) { fcntl(descriptor, F_SETFL, current & ~O_NONBLOCK) }
+            let current = try retrying("fcntl", path: path) { fcntl(descriptor.rawValue, F_GETFL) }
+            try retrying("fcntl", path: path) { fcntl(descriptor.rawValue, F_SETFL, current & ~O_NONBLOCK) }
         } catch {
-            close(descriptor)
+            descriptor.closeIgnoringErrors()
             throw error
         }
         return descriptor
@@ -47,9 +46,9 @@ extension Syscall {
 
     /// Reads a whole (small) file that must be a regular file (`openRegularFile`), up to `limit` bytes.
     public static func readRegularFile(_ path: String, limit: Int = 1 << 20) throws(StorageError) -> [UInt8] {
-        let descriptor = try openRegularFile(path, O_RDONLY)
-        defer { close(descriptor) }
-        return try pread(descriptor, count: limit, at: 0, path: path)
+        let descriptor = try openRegularFile(path, .readOnly)
+        defer { descriptor.closeIgnoringErrors() }
+        return try descriptor.read(count: limit, at: 0, path: path)
     }
 
     /// What a file of this mode is, in words, when it is not a regular file; nil for a regular file.

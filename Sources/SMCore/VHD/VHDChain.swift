@@ -27,7 +27,7 @@ public final class VHDChain {
     /// in that directory: one anywhere else (`../x.vhd`, an absolute path) is refused, not opened.
     /// Every file is opened once and only if it is a regular file (`VHDImage.open`); at most
     /// `readableLength` of them.
-    public static func open(_ path: String, writable: Bool = false, confinedTo directory: String? = nil) throws(VHDError) -> VHDChain {
+    public static func open(_ path: String, writable: Bool = false, confinedTo directory: String? = nil) throws(StorageError) -> VHDChain {
         var images = [try VHDImage.open(path, writable: writable)]
         var seen: Set<String> = [path]
         while let child = images.last, child.isDifferencing {
@@ -49,7 +49,7 @@ public final class VHDChain {
                     + "the header expects \(CanonicalUUID(bytes: child.header.parentUniqueID))")
             }
             let parentSize = parent.size
-            child.parentReader = { [parent] (offset: UInt64, buffer: UnsafeMutableRawBufferPointer) throws(VHDError) in
+            child.parentReader = { [parent] (offset: UInt64, buffer: UnsafeMutableRawBufferPointer) throws(StorageError) in
                 let inside = offset >= parentSize ? 0 : Int(min(UInt64(buffer.count), parentSize - offset))
                 if inside > 0 { try parent.read(at: offset, into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<inside])) }
                 if inside < buffer.count {
@@ -61,22 +61,22 @@ public final class VHDChain {
         return VHDChain(images: images)
     }
 
-    public func read(at offset: UInt64, count: Int) throws(VHDError) -> [UInt8] {
+    public func read(at offset: UInt64, count: Int) throws(StorageError) -> [UInt8] {
         try leaf.read(at: offset, count: count)
     }
 
-    public func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(VHDError) {
+    public func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(StorageError) {
         try leaf.read(at: offset, into: buffer)
     }
 
-    public func write(at offset: UInt64, bytes: [UInt8]) throws(VHDError) {
+    public func write(at offset: UInt64, bytes: [UInt8]) throws(StorageError) {
         try leaf.write(at: offset, bytes: bytes)
     }
 
     // MARK: Parent locators
 
     /// The path a differencing disk's parent is at: the first locator naming an existing file.
-    public static func resolveParent(of image: VHDImage) throws(VHDError) -> String {
+    public static func resolveParent(of image: VHDImage) throws(StorageError) -> String {
         let directory = Syscall.parentDirectory(of: image.path)
         var tried: [String] = []
         for locator in image.header.parentLocators where !locator.isEmpty {
@@ -95,9 +95,9 @@ public final class VHDChain {
     }
 
     /// The relative or absolute path one locator names, `./` and `.\` prefixes removed.
-    static func locatorTarget(_ locator: VHDParentLocator, in image: VHDImage) throws(VHDError) -> String? {
+    static func locatorTarget(_ locator: VHDParentLocator, in image: VHDImage) throws(StorageError) -> String? {
         guard locator.dataLength > 0, locator.dataLength <= 4096 else { return nil }
-        let bytes = try VHDImage.read(image.descriptor, image.path, count: Int(locator.dataLength), at: locator.dataOffset)
+        let bytes = try image.descriptor.read(count: Int(locator.dataLength), at: locator.dataOffset, path: image.path)
         guard bytes.count == Int(locator.dataLength) else { return nil }
         return decodeLocator(platformCode: locator.platformCode, bytes)
     }

@@ -15,15 +15,15 @@ import Glibc
 public enum VHDChecker {
     /// Problems of the file at `path`; empty when it is sound.
     public static func problems(ofFile path: String, now: UInt32 = VHDTime.now()) -> [String] {
-        guard let descriptor = try? Syscall.openRegularFile(path, O_RDONLY) else { return ["cannot open \(path)"] }
-        defer { Syscall.close(descriptor) }
-        guard let status = try? Syscall.fileStatus(descriptor: descriptor, path: path) else { return ["cannot stat \(path)"] }
+        guard let descriptor = try? Syscall.openRegularFile(path, .readOnly) else { return ["cannot open \(path)"] }
+        defer { descriptor.closeIgnoringErrors() }
+        guard let status = try? descriptor.status(path: path) else { return ["cannot stat \(path)"] }
         let fileSize = UInt64(status.st_size)
         /// Offsets and counts come from the file: anything past its end is not read (and not allocated).
         func read(_ count: Int, at offset: UInt64) -> [UInt8] {
             guard offset < fileSize else { return [] }
             let count = Int(min(UInt64(max(count, 0)), fileSize - offset))
-            return (try? Syscall.pread(descriptor, count: count, at: offset, path: path)) ?? []
+            return (try? descriptor.read(count: count, at: offset, path: path)) ?? []
         }
         let minimum = UInt64(VHDFooter.size * 2 + VHDDynamicHeader.size)
         guard fileSize >= minimum else { return ["file is \(fileSize) bytes, too short for a dynamic VHD (truncated?)"] }
@@ -33,11 +33,11 @@ public enum VHDChecker {
         let endBytes = read(VHDFooter.size, at: footerOffset)
         let copyBytes = read(VHDFooter.size, at: 0)
         var footer: VHDFooter?
-        do throws(VHDError) { footer = try VHDFooter(bytes: endBytes) } catch { problems.append("footer at the end: \(error)") }
-        do throws(VHDError) {
+        do throws(StorageError) { footer = try VHDFooter(bytes: endBytes) } catch { problems.append("footer at the end: \(error.message)") }
+        do throws(StorageError) {
             let copy = try VHDFooter(bytes: copyBytes)
             if footer == nil { footer = copy }
-        } catch { problems.append("footer copy at offset 0: \(error)") }
+        } catch { problems.append("footer copy at offset 0: \(error.message)") }
         if endBytes != copyBytes, problems.isEmpty { problems.append("footer copy at offset 0 differs from the footer at the end") }
         guard let footer else { return problems }
         problems += footerProblems(footer, raw: endBytes.count == VHDFooter.size ? endBytes : copyBytes, now: now)
@@ -48,8 +48,8 @@ public enum VHDChecker {
         }
         let headerBytes = read(VHDDynamicHeader.size, at: footer.dataOffset)
         let header: VHDDynamicHeader
-        do throws(VHDError) { header = try VHDDynamicHeader(bytes: headerBytes) } catch {
-            problems.append("dynamic header: \(error)")
+        do throws(StorageError) { header = try VHDDynamicHeader(bytes: headerBytes) } catch {
+            problems.append("dynamic header: \(error.message)")
             return problems
         }
         if headerBytes[60..<64].contains(where: { $0 != 0 }) || headerBytes[768..<1024].contains(where: { $0 != 0 }) {

@@ -17,8 +17,8 @@ extension VHDImage {
     /// Copies every sector `child` holds into this image (its parent), growing it first if the
     /// child is larger. Fault points: `coalesce.block-copied` (after the first block),
     /// `coalesce.data-copied`, `coalesce.bitmaps-written`.
-    public func absorb(_ child: VHDImage) throws(VHDError) {
-        guard writable else { throw .system(.io("\(path) is open read-only")) }
+    public func absorb(_ child: VHDImage) throws(StorageError) {
+        guard writable else { throw .openReadOnly(path) }
         if child.size > size { try resize(to: child.size) }
         let childTable = try child.allocationTable()
         var table = try allocationTable()
@@ -30,13 +30,11 @@ extension VHDImage {
             guard let childBitmap = try child.bitmap(ofBlock: block), childBitmap.contains(where: { $0 != 0 }) else { continue }
             let childData = UInt64(childTable[block]) * Self.sectorSize + Self.bitmapSize
             // Data moves inside the kernel (copy_file_range), as cp does; nothing passes through here.
-            func copy(_ sectors: Range<Int>, to destination: UInt64) throws(VHDError) {
+            func copy(_ sectors: Range<Int>, to destination: UInt64) throws(StorageError) {
                 let offset = UInt64(sectors.lowerBound) * Self.sectorSize
                 let count = sectors.count * Int(Self.sectorSize)
-                let got = try Self.system { () throws(StorageError) -> Int in
-                    try Syscall.copyRange(from: child.descriptor, at: childData + offset, to: descriptor, at: destination + offset,
-                                          count: count, path: child.path)
-                }
+                let got = try Syscall.copyRange(from: child.descriptor, at: childData + offset, to: descriptor, at: destination + offset,
+                                      count: count, path: child.path)
                 guard got == count else { throw .malformed("\(child.path): block \(block) data lies past the end of the file") }
             }
             if block < table.count, table[block] != Self.unallocated, let bitmap = try bitmap(ofBlock: block) {
@@ -49,7 +47,7 @@ extension VHDImage {
                 guard nextStart / Self.sectorSize < UInt64(Self.unallocated) else {
                     throw .malformed("\(path): no room for block \(block): past what a BAT entry can address")
                 }
-                try Self.system { () throws(StorageError) in try Syscall.pwriteAll(descriptor, childBitmap, at: nextStart, path: path) }
+                try descriptor.writeAll(childBitmap, at: nextStart, path: path)
                 try copy(0..<Int(Self.sectorsPerBlock), to: nextStart + Self.bitmapSize)
                 newBlocks.append((block, nextStart))
                 let end = nextStart + Self.bitmapSize + Self.blockSize
@@ -61,7 +59,7 @@ extension VHDImage {
         try barrier()
         FaultPoint.Coalesce.dataCopied.reach()
         for update in widenedBitmaps {
-            try Self.system { () throws(StorageError) in try Syscall.pwriteAll(descriptor, update.bitmap, at: update.start, path: path) }
+            try descriptor.writeAll(update.bitmap, at: update.start, path: path)
         }
         if let last = newBlocks.last {
             try writeEndFooter(at: max(last.start + Self.bitmapSize + Self.blockSize, try currentFooterOffset()))
@@ -72,7 +70,7 @@ extension VHDImage {
         for entry in newBlocks { table[entry.block] = UInt32(entry.start / Self.sectorSize) }
         var bytes = [UInt8](repeating: 0, count: table.count * 4)
         for (index, entry) in table.enumerated() { bytes.setBigEndian32(entry, at: index * 4) }
-        try Self.system { () throws(StorageError) in try Syscall.pwriteAll(descriptor, bytes, at: header.tableOffset, path: path) }
+        try descriptor.writeAll(bytes, at: header.tableOffset, path: path)
         self.table = table
         try barrier()
     }
@@ -80,8 +78,8 @@ extension VHDImage {
     /// Puts the footer back right after the last byte the BAT, locators and blocks use and cuts
     /// anything past it (blocks a crashed merge wrote but never published). Both footer copies
     /// are rewritten from the one this image was opened with.
-    public func repairTail() throws(VHDError) {
-        guard writable else { throw .system(.io("\(path) is open read-only")) }
+    public func repairTail() throws(StorageError) {
+        guard writable else { throw .openReadOnly(path) }
         let table = try allocationTable()
         var end = header.tableOffset + UInt64(Self.reservedEntries(for: size)) * 4
         end = max(end, header.tableOffset + UInt64(header.maxTableEntries) * 4)
@@ -93,10 +91,8 @@ extension VHDImage {
         }
         let footerOffset = (end + Self.sectorSize - 1) / Self.sectorSize * Self.sectorSize
         try writeEndFooter(at: footerOffset)
-        try Self.system { () throws(StorageError) in
-            try Syscall.truncate(descriptor, to: footerOffset + UInt64(VHDFooter.size), path: path)
-            try Syscall.pwriteAll(descriptor, footer.bytes, at: 0, path: path)
-        }
+        try descriptor.resize(to: footerOffset + UInt64(VHDFooter.size), path: path)
+        try descriptor.writeAll(footer.bytes, at: 0, path: path)
         try barrier()
     }
 

@@ -50,7 +50,7 @@ public struct VHDDynamicHeader: Equatable, Sendable {
         self.maxTableEntries = maxTableEntries
     }
 
-    public init(bytes: [UInt8]) throws(VHDError) {
+    public init(bytes: [UInt8]) throws(StorageError) {
         guard bytes.count == Self.size else { throw .malformed("dynamic header is \(bytes.count) bytes, expected 1024") }
         guard Array(bytes[0..<8]) == Self.cookie else { throw .malformed("dynamic header cookie is not 'cxsparse'") }
         guard bytes.bigEndian32(at: Self.checksumOffset) == bytes.vhdChecksum(excludingFieldAt: Self.checksumOffset) else {

@@ -49,7 +49,7 @@ public struct VHDFooter: Equatable, Sendable {
     }
 
     /// Parses and validates a footer: cookie, checksum, version, disk type, unique id.
-    public init(bytes: [UInt8]) throws(VHDError) {
+    public init(bytes: [UInt8]) throws(StorageError) {
         guard bytes.count == Self.size else { throw .malformed("footer is \(bytes.count) bytes, expected 512") }
         guard Array(bytes[0..<8]) == Self.cookie else { throw .malformed("footer cookie is not 'conectix'") }
         let stored = bytes.bigEndian32(at: Self.checksumOffset)
@@ -105,28 +105,5 @@ public struct VHDFooter: Equatable, Sendable {
         originalSize = size
         currentSize = size
         geometry = VHDGeometry(size: size)
-    }
-}
-
-/// A VHD that cannot be read or written as asked.
-public enum VHDError: Error, Equatable, CustomStringConvertible, Sendable {
-    /// The file violates the format; the message names the rule.
-    case malformed(String)
-    /// A system call failed.
-    case system(StorageError)
-
-    public var description: String {
-        switch self {
-        case .malformed(let message): return message
-        case .system(let error): return error.message
-        }
-    }
-
-    /// As the caller sees it: damage is EIO, system failures keep their errno.
-    public var storageError: StorageError {
-        switch self {
-        case .malformed(let message): return .io(message)
-        case .system(let error): return error
-        }
     }
 }

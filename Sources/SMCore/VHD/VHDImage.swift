@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import SystemPackage
 
 /// One dynamic or differencing VHD file, open for reading or writing.
 ///
@@ -33,7 +34,7 @@ public final class VHDImage {
 
     public let path: String
     public let writable: Bool
-    let descriptor: Int32
+    let descriptor: FileDescriptor
     public private(set) var footer: VHDFooter
     public private(set) var header: VHDDynamicHeader
     /// True when the footer at the end of the file was unreadable and the copy at 0 was used.
@@ -43,11 +44,11 @@ public final class VHDImage {
     /// Fills the buffer with guest bytes of the parent at the offset, for sectors this
     /// differencing disk does not hold (`VHDChain` sets it).
     public var parentReader: ParentReader?
-    public typealias ParentReader = (UInt64, UnsafeMutableRawBufferPointer) throws(VHDError) -> Void
+    public typealias ParentReader = (UInt64, UnsafeMutableRawBufferPointer) throws(StorageError) -> Void
 
     var table: [UInt32]?
 
-    private init(path: String, writable: Bool, descriptor: Int32, footer: VHDFooter, header: VHDDynamicHeader,
+    private init(path: String, writable: Bool, descriptor: FileDescriptor, footer: VHDFooter, header: VHDDynamicHeader,
                  endFooterDamaged: Bool) {
         self.path = path
         self.writable = writable
@@ -57,33 +58,28 @@ public final class VHDImage {
         self.endFooterDamaged = endFooterDamaged
     }
 
-    deinit { Syscall.close(descriptor) }
+    deinit { descriptor.closeIgnoringErrors() }
 
     // MARK: Opening and creating
 
     /// Opens an existing VHD; the footer at the end is preferred, the copy at 0 is the fallback.
     /// Only a regular file is opened: a symbolic link, FIFO, device or directory under a VHD's
     /// name is refused (EIO), never followed or waited on (`Syscall.openRegularFile`).
-    public static func open(_ path: String, writable: Bool = false) throws(VHDError) -> VHDImage {
-        let descriptor: Int32
+    public static func open(_ path: String, writable: Bool = false) throws(StorageError) -> VHDImage {
+        let descriptor = try Syscall.openRegularFile(path, writable ? .readWrite : .readOnly)
         do throws(StorageError) {
-            descriptor = try Syscall.openRegularFile(path, writable ? O_RDWR : O_RDONLY)
-        } catch { throw .system(error) }
-        do throws(VHDError) {
-            let size = try system { () throws(StorageError) in
-                UInt64(try Syscall.fileStatus(descriptor: descriptor, path: path).st_size)
-            }
+            let size = try descriptor.size(path: path)
             guard size >= UInt64(VHDFooter.size + VHDDynamicHeader.size + VHDFooter.size) else {
                 throw .malformed("file is \(size) bytes, too short for a dynamic VHD")
             }
             var damaged = false
             let footer: VHDFooter
-            do throws(VHDError) {
-                footer = try VHDFooter(bytes: try read(descriptor, path, count: VHDFooter.size, at: size - UInt64(VHDFooter.size)))
+            do throws(StorageError) {
+                footer = try VHDFooter(bytes: try descriptor.read(count: VHDFooter.size, at: size - UInt64(VHDFooter.size), path: path))
             } catch {
                 damaged = true
-                do throws(VHDError) {
-                    footer = try VHDFooter(bytes: try read(descriptor, path, count: VHDFooter.size, at: 0))
+                do throws(StorageError) {
+                    footer = try VHDFooter(bytes: try descriptor.read(count: VHDFooter.size, at: 0, path: path))
                 } catch {
                     throw .malformed("no valid footer at the end of the file or at offset 0")
                 }
@@ -93,7 +89,7 @@ public final class VHDImage {
             guard footer.dataOffset <= size - UInt64(VHDDynamicHeader.size) else {
                 throw .malformed("header offset \(footer.dataOffset) lies outside the file")
             }
-            let header = try VHDDynamicHeader(bytes: try read(descriptor, path, count: VHDDynamicHeader.size, at: footer.dataOffset))
+            let header = try VHDDynamicHeader(bytes: try descriptor.read(count: VHDDynamicHeader.size, at: footer.dataOffset, path: path))
             // Offsets no file can have: the sums of offsets and lengths below must not overflow.
             guard header.tableOffset <= maximumOffset else {
                 throw .malformed("BAT offset \(header.tableOffset) is not a file offset")
@@ -107,7 +103,7 @@ public final class VHDImage {
             return VHDImage(path: path, writable: writable, descriptor: descriptor, footer: footer, header: header,
                             endFooterDamaged: damaged)
         } catch {
-            Syscall.close(descriptor)
+            descriptor.closeIgnoringErrors()
             throw error
         }
     }
@@ -126,11 +122,9 @@ public final class VHDImage {
     /// (`ClaimedTemporary.create`); the image owns that descriptor from then on.
     @discardableResult
     public static func create(at path: String, size: UInt64, uniqueID: [UInt8],
-                              differencing: DifferencingSetup? = nil, claimed: Int32? = nil) throws(VHDError) -> VHDImage {
-        let descriptor: Int32
-        do throws(StorageError) {
-            if let claimed { descriptor = claimed } else { descriptor = try Syscall.open(path, O_RDWR | O_CREAT | O_EXCL, mode: 0o644) }
-        } catch { throw .system(error) }
+                              differencing: DifferencingSetup? = nil, claimed: FileDescriptor? = nil) throws(StorageError) -> VHDImage {
+        let descriptor: FileDescriptor
+        if let claimed { descriptor = claimed } else { descriptor = try Syscall.open(path, .readWrite, options: [.create, .exclusiveCreate]) }
         let entries = reservedEntries(for: size)
         let tableOffset = UInt64(VHDFooter.size + VHDDynamicHeader.size)
         var header = VHDDynamicHeader(tableOffset: tableOffset, maxTableEntries: UInt32((size + blockSize - 1) / blockSize))
@@ -152,16 +146,16 @@ public final class VHDImage {
         }
         let footerOffset = (metadataEnd + 511) / 512 * 512
         do throws(StorageError) {
-            try Syscall.pwriteAll(descriptor, footer.bytes, at: 0, path: path)
-            try Syscall.pwriteAll(descriptor, header.bytes, at: UInt64(VHDFooter.size), path: path)
-            try Syscall.pwriteAll(descriptor, [UInt8](repeating: 0xFF, count: Int(entries * 4)), at: tableOffset, path: path)
-            for (offset, data) in locatorWrites { try Syscall.pwriteAll(descriptor, data, at: offset, path: path) }
-            try Syscall.pwriteAll(descriptor, footer.bytes, at: footerOffset, path: path)
-            try Syscall.fsync(descriptor, path: path)
+            try descriptor.writeAll(footer.bytes, at: 0, path: path)
+            try descriptor.writeAll(header.bytes, at: UInt64(VHDFooter.size), path: path)
+            try descriptor.writeAll([UInt8](repeating: 0xFF, count: Int(entries * 4)), at: tableOffset, path: path)
+            for (offset, data) in locatorWrites { try descriptor.writeAll(data, at: offset, path: path) }
+            try descriptor.writeAll(footer.bytes, at: footerOffset, path: path)
+            try descriptor.sync(path: path)
         } catch {
-            Syscall.close(descriptor)
+            descriptor.closeIgnoringErrors()
             try? Syscall.unlinkIfPresent(path)
-            throw .system(error)
+            throw error
         }
         let image = VHDImage(path: path, writable: true, descriptor: descriptor, footer: footer, header: header,
                              endFooterDamaged: false)
@@ -197,17 +191,17 @@ public final class VHDImage {
     public var isDifferencing: Bool { footer.diskType == .differencing }
     public var uniqueID: CanonicalUUID { CanonicalUUID(bytes: footer.uniqueID) }
 
-    public func fileSize() throws(VHDError) -> UInt64 {
-        try Self.system { () throws(StorageError) in UInt64(try Syscall.fileStatus(descriptor: descriptor, path: path).st_size) }
+    public func fileSize() throws(StorageError) -> UInt64 {
+        try descriptor.size(path: path)
     }
 
     /// The BAT (loaded on first use; `sr_scan` never needs it).
-    public func allocationTable() throws(VHDError) -> [UInt32] {
+    public func allocationTable() throws(StorageError) -> [UInt32] {
         if let table { return table }
         let count = Int(header.maxTableEntries)
         // Checked before reading: a damaged entry count must not allocate gigabytes.
         guard header.tableOffset + UInt64(count) * 4 <= (try fileSize()) else { throw .malformed("BAT extends past end of file") }
-        let bytes = try Self.read(descriptor, path, count: count * 4, at: header.tableOffset)
+        let bytes = try descriptor.read(count: count * 4, at: header.tableOffset, path: path)
         guard bytes.count == count * 4 else { throw .malformed("BAT extends past end of file") }
         let loaded = (0..<count).map { bytes.bigEndian32(at: $0 * 4) }
         table = loaded
@@ -216,7 +210,7 @@ public final class VHDImage {
 
     /// The first byte after every piece of metadata, every allocated block and the BAT room
     /// reserved at creation (which ends where the footer of a file without blocks sits).
-    func endOfUsedSpace() throws(VHDError) -> UInt64 {
+    func endOfUsedSpace() throws(StorageError) -> UInt64 {
         let table = try allocationTable()
         var end = max(header.tableOffset + UInt64(header.maxTableEntries) * 4, try currentFooterOffset())
         for locator in header.parentLocators where !locator.isEmpty {
@@ -229,7 +223,7 @@ public final class VHDImage {
     }
 
     /// The start of the first allocated block or locator after the BAT (how far the BAT may grow in place).
-    func firstObstacleAfterTable() throws(VHDError) -> UInt64 {
+    func firstObstacleAfterTable() throws(StorageError) -> UInt64 {
         var first = UInt64.max
         for locator in header.parentLocators where !locator.isEmpty && locator.dataOffset > header.tableOffset {
             first = min(first, locator.dataOffset)
@@ -243,19 +237,19 @@ public final class VHDImage {
     // MARK: Reading
 
     /// The sector bitmap of an allocated block, nil when the block is not allocated.
-    public func bitmap(ofBlock block: Int) throws(VHDError) -> [UInt8]? {
+    public func bitmap(ofBlock block: Int) throws(StorageError) -> [UInt8]? {
         let table = try allocationTable()
         guard block < table.count, table[block] != Self.unallocated else { return nil }
-        let bitmap = try Self.read(descriptor, path, count: Int(Self.bitmapSize), at: UInt64(table[block]) * Self.sectorSize)
+        let bitmap = try descriptor.read(count: Int(Self.bitmapSize), at: UInt64(table[block]) * Self.sectorSize, path: path)
         guard bitmap.count == Int(Self.bitmapSize) else { throw .malformed("block \(block) bitmap lies past end of file") }
         return bitmap
     }
 
     /// Guest bytes at `offset` (any alignment), through the parent where this disk holds nothing.
-    public func read(at offset: UInt64, count: Int) throws(VHDError) -> [UInt8] {
+    public func read(at offset: UInt64, count: Int) throws(StorageError) -> [UInt8] {
         var result = [UInt8](repeating: 0, count: count)
-        let outcome: Result<Void, VHDError> = result.withUnsafeMutableBytes { buffer in
-            do throws(VHDError) {
+        let outcome: Result<Void, StorageError> = result.withUnsafeMutableBytes { buffer in
+            do throws(StorageError) {
                 try read(at: offset, into: buffer)
                 return .success(())
             } catch { return .failure(error) }
@@ -266,7 +260,7 @@ public final class VHDImage {
 
     /// Guest bytes at `offset` into `buffer` (any alignment). Sectors this disk does not hold
     /// come from `parentReader` (differencing) or read as zeros; nothing is copied twice.
-    public func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(VHDError) {
+    public func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(StorageError) {
         let count = buffer.count
         guard offset <= size, UInt64(count) <= size - offset else {
             throw .malformed("read of \(count) bytes at \(offset) is beyond the disk size \(size)")
@@ -294,9 +288,7 @@ public final class VHDImage {
                 let runStart = Int(position - offset)
                 let run = UnsafeMutableRawBufferPointer(rebasing: buffer[runStart..<runStart + Int(runEnd - position)])
                 if present {
-                    let got = try Self.system { () throws(StorageError) in
-                        try Syscall.pread(descriptor, into: run, at: dataStart + position % Self.blockSize, path: path)
-                    }
+                    let got = try descriptor.read(into: run, at: dataStart + position % Self.blockSize, path: path)
                     guard got == run.count else { throw .malformed("\(path): block \(block) data lies past the end of the file") }
                 } else {
                     try fromParent(position, run)
@@ -306,10 +298,10 @@ public final class VHDImage {
         }
     }
 
-    private func fromParent(_ offset: UInt64, _ buffer: UnsafeMutableRawBufferPointer) throws(VHDError) {
+    private func fromParent(_ offset: UInt64, _ buffer: UnsafeMutableRawBufferPointer) throws(StorageError) {
         if isDifferencing {
             // Zeros would be silently wrong: a differencing disk is read (and partially written) through its chain.
-            guard let parentReader else { throw .system(.io("\(path) is a differencing disk opened without its parent; use VHDChain")) }
+            guard let parentReader else { throw .io("\(path) is a differencing disk opened without its parent; use VHDChain") }
             try parentReader(offset, buffer)
         } else {
             buffer.initializeMemory(as: UInt8.self, repeating: 0)
@@ -344,8 +336,8 @@ public final class VHDImage {
 
     /// Writes guest bytes at `offset` (any alignment; partial sectors are completed from the
     /// current contents, through the parent if need be).
-    public func write(at offset: UInt64, bytes: [UInt8]) throws(VHDError) {
-        guard writable else { throw .system(.io("\(path) is open read-only")) }
+    public func write(at offset: UInt64, bytes: [UInt8]) throws(StorageError) {
+        guard writable else { throw .openReadOnly(path) }
         guard offset <= size, UInt64(bytes.count) <= size - offset else {
             throw .malformed("write of \(bytes.count) bytes at \(offset) is beyond the disk size \(size)")
         }
@@ -375,14 +367,12 @@ public final class VHDImage {
     }
 
     /// Writes whole sectors inside one block, allocating it if needed.
-    private func writeSectors(block: Int, offsetInBlock: UInt64, _ data: [UInt8]) throws(VHDError) {
+    private func writeSectors(block: Int, offsetInBlock: UInt64, _ data: [UInt8]) throws(StorageError) {
         let firstSector = Int(offsetInBlock / Self.sectorSize)
         let sectorCount = data.count / Int(Self.sectorSize)
         if var bitmap = try bitmap(ofBlock: block) {
             let blockStart = UInt64(try allocationTable()[block]) * Self.sectorSize
-            try Self.system { () throws(StorageError) in
-                try Syscall.pwriteAll(descriptor, data, at: blockStart + Self.bitmapSize + offsetInBlock, path: path)
-            }
+            try descriptor.writeAll(data, at: blockStart + Self.bitmapSize + offsetInBlock, path: path)
             var changed = false
             for sector in firstSector..<firstSector + sectorCount where !Self.bit(bitmap, sector) {
                 Self.setBit(&bitmap, sector)
@@ -390,7 +380,7 @@ public final class VHDImage {
             }
             if changed {
                 try barrier()
-                try Self.system { () throws(StorageError) in try Syscall.pwriteAll(descriptor, bitmap, at: blockStart, path: path) }
+                try descriptor.writeAll(bitmap, at: blockStart, path: path)
             }
             return
         }
@@ -400,10 +390,8 @@ public final class VHDImage {
         let blockStart = try placeNewBlock()
         // The footer moves to the new end first, so that the file never ends in anything else.
         try extendFile(footerAt: blockStart + Self.bitmapSize + Self.blockSize)
-        try Self.system { () throws(StorageError) in
-            try Syscall.pwriteAll(descriptor, bitmap, at: blockStart, path: path)
-            try Syscall.pwriteAll(descriptor, data, at: blockStart + Self.bitmapSize + offsetInBlock, path: path)
-        }
+        try descriptor.writeAll(bitmap, at: blockStart, path: path)
+        try descriptor.writeAll(data, at: blockStart + Self.bitmapSize + offsetInBlock, path: path)
         try barrier()
         try setTableEntry(block, UInt32(blockStart / Self.sectorSize))
         try barrier()
@@ -412,7 +400,7 @@ public final class VHDImage {
     /// Where the next block goes: past all used space (and `floor`), data area 4 KiB aligned.
     /// EIO when that is past what a BAT entry can name (sector 2^32 - 2; a damaged BAT entry or
     /// locator offset puts the used space there): the entry must not be truncated or trap.
-    func placeNewBlock(atOrAfter floor: UInt64 = 0) throws(VHDError) -> UInt64 {
+    func placeNewBlock(atOrAfter floor: UInt64 = 0) throws(StorageError) -> UInt64 {
         let end = max(try endOfUsedSpace(), floor)
         let start = (end + Self.bitmapSize + Self.dataAlignment - 1) / Self.dataAlignment * Self.dataAlignment - Self.bitmapSize
         guard start / Self.sectorSize < UInt64(Self.unallocated) else {
@@ -421,67 +409,65 @@ public final class VHDImage {
         return start
     }
 
-    func currentFooterOffset() throws(VHDError) -> UInt64 {
+    func currentFooterOffset() throws(StorageError) -> UInt64 {
         let size = try fileSize()
         return size >= UInt64(VHDFooter.size) ? size - UInt64(VHDFooter.size) : 0
     }
 
-    func setTableEntry(_ block: Int, _ value: UInt32) throws(VHDError) {
+    func setTableEntry(_ block: Int, _ value: UInt32) throws(StorageError) {
         var bytes = [UInt8](repeating: 0, count: 4)
         bytes.setBigEndian32(value, at: 0)
-        try Self.system { () throws(StorageError) in
-            try Syscall.pwriteAll(descriptor, bytes, at: header.tableOffset + UInt64(block) * 4, path: path)
-        }
+        try descriptor.writeAll(bytes, at: header.tableOffset + UInt64(block) * 4, path: path)
         if table == nil { _ = try allocationTable() }
         table?[block] = value
     }
 
-    func writeEndFooter(at offset: UInt64) throws(VHDError) {
-        try Self.system { () throws(StorageError) in try Syscall.pwriteAll(descriptor, footer.bytes, at: offset, path: path) }
+    func writeEndFooter(at offset: UInt64) throws(StorageError) {
+        try descriptor.writeAll(footer.bytes, at: offset, path: path)
     }
 
     /// Rewrites both footer copies (end first, then offset 0), e.g. after changing the hidden flag.
-    public func writeFooters() throws(VHDError) {
+    public func writeFooters() throws(StorageError) {
         let end = max(try endOfUsedSpace(), try currentFooterOffset())
         let footerOffset = (end + 511) / 512 * 512
         try writeEndFooter(at: footerOffset)
         try barrier()
-        try Self.system { () throws(StorageError) in try Syscall.pwriteAll(descriptor, footer.bytes, at: 0, path: path) }
+        try descriptor.writeAll(footer.bytes, at: 0, path: path)
         try barrier()
     }
 
     /// Sets blktap's hidden flag in both footers.
-    public func setHidden(_ hidden: Bool) throws(VHDError) {
+    public func setHidden(_ hidden: Bool) throws(StorageError) {
         footer.hidden = hidden
         try writeFooters()
     }
 
     /// Gives this file another disk's identity (unique id and hidden flag) in both footers: the
     /// last step of coalescing, where the merged parent takes its child's place.
-    public func setIdentity(uniqueID: [UInt8], hidden: Bool) throws(VHDError) {
+    public func setIdentity(uniqueID: [UInt8], hidden: Bool) throws(StorageError) {
         footer.uniqueID = uniqueID
         footer.hidden = hidden
         try writeFooters()
     }
 
     /// The file's modification time (a child records its parent's, in seconds since 2000).
-    public func modificationTime() throws(VHDError) -> timespec {
-        try Self.system { () throws(StorageError) in try Syscall.modificationTime(descriptor: descriptor, path: path) }
+    public func modificationTime() throws(StorageError) -> timespec {
+        try descriptor.status(path: path).st_mtim
     }
 
     /// Restores a modification time after a metadata change, so that children still agree with it.
-    public func setModificationTime(_ time: timespec) throws(VHDError) {
-        try Self.system { () throws(StorageError) in try Syscall.setModificationTime(descriptor: descriptor, time, path: path) }
+    public func setModificationTime(_ time: timespec) throws(StorageError) {
+        try descriptor.setModificationTime(time, path: path)
     }
 
     /// fsync when `durable`.
-    func barrier() throws(VHDError) {
+    func barrier() throws(StorageError) {
         guard durable else { return }
-        try Self.system { () throws(StorageError) in try Syscall.fsync(descriptor, path: path) }
+        try descriptor.sync(path: path)
     }
 
-    public func sync() throws(VHDError) {
-        try Self.system { () throws(StorageError) in try Syscall.fsync(descriptor, path: path) }
+    public func sync() throws(StorageError) {
+        try descriptor.sync(path: path)
     }
 
     // MARK: Resizing
@@ -512,8 +498,8 @@ public final class VHDImage {
     /// at 0 old: the end copy is authoritative (`repairFooters`, which the next resize, snapshot or
     /// clone runs first). A failed step (ENOSPC without a reservation) is undone back to the old
     /// end of the file, so the file ends in its old footer again.
-    public func resize(to newSize: UInt64) throws(VHDError) {
-        guard writable else { throw .system(.io("\(path) is open read-only")) }
+    public func resize(to newSize: UInt64) throws(StorageError) {
+        guard writable else { throw .openReadOnly(path) }
         guard newSize >= size else { throw .malformed("cannot shrink from \(size) to \(newSize)") }
         let newEntries = UInt32((newSize + Self.blockSize - 1) / Self.blockSize)
         if newEntries > header.maxTableEntries {
@@ -524,12 +510,12 @@ public final class VHDImage {
         try writeEndFooter(at: Self.roundUpToSector(end))
         try barrier()
         FaultPoint.Resize.endFooterWritten.reach()
-        try Self.system { () throws(StorageError) in try Syscall.pwriteAll(descriptor, footer.bytes, at: 0, path: path) }
+        try descriptor.writeAll(footer.bytes, at: 0, path: path)
         try barrier()
     }
 
     /// Steps 1 to 4 of `resize(to:)`.
-    private func growTable(to newEntries: UInt32) throws(VHDError) {
+    private func growTable(to newEntries: UInt32) throws(StorageError) {
         let oldEntries = header.maxTableEntries
         let tableEnd = Self.roundUpToSector(header.tableOffset + UInt64(newEntries) * 4)
         let table = try allocationTable()
@@ -566,12 +552,12 @@ public final class VHDImage {
         do throws(StorageError) {
             _ = try Syscall.reserveSpace(descriptor, at: startSize, length: growth, path: path)
         } catch {
-            try? Syscall.truncate(descriptor, to: startSize, path: path)
-            throw .system(error.code == .noSpace
-                ? .noSpace("\(path): growing the BAT needs \(growth) more bytes than the filesystem has") : error)
+            try? descriptor.resize(to: startSize, path: path)
+            throw error.code == .noSpace
+                ? error.reworded("\(path): growing the BAT needs \(growth) more bytes than the filesystem has") : error
         }
         // Whatever happens next, nothing stays reserved past the end of the file.
-        defer { try? Syscall.truncate(descriptor, to: (try? self.fileSize()) ?? startSize, path: path) }
+        defer { try? descriptor.resize(to: (try? self.fileSize()) ?? startSize, path: path) }
         var moved = false
         for block in inTheWay {
             try moveBlock(block, atOrAfter: metadataEnd, first: !moved)
@@ -582,10 +568,8 @@ public final class VHDImage {
         }
         if !moving.isEmpty {
             for index in moving {
-                let data = try Self.read(descriptor, path, count: Int(locators[index].dataSpaceInBytes), at: locators[index].dataOffset)
-                try Self.system { () throws(StorageError) in
-                    try Syscall.pwriteAll(descriptor, data, at: newLocators[index].dataOffset, path: path)
-                }
+                let data = try descriptor.read(count: Int(locators[index].dataSpaceInBytes), at: locators[index].dataOffset, path: path)
+                try descriptor.writeAll(data, at: newLocators[index].dataOffset, path: path)
             }
             try barrier()
             header.parentLocators = newLocators
@@ -593,9 +577,7 @@ public final class VHDImage {
             FaultPoint.Resize.locatorsMoved.reach()
         }
         let fresh = [UInt8](repeating: 0xFF, count: Int(tableEnd - header.tableOffset) - Int(oldEntries) * 4)
-        try Self.system { () throws(StorageError) in
-            try Syscall.pwriteAll(descriptor, fresh, at: header.tableOffset + UInt64(oldEntries) * 4, path: path)
-        }
+        try descriptor.writeAll(fresh, at: header.tableOffset + UInt64(oldEntries) * 4, path: path)
         try barrier()
         header.maxTableEntries = newEntries
         try writeHeader()
@@ -604,18 +586,16 @@ public final class VHDImage {
     }
 
     /// Moves one block past everything (and past `floor`): footer at the new end, copy, BAT entry.
-    private func moveBlock(_ block: Int, atOrAfter floor: UInt64, first: Bool) throws(VHDError) {
+    private func moveBlock(_ block: Int, atOrAfter floor: UInt64, first: Bool) throws(StorageError) {
         let source = UInt64(try allocationTable()[block]) * Self.sectorSize
         let destination = try placeNewBlock(atOrAfter: floor)
         let length = Int(Self.bitmapSize + Self.blockSize)
         let oldSize = try fileSize()
         try extendFile(footerAt: destination + UInt64(length))
         if first { FaultPoint.Resize.fileExtended.reach() }
-        do throws(VHDError) {
-            let bytes = try Self.read(descriptor, path, count: length, at: source)
-            try Self.system { () throws(StorageError) in
-                try Syscall.pwriteAll(descriptor, bytes + [UInt8](repeating: 0, count: length - bytes.count), at: destination, path: path)
-            }
+        do throws(StorageError) {
+            let bytes = try descriptor.read(count: length, at: source, path: path)
+            try descriptor.writeAll(bytes + [UInt8](repeating: 0, count: length - bytes.count), at: destination, path: path)
             try barrier()
         } catch {
             try? restoreEnd(oldSize)
@@ -630,27 +610,27 @@ public final class VHDImage {
     /// Grows the file by writing the footer at `offset` (past the current end): the new end is a
     /// footer from the first instant. A failed (short) write is cut back to the old end, whose
     /// footer was never touched.
-    func extendFile(footerAt offset: UInt64) throws(VHDError) {
+    func extendFile(footerAt offset: UInt64) throws(StorageError) {
         let oldSize = try fileSize()
-        do throws(VHDError) {
+        do throws(StorageError) {
             try writeEndFooter(at: offset)
         } catch {
-            try? Self.system { () throws(StorageError) in try Syscall.truncate(descriptor, to: oldSize, path: path) }
+            try? descriptor.resize(to: oldSize, path: path)
             throw error
         }
         try barrier()
     }
 
     /// Puts the footer back at `size - 512` and cuts the file there (undoing `extendFile`).
-    private func restoreEnd(_ size: UInt64) throws(VHDError) {
+    private func restoreEnd(_ size: UInt64) throws(StorageError) {
         try writeEndFooter(at: size - UInt64(VHDFooter.size))
         try barrier()
-        try Self.system { () throws(StorageError) in try Syscall.truncate(descriptor, to: size, path: path) }
+        try descriptor.resize(to: size, path: path)
         try barrier()
     }
 
-    private func writeHeader() throws(VHDError) {
-        try Self.system { () throws(StorageError) in try Syscall.pwriteAll(descriptor, header.bytes, at: footer.dataOffset, path: path) }
+    private func writeHeader() throws(StorageError) {
+        try descriptor.writeAll(header.bytes, at: footer.dataOffset, path: path)
         try barrier()
     }
 
@@ -659,10 +639,10 @@ public final class VHDImage {
     // MARK: Footer repair
 
     /// True when the end footer is readable and the copy at offset 0 is byte for byte the same.
-    public func footersAgree() throws(VHDError) -> Bool {
+    public func footersAgree() throws(StorageError) -> Bool {
         guard !endFooterDamaged else { return false }
-        let end = try Self.read(descriptor, path, count: VHDFooter.size, at: try currentFooterOffset())
-        return end == (try Self.read(descriptor, path, count: VHDFooter.size, at: 0))
+        let end = try descriptor.read(count: VHDFooter.size, at: try currentFooterOffset(), path: path)
+        return end == (try descriptor.read(count: VHDFooter.size, at: 0, path: path))
     }
 
     /// Makes the two footer copies one again after a crash between their writes; true when it
@@ -672,8 +652,8 @@ public final class VHDImage {
     /// the last byte in use. Resize, snapshot and clone run this before anything else, so that a
     /// damaged pair is never frozen into a read-only parent.
     @discardableResult
-    public func repairFooters() throws(VHDError) -> Bool {
-        guard writable else { throw .system(.io("\(path) is open read-only")) }
+    public func repairFooters() throws(StorageError) -> Bool {
+        guard writable else { throw .openReadOnly(path) }
         if endFooterDamaged {
             // A missing end footer is repaired only when every referenced byte is still in the
             // file (bytes past it were being added when the writer died); a file cut into its
@@ -693,19 +673,9 @@ public final class VHDImage {
             return true
         }
         guard try !footersAgree() else { return false }
-        let end = try Self.read(descriptor, path, count: VHDFooter.size, at: try currentFooterOffset())
-        try Self.system { () throws(StorageError) in try Syscall.pwriteAll(descriptor, end, at: 0, path: path) }
+        let end = try descriptor.read(count: VHDFooter.size, at: try currentFooterOffset(), path: path)
+        try descriptor.writeAll(end, at: 0, path: path)
         try barrier()
         return true
-    }
-
-    // MARK: Helpers
-
-    static func read(_ descriptor: Int32, _ path: String, count: Int, at offset: UInt64) throws(VHDError) -> [UInt8] {
-        try system { () throws(StorageError) in try Syscall.pread(descriptor, count: count, at: offset, path: path) }
-    }
-
-    static func system<T>(_ body: () throws(StorageError) -> T) throws(VHDError) -> T {
-        do throws(StorageError) { return try body() } catch { throw .system(error) }
     }
 }

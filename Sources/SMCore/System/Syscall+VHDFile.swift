@@ -3,43 +3,13 @@ import Glibc
 #endif
 import SystemPackage
 
-/// File operations the VHD engine and the copy-on-write code need beyond `Syscall`'s basics:
-/// reads into caller buffers (no copies through a chain), modification times (a child records
-/// its parent's), truncation, and no-replace links.
+/// File operations the VHD engine and the copy-on-write code need beyond `Syscall`'s basics and
+/// swift-system's `FileDescriptor`: modification times by path (a child records its parent's),
+/// no-replace links, in-kernel copies and space reservation.
 extension Syscall {
-    /// Reads up to `buffer.count` bytes at `offset` into `buffer`; returns how many (fewer only at end of file).
-    public static func pread(_ descriptor: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64,
-                             path: String) throws(StorageError) -> Int {
-        guard let base = buffer.baseAddress else { return 0 }
-        var done = 0
-        while done < buffer.count {
-            let got = try retrying("read", path: path) {
-                Glibc.pread(descriptor, base + done, buffer.count - done, off_t(offset) + off_t(done))
-            }
-            if got == 0 { break }
-            done += got
-        }
-        return done
-    }
-
-    /// The modification time of an open file.
-    public static func modificationTime(descriptor: Int32, path: String) throws(StorageError) -> timespec {
-        try fileStatus(descriptor: descriptor, path: path).st_mtim
-    }
-
     /// The modification time of a file by path, nil when it cannot be read.
     public static func modificationTime(_ path: String) -> timespec? {
         fileStatus(path)?.st_mtim
-    }
-
-    /// Sets the modification (and access) time of an open file.
-    public static func setModificationTime(descriptor: Int32, _ time: timespec, path: String) throws(StorageError) {
-        var times = [time, time]
-        try retrying("futimens", path: path) { futimens(descriptor, &times) }
-    }
-
-    public static func truncate(_ descriptor: Int32, to length: UInt64, path: String) throws(StorageError) {
-        try retrying("ftruncate", path: path) { ftruncate(descriptor, off_t(length)) }
     }
 
     /// Links `existing` as `new`; false when `new` already exists (nothing changed then).
@@ -59,25 +29,25 @@ extension Syscall {
 
     /// Copies `count` bytes between two files inside the kernel (copy_file_range), falling back
     /// to read and write where the filesystem cannot; returns how many bytes the source had.
-    public static func copyRange(from source: Int32, at sourceOffset: UInt64, to destination: Int32, at destinationOffset: UInt64,
-                                 count: Int, path: String) throws(StorageError) -> Int {
+    public static func copyRange(from source: FileDescriptor, at sourceOffset: UInt64, to destination: FileDescriptor,
+                                 at destinationOffset: UInt64, count: Int, path: String) throws(StorageError) -> Int {
         var done = 0
         var input = off_t(sourceOffset)
         var output = off_t(destinationOffset)
         while done < count {
             guard let copyFileRange = Self.copyFileRange else {
-                let rest = try pread(source, count: count - done, at: UInt64(input), path: path)
-                try pwriteAll(destination, rest, at: UInt64(output), path: path)
+                let rest = try source.read(count: count - done, at: UInt64(input), path: path)
+                try destination.writeAll(rest, at: UInt64(output), path: path)
                 return done + rest.count
             }
-            switch attempt({ copyFileRange(source, &input, destination, &output, count - done, 0) }) {
+            switch attempt({ copyFileRange(source.rawValue, &input, destination.rawValue, &output, count - done, 0) }) {
             case .success(0):
                 return done
             case .success(let copied):
                 done += copied
             case .failure(.improperLink), .failure(.noFunction), .failure(.invalidArgument), .failure(.notSupported):
-                let rest = try pread(source, count: count - done, at: UInt64(input), path: path)
-                try pwriteAll(destination, rest, at: UInt64(output), path: path)
+                let rest = try source.read(count: count - done, at: UInt64(input), path: path)
+                try destination.writeAll(rest, at: UInt64(output), path: path)
                 return done + rest.count
             case .failure(let code):
                 throw .system(code, "copy_file_range", path: path)
@@ -90,9 +60,9 @@ extension Syscall {
     /// (fallocate with FALLOC_FL_KEEP_SIZE), so that later writes there cannot fail with ENOSPC.
     /// False when the filesystem cannot reserve (NFSv3, some FUSE filesystems): the caller then
     /// relies on its write order alone. ENOSPC is thrown; the caller cuts what was reserved.
-    public static func reserveSpace(_ descriptor: Int32, at offset: UInt64, length: UInt64, path: String) throws(StorageError) -> Bool {
+    public static func reserveSpace(_ descriptor: FileDescriptor, at offset: UInt64, length: UInt64, path: String) throws(StorageError) -> Bool {
         guard length > 0, let fallocate = Self.fallocate else { return false }
-        switch attempt({ fallocate(descriptor, keepSize, off_t(offset), off_t(length)) }) {
+        switch attempt({ fallocate(descriptor.rawValue, keepSize, off_t(offset), off_t(length)) }) {
         case .success: return true
         case .failure(.notSupported), .failure(.noFunction), .failure(.invalidArgument): return false
         case .failure(let code): throw .system(code, "fallocate", path: path)
