@@ -31,6 +31,31 @@ import Testing
         #expect(SanlockLockspace(volumeGroup: "absent").otherHosts(in: Self.sanlockOutput, excluding: 2) == nil)
     }
 
+    /// sr_delete's decision from one answer of sanlock: LIVE elsewhere is busy at once; UNKNOWN
+    /// or FAIL (sanlock has not watched long enough), and "hosts not ready" (no host listed,
+    /// not even this one: sanlock has not read the leases since joining), are undecided, never
+    /// "nobody" (taking that for "nobody" is how a retried sr_delete once passed by luck); only
+    /// FREE and DEAD let it go on.
+    @Test func srDeleteDecision() {
+        let lockspace = SanlockLockspace(volumeGroup: "VG_XenStorage-3a4b5c6d-7e8f-4a0b-9c1d-2e3f4a5b6c7d")
+        let head = "s lvm_VG_XenStorage-3a4b5c6d-7e8f-4a0b-9c1d-2e3f4a:2:/dev/mapper/x-lvmlock:0\n"
+        let me = "h 2 gen 1 timestamp 4720 LIVE\n"
+        func host(_ state: String, timestamp: UInt64 = 4711) -> SanlockLockspace.Host {
+            SanlockLockspace.Host(id: 1, timestamp: timestamp, state: state)
+        }
+        #expect(lockspace.decision(in: head + "hosts not ready\n", hostID: 2) == .undecided([]))
+        #expect(lockspace.decision(in: head, hostID: 2) == .undecided([]))
+        #expect(lockspace.decision(in: head + me, hostID: 2) == .clear)
+        for state in ["UNKNOWN", "FAIL", "ERROR"] {
+            #expect(lockspace.decision(in: head + "h 1 gen 3 timestamp 4711 \(state)\n" + me, hostID: 2) == .undecided([host(state)]))
+        }
+        #expect(lockspace.decision(in: head + "h 1 gen 3 timestamp 4711 LIVE\n" + me, hostID: 2) == .busy([host("LIVE")]))
+        #expect(lockspace.decision(in: head + "h 1 gen 3 timestamp 4711 DEAD\n" + me, hostID: 2) == .clear)
+        #expect(lockspace.decision(in: head + "h 1 gen 3 timestamp 0 FREE\n" + me, hostID: 2) == .clear)
+        #expect(lockspace.decision(in: Self.sanlockOutput, hostID: 2) == .undecided([host("UNKNOWN")]))
+        #expect(lockspace.decision(in: "s lvm_other:2:/dev/x:0\n", hostID: 2) == nil)
+    }
+
     /// The sanlock host id: 1 to 2000 from `sanlock_host_id`; anything else EINVAL naming it.
     @Test func hostIDRange() throws {
         func locking(_ value: String?) throws(StorageError) -> VolumeGroupLocking {

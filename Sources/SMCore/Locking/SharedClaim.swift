@@ -72,6 +72,9 @@ public final class SharedClaim: @unchecked Sendable {
                     for path in files { unlink(path) }
                     continue
                 case .lapsed:
+                    // Logged when decided (the forcing then waits one lease): when and from whom
+                    // is what an operator, and the VM lane's nfs-host-death, judge takeovers by.
+                    OperationLog.note(host: host, "claim \(target.path) of \(holder) has lapsed; taking it over")
                     let forced = lock.lock(mode: .writer, force: true, lease: lease)
                     guard forced.status == .acquired || forced.status == .reasserted else {
                         throw .io("cannot take over the lapsed claim \(target.path): \(forced.message)")

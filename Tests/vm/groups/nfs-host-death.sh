@@ -10,17 +10,26 @@
 #   3. its sr_gc in a merge (coalesce.merged), then the whole host: its veth deleted (no network)
 #      and every process in its namespaces SIGKILLed.
 # Each time h2 meanwhile runs verbs on its own VDIs, which succeed, and leaves h1's record and
-# VDIs alone while h1's claims are live (asserted for every h2 verb that ends before the newest
-# refresh of h1's claim files, on the server, plus one lease); once they have lapsed an h2
-# sr_scan recovers the record (no earlier than the lapse plus the takeover's lease, asserted);
+# VDIs alone while h1's claims are live; once they have lapsed an h2 sr_scan recovers the record;
 # then the record is gone, sr_check is clean, every VDI reads what the model says, and the
 # interrupted merge happened exactly once. The kill -> recovery times are printed.
+#
+# "While h1's claims are live" is measured from the claims themselves, not from how fast h2's
+# verbs are (beside a second VM boot on 2 cores an h2 verb can take longer than the whole live
+# window): LIVE_UNTIL is the newest refresh of h1's claim files on the server (this guest's
+# clock) plus one lease. So
+#   - h2's first verbs start right after the kill, inside the window (asserted: at least one);
+#   - h2 took over h1's claims (its SMlog's "has lapsed; taking it over" lines, logged when
+#     decided) only at or after LIVE_UNTIL, however long the verbs around them ran;
+#   - a takeover waits one more lease, so every h2 verb that ends before LIVE_UNTIL + lease has
+#     left h1's record and VDI files untouched (asserted after each), and the recovery ends no
+#     earlier (asserted).
 . "$VM_LIB"
 . "$VM_REPO/Tests/vm/nfs-server.sh"
 . "$VM_REPO/Tests/vm/pool-hosts.sh"
 . "$VM_REPO/Tests/vm/pool-model.sh"
 
-DEATH_LEASE=${DEATH_LEASE:-30}
+DEATH_LEASE=${DEATH_LEASE:-20}
 export_dir=/srv/nfs-sm
 POOL_SR=5e8d3f02-7c4e-4a96-8f32-1d9e6a8b4c75
 POOL_DCONF="<dconf><server>$VM_POOL_SERVER</server><serverpath>/sm</serverpath><nfsversion>4.1</nfsversion><timeo>10</timeo><retrans>1</retrans></dconf>"
@@ -86,14 +95,19 @@ claims_live_until() {
     echo $((newest + DEATH_LEASE - 1))
 }
 
+# epoch_of ISO-TIME: seconds since the epoch (the SMlog's UTC times).
+epoch_of() { date -d "$1" +%s.%N; }
+
 # while_claims_live START RECORD SUM FILES...: h2's verbs on its own VDIs (each begins with the
-# recovery pass); after each that ends while h1's claims are surely live (LIVE_UNTIL, server
-# time: the server is this guest), h1's record is still there and h1's VDIs' files are unchanged.
+# recovery pass). At least one starts while h1's claims are surely live (LIVE_UNTIL, server time:
+# the server is this guest); after each that ends before LIVE_UNTIL + one lease (a takeover's
+# wait), h1's record is still there and h1's VDIs' files are unchanged.
 while_claims_live() {
-    local start=$1 record=$2 sum=$3 asserted=0 b step
+    local start=$1 record=$2 sum=$3 started_live=0 asserted=0 b step
     shift 3
     echo "  h1's claims are live until $((LIVE_UNTIL - ${start%.*})) s after the kill (lease $DEATH_LEASE s)"
     for step in scan create gc write snapshot; do
+        awk -v now="$(date +%s.%N)" -v until="$LIVE_UNTIL" 'BEGIN { exit !(now < until) }' && started_live=$((started_live + 1))
         case $step in
         scan) pool_scan h2 ;;
         create) pool_create h2 ;;
@@ -101,14 +115,33 @@ while_claims_live() {
         write) b=$(POOL_ONLY=h2 pool_pick w); pool_write h2 "$b" 2 ;;
         snapshot) b=$(POOL_ONLY=h2 pool_pick w); pool_snapshot h2 "$b" ;;
         esac
-        if [ "$(date +%s)" -lt "$LIVE_UNTIL" ]; then
-            [ -f "$record" ] || vm_fail "h2 recovered h1's record $(basename "$record") $(seconds_since "$start") s after the kill, while h1's claims were live"
-            [ "$(files_sum "$@")" = "$sum" ] || vm_fail "h2 changed h1's VDIs ($*) while h1's claims were live"
+        if [ "$(date +%s)" -lt "$((LIVE_UNTIL + DEATH_LEASE))" ]; then
+            [ -f "$record" ] || vm_fail "h2 recovered h1's record $(basename "$record") $(seconds_since "$start") s after the kill, before h1's claims could lapse and be taken over"
+            [ "$(files_sum "$@")" = "$sum" ] || vm_fail "h2 changed h1's VDIs ($*) before h1's claims could lapse and be taken over"
             asserted=$((asserted + 1))
         fi
     done
-    [ "$asserted" -ge 1 ] || vm_fail "no h2 verb ended while h1's claims were live: too slow to prove anything; raise DEATH_LEASE"
-    echo "  h2's verbs on its own VDIs succeeded; $asserted of them ended while h1's claims were live, leaving h1's record and VDIs alone"
+    [ "$started_live" -ge 1 ] || vm_fail "no h2 verb started while h1's claims were live ($((LIVE_UNTIL - ${start%.*})) s after the kill)"
+    echo "  h2's verbs on its own VDIs succeeded; $started_live started while h1's claims were live;" \
+        "$asserted ended before the claims could lapse and be taken over, leaving h1's record and VDIs alone"
+}
+
+# takeovers_after_lapse: h2's takeovers of the claims of h1's killed process PAUSED, from h2's
+# SMlog ("claim ... of 'sm-PID' on host h1 has lapsed; taking it over", logged when decided):
+# at least one, and every one at or after LIVE_UNTIL. A verb's recovery pass takes another
+# host's claims without waiting, so this is the moment h2 judged them lapsed, however long the
+# verb around it ran.
+takeovers_after_lapse() {
+    local start=$1 line at n=0 first=""
+    while IFS= read -r line; do
+        at=$(epoch_of "${line%% *}")
+        awk -v a="$at" -v u="$LIVE_UNTIL" 'BEGIN { exit !(a >= u) }' \
+            || vm_fail "h2 took over a claim of h1 $(awk -v a="$at" -v s="$start" 'BEGIN { printf "%.1f", a - s }') s after the kill, while it was live (until $((LIVE_UNTIL - ${start%.*})) s): $line"
+        n=$((n + 1))
+        [ -n "$first" ] || first=$at
+    done < <(grep "of 'sm-$PAUSED' on host h1 has lapsed; taking it over" /run/h2/SMlog)
+    [ "$n" -ge 1 ] || vm_fail "h2's SMlog shows no takeover of the claims of h1's process $PAUSED"
+    echo "  h2 took over $n claim(s) of h1's process, the first $(awk -v a="$first" -v s="$start" 'BEGIN { printf "%.1f", a - s }') s after the kill (live until $((LIVE_UNTIL - ${start%.*})) s)"
 }
 
 # recovered_by_h2 START RECORD WHAT: h2's sr_scan, again and again, until the record is gone;
@@ -133,6 +166,7 @@ recovered_by_h2() {
     awk -v e="$elapsed" -v m="$earliest" 'BEGIN { exit !(e >= m) }' \
         || vm_fail "recovered $elapsed s after the kill: before the claims could lapse and be taken over ($earliest s)"
     TIMES+=("$what=$elapsed")
+    takeovers_after_lapse "$start"
     grep -h "recovered " /run/h2/SMlog | tail -1 | sed 's/^/  h2 SMlog: /'
 }
 
