@@ -33,12 +33,12 @@ let package = Package(
         .library(name: "SMCore", targets: ["SMCore"]),
         .executable(name: "lock-util", targets: ["lock-util"]),
         .executable(name: "sm-vhd", targets: ["sm-vhd"]),
-        .executable(name: "sm-drivers", targets: ["sm-drivers"]),
+        .executable(name: "sm-drivers", targets: ["sm-drivers"])
     ] + drivers.map { .executable(name: $0, targets: [$0]) },
     dependencies: [
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
-        .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2", traits: []),
+        .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2", traits: [])
     ],
     targets: [
         .systemLibrary(name: "CLibXML2", pkgConfig: "libxml-2.0", providers: [.apt(["libxml2-dev"])]),
@@ -52,7 +52,7 @@ let package = Package(
             dependencies: [
                 "CLibXML2", "CBlkid", "CUUID", "CNettle",
                 .product(name: "SystemPackage", package: "swift-system"),
-                .product(name: "Subprocess", package: "swift-subprocess"),
+                .product(name: "Subprocess", package: "swift-subprocess")
             ]
         ),
         // LVM lives in its own module so that only LVM drivers link liblvm2cmd (and its ~20
@@ -71,14 +71,14 @@ let package = Package(
             name: "lock-util",
             dependencies: [
                 "SMCore",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser")
             ]
         ),
         .executableTarget(
             name: "sm-vhd",
             dependencies: [
                 "SMCore",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser")
             ]
         ),
         .executableTarget(name: "sm-drivers", dependencies: ["SMCore"], linkerSettings: linkage("sm-drivers")),
@@ -93,6 +93,6 @@ let package = Package(
         .testTarget(
             name: "DriverTests",
             dependencies: ["SMCore", "SMLVM"]
-        ),
+        )
     ] + drivers.map { .executableTarget(name: $0, dependencies: driverDependencies($0), linkerSettings: linkage($0)) }
 )

@@ -23,11 +23,12 @@ let package = Package(
     targets: [
         .target(name: "FuzzSupport", dependencies: [core]),
         // Writes the seed corpus of the VHD targets (Fuzz/corpus) with SMCore's own writer.
-        .executableTarget(name: "make-corpus", dependencies: ["FuzzSupport", core]),
-    ] + targets.map {
-        .executableTarget(
-            name: $0,
-            dependencies: ["FuzzSupport", core]
-        )
-    }
+        .executableTarget(name: "make-corpus", dependencies: ["FuzzSupport", core])
+    ]
+        + targets.map {
+            .executableTarget(
+                name: $0,
+                dependencies: ["FuzzSupport", core]
+            )
+        }
 )

@@ -1,5 +1,6 @@
 #!/bin/bash
-# Installs what the tests need, builds everything, and runs every test: the Swift test suites
+# Installs what the tests need, lints the Swift sources (swift-format, .swift-format), builds
+# everything, and runs every test: the Swift test suites
 # (unit tests and driver tests that run the built binaries against real loop devices and
 # filesystems), the fuzz run (Scripts/fuzz.sh; SM_SKIP_FUZZ=1 skips it), the Debian package (built,
 # linted, installed, the demo run from it, purged: Tests/package/run.sh; SM_SKIP_PACKAGE=1 skips it)
@@ -9,6 +10,11 @@ cd "$(dirname "$0")/.."
 start=$(date +%s)
 Scripts/install-dependencies.sh
 echo "dependencies: $(( $(date +%s) - start )) s"
+start=$(date +%s)
+# The house format (.swift-format; the toolchain's swift-format): a violation fails the run.
+# `swift format -i -r Sources Tests Fuzz/Sources Package.swift Fuzz/Package.swift` fixes most.
+swift format lint --strict --recursive --parallel Sources Tests Fuzz/Sources Package.swift Fuzz/Package.swift
+echo "lint: $(( $(date +%s) - start )) s"
 start=$(date +%s)
 swift build --build-tests
 echo "build: $(( $(date +%s) - start )) s"

@@ -116,8 +116,9 @@ extension RBDRepository {
             try finish(intent, session)
         case .deleteSnapshot(let name):
             if let image = try RBDImage.openIfPresent(session, name: name),
-               try image.snapshots().contains(where: { $0.name == intent.vdi }) {
-                try finish(intent, session) // not removed: the VDI is as before
+                try image.snapshots().contains(where: { $0.name == intent.vdi })
+            {
+                try finish(intent, session)  // not removed: the VDI is as before
                 return true
             }
             Diagnostics.debug("recovery: completing vdi_delete of snapshot \(name)@\(intent.vdi)")

@@ -1,7 +1,8 @@
 import SMCore
 import SystemPackage
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// RBDSR's VDI verbs; the mapping is in `RBDTree` and Docs/RBDSR.md.
@@ -15,8 +16,9 @@ extension RBDRepository {
         guard let quota = try session.poolByteQuota() else { return }
         let provisioned = try RBDTree(session: session).images.values.reduce(UInt64(0)) { $0 + $1.size }
         guard provisioned + adding <= quota else {
-            throw StorageError.noSpace("\(what) needs \(adding) bytes; the SR has \(provisioned) provisioned and pool "
-                + "\(credentials.pool) has a byte quota of \(quota)")
+            throw StorageError.noSpace(
+                "\(what) needs \(adding) bytes; the SR has \(provisioned) provisioned and pool "
+                    + "\(credentials.pool) has a byte quota of \(quota)")
         }
     }
 
@@ -25,8 +27,10 @@ extension RBDRepository {
     /// then that image's snapshot list.
     /// `writable` opens the holding image for writing (with a watch), for the verbs that change it.
     /// `knownHidden: false` skips reading an image's hidden mark (the caller reads it when it matters).
-    func locate(_ session: CephSession, _ vdi: CanonicalUUID, writable: Bool = false,
-                knownHidden: Bool = true) throws(StorageError) -> (location: RBDTree.Location, hidden: Bool, image: RBDImage)? {
+    func locate(
+        _ session: CephSession, _ vdi: CanonicalUUID, writable: Bool = false,
+        knownHidden: Bool = true
+    ) throws(StorageError) -> (location: RBDTree.Location, hidden: Bool, image: RBDImage)? {
         if let image = try RBDImage.openIfPresent(session, name: vdi.string, readOnly: !writable) {
             return (.image(vdi.string), knownHidden ? try image.metadata(RBDTree.hiddenKey) == vdi.string : false, image)
         }
@@ -35,18 +39,22 @@ extension RBDRepository {
     }
 
     /// The image holding the snapshot VDI `vdi` (from the snapshot index), open; nil when none does.
-    func snapshotLocation(_ session: CephSession, _ vdi: CanonicalUUID,
-                          writable: Bool = false) throws(StorageError) -> (holder: String, image: RBDImage)? {
+    func snapshotLocation(
+        _ session: CephSession, _ vdi: CanonicalUUID,
+        writable: Bool = false
+    ) throws(StorageError) -> (holder: String, image: RBDImage)? {
         guard let holder = try session.mapValue(Self.snapshotIndexKey(vdi.string), in: Self.markerObject),
-              let image = try RBDImage.openIfPresent(session, name: holder, readOnly: !writable),
-              try image.snapshots().contains(where: { $0.name == vdi.string })
+            let image = try RBDImage.openIfPresent(session, name: holder, readOnly: !writable),
+            try image.snapshots().contains(where: { $0.name == vdi.string })
         else { return nil }
         return (holder, image)
     }
 
     /// The VDI if it exists and is listed, with its image open; ENODEV otherwise.
-    func visible(_ session: CephSession, _ vdi: CanonicalUUID, sr: CanonicalUUID,
-                 writable: Bool = false) throws(StorageError) -> (location: RBDTree.Location, image: RBDImage) {
+    func visible(
+        _ session: CephSession, _ vdi: CanonicalUUID, sr: CanonicalUUID,
+        writable: Bool = false
+    ) throws(StorageError) -> (location: RBDTree.Location, image: RBDImage) {
         guard let found = try locate(session, vdi, writable: writable), !found.hidden else {
             throw StorageError.noSuchVDI(vdi.string, sr: sr.string)
         }
@@ -67,7 +75,7 @@ extension RBDRepository {
             try requireRoom(session, adding: size, what: "VDI \(vdi)")
             do throws(StorageError) {
                 try RBDImage.create(session, name: vdi.string, size: size)
-            } catch where error.code == .fileExists {
+            } catch  where error.code == .fileExists {
                 throw StorageError.vdiExists(vdi.string, sr: sr.string)
             }
         }
@@ -101,9 +109,10 @@ extension RBDRepository {
                 // open or mapped on some host.
                 do throws(StorageError) {
                     try RBDImage.remove(session, name: name)
-                } catch where error.code == .resourceBusy {
+                } catch  where error.code == .resourceBusy {
                     if let intent { try finish(intent, session) }
-                    throw StorageError(code: .resourceBusy, message: "VDI \(vdi) is open by another client (mapped on a host?); detach it there first")
+                    throw StorageError(
+                        code: .resourceBusy, message: "VDI \(vdi) is open by another client (mapped on a host?); detach it there first")
                 }
                 FaultPoint.RBDDelete.removed.reach()
                 if let parent, let intent {
@@ -154,7 +163,8 @@ extension RBDRepository {
     /// without snapshots, and so on up.
     func reclaim(_ session: CephSession, image name: String, snapshot: String) throws(StorageError) {
         guard let image = try RBDImage.openIfPresent(session, name: name),
-              try image.metadata(RBDTree.hiddenKey(snapshot)) != nil else { return }
+            try image.metadata(RBDTree.hiddenKey(snapshot)) != nil
+        else { return }
         if try image.snapshots().contains(where: { $0.name == snapshot }) {
             guard try image.children(of: snapshot).isEmpty else { return }
             try RBDImage(session, name: name, readOnly: false).removeSnapshot(snapshot)
@@ -166,7 +176,8 @@ extension RBDRepository {
     /// Removes a hidden image left without snapshots, then reclaims upwards.
     func reclaimImage(_ session: CephSession, name: String) throws(StorageError) {
         guard let image = try RBDImage.openIfPresent(session, name: name),
-              try image.metadata(RBDTree.hiddenKey) == name, try image.snapshots().isEmpty else { return }
+            try image.metadata(RBDTree.hiddenKey) == name, try image.snapshots().isEmpty
+        else { return }
         let parent = try sameNamespaceParent(session, image)
         try RBDImage.remove(session, name: name)
         if let parent { try reclaim(session, image: parent.image, snapshot: parent.snapshot) }
@@ -237,8 +248,10 @@ extension RBDRepository {
                 // The claim: the image's exclusive lock, held until this verb's session closes (or its
                 // client dies), so that no other verb takes this clone for a dead one's.
                 guard try image.claim() else {
-                    throw StorageError(code: .resourceBusy, message: "VDI \(source) is held by another client (its exclusive "
-                        + "lock: a verb under way, or a writer that does not release it); try again")
+                    throw StorageError(
+                        code: .resourceBusy,
+                        message: "VDI \(source) is held by another client (its exclusive "
+                            + "lock: a verb under way, or a writer that does not release it); try again")
                 }
                 let base = CanonicalUUID.random().string
                 let intent = RBDIntent(vdi: destination.string, kind: .clone(image: name, base: base))
@@ -284,14 +297,18 @@ extension RBDRepository {
         try requireAttached(sr)
         let (location, monitors) = try withSR(sr, prefetch: [vdi]) { session throws(StorageError) in
             // Monitors from dconf, else as librados read them from dconf `conf`.
-            (try visible(session, vdi, sr: sr).location, credentials.monitors.isEmpty
-                ? CephCredentials.kernelMonitors(fromMonitorHost: session.configurationValue("mon_host") ?? "")
-                : credentials.kernelMonitors)
+            (
+                try visible(session, vdi, sr: sr).location,
+                credentials.monitors.isEmpty
+                    ? CephCredentials.kernelMonitors(fromMonitorHost: session.configurationValue("mon_host") ?? "")
+                    : credentials.kernelMonitors
+            )
         }
         let snapshot: String?
         if case .snapshot(_, let name) = location { snapshot = name } else { snapshot = nil }
-        let mapping = try KernelRBD.map(credentials: credentials, monitors: monitors, namespace: namespace(sr),
-                                        image: location.image, snapshot: snapshot)
+        let mapping = try KernelRBD.map(
+            credentials: credentials, monitors: monitors, namespace: namespace(sr),
+            image: location.image, snapshot: snapshot)
         let directory = "/dev/rbd/\(credentials.pool)/\(namespace(sr))"
         let path = "\(directory)/\(location.image)\(snapshot.map { "@\($0)" } ?? "")"
         if Syscall.symbolicLinkTarget(path) == nil {
@@ -311,8 +328,10 @@ extension RBDRepository {
         guard let path = state.attachedPath(vdi) else { return }
         let leaf = path.split(separator: "/").last.map(String.init) ?? ""
         let parts = leaf.split(separator: "@", maxSplits: 1).map(String.init)
-        if let mapping = KernelRBD.find(pool: credentials.pool, namespace: namespace(sr), image: parts[0],
-                                        snapshot: parts.count > 1 ? parts[1] : nil) {
+        if let mapping = KernelRBD.find(
+            pool: credentials.pool, namespace: namespace(sr), image: parts[0],
+            snapshot: parts.count > 1 ? parts[1] : nil)
+        {
             try KernelRBD.unmap(mapping)
         }
         if Syscall.symbolicLinkTarget(path) != nil { try Syscall.unlinkIfPresent(path) }

@@ -31,14 +31,18 @@ public struct RBDRepository {
     /// Connects into the SR's namespace; ENODEV when the namespace or its marker is missing.
     /// Recovers what crashed verbs left (RBDRepository+Recovery.swift) before `body` runs.
     /// The snapshot index entries of `prefetch` are read with the marker (for `locate`: no round trip of their own).
-    func withSR<T>(_ sr: CanonicalUUID, prefetch: [CanonicalUUID] = [],
-                   _ body: (CephSession) throws(StorageError) -> T) throws(StorageError) -> T {
+    func withSR<T>(
+        _ sr: CanonicalUUID, prefetch: [CanonicalUUID] = [],
+        _ body: (CephSession) throws(StorageError) -> T
+    ) throws(StorageError) -> T {
         try withRecoveredSR(sr, prefetch: prefetch) { session, _ throws(StorageError) in try body(session) }
     }
 
     /// As `withSR`; `body` also gets the intents left waiting (their writer may still be alive).
-    func withRecoveredSR<T>(_ sr: CanonicalUUID, prefetch: [CanonicalUUID] = [],
-                            _ body: (CephSession, [RBDIntent]) throws(StorageError) -> T) throws(StorageError) -> T {
+    func withRecoveredSR<T>(
+        _ sr: CanonicalUUID, prefetch: [CanonicalUUID] = [],
+        _ body: (CephSession, [RBDIntent]) throws(StorageError) -> T
+    ) throws(StorageError) -> T {
         try withSession { session throws(StorageError) in
             let records = try requireSR(sr, session, prefetch: prefetch.map { Self.snapshotIndexKey($0.string) })
             let waiting = records.isEmpty ? [] : try recover(records, session)
@@ -56,7 +60,9 @@ public struct RBDRepository {
         }
         let owner = String(decoding: marker, as: UTF8.self).trimmingWhitespace()
         guard owner == sr.string else {
-            throw StorageError(code: .noSuchDevice, message: "SR \(sr) does not exist: namespace \(credentials.pool)/\(name) holds SR \(ArgumentParsing.printable(owner))")
+            throw StorageError(
+                code: .noSuchDevice,
+                message: "SR \(sr) does not exist: namespace \(credentials.pool)/\(name) holds SR \(ArgumentParsing.printable(owner))")
         }
         return records
     }
@@ -75,8 +81,11 @@ public struct RBDRepository {
                 session.use(namespace: name)
                 if let marker = try session.readObject(Self.markerObject) {
                     let owner = String(decoding: marker, as: UTF8.self).trimmingWhitespace()
-                    throw StorageError(code: .fileExists, message: owner == sr.string ? "SR \(sr) already exists"
-                        : "namespace \(credentials.pool)/\(name) already holds SR \(ArgumentParsing.printable(owner))")
+                    throw StorageError(
+                        code: .fileExists,
+                        message: owner == sr.string
+                            ? "SR \(sr) already exists"
+                            : "namespace \(credentials.pool)/\(name) already holds SR \(ArgumentParsing.printable(owner))")
                 }
             } else {
                 try session.createNamespace(name)
@@ -98,12 +107,14 @@ public struct RBDRepository {
             session.use(namespace: name)
             if let (marker, records) = try session.readObjectAndMap(Self.markerObject, prefix: RBDIntent.prefix) {
                 guard String(decoding: marker, as: UTF8.self).trimmingWhitespace() == sr.string else {
-                    return // another SR's namespace: nothing of this SR is there
+                    return  // another SR's namespace: nothing of this SR is there
                 }
                 let waiting = try recover(records, session)
                 if let busy = waiting.first {
-                    throw StorageError(code: .resourceBusy, message: "SR \(sr): a vdi_clone to \(busy.vdi) is under way (or its "
-                        + "host died less than the OSDs' watch timeout ago); try again")
+                    throw StorageError(
+                        code: .resourceBusy,
+                        message: "SR \(sr): a vdi_clone to \(busy.vdi) is under way (or its "
+                            + "host died less than the OSDs' watch timeout ago); try again")
                 }
             }
             try reclaimAll(session)
@@ -151,10 +162,12 @@ public struct RBDRepository {
                 for snapshot in record.snapshots {
                     defer { previous = snapshot.name }
                     guard let uuid = CanonicalUUID(snapshot.name), uuid.string == snapshot.name,
-                          !record.isHidden(snapshot: snapshot.name), !unfinished.contains(snapshot.name) else { continue }
+                        !record.isHidden(snapshot: snapshot.name), !unfinished.contains(snapshot.name)
+                    else { continue }
                     try image.select(snapshot: snapshot.name)
-                    var entry = VDIReport(uuid: uuid, size: snapshot.size,
-                                          utilisation: try image.usedBytes(since: previous, size: snapshot.size))
+                    var entry = VDIReport(
+                        uuid: uuid, size: snapshot.size,
+                        utilisation: try image.usedBytes(since: previous, size: snapshot.size))
                     entry.readOnly = true
                     entry.label = record.isBaseCopy(snapshot: snapshot.name) ? "base copy" : ""
                     entry.parent = tree.listedParent(of: .snapshot(image: record.name, name: snapshot.name))
@@ -163,9 +176,11 @@ public struct RBDRepository {
                 }
                 try image.select(snapshot: nil)
                 guard let uuid = CanonicalUUID(record.name), uuid.string == record.name, !record.isHidden,
-                      !unfinished.contains(record.name) else { continue }
-                var entry = VDIReport(uuid: uuid, size: record.size,
-                                      utilisation: try image.usedBytes(since: record.snapshots.last?.name, size: record.size))
+                    !unfinished.contains(record.name)
+                else { continue }
+                var entry = VDIReport(
+                    uuid: uuid, size: record.size,
+                    utilisation: try image.usedBytes(since: record.snapshots.last?.name, size: record.size))
                 entry.parent = tree.listedParent(of: .image(record.name))
                 entry.locked = try !RBDLocks(session: session, headerObject: header, vdi: uuid).holders().isEmpty
                 vdis.append(entry)
@@ -173,8 +188,9 @@ public struct RBDRepository {
             vdis.sort { $0.uuid < $1.uuid }
             let allocated = vdis.reduce(UInt64(0)) { $0 + $1.size }
             let used = vdis.reduce(UInt64(0)) { $0 + $1.utilisation }
-            var report = SRScanReport(uuid: sr, physicalUtilisation: used, virtualAllocation: allocated,
-                                      physicalSize: try session.poolByteQuota() ?? allocated, vdis: vdis)
+            var report = SRScanReport(
+                uuid: sr, physicalUtilisation: used, virtualAllocation: allocated,
+                physicalSize: try session.poolByteQuota() ?? allocated, vdis: vdis)
             report.label = "\(credentials.pool)/\(namespace(sr))"
             return report
         }

@@ -52,14 +52,15 @@ struct RBDTree {
             let image: RBDImage
             do throws(StorageError) {
                 image = try RBDImage(session, name: name)
-            } catch where error.code == .noSuchDevice {
-                continue // removed meanwhile
+            } catch  where error.code == .noSuchDevice {
+                continue  // removed meanwhile
             }
             let parent = try image.parent()
             let sameNamespace = parent.map { $0.namespace == (session.namespace ?? "") } ?? false
-            images[name] = Image(name: name, size: try image.size,
-                                 parent: sameNamespace ? parent.map { ($0.image, $0.snapshot) } : nil,
-                                 snapshots: try image.snapshots(), metadata: try image.metadata(prefix: "sm."))
+            images[name] = Image(
+                name: name, size: try image.size,
+                parent: sameNamespace ? parent.map { ($0.image, $0.snapshot) } : nil,
+                snapshots: try image.snapshots(), metadata: try image.metadata(prefix: "sm."))
         }
     }
 

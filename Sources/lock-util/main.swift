@@ -2,8 +2,9 @@
 // The protocol lives in SMCore (PersistentLock); this file is the command line of LOCK-UTIL.md.
 import ArgumentParser
 import SMCore
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 struct LockUtility: ParsableCommand {
@@ -11,17 +12,17 @@ struct LockUtility: ParsableCommand {
         commandName: "lock-util",
         abstract: "Take, release and inspect NFS-safe persistent locks beside a file.",
         discussion: """
-        Every host sharing the directory sees the same locks, <file>.xenlk.<host>.<id>.f<r|w>. \
-        stdout carries one line for programs; stderr explains anything unusual.
+            Every host sharing the directory sees the same locks, <file>.xenlk.<host>.<id>.f<r|w>. \
+            stdout carries one line for programs; stderr explains anything unusual.
 
-        Status numbers: 0 acquired, 1 reasserted (already held by this host and id), -4 held by a \
-        writer, -5 held by readers, -7 the short-term mutex <file>.xenlk stayed busy, -13 no lock, \
-        -14 usage; -1, -3, -6 and -8 to -12 are failures (the exit status is then the errno when \
-        there is one).
+            Status numbers: 0 acquired, 1 reasserted (already held by this host and id), -4 held by a \
+            writer, -5 held by readers, -7 the short-term mutex <file>.xenlk stayed busy, -13 no lock, \
+            -14 usage; -1, -3, -6 and -8 to -12 are failures (the exit status is then the errno when \
+            there is one).
 
-        Only names of the exact lock form count as locks; nothing else is ever removed. \
-        Arguments may begin with '-' (negative numbers, ids). See Docs/lock-util.md.
-        """,
+            Only names of the exact lock form count as locks; nothing else is ever removed. \
+            Arguments may begin with '-' (negative numbers, ids). See Docs/lock-util.md.
+            """,
         subcommands: [Lock.self, Unlock.self, Delta.self, NoCommand.self],
         defaultSubcommand: NoCommand.self
     )
@@ -50,10 +51,10 @@ struct Lock: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Take or reassert a lock; prints '<status> <lease>' (lease -1 when status < 0).",
         discussion: """
-        Exit status 0, also when the lock is held by someone else; an errno only for I/O failures. \
-        With force, the conflicting holders' lock files are removed and lock-util waits one lease \
-        (holding the mutex) before returning, so that a cut-off holder notices.
-        """
+            Exit status 0, also when the lock is held by someone else; an errno only for I/O failures. \
+            With force, the conflicting holders' lock files are removed and lock-util waits one lease \
+            (holding the mutex) before returning, so that a cut-off holder notices.
+            """
     )
 
     @Argument(help: "The file to lock; lock files are created beside it.")
@@ -71,8 +72,9 @@ struct Lock: ParsableCommand {
         guard let target = LockTarget(file) else { LockUtilityOutput.badTarget(file, columns: 2) }
         let lock = PersistentLock(target: target, owner: LockOwner(id: id))
         let outcome = lock.lock(mode: mode, force: force != 0, lease: lease)
-        LockUtilityOutput.finish("\(outcome.status.rawValue) \(outcome.lease)", status: outcome.status,
-                                 errno: outcome.errno?.rawValue, message: outcome.message)
+        LockUtilityOutput.finish(
+            "\(outcome.status.rawValue) \(outcome.lease)", status: outcome.status,
+            errno: outcome.errno?.rawValue, message: outcome.message)
     }
 }
 
@@ -92,8 +94,9 @@ struct Unlock: ParsableCommand {
     func run() {
         guard let target = LockTarget(file) else { LockUtilityOutput.badTarget(file, columns: 1) }
         let outcome = PersistentLock(target: target, owner: LockOwner(id: id)).unlock(mode: mode)
-        LockUtilityOutput.finish("\(outcome.status.rawValue)", status: outcome.status, errno: outcome.errno?.rawValue,
-                                 message: outcome.message)
+        LockUtilityOutput.finish(
+            "\(outcome.status.rawValue)", status: outcome.status, errno: outcome.errno?.rawValue,
+            message: outcome.message)
     }
 }
 
@@ -101,9 +104,9 @@ struct Delta: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Prints '<age> <lease>' for the file's locks, or '-13 -1' when it is unlocked.",
         discussion: """
-        <age> is the number of whole seconds since the most recent refresh of any lock file, measured \
-        on the server's clock; <lease> is the largest lease among them. Exit status 0.
-        """
+            <age> is the number of whole seconds since the most recent refresh of any lock file, measured \
+            on the server's clock; <lease> is the largest lease among them. Exit status 0.
+            """
     )
 
     @Argument(help: "The file whose locks to inspect.")
@@ -112,8 +115,9 @@ struct Delta: ParsableCommand {
     func run() {
         guard let target = LockTarget(file) else { LockUtilityOutput.badTarget(file, columns: 2) }
         let delta = PersistentLock.delta(target)
-        LockUtilityOutput.finish("\(delta.age) \(delta.maximumLease)", status: delta.status, errno: delta.errno?.rawValue,
-                                 message: delta.message)
+        LockUtilityOutput.finish(
+            "\(delta.age) \(delta.maximumLease)", status: delta.status, errno: delta.errno?.rawValue,
+            message: delta.message)
     }
 }
 
@@ -137,8 +141,9 @@ enum LockUtilityOutput {
     /// -1 for a file argument that names no file (empty, or a directory path ending in '/').
     static func badTarget(_ file: String, columns: Int) -> Never {
         let line = columns == 2 ? "\(LockStatus.badParameter.rawValue) -1" : "\(LockStatus.badParameter.rawValue)"
-        finish(line, status: .badParameter, errno: nil,
-               message: "'\(file)' does not name a file (it is empty or ends in '/')")
+        finish(
+            line, status: .badParameter, errno: nil,
+            message: "'\(file)' does not name a file (it is empty or ends in '/')")
     }
 }
 
@@ -158,7 +163,7 @@ func usageFailure(_ reason: String) -> Never {
 func operandsProtected(_ arguments: [String]) -> [String] {
     let commands: Set<String> = [Lock._commandName, Unlock._commandName, Delta._commandName]
     guard let first = arguments.first, commands.contains(first),
-          !arguments.contains(where: { ["--", "-h", "--help", "-help"].contains($0) })
+        !arguments.contains(where: { ["--", "-h", "--help", "-help"].contains($0) })
     else { return arguments }
     return [first, "--"] + arguments.dropFirst()
 }

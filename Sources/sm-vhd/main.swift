@@ -1,7 +1,8 @@
 import ArgumentParser
 import SMCore
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// sm-vhd: the VHD engine from the command line, for administrators and benchmarks. Each command
@@ -12,15 +13,15 @@ struct VHDTool: ParsableCommand {
         commandName: "sm-vhd",
         abstract: "Read and write VHD files with the storage manager's own VHD engine.",
         usage: """
-        sm-vhd check <files> ...
-        sm-vhd chain <file>
-        sm-vhd read <file> [<offset>] [<count>]
-        sm-vhd write <file> <offset>
-        """,
+            sm-vhd check <files> ...
+            sm-vhd chain <file>
+            sm-vhd read <file> [<offset>] [<count>]
+            sm-vhd write <file> <offset>
+            """,
         discussion: """
-        For administrators and benchmarks. Exit status is 0 on success, 22 (EINVAL) for bad usage, \
-        5 (EIO) when a file cannot be read or breaks a rule.
-        """,
+            For administrators and benchmarks. Exit status is 0 on success, 22 (EINVAL) for bad usage, \
+            5 (EIO) when a file cannot be read or breaks a rule.
+            """,
         subcommands: [Check.self, Chain.self, Read.self, Write.self]
     )
 

@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import SMCore
+import Testing
 
 /// Chain health on FileSR (Docs/chain-health.md): what sr_scan says about chains and the
 /// collector, and what a snapshot at the chain limit tells the operator to run.
@@ -15,7 +15,8 @@ import SMCore
     /// One field of a VDI's element in an sr_scan document.
     static func vdiField(_ document: String, _ vdi: String, _ name: String) -> String? {
         guard let chunk = document.components(separatedBy: "<vdi>").first(where: { $0.contains("<uuid>\(vdi)</uuid>") }),
-              let start = chunk.range(of: "<\(name)>"), let end = chunk.range(of: "</\(name)>") else { return nil }
+            let start = chunk.range(of: "<\(name)>"), let end = chunk.range(of: "</\(name)>")
+        else { return nil }
         return String(chunk[start.upperBound..<end.lowerBound])
     }
 
@@ -32,7 +33,8 @@ import SMCore
         let sr = try CopyOnWriteSR("sm-chain-health")
         let vdi = try sr.create(size: 16 << 20)
         try sr.write(vdi, at: 0, pattern(4 << 20, seed: 1))
-        let kept = newUUID(), doomed = newUUID()
+        let kept = newUUID()
+        let doomed = newUUID()
         try sr.expectOK("vdi_snapshot", sr.sr, vdi, kept)
         try sr.write(vdi, at: 6 << 20, pattern(1 << 20, seed: 2))
         try sr.expectOK("vdi_snapshot", sr.sr, vdi, doomed)
@@ -122,8 +124,9 @@ import SMCore
         try sr.expectOK("vdi_delete", sr.sr, snapshots[20])
         refused = try sr.run("vdi_snapshot", sr.sr, vdi, newUUID())
         #expect(refused.status == 1 && refused.reason.hasPrefix("EPERM:"), "\(refused)")
-        #expect(refused.reason.contains("run sr_gc \(sr.sr): 2 merges waiting on this chain will shorten it to 28 VHDs"),
-                "\(refused)")
+        #expect(
+            refused.reason.contains("run sr_gc \(sr.sr): 2 merges waiting on this chain will shorten it to 28 VHDs"),
+            "\(refused)")
 
         try sr.expectOK("sr_gc", sr.sr)
         try sr.expectOK("vdi_snapshot", sr.sr, vdi, newUUID())

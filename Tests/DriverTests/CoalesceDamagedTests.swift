@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import SMCore
+import Testing
 
 /// Coalescing and reclaiming decide from the SR's tree, which cannot see the parent of a VHD
 /// whose footers are unreadable. Such a file may be a child of any hidden VDI: removing or
@@ -21,11 +21,12 @@ import SMCore
         let sr = try CopyOnWriteSR()
         let vdi = try sr.create()
         try sr.write(vdi, at: 0, pattern(4 << 20, seed: 21))
-        let parent = newUUID(), sibling = newUUID()
+        let parent = newUUID()
+        let sibling = newUUID()
         try sr.expectOK("vdi_snapshot", sr.sr, vdi, parent)
         try sr.expectOK("vdi_clone", sr.sr, parent, sibling)  // a second child of the snapshot
         try sr.write(vdi, at: 0, pattern(1 << 20, seed: 22))
-        try sr.expectOK("vdi_delete", sr.sr, parent)          // hidden: it has two children
+        try sr.expectOK("vdi_delete", sr.sr, parent)  // hidden: it has two children
         #expect(try sr.isHidden(parent))
         try damageFooters(sr.path(sibling))
         // sr_gc sees one readable child; merging the parent into it would take the parent file away.

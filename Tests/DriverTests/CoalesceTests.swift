@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import SMCore
+import Testing
 
 /// Coalescing on FileSR: sr_gc in the foreground and the worker vdi_delete starts.
 @Suite(.serialized) struct CoalesceTests {
@@ -11,7 +11,8 @@ import SMCore
         let vdi = try sr.create(size: 8 << 20)
         let base = pattern(8 << 20, seed: 10)
         try sr.write(vdi, at: 0, base)
-        let keep = newUUID(), doomed = newUUID()
+        let keep = newUUID()
+        let doomed = newUUID()
         try sr.expectOK("vdi_snapshot", sr.sr, vdi, keep)
         try sr.write(vdi, at: 3 << 20, pattern(1 << 20, seed: 11))
         try sr.expectOK("vdi_snapshot", sr.sr, vdi, doomed)

@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import SMCore
+import Testing
 
 /// Power cuts in the middle of snapshot, clone, delete and coalesce: the process SIGKILLs
 /// itself at each named fault point in turn; the next call (sr_scan) recovers, after which every
@@ -12,8 +12,10 @@ import SMCore
     /// Runs `verb` with the fault point armed, expects SIGKILL, recovers, and checks the SR
     /// against `before` or `after`; returns which one it matched.
     @discardableResult
-    func crash(_ sr: CopyOnWriteSR, _ point: some NamedFaultPoint, _ verb: String, _ arguments: [String], before: Model,
-               after: Model, sourceLocation: SourceLocation = #_sourceLocation) throws -> Model {
+    func crash(
+        _ sr: CopyOnWriteSR, _ point: some NamedFaultPoint, _ verb: String, _ arguments: [String], before: Model,
+        after: Model, sourceLocation: SourceLocation = #_sourceLocation
+    ) throws -> Model {
         let killed = try sr.run(verb, arguments, environment: ["SM_FAULT_POINT": point.rawValue])
         #expect(killed.status == 128 + 9, "\(verb) at \(point): \(killed)", sourceLocation: sourceLocation)
         let listed = try sr.listed(sourceLocation: sourceLocation)
@@ -54,8 +56,9 @@ import SMCore
     @Test(.timeLimit(.minutes(1)), arguments: FaultPoint.Snapshot.allCases) func snapshot(point: FaultPoint.Snapshot) throws {
         let (sr, vdi, data) = try populated()
         let snapshot = newUUID()
-        let model = try crash(sr, point, "vdi_snapshot", [sr.sr, vdi, snapshot], before: [vdi: data],
-                              after: [vdi: data, snapshot: data])
+        let model = try crash(
+            sr, point, "vdi_snapshot", [sr.sr, vdi, snapshot], before: [vdi: data],
+            after: [vdi: data, snapshot: data])
         // Whatever happened, the VDIs still work: write to the source, snapshot it again.
         try sr.write(vdi, at: 0, [1])
         try sr.expectOK("vdi_snapshot", sr.sr, vdi, newUUID())

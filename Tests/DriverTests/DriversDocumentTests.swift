@@ -15,7 +15,9 @@ import Testing
         case "NFSSR": return "<dconf><server>127.0.0.1</server><serverpath>/export/sm</serverpath></dconf>"
         case "ISCSISR": return "<dconf>\(iscsi)</dconf>"
         case "LVMoISCSISR", "EXToISCSISR": return "<dconf>\(iscsi)<LUNid>1</LUNid></dconf>"
-        default: return "<dconf><monitors>127.0.0.1:6789</monitors><pool>sm</pool><user>none</user><key>AQBgXGxlAAAAABAAk4xQ3F0bGlHhqtAqIyc7mw==</key></dconf>"
+        default:
+            return
+                "<dconf><monitors>127.0.0.1:6789</monitors><pool>sm</pool><user>none</user><key>AQBgXGxlAAAAABAAk4xQ3F0bGlHhqtAqIyc7mw==</key></dconf>"
         }
     }
 
@@ -35,8 +37,9 @@ import Testing
     /// Docs/drivers.md's generated table is what the built drivers' --help says
     /// (`Scripts/drivers-doc.py --check`; the script rewrites it).
     @Test func pageMatchesTheDrivers() throws {
-        let result = try Product.runProgram("python3", [Product.packageRoot.appendingPathComponent("Scripts/drivers-doc.py").path, "--check"],
-                                            environment: ["SM_BIN_DIR": Product.binaryDirectory.path])
+        let result = try Product.runProgram(
+            "python3", [Product.packageRoot.appendingPathComponent("Scripts/drivers-doc.py").path, "--check"],
+            environment: ["SM_BIN_DIR": Product.binaryDirectory.path])
         #expect(result.status == 0, "\(result.standardOutput)\(result.standardError)")
     }
 
@@ -55,7 +58,8 @@ import Testing
                     #expect(result.status == 38, "\(driver) \(verb): \(result)")
                     let expected = "ENOSYS: \(driver) \(verb): \(reason)"
                     if let placeholder = reason.range(of: "<") {
-                        #expect(result.reason.hasPrefix("ENOSYS: \(driver) \(verb): \(reason[..<placeholder.lowerBound])"), "\(result.reason)")
+                        #expect(
+                            result.reason.hasPrefix("ENOSYS: \(driver) \(verb): \(reason[..<placeholder.lowerBound])"), "\(result.reason)")
                         #expect(!result.reason.contains("<SR-UUID>"), "\(result.reason)")
                     } else {
                         #expect(result.reason == expected)

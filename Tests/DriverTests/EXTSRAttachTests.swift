@@ -8,7 +8,8 @@ import Testing
     @Test(.timeLimit(.minutes(1))) func wrongDevicesAreENODEVAndMountNothing() throws {
         let fixture = try EXTSRFixture()
         defer { fixture.tearDown() }
-        let sr = fixture.sr, other = newUUID()
+        let sr = fixture.sr
+        let other = newUUID()
 
         expectFailure(try fixture.run("sr_attach", sr), "ENODEV", 19, mentioning: [fixture.loop.path, "no filesystem"])
         try fixture.succeed("sr_create", other, "0")
@@ -62,7 +63,8 @@ import Testing
     @Test(.timeLimit(.minutes(1))) func unmountedBehindOurBackIsENODEV() throws {
         let fixture = try EXTSRFixture()
         defer { fixture.tearDown() }
-        let sr = fixture.sr, vdi = newUUID()
+        let sr = fixture.sr
+        let vdi = newUUID()
         try fixture.succeed("sr_create", sr, "0")
         try fixture.succeed("sr_attach", sr)
         try Product.shell("umount \(fixture.mountPoint)")

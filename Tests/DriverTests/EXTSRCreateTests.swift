@@ -69,8 +69,9 @@ import Testing
     @Test(.timeLimit(.minutes(1))) func sizeIsHonouredOrENOSPC() throws {
         let fixture = try EXTSRFixture()
         defer { fixture.tearDown() }
-        expectFailure(try fixture.run("sr_create", fixture.sr, String(EXTSRFixture.defaultSize + 1)), "ENOSPC", 28,
-                      mentioning: [fixture.loop.path])
+        expectFailure(
+            try fixture.run("sr_create", fixture.sr, String(EXTSRFixture.defaultSize + 1)), "ENOSPC", 28,
+            mentioning: [fixture.loop.path])
         #expect(try fixture.probe().isEmpty)
         try fixture.succeed("sr_create", fixture.sr, String(128 << 20))
         let header = try Product.runProgram("dumpe2fs", ["-h", fixture.loop.path]).standardOutput
@@ -92,14 +93,18 @@ import Testing
         expectFailure(try fixture.run("sr_create", sr, "0", dconf: missing), "ENODEV", 19, mentioning: ["does not exist"])
         let plainFile = EXTSRFixture.dconf(device: fixture.loop.backingFile)
         expectFailure(try fixture.run("sr_create", sr, "0", dconf: plainFile), "ENODEV", 19, mentioning: ["not a block device"])
-        expectFailure(try fixture.run("sr_create", sr, "0", dconf: EXTSRFixture.dconf(device: fixture.scratch.path("data"))),
-                      "ENODEV", 19, mentioning: ["directory"])
-        expectFailure(try fixture.run("sr_create", sr, "0", dconf: "<dconf><device>loop0</device></dconf>"), "EINVAL", 22,
-                      mentioning: ["absolute"])
+        expectFailure(
+            try fixture.run("sr_create", sr, "0", dconf: EXTSRFixture.dconf(device: fixture.scratch.path("data"))),
+            "ENODEV", 19, mentioning: ["directory"])
+        expectFailure(
+            try fixture.run("sr_create", sr, "0", dconf: "<dconf><device>loop0</device></dconf>"), "EINVAL", 22,
+            mentioning: ["absolute"])
         expectFailure(try fixture.run("sr_create", sr, "0", dconf: "<dconf/>"), "EINVAL", 22, mentioning: ["device"])
-        expectFailure(try fixture.run("sr_create", sr, "0",
-                                      dconf: "<dconf><device>\(fixture.loop.path)</device><force>maybe</force></dconf>"),
-                      "EINVAL", 22, mentioning: ["force"])
+        expectFailure(
+            try fixture.run(
+                "sr_create", sr, "0",
+                dconf: "<dconf><device>\(fixture.loop.path)</device><force>maybe</force></dconf>"),
+            "EINVAL", 22, mentioning: ["force"])
         expectFailure(try fixture.run("sr_create", sr, String(1 << 20)), "EINVAL", 22, mentioning: ["smallest"])
         #expect(try fixture.probe().isEmpty)
     }
@@ -111,8 +116,9 @@ import Testing
         let elsewhere = fixture.scratch.path("elsewhere")
         try Product.shell("mkfs.ext4 -q -F \(fixture.loop.path) && mkdir -p \(elsewhere) && mount \(fixture.loop.path) \(elsewhere)")
         let before = try fixture.probe()
-        expectFailure(try fixture.run("sr_create", fixture.sr, "0", dconf: fixture.forcedDconf), "EBUSY", 16,
-                      mentioning: [elsewhere])
+        expectFailure(
+            try fixture.run("sr_create", fixture.sr, "0", dconf: fixture.forcedDconf), "EBUSY", 16,
+            mentioning: [elsewhere])
         #expect(try EXTSRFixture.isMounted(elsewhere))
         #expect(try fixture.probe() == before)
     }
@@ -125,16 +131,18 @@ import Testing
     @Test(.timeLimit(.minutes(2))) func killedCreateKeepsTheDeviceClaimedWhileItsMkfsRuns() throws {
         let fixture = try EXTSRFixture()
         defer { fixture.tearDown() }
-        let bin = fixture.scratch.path("bin"), marker = fixture.scratch.path("mkfs.pid"), fifo = fixture.scratch.path("mkfs.go")
+        let bin = fixture.scratch.path("bin")
+        let marker = fixture.scratch.path("mkfs.pid")
+        let fifo = fixture.scratch.path("mkfs.go")
         try FileManager.default.createDirectory(atPath: bin, withIntermediateDirectories: true)
         try Product.shell("mkfifo \(fifo)")
         let realMkfs = try Product.shell("command -v mkfs.ext4").trimmingCharacters(in: .whitespacesAndNewlines)
         try """
-            #!/bin/bash
-            echo $$ > '\(marker)'
-            read -t 60 line <> '\(fifo)'
-            exec '\(realMkfs)' "$@"
-            """.write(toFile: "\(bin)/mkfs.ext4", atomically: true, encoding: .utf8)
+        #!/bin/bash
+        echo $$ > '\(marker)'
+        read -t 60 line <> '\(fifo)'
+        exec '\(realMkfs)' "$@"
+        """.write(toFile: "\(bin)/mkfs.ext4", atomically: true, encoding: .utf8)
         try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: "\(bin)/mkfs.ext4")
         var environment = ProcessInfo.processInfo.environment.merging(fixture.scratch.environment) { $1 }
         environment["PATH"] = "\(bin):" + (environment["PATH"] ?? "/usr/sbin:/usr/bin:/sbin:/bin")
@@ -148,7 +156,9 @@ import Testing
         try create.run()
         var mkfs: Int32?
         for _ in 0..<200 where mkfs == nil {
-            mkfs = (try? String(contentsOfFile: marker, encoding: .utf8)).flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+            mkfs = (try? String(contentsOfFile: marker, encoding: .utf8)).flatMap {
+                Int32($0.trimmingCharacters(in: .whitespacesAndNewlines))
+            }
             if mkfs == nil { usleep(50_000) }
         }
         let orphan = try #require(mkfs, "the wrapped mkfs.ext4 never started")

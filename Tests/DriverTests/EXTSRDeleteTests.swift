@@ -7,7 +7,8 @@ import Testing
     @Test(.timeLimit(.minutes(1))) func busyWhileAttachedOrHoldingVDIs() throws {
         let fixture = try EXTSRFixture()
         defer { fixture.tearDown() }
-        let sr = fixture.sr, vdi = newUUID()
+        let sr = fixture.sr
+        let vdi = newUUID()
         try fixture.succeed("sr_create", sr, "0")
         try fixture.succeed("sr_attach", sr)
         try fixture.succeed("vdi_create", sr, vdi, String(4 << 20))

@@ -8,7 +8,8 @@ import Testing
     @Test(.timeLimit(.minutes(2))) func fullLifecycle() throws {
         let fixture = try EXTSRFixture()
         defer { fixture.tearDown() }
-        let sr = fixture.sr, vdi = newUUID()
+        let sr = fixture.sr
+        let vdi = newUUID()
 
         try fixture.succeed("sr_create", sr, "0")
         let created = try fixture.probe()
@@ -58,7 +59,8 @@ import Testing
     @Test(.timeLimit(.minutes(1))) func detachWithAttachedVDIIsBusy() throws {
         let fixture = try EXTSRFixture()
         defer { fixture.tearDown() }
-        let sr = fixture.sr, vdi = newUUID()
+        let sr = fixture.sr
+        let vdi = newUUID()
         try fixture.succeed("sr_create", sr, "0")
         try fixture.succeed("sr_attach", sr)
         try fixture.succeed("vdi_create", sr, vdi, String(4 << 20))
@@ -78,7 +80,8 @@ import Testing
     @Test(.timeLimit(.minutes(1))) func persistentLocks() throws {
         let fixture = try EXTSRFixture()
         defer { fixture.tearDown() }
-        let sr = fixture.sr, vdi = newUUID()
+        let sr = fixture.sr
+        let vdi = newUUID()
         try fixture.succeed("sr_create", sr, "0")
         try fixture.succeed("sr_attach", sr)
         try fixture.succeed("vdi_create", sr, vdi, String(4 << 20))
@@ -97,7 +100,9 @@ import Testing
     @Test(.timeLimit(.minutes(1))) func snapshotAndBackgroundCoalescing() throws {
         let fixture = try EXTSRFixture()
         defer { fixture.tearDown() }
-        let sr = fixture.sr, vdi = newUUID(), snapshot = newUUID()
+        let sr = fixture.sr
+        let vdi = newUUID()
+        let snapshot = newUUID()
         try fixture.succeed("sr_create", sr, "0")
         try fixture.succeed("sr_attach", sr)
         try fixture.succeed("vdi_create", sr, vdi, String(8 << 20))

@@ -26,8 +26,12 @@ import Testing
         try host1.succeed("sr_attach", sr, dconf: dconf1)
 
         let refused = try host2.run("EXTSR", [dconf2, "sr_attach", sr])
-        expectFailure(refused, "EBUSY", 16, mentioning: ["in use by another host", "multi-mount protection names node '",
-                                                         "nothing was mounted"])
+        expectFailure(
+            refused, "EBUSY", 16,
+            mentioning: [
+                "in use by another host", "multi-mount protection names node '",
+                "nothing was mounted"
+            ])
         #expect(loop2.mountPoints.isEmpty)
         #expect(!FileManager.default.fileExists(atPath: host2.path("mount/\(sr)")))
         #expect(try EXTSRFixture.isMounted(host1.mountPoint))

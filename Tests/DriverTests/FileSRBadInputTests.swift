@@ -10,7 +10,9 @@ import Testing
     /// Runs `arguments` against a prepared SR (attached, one VDI) and expects EINVAL with no
     /// change to the data directory or to the host state.
     func expectInvalid(_ f: FileSRFixture, _ arguments: [String], sourceLocation: SourceLocation = #_sourceLocation) throws {
-        let before = f.scratch.snapshot("data"), runBefore = f.scratch.snapshot("run"), locksBefore = f.scratch.snapshot("lock")
+        let before = f.scratch.snapshot("data")
+        let runBefore = f.scratch.snapshot("run")
+        let locksBefore = f.scratch.snapshot("lock")
         let result = try f.scratch.run("FileSR", arguments)
         #expect(result.status == 22, "\(arguments.map { String($0.prefix(80)) }): \(result)", sourceLocation: sourceLocation)
         #expect(result.reason.hasPrefix("EINVAL: "), "\(result.reason)", sourceLocation: sourceLocation)
@@ -48,7 +50,7 @@ import Testing
             "vdi_attach": [Self.sr, Self.vdi], "vdi_detach": [Self.sr, Self.vdi],
             "vdi_clone": [Self.sr, Self.vdi, Self.other], "vdi_snapshot": [Self.sr, Self.vdi, Self.other],
             "vdi_resize": [Self.sr, Self.vdi, "4194304"], "vdi_lock": [Self.sr, Self.vdi, "TRUE", "host1"],
-            "vdi_unlock": [Self.sr, Self.vdi, "host1"],
+            "vdi_unlock": [Self.sr, Self.vdi, "host1"]
         ]
         for (verb, arguments) in valid {
             try expectInvalid(f, [f.dconf, verb] + arguments.dropLast())
@@ -66,11 +68,14 @@ import Testing
             """
         let external = "<!DOCTYPE d [<!ENTITY x SYSTEM \"file:///etc/passwd\">]><dconf><location>&x;</location></dconf>"
         let huge = "<dconf><location>\(location)</location><pad>\(String(repeating: "x", count: 70_000))</pad></dconf>"
-        let xinclude = "<dconf xmlns:xi=\"http://www.w3.org/2001/XInclude\"><location>\(location)</location><xi:include href=\"/etc/passwd\"/></dconf>"
-        for dconf in ["<dconf><location>\(location)</location>", "not xml at all", "", laughs, external, huge, xinclude,
-                      "<dconf><location>\(location)</location><location>/tmp</location></dconf>",
-                      "<dconf><path>\(location)</path></dconf>", "<dconf><location></location></dconf>",
-                      "<dconf><location>relative/path</location></dconf>"] {
+        let xinclude =
+            "<dconf xmlns:xi=\"http://www.w3.org/2001/XInclude\"><location>\(location)</location><xi:include href=\"/etc/passwd\"/></dconf>"
+        for dconf in [
+            "<dconf><location>\(location)</location>", "not xml at all", "", laughs, external, huge, xinclude,
+            "<dconf><location>\(location)</location><location>/tmp</location></dconf>",
+            "<dconf><path>\(location)</path></dconf>", "<dconf><location></location></dconf>",
+            "<dconf><location>relative/path</location></dconf>"
+        ] {
             try expectInvalid(f, [dconf, "vdi_create", Self.sr, Self.other, "2097152"])
         }
     }
@@ -92,7 +97,7 @@ import Testing
                 "<dconf>\(base)<\(key)>\(secret)</\(key)><\(key)>\(secret)</\(key)></dconf>",
                 "<!DOCTYPE d [<!ENTITY \(secret) '\(secret)'>]><dconf>\(base)<\(key)>&\(secret);</\(key)></dconf>",
                 "<dconf>\(base)<\(key)>\(secret)</\(key)><pad>\(String(repeating: "x", count: 70_000))</pad></dconf>",
-                "<dconf>\(base)<\(key)>\(secret)\u{1}</\(key)></dconf>",
+                "<dconf>\(base)<\(key)>\(secret)\u{1}</\(key)></dconf>"
             ]
         }
         let file = scratch.path("secret.dconf")
@@ -101,7 +106,7 @@ import Testing
             for driver in ["ISCSISR", "EXToISCSISR"] {
                 let passes: [([String], Data?)] = [
                     ([document, "sr_attach", Self.sr], nil), (["--verbose", "@\(file)", "sr_attach", Self.sr], nil),
-                    (["--verbose", "@-", "sr_attach", Self.sr], Data(document.utf8)),
+                    (["--verbose", "@-", "sr_attach", Self.sr], Data(document.utf8))
                 ]
                 for (arguments, input) in passes where document.utf8.count < 60_000 || arguments[0] != document {
                     let result = try scratch.run(driver, arguments, input: input)
@@ -119,8 +124,10 @@ import Testing
     /// Malformed UUIDs in every position.
     @Test func uuids() throws {
         let f = try prepared()
-        for bad in ["../etc", "", "87b8646b-b800-9500-cb7b-af3b74e02f5", "87b8646b-b800-9500-cb7b af3b74e02f5c",
-                    "87b8646b-b800-9500-cb7b-af3b74e02f5c0", "zzb8646b-b800-9500-cb7b-af3b74e02f5c"] {
+        for bad in [
+            "../etc", "", "87b8646b-b800-9500-cb7b-af3b74e02f5", "87b8646b-b800-9500-cb7b af3b74e02f5c",
+            "87b8646b-b800-9500-cb7b-af3b74e02f5c0", "zzb8646b-b800-9500-cb7b-af3b74e02f5c"
+        ] {
             try expectInvalid(f, [f.dconf, "sr_scan", bad])
             try expectInvalid(f, [f.dconf, "vdi_create", Self.sr, bad, "2097152"])
             try expectInvalid(f, [f.dconf, "vdi_delete", bad, Self.vdi])

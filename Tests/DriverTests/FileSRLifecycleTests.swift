@@ -12,14 +12,17 @@ import Testing
         try f.createAndAttach()
         let vdis = [newUUID(), newUUID(), newUUID()]
         try f.ok("vdi_create", f.sr, vdis[0], "1073741824")
-        try f.ok("vdi_create", f.sr, vdis[1], "1000")            // rounds up to 2 MiB
+        try f.ok("vdi_create", f.sr, vdis[1], "1000")  // rounds up to 2 MiB
         try f.ok("vdi_create", f.sr, vdis[2], "10737418240")
         try f.ok("vdi_resize", f.sr, vdis[0], "3221225472")
         let scan = try ResultXML(f.ok("sr_scan", f.sr).standardOutput)
         // DESIGN.md's fields in its order, then the chain-health fields (Docs/chain-health.md).
-        #expect(scan.order == ["uuid", "physical_utilisation", "virtual_allocation", "physical_size",
-                               "default_vdi_visibility", "label", "description", "gc_running", "pending_merges",
-                               "vdi", "vdi", "vdi"])
+        #expect(
+            scan.order == [
+                "uuid", "physical_utilisation", "virtual_allocation", "physical_size",
+                "default_vdi_visibility", "label", "description", "gc_running", "pending_merges",
+                "vdi", "vdi", "vdi"
+            ])
         #expect(scan.value("gc_running") == "False")
         #expect(scan.value("pending_merges") == "0")
         #expect(scan.value("uuid") == f.sr)
@@ -30,8 +33,11 @@ import Testing
         #expect(scan.value("physical_size") == String(UInt64(statistics.f_blocks) * UInt64(statistics.f_frsize)))
         var occupied: UInt64 = 0
         for entry in scan.vdis {
-            #expect(entry.order == ["uuid", "size", "utilisation", "locked", "label", "description", "shareable", "read_only",
-                                    "chain_depth", "coalesce_bytes"])
+            #expect(
+                entry.order == [
+                    "uuid", "size", "utilisation", "locked", "label", "description", "shareable", "read_only",
+                    "chain_depth", "coalesce_bytes"
+                ])
             #expect(entry.fields["chain_depth"] == "1" && entry.fields["coalesce_bytes"] == "0")
             let uuid = try #require(entry.fields["uuid"])
             #expect(entry.fields["size"] == expected[uuid].map(String.init))
@@ -83,7 +89,7 @@ import Testing
         try f.ok("vdi_detach", f.sr, vdi)
         try f.ok("vdi_resize", f.sr, vdi, "16777216")
         try f.ok("vdi_resize", f.sr, vdi, "16777216")
-        try f.ok("vdi_resize", f.sr, vdi, "16000000")            // rounds up to the same size
+        try f.ok("vdi_resize", f.sr, vdi, "16000000")  // rounds up to the same size
         try f.fails(22, "EINVAL", "vdi_resize", f.sr, vdi, "8388608")
         #expect(try VHDOracle.qemuVirtualSize(f.vhd(vdi)) == 16 << 20)
         try f.ok("vdi_delete", f.sr, vdi)

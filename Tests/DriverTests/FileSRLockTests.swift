@@ -24,8 +24,12 @@ import Testing
 
     /// Runs FileSR as another host: its own UTS namespace and hostname.
     private func callAs(_ host: String, _ f: FileSRFixture, _ verb: String, _ arguments: String...) throws -> ProductResult {
-        try Product.runProgram("unshare", ["--uts", "/bin/sh", "-c", "hostname \"$0\" && exec \"$@\"", host,
-                                           Product.path("FileSR"), f.dconf, verb] + arguments, environment: f.scratch.environment)
+        try Product.runProgram(
+            "unshare",
+            [
+                "--uts", "/bin/sh", "-c", "hostname \"$0\" && exec \"$@\"", host,
+                Product.path("FileSR"), f.dconf, verb
+            ] + arguments, environment: f.scratch.environment)
     }
 
     /// vdi_lock takes the lock as `<vdi>.vhd.xenlk.<host>.<user>.fw` holding `<path>.30` (the
@@ -48,8 +52,9 @@ import Testing
         let (f, vdi) = try fixture()
         try f.ok("vdi_lock", f.sr, vdi, "FALSE", "vm-one")
         let refused = try f.fails(37, "ENOLCK", "vdi_lock", f.sr, vdi, "false", "vm-two")
-        #expect(refused.reason.contains("locked by 'vm-one' on host \(hostName)") && refused.reason.contains("Force TRUE"),
-                "\(refused.reason)")
+        #expect(
+            refused.reason.contains("locked by 'vm-one' on host \(hostName)") && refused.reason.contains("Force TRUE"),
+            "\(refused.reason)")
         try f.ok("vdi_lock", f.sr, vdi, "FALSE", "vm-one")
         try f.ok("vdi_lock", f.sr, vdi, "0", "vm-one")
         #expect(lockFiles(f, vdi) == ["\(vdi).vhd.xenlk.\(hostName).vm-one.fw"])

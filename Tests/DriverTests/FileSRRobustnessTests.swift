@@ -12,15 +12,21 @@ import Testing
         let vdi = newUUID()
         try f.ok("vdi_create", f.sr, vdi, "4194304")
         var generator = SystemRandomNumberGenerator()
-        let verbs = ["sr_create", "sr_delete", "sr_attach", "sr_detach", "sr_scan", "sr_content_type", "sr_check",
-                     "sr_gc", "vdi_create", "vdi_delete", "vdi_attach", "vdi_detach", "vdi_clone", "vdi_snapshot",
-                     "vdi_resize", "vdi_lock", "vdi_unlock", "help", "--help", "--verbose", "", "sr_scan\0"]
-        let tokens = [f.sr, vdi, newUUID(), f.sr.uppercased(), "0", "1", "-1", "4194304", "2190433320960",
-                      "99999999999999999999", "TRUE", "false", "maybe", "host:1", "../../etc", "", " ", "é", "\u{1}",
-                      String(repeating: "9", count: 300), "@-", "@/dev/null", "@/nonexistent"]
-        let dconfs = [f.dconf, "<dconf/>", "<dconf><location>/</location></dconf>", "<", "@-", "@/dev/null",
-                      "<dconf><location>\(f.location)</location><location>x</location></dconf>",
-                      "<a><location>\(f.location)</location></a>", "\u{0}", String(repeating: "<a>", count: 3000)]
+        let verbs = [
+            "sr_create", "sr_delete", "sr_attach", "sr_detach", "sr_scan", "sr_content_type", "sr_check",
+            "sr_gc", "vdi_create", "vdi_delete", "vdi_attach", "vdi_detach", "vdi_clone", "vdi_snapshot",
+            "vdi_resize", "vdi_lock", "vdi_unlock", "help", "--help", "--verbose", "", "sr_scan\0"
+        ]
+        let tokens = [
+            f.sr, vdi, newUUID(), f.sr.uppercased(), "0", "1", "-1", "4194304", "2190433320960",
+            "99999999999999999999", "TRUE", "false", "maybe", "host:1", "../../etc", "", " ", "é", "\u{1}",
+            String(repeating: "9", count: 300), "@-", "@/dev/null", "@/nonexistent"
+        ]
+        let dconfs = [
+            f.dconf, "<dconf/>", "<dconf><location>/</location></dconf>", "<", "@-", "@/dev/null",
+            "<dconf><location>\(f.location)</location><location>x</location></dconf>",
+            "<a><location>\(f.location)</location></a>", "\u{0}", String(repeating: "<a>", count: 3000)
+        ]
         for _ in 0..<150 {
             var arguments: [String] = []
             if Bool.random(using: &generator) { arguments.append(dconfs.randomElement(using: &generator)!) }
@@ -31,8 +37,9 @@ import Testing
             #expect(Self.specified.contains(result.status), "\(arguments): \(result)")
             if result.status != 0 {
                 let name = result.reason.split(separator: ":").first.map(String.init) ?? ""
-                #expect(["EPERM", "EIO", "EBUSY", "EEXIST", "ENODEV", "EINVAL", "ENOSPC", "ENOLCK", "ENOSYS"].contains(name),
-                        "\(arguments): \(result.reason)")
+                #expect(
+                    ["EPERM", "EIO", "EBUSY", "EEXIST", "ENODEV", "EINVAL", "ENOSPC", "ENOLCK", "ENOSYS"].contains(name),
+                    "\(arguments): \(result.reason)")
             }
         }
     }

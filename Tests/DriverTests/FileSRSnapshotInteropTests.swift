@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import SMCore
+import Testing
 
 /// What other tools make of the chains FileSR builds: libvhdi (`vhdiinfo`, `vhdimount`) and
 /// qemu (`qemu-img compare`, single files only), and damaged files: sr_check reports them,
@@ -75,8 +75,10 @@ import SMCore
             let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: "\(mountPoint)/vhdi\(leaf)")))
             let engine = try sr.read(vdi)
             let firstDifference = zip(bytes, expected).enumerated().first { $0.element.0 != $0.element.1 }?.offset
-            #expect(bytes.count == expected.count && firstDifference == nil,
-                    "vhdimount reads VDI \(vdi) differently from offset \(firstDifference ?? -1) (engine agrees with the model: \(engine == expected))")
+            #expect(
+                bytes.count == expected.count && firstDifference == nil,
+                "vhdimount reads VDI \(vdi) differently from offset \(firstDifference ?? -1) (engine agrees with the model: \(engine == expected))"
+            )
         }
         try sr.expectClean()
     }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import SMCore
 
 /// The reference model: what every listed VDI must read, byte for byte, through random

@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import SMCore
+import Testing
 
 /// vdi_snapshot, vdi_clone and vdi_delete of parents on FileSR, through the built binary.
 @Suite(.serialized) struct FileSRSnapshotTests {
@@ -88,7 +88,8 @@ import SMCore
         let vdi = try sr.create()
         let data = pattern(4 << 20, seed: 3)
         try sr.write(vdi, at: 0, data)
-        let first = newUUID(), second = newUUID()
+        let first = newUUID()
+        let second = newUUID()
         try sr.expectOK("vdi_snapshot", sr.sr, vdi, first)
         try sr.write(vdi, at: 0, [7])
         try sr.expectOK("vdi_snapshot", sr.sr, vdi, second)

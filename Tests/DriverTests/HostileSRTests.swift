@@ -1,8 +1,9 @@
 import Foundation
-import Testing
 import SMCore
+import Testing
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A FileSR whose directory holds what anyone with write access to it could put there: parent
@@ -15,8 +16,10 @@ import Glibc
     /// An SR with one healthy VDI holding known data, and a file outside the SR that must not change.
     final class HostileSR {
         static let bound = 30
-        static let errnoNames: [Int32: String] = [1: "EPERM", 5: "EIO", 16: "EBUSY", 17: "EEXIST", 19: "ENODEV",
-                                                  22: "EINVAL", 28: "ENOSPC", 37: "ENOLCK", 38: "ENOSYS"]
+        static let errnoNames: [Int32: String] = [
+            1: "EPERM", 5: "EIO", 16: "EBUSY", 17: "EEXIST", 19: "ENODEV",
+            22: "EINVAL", 28: "ENOSPC", 37: "ENOLCK", 38: "ENOSYS"
+        ]
         let sr: CopyOnWriteSR
         let healthy: String
         let healthyData = pattern(6 << 20, seed: 808)
@@ -41,24 +44,32 @@ import Glibc
 
         /// Runs a FileSR verb, killed after `bound` seconds; checks the spec's exit contract.
         @discardableResult
-        func run(_ verb: String, _ arguments: String..., bound: Int = HostileSR.bound,
-                 sourceLocation: SourceLocation = #_sourceLocation) throws -> ProductResult {
-            let result = try Product.runProgram("timeout", ["-s", "KILL", String(bound), Product.path("FileSR"), sr.dconf, verb]
-                + arguments, environment: sr.scratch.environment)
+        func run(
+            _ verb: String, _ arguments: String..., bound: Int = HostileSR.bound,
+            sourceLocation: SourceLocation = #_sourceLocation
+        ) throws -> ProductResult {
+            let result = try Product.runProgram(
+                "timeout",
+                ["-s", "KILL", String(bound), Product.path("FileSR"), sr.dconf, verb]
+                    + arguments, environment: sr.scratch.environment)
             #expect(result.status != 137, "\(verb) \(arguments) did not finish in \(bound) s", sourceLocation: sourceLocation)
-            #expect(result.status == 0 || Self.errnoNames[result.status] != nil, "\(verb) \(arguments): \(result)",
-                    sourceLocation: sourceLocation)
+            #expect(
+                result.status == 0 || Self.errnoNames[result.status] != nil, "\(verb) \(arguments): \(result)",
+                sourceLocation: sourceLocation)
             if let name = Self.errnoNames[result.status] {
-                #expect(result.reason.hasPrefix("\(name): ") && result.reason.count > name.count + 2,
-                        "\(verb) \(arguments): last stderr line \(result.reason.debugDescription)", sourceLocation: sourceLocation)
+                #expect(
+                    result.reason.hasPrefix("\(name): ") && result.reason.count > name.count + 2,
+                    "\(verb) \(arguments): last stderr line \(result.reason.debugDescription)", sourceLocation: sourceLocation)
             }
             return result
         }
 
         /// A differencing VHD written straight into the SR as `<vdi>.vhd`.
         @discardableResult
-        func plantChild(_ vdi: String, uniqueID: [UInt8] = CanonicalUUID.random().bytes, parentUniqueID: [UInt8],
-                        parentName: String, locators: [(platformCode: UInt32, data: [UInt8])]? = nil) throws -> [UInt8] {
+        func plantChild(
+            _ vdi: String, uniqueID: [UInt8] = CanonicalUUID.random().bytes, parentUniqueID: [UInt8],
+            parentName: String, locators: [(platformCode: UInt32, data: [UInt8])]? = nil
+        ) throws -> [UInt8] {
             var setup = VHDImage.DifferencingSetup(parentUniqueID: parentUniqueID, parentTimestamp: 0, parentFileName: parentName)
             if let locators { setup.locators = locators }
             _ = try VHDImage.create(at: sr.path(vdi), size: 4 << 20, uniqueID: uniqueID, differencing: setup)
@@ -69,14 +80,17 @@ import Glibc
         /// planted (resize before snapshot and clone replace it); sr_check must name `reported`
         /// (the target unless said). Returns the results by verb.
         @discardableResult
-        func exercise(_ target: String, reported: String? = nil,
-                      sourceLocation: SourceLocation = #_sourceLocation) throws -> [String: ProductResult] {
+        func exercise(
+            _ target: String, reported: String? = nil,
+            sourceLocation: SourceLocation = #_sourceLocation
+        ) throws -> [String: ProductResult] {
             var results: [String: ProductResult] = [:]
             results["sr_scan"] = try run("sr_scan", sr.sr, sourceLocation: sourceLocation)
             let check = try run("sr_check", sr.sr, sourceLocation: sourceLocation)
             results["sr_check"] = check
-            #expect(check.status == 5 && check.standardOutput.contains("<vdi>\(reported ?? target)</vdi>"), "sr_check: \(check)",
-                    sourceLocation: sourceLocation)
+            #expect(
+                check.status == 5 && check.standardOutput.contains("<vdi>\(reported ?? target)</vdi>"), "sr_check: \(check)",
+                sourceLocation: sourceLocation)
             results["vdi_attach"] = try run("vdi_attach", sr.sr, target, sourceLocation: sourceLocation)
             if results["vdi_attach"]?.status == 0 { try run("vdi_detach", sr.sr, target, sourceLocation: sourceLocation) }
             results["vdi_resize"] = try run("vdi_resize", sr.sr, target, String(8 << 20), sourceLocation: sourceLocation)
@@ -91,16 +105,19 @@ import Glibc
         /// file outside the SR is byte for byte what it was.
         func expectUndamaged(sourceLocation: SourceLocation = #_sourceLocation) throws {
             let scan = try run("sr_scan", sr.sr, sourceLocation: sourceLocation)
-            #expect(scan.status == 0 && scan.standardOutput.contains("<uuid>\(healthy)</uuid>"), "sr_scan: \(scan)",
-                    sourceLocation: sourceLocation)
+            #expect(
+                scan.status == 0 && scan.standardOutput.contains("<uuid>\(healthy)</uuid>"), "sr_scan: \(scan)",
+                sourceLocation: sourceLocation)
             #expect(try sr.read(healthy) == healthyData, "the healthy VDI's bytes changed", sourceLocation: sourceLocation)
             let check = try run("sr_check", sr.sr, sourceLocation: sourceLocation)
-            #expect(!check.standardOutput.contains("<vdi>\(healthy)</vdi>"), "sr_check names the healthy VDI: \(check)",
-                    sourceLocation: sourceLocation)
+            #expect(
+                !check.standardOutput.contains("<vdi>\(healthy)</vdi>"), "sr_check names the healthy VDI: \(check)",
+                sourceLocation: sourceLocation)
             #expect(try run("vdi_attach", sr.sr, healthy, sourceLocation: sourceLocation).status == 0, sourceLocation: sourceLocation)
             try run("vdi_detach", sr.sr, healthy, sourceLocation: sourceLocation)
-            #expect(try Data(contentsOf: URL(fileURLWithPath: outside)) == outsideBytes, "the file outside the SR changed",
-                    sourceLocation: sourceLocation)
+            #expect(
+                try Data(contentsOf: URL(fileURLWithPath: outside)) == outsideBytes, "the file outside the SR changed",
+                sourceLocation: sourceLocation)
         }
     }
 
@@ -108,8 +125,12 @@ import Glibc
     /// snapshot and clone refuse (EIO), sr_gc merges nothing even once A is hidden by its delete.
     @Test(.timeLimit(.minutes(2))) func parentLoops() throws {
         let hostile = try HostileSR("sm-hostile-loop")
-        let a = newUUID(), b = newUUID(), s = newUUID()
-        let idA = CanonicalUUID.random().bytes, idB = CanonicalUUID.random().bytes, idS = CanonicalUUID.random().bytes
+        let a = newUUID()
+        let b = newUUID()
+        let s = newUUID()
+        let idA = CanonicalUUID.random().bytes
+        let idB = CanonicalUUID.random().bytes
+        let idS = CanonicalUUID.random().bytes
         try hostile.plantChild(a, uniqueID: idA, parentUniqueID: idB, parentName: "\(b).vhd")
         try hostile.plantChild(b, uniqueID: idB, parentUniqueID: idA, parentName: "\(a).vhd")
         try hostile.plantChild(s, uniqueID: idS, parentUniqueID: idS, parentName: "\(s).vhd")
@@ -136,13 +157,16 @@ import Glibc
         let sibling = "\(hostile.sr.scratch.path("data"))/x.vhd"
         try FileManager.default.copyItem(atPath: hostile.outside, toPath: sibling)
         let siblingBytes = try Data(contentsOf: URL(fileURLWithPath: sibling))
-        let relative = newUUID(), absolute = newUUID(), located = newUUID()
+        let relative = newUUID()
+        let absolute = newUUID()
+        let located = newUUID()
         try hostile.plantChild(relative, parentUniqueID: hostile.outsideUniqueID, parentName: "../x.vhd")
         try hostile.plantChild(absolute, parentUniqueID: hostile.outsideUniqueID, parentName: hostile.outside)
         // The header names the healthy VDI (unique id included); the locators, which blktap follows first, lead out.
         let healthyID = try VHDImage.open(hostile.sr.path(hostile.healthy)).footer.uniqueID
-        try hostile.plantChild(located, parentUniqueID: healthyID, parentName: "\(hostile.healthy).vhd",
-                               locators: [(VHDParentLocator.macX, Array("file://\(hostile.outside)".utf8))])
+        try hostile.plantChild(
+            located, parentUniqueID: healthyID, parentName: "\(hostile.healthy).vhd",
+            locators: [(VHDParentLocator.macX, Array("file://\(hostile.outside)".utf8))])
         for target in [relative, absolute, located] {
             let results = try hostile.exercise(target)
             #expect(results["vdi_attach"]?.status == 5, "vdi_attach \(target): \(String(describing: results["vdi_attach"]))")
@@ -159,7 +183,8 @@ import Glibc
     /// VDI as the hidden parent sr_gc would merge: errnos, never a trap, and no other VDI touched.
     @Test(.timeLimit(.minutes(2))) func tablesPastTheEnd() throws {
         let hostile = try HostileSR("sm-hostile-bat")
-        let entryPast = try hostile.sr.create(), tablePast = try hostile.sr.create()
+        let entryPast = try hostile.sr.create()
+        let tablePast = try hostile.sr.create()
         for vdi in [entryPast, tablePast] { try hostile.sr.write(vdi, at: 0, pattern(3 << 20, seed: 5)) }
         let image = try VHDImage.open(hostile.sr.path(entryPast))
         let file = try FileHandle(forUpdating: URL(fileURLWithPath: hostile.sr.path(entryPast)))
@@ -173,7 +198,8 @@ import Glibc
         try headerFile.write(contentsOf: header.bytes)
         try headerFile.close()
         // A hidden parent with one child whose BAT points past its end: what sr_gc would merge.
-        let child = try hostile.sr.create(), parent = newUUID()
+        let child = try hostile.sr.create()
+        let parent = newUUID()
         try hostile.sr.write(child, at: 0, pattern(2 << 20, seed: 6))
         try hostile.sr.expectOK("vdi_snapshot", hostile.sr.sr, child, parent)
         try hostile.sr.expectOK("vdi_delete", hostile.sr.sr, parent)
@@ -194,7 +220,9 @@ import Glibc
     /// them, vdi_delete removes the link and leaves its target alone.
     @Test(.timeLimit(.minutes(2))) func symbolicLinksOutOfTheSR() throws {
         let hostile = try HostileSR("sm-hostile-link")
-        let link = newUUID(), linkedParent = newUUID(), child = newUUID()
+        let link = newUUID()
+        let linkedParent = newUUID()
+        let child = newUUID()
         #expect(symlink(hostile.outside, hostile.sr.path(link)) == 0)
         #expect(symlink(hostile.outside, hostile.sr.path(linkedParent)) == 0)
         try hostile.plantChild(child, parentUniqueID: hostile.outsideUniqueID, parentName: "\(linkedParent).vhd")
@@ -217,7 +245,9 @@ import Glibc
     /// (none opens a FIFO), sr_check names each VDI, sr_scan lists the readable ones.
     @Test(.timeLimit(.minutes(2))) func fifos() throws {
         let hostile = try HostileSR("sm-hostile-fifo")
-        let fifo = newUUID(), childOfFIFO = newUUID(), childOfPipe = newUUID()
+        let fifo = newUUID()
+        let childOfFIFO = newUUID()
+        let childOfPipe = newUUID()
         #expect(mkfifo(hostile.sr.path(fifo), 0o644) == 0)
         #expect(mkfifo("\(hostile.root)/pipe", 0o644) == 0)
         try hostile.plantChild(childOfFIFO, parentUniqueID: CanonicalUUID.random().bytes, parentName: "\(fifo).vhd")
@@ -248,7 +278,8 @@ import Glibc
     /// no intent record that recovery can never complete: sr_scan goes on working.
     @Test(.timeLimit(.minutes(1))) func deleteOfAnUnreadableParent() throws {
         let hostile = try HostileSR("sm-hostile-delete")
-        let fifo = newUUID(), child = newUUID()
+        let fifo = newUUID()
+        let child = newUUID()
         #expect(mkfifo(hostile.sr.path(fifo), 0o644) == 0)
         try hostile.plantChild(child, parentUniqueID: CanonicalUUID.random().bytes, parentName: "\(fifo).vhd")
         try hostile.run("vdi_delete", hostile.sr.sr, fifo)
@@ -267,8 +298,12 @@ import Glibc
         for index in 0..<depth {
             let vdi = newUUID()
             let uniqueID = CanonicalUUID.random().bytes
-            let setup = index == 0 ? nil : VHDImage.DifferencingSetup(parentUniqueID: parentID, parentTimestamp: 0,
-                                                                       parentFileName: "\(links[index - 1]).vhd")
+            let setup =
+                index == 0
+                ? nil
+                : VHDImage.DifferencingSetup(
+                    parentUniqueID: parentID, parentTimestamp: 0,
+                    parentFileName: "\(links[index - 1]).vhd")
             _ = try VHDImage.create(at: "\(staging)/\(vdi).vhd", size: 2 << 20, uniqueID: uniqueID, differencing: setup)
             links.append(vdi)
             parentID = uniqueID

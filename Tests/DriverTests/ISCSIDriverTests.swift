@@ -61,7 +61,7 @@ import Testing
             (fake.dconf("<usediscoverynumber>x</usediscoverynumber>\(lun)"), "usediscoverynumber"),
             (fake.dconf("<chapuser>u</chapuser>\(lun)"), "chappassword"),
             (fake.dconf("<localIQN>not an iqn</localIQN>\(lun)"), "localIQN"),
-            (fake.dconf("<LUNid>1,x</LUNid>"), "LUNid"),
+            (fake.dconf("<LUNid>1,x</LUNid>"), "LUNid")
         ]
         for driver in Self.drivers {
             for (dconf, key) in cases where driver != "ISCSISR" || key != "LUNid" {
@@ -73,8 +73,9 @@ import Testing
         for driver in ["LVMoISCSISR", "EXToISCSISR"] {
             expectFailure(try fake.scratch.run(driver, [fake.dconf(), "sr_attach", sr]), "EINVAL", 22, mentioning: ["LUNid"])
         }
-        expectFailure(try fake.scratch.run("EXToISCSISR", [fake.dconf("<LUNid>1,2</LUNid>"), "sr_create", sr, "0"]),
-                      "EINVAL", 22, mentioning: ["exactly one"])
+        expectFailure(
+            try fake.scratch.run("EXToISCSISR", [fake.dconf("<LUNid>1,2</LUNid>"), "sr_create", sr, "0"]),
+            "EINVAL", 22, mentioning: ["exactly one"])
         #expect(!FileManager.default.fileExists(atPath: fake.argvLog), "iscsiadm ran")
         #expect(try FileManager.default.contentsOfDirectory(atPath: fake.scratch.path("run")).isEmpty)
     }
@@ -96,8 +97,10 @@ import Testing
         let log = (try? String(contentsOfFile: fake.scratch.path("SMlog"), encoding: .utf8)) ?? ""
         #expect(!log.contains(Self.password))
         let record = try String(contentsOfFile: fake.record, encoding: .utf8)
-        #expect(record.contains("node.session.auth.authmethod = CHAP\nnode.session.auth.username = smuser\n"
-                                + "node.session.auth.password = \(Self.password)\n# END RECORD"))
+        #expect(
+            record.contains(
+                "node.session.auth.authmethod = CHAP\nnode.session.auth.username = smuser\n"
+                    + "node.session.auth.password = \(Self.password)\n# END RECORD"))
         let mode = try FileManager.default.attributesOfItem(atPath: fake.record)[.posixPermissions] as? Int
         #expect(mode == 0o600)
         expectFailure(try fake.scratch.run("ISCSISR", [dconf, "sr_scan", sr]), "ENODEV", 19, mentioning: ["not attached"])
@@ -111,22 +114,25 @@ import Testing
     /// stand-in directory here (no initiator on this host); the VM lane proves it on a real one.
     @Test(.timeLimit(.minutes(2))) func existingSessionChecksCredentials() throws {
         let fake = try FakeInitiator(loginStatus: 15)
-        let sessions = fake.scratch.path("iscsi_session"), session = "\(sessions)/session3"
+        let sessions = fake.scratch.path("iscsi_session")
+        let session = "\(sessions)/session3"
         try FileManager.default.createDirectory(atPath: session, withIntermediateDirectories: true)
         for (name, value) in ["targetname": Self.iqn, "ifacename": "default", "username": "smuser", "password": Self.password] {
             try "\(value)\n".write(toFile: "\(session)/\(name)", atomically: true, encoding: .utf8)
         }
         try "iscsi_node_dir = \(fake.nodeDirectory)\niscsi_session_dir = \(sessions)\n"
             .write(toFile: fake.scratch.path("sm.conf"), atomically: true, encoding: .utf8)
-        try FileManager.default.createDirectory(atPath: (fake.record as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-        var record = "node.name = \(Self.iqn)\nnode.session.auth.authmethod = CHAP\nnode.session.auth.username = smuser\n"
+        try FileManager.default.createDirectory(
+            atPath: (fake.record as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        var record =
+            "node.name = \(Self.iqn)\nnode.session.auth.authmethod = CHAP\nnode.session.auth.username = smuser\n"
             + "node.session.auth.password = \(Self.password)\n# END RECORD\n"
         try record.write(toFile: fake.record, atomically: true, encoding: .utf8)
         let wrong = "Wr0ng-pa55word"
         let refused = [
             fake.dconf("<chapuser>smuser</chapuser><chappassword>\(wrong)</chappassword>"),
             fake.dconf("<chapuser>someone</chapuser><chappassword>\(Self.password)</chappassword>"),
-            fake.dconf(),
+            fake.dconf()
         ]
         func expectRefused(_ sr: String) throws {
             for dconf in refused {
@@ -159,9 +165,11 @@ import Testing
         let fake = try FakeInitiator(loginStatus: 0)
         let (sr, vdi) = (newUUID(), newUUID())
         let dconf = fake.dconf()
-        for arguments in [["sr_create", sr, "0"], ["sr_delete", sr], ["vdi_create", sr, vdi, "1048576"], ["vdi_delete", sr, vdi],
-                          ["vdi_resize", sr, vdi, "1048576"], ["vdi_clone", sr, vdi, newUUID()],
-                          ["vdi_snapshot", sr, vdi, newUUID()], ["vdi_lock", sr, vdi, "false", "host1"]] {
+        for arguments in [
+            ["sr_create", sr, "0"], ["sr_delete", sr], ["vdi_create", sr, vdi, "1048576"], ["vdi_delete", sr, vdi],
+            ["vdi_resize", sr, vdi, "1048576"], ["vdi_clone", sr, vdi, newUUID()],
+            ["vdi_snapshot", sr, vdi, newUUID()], ["vdi_lock", sr, vdi, "false", "host1"]
+        ] {
             expectFailure(try fake.scratch.run("ISCSISR", [dconf] + arguments), "ENOSYS", 38, mentioning: ["ISCSISR"])
         }
         let type = try fake.scratch.run("ISCSISR", [dconf, "sr_content_type", sr])
@@ -170,7 +178,8 @@ import Testing
         expectFailure(try fake.scratch.run("ISCSISR", [dconf, "vdi_detach", sr, vdi]), "ENODEV", 19)
         #expect(try fake.scratch.run("ISCSISR", [dconf, "sr_detach", sr]).status == 0)
         let lvm = fake.dconf("<LUNid>1,2</LUNid>")
-        expectFailure(try fake.scratch.run("LVMoISCSISR", [lvm, "vdi_clone", sr, vdi, newUUID()]), "ENOSYS", 38, mentioning: ["LVMoISCSISR"])
+        expectFailure(
+            try fake.scratch.run("LVMoISCSISR", [lvm, "vdi_clone", sr, vdi, newUUID()]), "ENOSYS", 38, mentioning: ["LVMoISCSISR"])
         fake.scratch.environment["SM_SANLOCK_HOST_ID"] = "7"
         expectFailure(try fake.scratch.run("LVMoISCSISR", [lvm, "sr_scan", sr]), "ENODEV", 19)
         expectFailure(try fake.scratch.run("EXToISCSISR", [fake.dconf("<LUNid>1</LUNid>"), "sr_scan", sr]), "ENODEV", 19)
@@ -187,8 +196,10 @@ import Testing
         let dconf = fake.dconf("<LUNid>1</LUNid>")
         for value in [nil, "0", "2001", "x", "-1", "1.5"] {
             fake.scratch.environment["SM_SANLOCK_HOST_ID"] = value
-            for arguments in [["sr_create", sr, "0"], ["sr_attach", sr], ["sr_delete", sr], ["sr_detach", sr], ["sr_scan", sr],
-                              ["vdi_create", sr, vdi, "1048576"], ["vdi_attach", sr, vdi], ["vdi_resize", sr, vdi, "1048576"]] {
+            for arguments in [
+                ["sr_create", sr, "0"], ["sr_attach", sr], ["sr_delete", sr], ["sr_detach", sr], ["sr_scan", sr],
+                ["vdi_create", sr, vdi, "1048576"], ["vdi_attach", sr, vdi], ["vdi_resize", sr, vdi, "1048576"]
+            ] {
                 expectFailure(try fake.scratch.run("LVMoISCSISR", [dconf] + arguments), "EINVAL", 22, mentioning: ["sanlock_host_id"])
             }
         }

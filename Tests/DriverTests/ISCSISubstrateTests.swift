@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import SMCore
 
 /// The pieces of the iSCSI substrate that need no initiator: hashing, UUID derivation, dconf
@@ -42,15 +43,17 @@ import Testing
         let plain = try ISCSITarget(configuration: DeviceConfiguration(values: base))
         #expect(plain.port == 3260 && plain.chap == nil && plain.initiatorIQN == nil && plain.discoveryNumber == nil)
         var full = base
-        full.merge(["port": "3261", "localIQN": "iqn.2007-10.com.example:host1", "chapuser": "u",
-                    "chappassword": "p4ss", "usediscoverynumber": "1", "target": "[fe80::1]"]) { $1 }
+        full.merge([
+            "port": "3261", "localIQN": "iqn.2007-10.com.example:host1", "chapuser": "u",
+            "chappassword": "p4ss", "usediscoverynumber": "1", "target": "[fe80::1]"
+        ]) { $1 }
         let parsed = try ISCSITarget(configuration: DeviceConfiguration(values: full))
         #expect(parsed.port == 3261 && parsed.address == "fe80::1" && parsed.discoveryNumber == 1)
         #expect(parsed.chap == ISCSITarget.Credentials(user: "u", password: "p4ss"))
         let bad: [(String, String)] = [
             ("target", "-o"), ("target", "a b"), ("target", "x/y"), ("target", ""), ("targetIQN", "disks"),
             ("targetIQN", "iqn.2007-10.x/../y"), ("targetIQN", "iqn."), ("localIQN", "iqn.a b"), ("port", "0"),
-            ("port", "65536"), ("port", "+1"), ("port", "0x10"), ("usediscoverynumber", "-1"), ("chapuser", "u"),
+            ("port", "65536"), ("port", "+1"), ("port", "0x10"), ("usediscoverynumber", "-1"), ("chapuser", "u")
         ]
         for (key, value) in bad {
             var values = base
@@ -111,8 +114,11 @@ import Testing
         let chap = try ISCSISession.recordWithAuthentication(record, chap: .init(user: "u", password: "s3cret"), path: "r")
         let lines = chap.split(separator: "\n").map(String.init)
         #expect(!chap.contains("oldsecret") && !chap.contains("= old\n"))
-        #expect(lines.suffix(4) == ["node.session.auth.authmethod = CHAP", "node.session.auth.username = u",
-                                    "node.session.auth.password = s3cret", "# END RECORD"])
+        #expect(
+            lines.suffix(4) == [
+                "node.session.auth.authmethod = CHAP", "node.session.auth.username = u",
+                "node.session.auth.password = s3cret", "# END RECORD"
+            ])
         #expect(lines.contains("node.conn[0].port = 3260") && lines.contains("node.name = iqn.x:y"))
         let none = try ISCSISession.recordWithAuthentication(chap, chap: nil, path: "r")
         #expect(none.contains("node.session.auth.authmethod = None") && !none.contains("s3cret") && !none.contains("username"))

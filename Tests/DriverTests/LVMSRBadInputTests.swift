@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import SMCore
 
 /// Bad input is EINVAL with no side effect (the LVM plumbing's own refusals, JSON reports and
@@ -13,9 +14,11 @@ import Testing
         let (first, second) = (f.devices[0], f.devices[1])
         let link = f.scratch.path("data/same-device")
         try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: first)
-        for devices in ["", ",", "\(first),", "\(first),,\(second)", "dev/loop0", "\(first),\(first)",
-                        "\(first) \(second)", "'\(first)'", "\(first),#x", "\(first),\(link)",
-                        Array(repeating: first, count: 40).joined(separator: ",")] {
+        for devices in [
+            "", ",", "\(first),", "\(first),,\(second)", "dev/loop0", "\(first),\(first)",
+            "\(first) \(second)", "'\(first)'", "\(first),#x", "\(first),\(link)",
+            Array(repeating: first, count: 40).joined(separator: ",")
+        ] {
             f.dconfDevices = devices
             let result = try f.fails(22, "EINVAL", "sr_create", f.sr, "0")
             #expect(!result.reason.isEmpty, "\(devices)")

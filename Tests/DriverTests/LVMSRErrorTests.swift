@@ -85,10 +85,12 @@ import Testing
         defer { f.tearDown() }
         let vdi = try f.createAndAttach(vdiSize: 4 << 20)
         #expect(try LVMOracle.lvm("vgremove", ["--force", "--yes", f.volumeGroup]).status == 0)
-        for (verb, arguments) in [("sr_scan", [f.sr]), ("vdi_create", [f.sr, newUUID(), "4194304"]),
-                                  ("vdi_delete", [f.sr, vdi]), ("vdi_attach", [f.sr, vdi]),
-                                  ("vdi_detach", [f.sr, vdi]), ("vdi_resize", [f.sr, vdi, "8388608"]),
-                                  ("sr_attach", [f.sr])] {
+        for (verb, arguments) in [
+            ("sr_scan", [f.sr]), ("vdi_create", [f.sr, newUUID(), "4194304"]),
+            ("vdi_delete", [f.sr, vdi]), ("vdi_attach", [f.sr, vdi]),
+            ("vdi_detach", [f.sr, vdi]), ("vdi_resize", [f.sr, vdi, "8388608"]),
+            ("sr_attach", [f.sr])
+        ] {
             let result = try f.call(verb, arguments)
             #expect(result.status == 19, "\(verb): \(result)")
             #expect(result.reason == "ENODEV: SR \(f.sr) does not exist", "\(verb): \(result.reason)")

@@ -15,7 +15,8 @@ import Testing
         try f.ok("sr_attach", f.sr)
         try f.expectScanAgreesWithLVM(vdis: 0)
 
-        let small = newUUID(), large = newUUID()
+        let small = newUUID()
+        let large = newUUID()
         try f.ok("vdi_create", f.sr, small, "1")
         try f.ok("vdi_create", f.sr, large, "10000000")
         let sizes = try f.expectScanAgreesWithLVM(vdis: 2)
@@ -89,15 +90,18 @@ import Testing
         defer { f.tearDown() }
         try f.ok("sr_create", f.sr, "0")
         try f.ok("sr_attach", f.sr)
-        let vdi = newUUID(), other = newUUID()
+        let vdi = newUUID()
+        let other = newUUID()
         try f.ok("vdi_create", f.sr, vdi, "4194304")
         let before = try LVMOracle.logicalVolumes(of: f.volumeGroup)
 
         f.scratch.environment["SM_LVM_CONFIG"] = "global{ x = \"'\" }"
         let type = try ResultXML(try f.ok("sr_content_type", f.sr).standardOutput)
         #expect(type.value("type") == "aio")
-        for (verb, arguments) in [("vdi_clone", [vdi, other]), ("vdi_snapshot", [vdi, other]),
-                                  ("vdi_lock", [vdi, "FALSE", "host1"]), ("vdi_unlock", [vdi, "host1"])] {
+        for (verb, arguments) in [
+            ("vdi_clone", [vdi, other]), ("vdi_snapshot", [vdi, other]),
+            ("vdi_lock", [vdi, "FALSE", "host1"]), ("vdi_unlock", [vdi, "host1"])
+        ] {
             let result = try f.call(verb, [f.sr] + arguments)
             #expect(result.status == 38, "\(verb): \(result)")
             #expect(result.reason.hasPrefix("ENOSYS: LVMSR \(verb): not supported"), "\(verb): \(result.reason)")
@@ -208,13 +212,16 @@ final class LVMSRFixture {
 
     /// Runs the verb and expects errno `status`, its name on the only stderr line, and nothing on stdout.
     @discardableResult
-    func fails(_ status: Int32, _ name: String, _ verb: String, _ arguments: String...,
-               sourceLocation: SourceLocation = #_sourceLocation) throws -> ProductResult {
+    func fails(
+        _ status: Int32, _ name: String, _ verb: String, _ arguments: String...,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) throws -> ProductResult {
         let result = try call(verb, arguments)
         #expect(result.status == status, "\(verb) \(arguments): \(result)", sourceLocation: sourceLocation)
         #expect(result.reason.hasPrefix("\(name): "), "\(verb): \(result.reason)", sourceLocation: sourceLocation)
-        #expect(result.standardError.split(separator: "\n").count == 1, "\(verb): \(result.standardError)",
-                sourceLocation: sourceLocation)
+        #expect(
+            result.standardError.split(separator: "\n").count == 1, "\(verb): \(result.standardError)",
+            sourceLocation: sourceLocation)
         #expect(result.standardOutput.isEmpty, sourceLocation: sourceLocation)
         return result
     }
@@ -248,8 +255,9 @@ final class LVMSRFixture {
         var reported: [String: UInt64] = [:]
         for vdi in scan.vdis {
             reported[vdi.fields["uuid"] ?? ""] = UInt64(vdi.fields["size"] ?? "")
-            #expect(vdi.fields["utilisation"] == vdi.fields["size"], "thick: utilisation is the size",
-                    sourceLocation: sourceLocation)
+            #expect(
+                vdi.fields["utilisation"] == vdi.fields["size"], "thick: utilisation is the size",
+                sourceLocation: sourceLocation)
             #expect(vdi.fields["read_only"] == "False" && vdi.fields["locked"] == "False", sourceLocation: sourceLocation)
         }
         #expect(reported == expected, sourceLocation: sourceLocation)
@@ -263,8 +271,9 @@ final class LVMSRFixture {
 /// check what the driver did; and blkid for what is on a device.
 enum LVMOracle {
     static func lvm(_ command: String, _ arguments: [String]) throws -> ProductResult {
-        try Product.runProgram("lvm", [command, "--config", LVMSRFixture.lvmConfiguration] + arguments,
-                               environment: ["LVM_SUPPRESS_FD_WARNINGS": "1"])
+        try Product.runProgram(
+            "lvm", [command, "--config", LVMSRFixture.lvmConfiguration] + arguments,
+            environment: ["LVM_SUPPRESS_FD_WARNINGS": "1"])
     }
 
     /// JSON report rows of `vgs`/`lvs`/`pvs`, in bytes.

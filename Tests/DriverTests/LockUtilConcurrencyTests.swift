@@ -9,41 +9,49 @@ import Testing
     /// processes), which is more contention for the directory and keeps the test short.
     @Test(.timeLimit(.minutes(2))) func twentyProcessesFiftyRounds() throws {
         let work = try LockScratch()
-        let rounds = 50, racers = 20, parallel = 5
+        let rounds = 50
+        let racers = 20
+        let parallel = 5
         let script = """
-        set -u
-        dir="$1"; bin="$2"; rounds="$3"; racers="$4"; parallel="$5"
-        for batch in $(seq 1 $((rounds / parallel))); do
-            exec 9>"$dir/barrier"
-            flock -x 9
-            for t in $(seq 1 "$parallel"); do
-                for i in $(seq 1 "$racers"); do
-                    flock -s "$dir/barrier" "$bin" lock "$dir/disk-$t.vhd" w 0 "racer-$i" 30 >"$dir/out.$t.$i" 2>/dev/null 9>&- &
+            set -u
+            dir="$1"; bin="$2"; rounds="$3"; racers="$4"; parallel="$5"
+            for batch in $(seq 1 $((rounds / parallel))); do
+                exec 9>"$dir/barrier"
+                flock -x 9
+                for t in $(seq 1 "$parallel"); do
+                    for i in $(seq 1 "$racers"); do
+                        flock -s "$dir/barrier" "$bin" lock "$dir/disk-$t.vhd" w 0 "racer-$i" 30 >"$dir/out.$t.$i" 2>/dev/null 9>&- &
+                    done
+                done
+                sleep 0.2
+                flock -u 9
+                exec 9>&-
+                wait
+                for t in $(seq 1 "$parallel"); do
+                    line="round $batch.$t:"
+                    for i in $(seq 1 "$racers"); do
+                        result=$(cat "$dir/out.$t.$i")
+                        line="$line $result,"
+                        if [ "$result" = "0 30" ]; then "$bin" unlock "$dir/disk-$t.vhd" w "racer-$i" >/dev/null 2>&1; fi
+                    done
+                    echo "$line left:$(cd "$dir" && ls | grep -c "^disk-$t.vhd.xenlk" || true)"
                 done
             done
-            sleep 0.2
-            flock -u 9
-            exec 9>&-
-            wait
-            for t in $(seq 1 "$parallel"); do
-                line="round $batch.$t:"
-                for i in $(seq 1 "$racers"); do
-                    result=$(cat "$dir/out.$t.$i")
-                    line="$line $result,"
-                    if [ "$result" = "0 30" ]; then "$bin" unlock "$dir/disk-$t.vhd" w "racer-$i" >/dev/null 2>&1; fi
-                done
-                echo "$line left:$(cd "$dir" && ls | grep -c "^disk-$t.vhd.xenlk" || true)"
-            done
-        done
-        """
+            """
         let start = Date()
-        let result = try Product.runProgram("/bin/bash", ["-c", script, "race", work.directory, Product.path("lock-util"),
-                                                           String(rounds), String(racers), String(parallel)])
+        let result = try Product.runProgram(
+            "/bin/bash",
+            [
+                "-c", script, "race", work.directory, Product.path("lock-util"),
+                String(rounds), String(racers), String(parallel)
+            ])
         let seconds = Date().timeIntervalSince(start)
         #expect(result.status == 0, "\(result)")
         let lines = result.standardOutput.split(separator: "\n")
         #expect(lines.count == rounds, "\(result)")
-        var winners: [Int] = [], contended = 0, mutexBusy = 0
+        var winners: [Int] = []
+        var contended = 0
+        var mutexBusy = 0
         for line in lines {
             let statuses = line.split(separator: ":")[1].split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
                 .filter { !$0.isEmpty && !$0.hasPrefix("left") }
@@ -54,8 +62,9 @@ import Testing
             #expect(line.hasSuffix("left:0"), "the winner's unlock left protocol files behind: \(line)")
         }
         #expect(winners.allSatisfy { $0 == 1 }, "winners per round: \(winners)")
-        print("race: \(rounds) rounds x \(racers) processes in \(Int(seconds)) s; winners per round \(Set(winners)); "
-              + "losers -4: \(contended), -7: \(mutexBusy)")
+        print(
+            "race: \(rounds) rounds x \(racers) processes in \(Int(seconds)) s; winners per round \(Set(winners)); "
+                + "losers -4: \(contended), -7: \(mutexBusy)")
     }
 
     /// Two hosts (UTS namespaces) exclude each other even with the same id; a forced lock takes
@@ -94,7 +103,9 @@ import Testing
         #expect(again.seconds < 1.8, "nothing to take over, so no 2 s wait (\(again.seconds) s)")
         expectLine(try LockUtil.run(["unlock", file, "w", "agent"], host: "hostb"), "0")
         #expect(work.lockNames().isEmpty)
-        print("takeover with a 2 s lease: \(String(format: "%.2f", seconds)) s; third host waited \(String(format: "%.2f", third.seconds)) s for the mutex")
+        print(
+            "takeover with a 2 s lease: \(String(format: "%.2f", seconds)) s; third host waited \(String(format: "%.2f", third.seconds)) s for the mutex"
+        )
     }
 
     /// A mutex left by a killed process is removed once it is more than 30 s old on the server's
@@ -108,9 +119,14 @@ import Testing
             try Product.shell("touch -d '\(seconds) seconds ago' '\(work.directory)/disk.vhd.xenlk'")
             return work
         }
-        let young = try prepare(age: 15), youngForced = try prepare(age: 15)
-        let old = try prepare(age: 35), oldForced = try prepare(age: 35)
-        let youngFile = young.file, youngForcedFile = youngForced.file, oldFile = old.file, oldForcedFile = oldForced.file
+        let young = try prepare(age: 15)
+        let youngForced = try prepare(age: 15)
+        let old = try prepare(age: 35)
+        let oldForced = try prepare(age: 35)
+        let youngFile = young.file
+        let youngForcedFile = youngForced.file
+        let oldFile = old.file
+        let oldForcedFile = oldForced.file
         async let youngResult = Task.detached { try LockUtil.timed(["lock", youngFile, "w", "0", "a", "30"]) }.value
         async let youngForcedResult = Task.detached { try LockUtil.timed(["lock", youngForcedFile, "w", "1", "a", "30"]) }.value
         async let oldResult = Task.detached { try LockUtil.timed(["lock", oldFile, "w", "0", "a", "30"]) }.value
@@ -118,19 +134,23 @@ import Testing
 
         for (work, outcome) in [(young, try await youngResult), (youngForced, try await youngForcedResult)] {
             expectLine(outcome.result, "-7 -1")
-            #expect(outcome.result.standardError.contains("stayed taken through 16 retries (taken for \(leftOver))"),
-                    "\(outcome.result)")
+            #expect(
+                outcome.result.standardError.contains("stayed taken through 16 retries (taken for \(leftOver))"),
+                "\(outcome.result)")
             #expect(outcome.seconds > 0.5, "16 retries with random sleeps take a while (\(outcome.seconds) s)")
             #expect(work.contents("disk.vhd.xenlk") == leftOver, "a mutex younger than 30 s must survive")
             #expect(work.lockNames() == ["disk.vhd.xenlk"])
         }
-        let recovered = try await oldResult, recoveredForced = try await oldForcedResult
+        let recovered = try await oldResult
+        let recoveredForced = try await oldForcedResult
         for (work, outcome) in [(old, recovered), (oldForced, recoveredForced)] {
             expectLine(outcome.result, "0 30")
             #expect(work.lockNames() == ["disk.vhd.xenlk.\(hostName).a.fw"])
         }
         #expect(recoveredForced.seconds < 5.0, "force removes a stale mutex at once and takes nothing over (no 30 s wait)")
-        print("stale mutex: -7 after \(String(format: "%.1f", try await youngResult.seconds)) s of retries; "
-              + "recovered after \(String(format: "%.1f", recovered.seconds)) s (forced: \(String(format: "%.2f", recoveredForced.seconds)) s)")
+        print(
+            "stale mutex: -7 after \(String(format: "%.1f", try await youngResult.seconds)) s of retries; "
+                + "recovered after \(String(format: "%.1f", recovered.seconds)) s (forced: \(String(format: "%.2f", recoveredForced.seconds)) s)"
+        )
     }
 }

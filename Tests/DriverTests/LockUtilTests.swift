@@ -7,8 +7,12 @@ enum LockUtil {
     @discardableResult
     static func run(_ arguments: [String], host: String? = nil) throws -> ProductResult {
         guard let host else { return try Product.run("lock-util", arguments) }
-        return try Product.runProgram("unshare", ["--uts", "/bin/sh", "-c", "hostname \"$0\" && exec \"$@\"", host,
-                                                  Product.path("lock-util")] + arguments)
+        return try Product.runProgram(
+            "unshare",
+            [
+                "--uts", "/bin/sh", "-c", "hostname \"$0\" && exec \"$@\"", host,
+                Product.path("lock-util")
+            ] + arguments)
     }
 
     /// Runs and measures the wall-clock time.
@@ -50,8 +54,9 @@ func expectLine(_ result: ProductResult, _ line: String, status: Int32 = 0, sour
     #expect(result.standardOutput == line + "\n", "\(result)", sourceLocation: sourceLocation)
     #expect(result.status == status, "\(result)", sourceLocation: sourceLocation)
     if line.hasPrefix("-") {
-        #expect(result.standardError.hasPrefix("lock-util: ") && result.standardError.count > 30, "\(result)",
-                sourceLocation: sourceLocation)
+        #expect(
+            result.standardError.hasPrefix("lock-util: ") && result.standardError.count > 30, "\(result)",
+            sourceLocation: sourceLocation)
     }
 }
 
@@ -60,14 +65,15 @@ func expectLine(_ result: ProductResult, _ line: String, status: Int32 = 0, sour
     /// always with exit status 0 and only lock files left behind.
     @Test(.timeLimit(.minutes(1))) func contentionMatrix() throws {
         let cases: [(first: String, second: String, expected: String)] = [
-            ("w", "w", "-4 -1"), ("r", "r", "0 20"), ("r", "w", "-5 -1"), ("w", "r", "-4 -1"),
+            ("w", "w", "-4 -1"), ("r", "r", "0 20"), ("r", "w", "-5 -1"), ("w", "r", "-4 -1")
         ]
         for (first, second, expected) in cases {
             let work = try LockScratch()
             expectLine(try LockUtil.run(["lock", work.file, first, "0", "holder-a", "20"]), "0 20")
             // The second caller asks for a 9 s lease: a joining reader adopts the readers' 20 s.
             expectLine(try LockUtil.run(["lock", work.file, second, "0", "holder-b", "9"]), expected)
-            let expectedNames = expected == "0 20"
+            let expectedNames =
+                expected == "0 20"
                 ? ["disk.vhd.xenlk.\(hostName).holder-a.f\(first)", "disk.vhd.xenlk.\(hostName).holder-b.f\(second)"]
                 : ["disk.vhd.xenlk.\(hostName).holder-a.f\(first)"]
             #expect(work.lockNames() == expectedNames.sorted(), "\(first)/\(second)")
@@ -109,9 +115,11 @@ func expectLine(_ result: ProductResult, _ line: String, status: Int32 = 0, sour
     /// suffix) never count as locks, and a forced lock that takes over never deletes them.
     @Test(.timeLimit(.minutes(1))) func lookAlikesNeverCountNorDeleted() throws {
         let work = try LockScratch()
-        let lookAlikes = ["disk.vhd.bak", "disk.vhd.new", "disk.vhd.xenlk.bak", "disk.vhd.xenlk.old.fw",
-                          "disk.vhd.xenlk.hostz.vm.fw.bak", "disk.vhd.xenlk.hostz.vm.fw~", "disk.vhd-2.xenlk.hostz.vm.fw",
-                          "disk.vhd.xenlk.hostz.vm.xw.orig"]
+        let lookAlikes = [
+            "disk.vhd.bak", "disk.vhd.new", "disk.vhd.xenlk.bak", "disk.vhd.xenlk.old.fw",
+            "disk.vhd.xenlk.hostz.vm.fw.bak", "disk.vhd.xenlk.hostz.vm.fw~", "disk.vhd-2.xenlk.hostz.vm.fw",
+            "disk.vhd.xenlk.hostz.vm.xw.orig"
+        ]
         for name in lookAlikes { try work.write(name, "keep \(name)") }
         expectLine(try LockUtil.run(["delta", work.file]), "-13 -1")
         expectLine(try LockUtil.run(["lock", work.file, "w", "0", "a", "1"], host: "hosta"), "0 1")
@@ -147,7 +155,7 @@ func expectLine(_ result: ProductResult, _ line: String, status: Int32 = 0, sour
             (["lock", "/tmp/f", "w", "0", "id", "ten"], "The value 'ten' is invalid for '<lease>'"),
             (["lock", "/tmp/f", "w", "0", "id", "5", "extra"], "Unexpected argument 'extra'"),
             (["unlock", "/tmp/f", "w"], "Missing expected argument '<id>'"),
-            (["delta"], "Missing expected argument '<file>'"),
+            (["delta"], "Missing expected argument '<file>'")
         ]
         for (arguments, says) in cases {
             let result = try LockUtil.run(arguments)
@@ -167,7 +175,7 @@ func expectLine(_ result: ProductResult, _ line: String, status: Int32 = 0, sour
             (["lock", work.file, "w", "0", "id", "-5"], "-1 -1", "lease must be a whole number of seconds"),
             (["lock", work.file, "w", "0", String(repeating: "x", count: 260), "5"], "-1 -1", "use a shorter id"),
             (["unlock", work.file, "w", "a/b"], "-1", "must not contain '/'"),
-            (["delta", ""], "-1 -1", "does not name a file"),
+            (["delta", ""], "-1 -1", "does not name a file")
         ]
         for (arguments, line, says) in cases {
             let result = try LockUtil.run(arguments)

@@ -36,23 +36,27 @@ import Testing
 
     /// Servers that are not a DNS name, an IPv4 literal or an IPv6 literal: option and argument
     /// injection, a second source, ports, URLs, zone indexes, shortened IPv4, bad labels.
-    @Test(.timeLimit(.minutes(2)), arguments: [
-        "nfs,vers=2", "nfs server", "-onolock", "nfs-", "nfs..example", ".nfs", "nfs.", "nfs_1.example",
-        "nfs:2049", "nfs://server", "host/export", "1.2.3", "256.1.1.1", "1.2.3.4.5", "1.2.3.04",
-        "[::1", "::1]", "[]", "[nfs]", "fe80::1%eth0", "::1::2", "n$(reboot)", "n;x", "ñfs",
-        String(repeating: "a", count: 64) + ".example", Array(repeating: "abcdefghij", count: 26).joined(separator: "."),
-    ])
+    @Test(
+        .timeLimit(.minutes(2)),
+        arguments: [
+            "nfs,vers=2", "nfs server", "-onolock", "nfs-", "nfs..example", ".nfs", "nfs.", "nfs_1.example",
+            "nfs:2049", "nfs://server", "host/export", "1.2.3", "256.1.1.1", "1.2.3.4.5", "1.2.3.04",
+            "[::1", "::1]", "[]", "[nfs]", "fe80::1%eth0", "::1::2", "n$(reboot)", "n;x", "ñfs",
+            String(repeating: "a", count: 64) + ".example", Array(repeating: "abcdefghij", count: 26).joined(separator: ".")
+        ])
     func badServers(_ server: String) throws {
         try expectRefused(Self.dconf(server: server), key: "server")
     }
 
     /// Serverpaths that are relative, carry separators mount(8) or the server would read, or
     /// climb out with `..`.
-    @Test(.timeLimit(.minutes(2)), arguments: [
-        "export", "~/export", "/export,nolock", "/export sm", "/export:sm", "/export/../etc", "/export/./sm",
-        "/..", "/export\\sm", "/export/$(id)", "/export;x", "/exp\u{7f}ort", "/ëxport", "/export/*",
-        "/" + String(repeating: "a", count: 1024),
-    ])
+    @Test(
+        .timeLimit(.minutes(2)),
+        arguments: [
+            "export", "~/export", "/export,nolock", "/export sm", "/export:sm", "/export/../etc", "/export/./sm",
+            "/..", "/export\\sm", "/export/$(id)", "/export;x", "/exp\u{7f}ort", "/ëxport", "/export/*",
+            "/" + String(repeating: "a", count: 1024)
+        ])
     func badServerPaths(_ serverpath: String) throws {
         try expectRefused(Self.dconf(serverpath: serverpath), key: "serverpath")
     }
@@ -64,7 +68,7 @@ import Testing
             ("nfsversion", "3.0"), ("proto", "udp"), ("proto", "rdma"), ("proto", "TCP"), ("proto", "tcp,nolock"),
             ("timeo", "0"), ("timeo", "6001"), ("timeo", "-1"), ("timeo", "+5"), ("timeo", "0x10"), ("timeo", "1e2"),
             ("timeo", "10s"), ("timeo", ""), ("timeo", "99999999999999999999"), ("retrans", "101"), ("retrans", "-1"),
-            ("retrans", "three"), ("soft", "maybe"), ("soft", ""), ("hard", "2"), ("hard", "true,nolock"),
+            ("retrans", "three"), ("soft", "maybe"), ("soft", ""), ("hard", "2"), ("hard", "true,nolock")
         ]
         for (key, value) in cases {
             try expectRefused(Self.dconf([(key, value)]), key: key)
@@ -78,9 +82,11 @@ import Testing
     @Test(.timeLimit(.minutes(1))) func badArguments() throws {
         let scratch = try Scratch("nfssr")
         let dconf = Self.dconf()
-        for arguments in [["sr_attach", "not-a-uuid"], ["sr_create", Self.sr, "-1"], ["sr_create", Self.sr],
-                          ["vdi_create", Self.sr, Self.sr, "0"], ["vdi_lock", Self.sr, Self.sr, "maybe", "u"],
-                          ["vdi_lock", Self.sr, Self.sr, "TRUE", "a/b"]] {
+        for arguments in [
+            ["sr_attach", "not-a-uuid"], ["sr_create", Self.sr, "-1"], ["sr_create", Self.sr],
+            ["vdi_create", Self.sr, Self.sr, "0"], ["vdi_lock", Self.sr, Self.sr, "maybe", "u"],
+            ["vdi_lock", Self.sr, Self.sr, "TRUE", "a/b"]
+        ] {
             expectFailure(try scratch.run("NFSSR", [dconf] + arguments), "EINVAL", 22)
         }
         for directory in ["run", "lock", "mount"] { #expect(scratch.snapshot(directory).isEmpty, "\(directory)") }

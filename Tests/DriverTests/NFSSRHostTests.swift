@@ -27,8 +27,10 @@ import Testing
     @Test func help() throws {
         let usage = try Product.run("NFSSR", ["--help"])
         #expect(usage.status == 0)
-        for word in ["Required dconf keys: server, serverpath", "nfsversion", "proto", "timeo", "retrans", "soft", "hard",
-                     "actimeo=0", "sr_delete answers ENOSYS"] {
+        for word in [
+            "Required dconf keys: server, serverpath", "nfsversion", "proto", "timeo", "retrans", "soft", "hard",
+            "actimeo=0", "sr_delete answers ENOSYS"
+        ] {
             #expect(usage.standardOutput.contains(word), "'\(word)' missing from --help")
         }
         let verb = try Product.run("NFSSR", ["help", "sr_delete"])
@@ -54,9 +56,11 @@ import Testing
     /// an SR that was never attached succeeds (idempotent). Nothing is mounted.
     @Test func notAttached() throws {
         let vdi = newUUID()
-        for arguments in [["sr_scan", sr], ["vdi_create", sr, vdi, "1048576"], ["vdi_attach", sr, vdi],
-                          ["vdi_delete", sr, vdi], ["vdi_resize", sr, vdi, "4194304"], ["vdi_lock", sr, vdi, "FALSE", "u"],
-                          ["vdi_unlock", sr, vdi, "u"]] {
+        for arguments in [
+            ["sr_scan", sr], ["vdi_create", sr, vdi, "1048576"], ["vdi_attach", sr, vdi],
+            ["vdi_delete", sr, vdi], ["vdi_resize", sr, vdi, "4194304"], ["vdi_lock", sr, vdi, "FALSE", "u"],
+            ["vdi_unlock", sr, vdi, "u"]
+        ] {
             expectFailure(try run(arguments), "ENODEV", 19, mentioning: ["not attached"])
         }
         let detach = try run(["sr_detach", sr])
@@ -83,12 +87,15 @@ import Testing
     /// brackets with tcp6, the path with its repeated and trailing slashes dropped, the chosen
     /// version, timeout, retransmissions and hard, then the fixed options.
     @Test(.timeLimit(.minutes(1))) func mountCommandLine() throws {
-        let dconf = NFSSRBadInputTests.dconf(server: "::1", serverpath: "//export//sm/", [
-            ("nfsversion", "4.2"), ("timeo", "600"), ("retrans", "5"), ("hard", "TRUE"), ("unknown", "x"),
-        ])
+        let dconf = NFSSRBadInputTests.dconf(
+            server: "::1", serverpath: "//export//sm/",
+            [
+                ("nfsversion", "4.2"), ("timeo", "600"), ("retrans", "5"), ("hard", "TRUE"), ("unknown", "x")
+            ])
         let result = try scratch.run("NFSSR", ["--verbose", dconf, "sr_attach", sr])
         #expect(result.status == 19, "\(result)")
-        let expected = "run mount -t nfs -o vers=4.2,proto=tcp6,timeo=600,retrans=5,hard,actimeo=0,retry=0,nosuid,nodev,noexec "
+        let expected =
+            "run mount -t nfs -o vers=4.2,proto=tcp6,timeo=600,retrans=5,hard,actimeo=0,retry=0,nosuid,nodev,noexec "
             + "[::1]:/export/sm/\(sr) \(scratch.path("mount"))/\(sr)"
         #expect(result.standardError.contains(expected), "\(result.standardError)")
         #expect(result.standardError.contains("ignores the dconf key 'unknown'"), "\(result.standardError)")

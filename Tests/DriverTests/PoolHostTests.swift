@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import SMCore
+import Testing
 
 /// One host of a pool, without a kernel client: a UTS namespace with its own host name and its
 /// own host state (run, lock and log directories), running FileSR on a directory that every
@@ -21,9 +21,13 @@ struct PoolHost {
     /// Runs FileSR in a UTS namespace whose host name is this host's.
     @discardableResult
     func run(_ verb: String, _ arguments: [String], environment: [String: String] = [:]) throws -> ProductResult {
-        try Product.runProgram("/usr/bin/unshare", ["--uts", "/bin/sh", "-c", "hostname \"$0\" && exec \"$@\"", name,
-                                                    Product.path("FileSR"), dconf, verb] + arguments,
-                               environment: scratch.environment.merging(environment) { $1 })
+        try Product.runProgram(
+            "/usr/bin/unshare",
+            [
+                "--uts", "/bin/sh", "-c", "hostname \"$0\" && exec \"$@\"", name,
+                Product.path("FileSR"), dconf, verb
+            ] + arguments,
+            environment: scratch.environment.merging(environment) { $1 })
     }
 
     func expectOK(_ verb: String, _ arguments: String..., sourceLocation: SourceLocation = #_sourceLocation) throws {
@@ -60,7 +64,8 @@ struct PoolHost {
     /// A chain whose parent was deleted (hidden, waiting to be coalesced); returns the leaf and
     /// what it must read.
     func chainWithDeletedParent(on host: PoolHost, seed: UInt64) throws -> (String, [UInt8]) {
-        let leaf = newUUID(), parent = newUUID()
+        let leaf = newUUID()
+        let parent = newUUID()
         try host.expectOK("vdi_create", sr, leaf, String(8 << 20))
         var data = pattern(8 << 20, seed: seed)
         try cow.write(leaf, at: 0, data)
@@ -94,7 +99,8 @@ struct PoolHost {
     /// operation alone while A's claims are live, and recovers it once they have lapsed.
     @Test(.timeLimit(.minutes(3))) func deadHostsOperationRecoveredOnlyAfterItsLeaseLapses() throws {
         let (leaf, data) = try chainWithDeletedParent(on: hosts[0], seed: 11)
-        let killed = try hosts[0].run("sr_gc", [sr], environment: ["SM_FAULT_POINT": FaultPoint.Coalesce.merged.rawValue, "SM_CLAIM_LEASE": "4"])
+        let killed = try hosts[0].run(
+            "sr_gc", [sr], environment: ["SM_FAULT_POINT": FaultPoint.Coalesce.merged.rawValue, "SM_CLAIM_LEASE": "4"])
         #expect(killed.status == 128 + 9, "\(killed)")
         let journal = shared.path("data/\(sr)/.sm/journal")
         #expect(try FileManager.default.contentsOfDirectory(atPath: journal).count == 1)
@@ -106,8 +112,9 @@ struct PoolHost {
         let gcResult = try hosts[1].run("sr_gc", [sr])
         #expect(gcResult.status == 0, "\(gcResult)")
         if Date().timeIntervalSince(start) < 3.5 {
-            #expect(try FileManager.default.contentsOfDirectory(atPath: journal).count == 1,
-                    "host B recovered host A's operation while A's claim was live")
+            #expect(
+                try FileManager.default.contentsOfDirectory(atPath: journal).count == 1,
+                "host B recovered host A's operation while A's claim was live")
         }
         #expect(try cow.read(leaf) == data)
         #expect(try cow.read(other) == otherData)
@@ -131,7 +138,8 @@ struct PoolHost {
     /// held, and its collector could take over A's lapsed claims and merge A's VDIs meanwhile.)
     @Test(.timeLimit(.minutes(3))) func deadHostsRecordLockedOnTheServerIsRecoveredOnceItsClaimsLapse() throws {
         let (leaf, data) = try chainWithDeletedParent(on: hosts[0], seed: 41)
-        let killed = try hosts[0].run("sr_gc", [sr], environment: ["SM_FAULT_POINT": FaultPoint.Coalesce.merged.rawValue, "SM_CLAIM_LEASE": "4"])
+        let killed = try hosts[0].run(
+            "sr_gc", [sr], environment: ["SM_FAULT_POINT": FaultPoint.Coalesce.merged.rawValue, "SM_CLAIM_LEASE": "4"])
         #expect(killed.status == 128 + 9, "\(killed)")
         let journal = shared.path("data/\(sr)/.sm/journal")
         let records = try FileManager.default.contentsOfDirectory(atPath: journal)
@@ -161,7 +169,8 @@ struct PoolHost {
     /// that no longer exists holds nothing.
     @Test(.timeLimit(.minutes(2))) func ownDeadProcessIsRecoveredAtOnce() throws {
         let (leaf, data) = try chainWithDeletedParent(on: hosts[0], seed: 21)
-        let killed = try hosts[0].run("sr_gc", [sr], environment: ["SM_FAULT_POINT": FaultPoint.Coalesce.merged.rawValue, "SM_CLAIM_LEASE": "600"])
+        let killed = try hosts[0].run(
+            "sr_gc", [sr], environment: ["SM_FAULT_POINT": FaultPoint.Coalesce.merged.rawValue, "SM_CLAIM_LEASE": "600"])
         #expect(killed.status == 128 + 9, "\(killed)")
         try hosts[0].expectOK("sr_gc", sr)
         #expect(try cow.read(leaf) == data)
@@ -176,8 +185,10 @@ struct PoolHost {
         let claims = shared.path("data/\(sr)/.sm/claims")
         let collector = Process()
         collector.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
-        collector.arguments = ["--uts", "/bin/sh", "-c", "hostname \"$0\" && exec \"$@\"", hosts[0].name,
-                               Product.path("FileSR"), hosts[0].dconf, "sr_gc", sr]
+        collector.arguments = [
+            "--uts", "/bin/sh", "-c", "hostname \"$0\" && exec \"$@\"", hosts[0].name,
+            Product.path("FileSR"), hosts[0].dconf, "sr_gc", sr
+        ]
         collector.environment = ProcessInfo.processInfo.environment.merging(hosts[0].scratch.environment) { $1 }
             .merging(["SM_CLAIM_LEASE": "1", "SM_FAULT_PAUSE": "\(FaultPoint.Coalesce.merged):20"]) { $1 }
         let errors = Pipe()

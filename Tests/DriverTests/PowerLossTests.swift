@@ -1,8 +1,9 @@
 import Foundation
-import Testing
 import SMCore
+import Testing
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Power cuts on a filesystem that forgets everything not fsynced (powercutfs, FUSE): random
@@ -74,7 +75,8 @@ import Glibc
 
     /// A version-4 UUID from the seeded generator, so that a replayed sequence names the same VDIs.
     static func uuid(_ random: inout SeededGenerator) -> String {
-        let high = random.next(), low = random.next()
+        let high = random.next()
+        let low = random.next()
         let hex = String(format: "%016llx%016llx", high, low)
         let characters = Array(hex)
         func part(_ range: Range<Int>) -> String { String(characters[range]) }
@@ -132,8 +134,10 @@ import Glibc
     /// Performs `operation`; returns whether it was acknowledged, updating `state` (on
     /// acknowledgement) and setting `after` / `pending` (what it would have done, for the check).
     /// Returns nil when the driver refused it (EPERM, nothing changed).
-    static func perform(_ operation: Operation, _ rig: Rig, _ state: inout State, history: inout [String],
-                        after: inout State?, pending: inout PendingWrite?) throws -> Bool? {
+    static func perform(
+        _ operation: Operation, _ rig: Rig, _ state: inout State, history: inout [String],
+        after: inout State?, pending: inout PendingWrite?
+    ) throws -> Bool? {
         let sr = rig.sr
         var next = state
         let result: ProductResult
@@ -189,8 +193,10 @@ import Glibc
 
     /// After the reboot: the listing is `before` or `after`, every listed VDI reads its model, and
     /// recovery left nothing behind.
-    static func check(_ rig: Rig, before: State, after: State?, pending: PendingWrite?, inFlight: Operation?, context: String,
-                      sourceLocation: SourceLocation = #_sourceLocation) throws {
+    static func check(
+        _ rig: Rig, before: State, after: State?, pending: PendingWrite?, inFlight: Operation?, context: String,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) throws {
         let sr = rig.sr
         let listed = try sr.listed(sourceLocation: sourceLocation)
         let keys = Set(listed.keys)
@@ -209,9 +215,14 @@ import Glibc
             if matched == nil || sizesMatch { matched = model }
             if sizesMatch { break }
         }
-        let model = try #require(matched, "\(context): listed \(keys.sorted()) is neither before \(before.vdis.keys.sorted()) nor after \(after?.vdis.keys.sorted() ?? [])", sourceLocation: sourceLocation)
+        let model = try #require(
+            matched,
+            "\(context): listed \(keys.sorted()) is neither before \(before.vdis.keys.sorted()) nor after \(after?.vdis.keys.sorted() ?? [])",
+            sourceLocation: sourceLocation)
         for (vdi, expected) in model.vdis {
-            #expect(listed[vdi]?.size == UInt64(expected.count), "\(context): VDI \(vdi) lists size \(listed[vdi]?.size ?? 0), model \(expected.count)", sourceLocation: sourceLocation)
+            #expect(
+                listed[vdi]?.size == UInt64(expected.count),
+                "\(context): VDI \(vdi) lists size \(listed[vdi]?.size ?? 0), model \(expected.count)", sourceLocation: sourceLocation)
             let actual: [UInt8]
             do { actual = try sr.read(vdi) } catch {
                 Issue.record("\(context): VDI \(vdi) unreadable: \(error)", sourceLocation: sourceLocation)
@@ -229,12 +240,19 @@ import Glibc
                     let range = start..<min(start + sector, actual.count)
                     if actual[range] != expected[range] && actual[range] != newBytes[range] { wrong.append(start) }
                 }
-                let outside = Array(actual[..<first]) == Array(expected[..<first])
+                let outside =
+                    Array(actual[..<first]) == Array(expected[..<first])
                     && Array(actual[min(actual.count, (end + sector - 1) / sector * sector)...])
                         == Array(expected[min(expected.count, (end + sector - 1) / sector * sector)...])
-                #expect(wrong.isEmpty && outside, "\(context): VDI \(vdi) (write in flight) has sectors neither old nor new at \(wrong.prefix(4))", sourceLocation: sourceLocation)
+                #expect(
+                    wrong.isEmpty && outside,
+                    "\(context): VDI \(vdi) (write in flight) has sectors neither old nor new at \(wrong.prefix(4))",
+                    sourceLocation: sourceLocation)
             } else {
-                #expect(actual == expected, "\(context): VDI \(vdi) reads wrong data (first difference at \(actual.indices.first { $0 >= expected.count || actual[$0] != expected[$0] } ?? actual.count))", sourceLocation: sourceLocation)
+                #expect(
+                    actual == expected,
+                    "\(context): VDI \(vdi) reads wrong data (first difference at \(actual.indices.first { $0 >= expected.count || actual[$0] != expected[$0] } ?? actual.count))",
+                    sourceLocation: sourceLocation)
             }
         }
         let leftovers = try FileManager.default.contentsOfDirectory(atPath: sr.root).filter { $0.hasPrefix(".") && $0 != ".sm" }
@@ -271,7 +289,9 @@ import Glibc
         let cutAt = Int.random(in: 1...Self.syncsPerCycle, using: &random)
         let cutAfterOperation = Int.random(in: 1...Self.maximumOperations, using: &random)
         if !betweenOperations { rig.mount.arm(atSync: cutAt, torn: torn, writeback: writeback, seed: seed) }
-        let plan = betweenOperations ? "cut after operation \(cutAfterOperation), writeback \(writeback)"
+        let plan =
+            betweenOperations
+            ? "cut after operation \(cutAfterOperation), writeback \(writeback)"
             : "cut at fsync \(cutAt) (\(torn ? "torn" : "dropped")), writeback \(writeback)"
         var after: State?
         var pending: PendingWrite?
@@ -289,7 +309,10 @@ import Glibc
                 return
             }
             if !alive {
-                if acknowledged { after = nil; pending = nil }
+                if acknowledged {
+                    after = nil
+                    pending = nil
+                }
                 break
             }
             after = nil
@@ -299,13 +322,16 @@ import Glibc
         let inFlight = after != nil || pending != nil
         if rig.mount.isAlive {
             let counters = try rig.mount.counters()
-            print("powercut: seed \(seed): \(history.count) operations, \(counters["fsyncs"] ?? 0) fsyncs, \(counters["fsyncdirs"] ?? 0) fsyncdirs, then cut")
+            print(
+                "powercut: seed \(seed): \(history.count) operations, \(counters["fsyncs"] ?? 0) fsyncs, \(counters["fsyncdirs"] ?? 0) fsyncdirs, then cut"
+            )
             rig.mount.cut(writeback: writeback, seed: seed)
         } else {
             print("powercut: seed \(seed): \(plan): after \(history.count) operations, \(inFlight ? "one in flight" : "none in flight")")
         }
         try rig.reboot()
-        let context = "seed \(seed) (\(plan)), after \(history.count) operations\(inFlight ? ", the last in flight" : ""): \(history.suffix(3).joined(separator: "; "))"
+        let context =
+            "seed \(seed) (\(plan)), after \(history.count) operations\(inFlight ? ", the last in flight" : ""): \(history.suffix(3).joined(separator: "; "))"
         try #require(try rig.sr.run("sr_attach", rig.sr.sr).status == 0, "\(context): sr_attach after the reboot")
         try Self.check(rig, before: state, after: after, pending: pending, inFlight: inFlight ? lastOperation : nil, context: context)
         // The SR still works: a new VDI can be made and written.
@@ -316,21 +342,24 @@ import Glibc
 
     /// Each fsync of one operation in turn, dropped (the cut comes just before it reaches the
     /// disk): recovery finds the operation before or after, and everything acknowledged before it.
-    @Test(.timeLimit(.minutes(10)),
-          arguments: ["vdi_create", "write", "vdi_snapshot", "vdi_clone", "vdi_resize", "vdi_delete", "sr_gc"])
+    @Test(
+        .timeLimit(.minutes(10)),
+        arguments: ["vdi_create", "write", "vdi_snapshot", "vdi_clone", "vdi_resize", "vdi_delete", "sr_gc"])
     func everySyncOf(operation name: String) throws {
         var cuts = 0
         for sync in 1...200 {
             let rig = try Rig()
             var state = State()
             var history: [String] = []
-            var after: State?, pending: PendingWrite?
+            var after: State?
+            var pending: PendingWrite?
             func setUp(_ operation: Operation) throws {
                 let acknowledged = try Self.perform(operation, rig, &state, history: &history, after: &after, pending: &pending)
                 try #require(acknowledged == true, "set-up \(operation)")
             }
             // A (4 MiB, data in its first block); what the operation needs around it.
-            let a = "aaaaaaaa-0000-4000-8000-000000000001", s = "aaaaaaaa-0000-4000-8000-000000000002"
+            let a = "aaaaaaaa-0000-4000-8000-000000000001"
+            let s = "aaaaaaaa-0000-4000-8000-000000000002"
             try setUp(.create(a, size: 4 << 20))
             try setUp(.write(a, offset: 0, bytes: pattern(100_000, seed: 1)))
             let operation: Operation
@@ -361,12 +390,16 @@ import Glibc
                 return
             }
             cuts += 1
-            if acknowledged == true { after = nil; pending = nil }
+            if acknowledged == true {
+                after = nil
+                pending = nil
+            }
             try rig.reboot()
             let context = "\(name), cut at its fsync \(sync): \(history.last ?? "")"
             try #require(try rig.sr.run("sr_attach", rig.sr.sr).status == 0, "\(context): sr_attach after the reboot")
-            try Self.check(rig, before: state, after: after, pending: pending, inFlight: acknowledged == true ? nil : operation,
-                           context: context)
+            try Self.check(
+                rig, before: state, after: after, pending: pending, inFlight: acknowledged == true ? nil : operation,
+                context: context)
         }
     }
 

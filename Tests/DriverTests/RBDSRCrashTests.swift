@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import SMCore
+import Testing
 
 /// RBDSR killed at every fault point of its multi-step verbs (`FaultPoint.RBD*`; the process
 /// SIGKILLs itself there), on the real single-node cluster of `CephCluster`. After each kill:
@@ -31,7 +31,9 @@ import SMCore
         guard result.status == 0 else { throw CephClusterError.command("state: \(result)") }
         let json = try JSONSerialization.jsonObject(with: Data(result.standardOutput.utf8)) as? [String: Any] ?? [:]
         let images = json["images"] as? [String: [String: Any]] ?? [:]
-        var names: Set<String> = [], metadata: [String: [String: String]] = [:], clones: Set<String> = []
+        var names: Set<String> = []
+        var metadata: [String: [String: String]] = [:]
+        var clones: Set<String> = []
         for (name, image) in images {
             names.insert(name)
             if image["parent"] as? String != nil { clones.insert(name) }
@@ -42,8 +44,10 @@ import SMCore
     }
 
     /// Runs `verb` with `SM_FAULT_POINT=point`; expects it to die of SIGKILL.
-    func kill(_ f: RBDSRFixture, at point: String, _ verb: String, _ arguments: String...,
-              sourceLocation: SourceLocation = #_sourceLocation) throws {
+    func kill(
+        _ f: RBDSRFixture, at point: String, _ verb: String, _ arguments: String...,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) throws {
         f.scratch.environment["SM_FAULT_POINT"] = point
         defer { f.scratch.environment["SM_FAULT_POINT"] = nil }
         let result = try f.call(verb, arguments)
@@ -51,7 +55,8 @@ import SMCore
     }
 
     /// sr_scan until no intent record is left (each scan recovers what it can), at most 60 s.
-    func settle(_ f: RBDSRFixture, _ point: String, sourceLocation: SourceLocation = #_sourceLocation) throws -> [String: [String: String]] {
+    func settle(_ f: RBDSRFixture, _ point: String, sourceLocation: SourceLocation = #_sourceLocation) throws -> [String: [String: String]]
+    {
         let deadline = Date().addingTimeInterval(60)
         while true {
             let scan = try f.scan(sourceLocation: sourceLocation)
@@ -67,8 +72,10 @@ import SMCore
 
     /// Which of the pictures `listed` is: its VDIs by name, a clone's base copy (a UUID the test
     /// cannot know) as "base". Records an issue and returns nil for neither.
-    func match(_ listed: [String: [String: String]], _ pictures: [String: Set<String>], _ point: String,
-               sourceLocation: SourceLocation = #_sourceLocation) -> String? {
+    func match(
+        _ listed: [String: [String: String]], _ pictures: [String: Set<String>], _ point: String,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) -> String? {
         let base = listed.first { $0.value["label"] == "base copy" }?.key
         let names = Set(listed.keys.map { $0 == base ? "base" : $0 })
         let found = pictures.first { $0.value == names }?.key
@@ -79,19 +86,23 @@ import SMCore
     /// Nothing leaked: the cluster holds exactly `expected` (names as in `ClusterState`, "base"
     /// standing for the base copy), no intent record, and no mark of a snapshot that is gone
     /// on an image that is not a clone.
-    func expectExactly(_ f: RBDSRFixture, _ expected: Set<String>, base: String?, _ point: String,
-                       sourceLocation: SourceLocation = #_sourceLocation) throws {
+    func expectExactly(
+        _ f: RBDSRFixture, _ expected: Set<String>, base: String?, _ point: String,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) throws {
         let state = try Self.state(f)
         let wanted = Set(expected.map { $0.replacingOccurrences(of: "base", with: base ?? "base") })
-        #expect(state.names == wanted, "\(point): the cluster holds \(state.names.sorted()), expected \(wanted.sorted())",
-                sourceLocation: sourceLocation)
+        #expect(
+            state.names == wanted, "\(point): the cluster holds \(state.names.sorted()), expected \(wanted.sorted())",
+            sourceLocation: sourceLocation)
         #expect(state.intents.isEmpty, "\(point): intents left \(state.intents)", sourceLocation: sourceLocation)
         // (A clone's copies of its parent's marks name no snapshot of its own; RBDSR ignores them.)
         for (image, metadata) in state.metadata where !state.clones.contains(image) {
             for key in metadata.keys where key.hasPrefix("sm.hidden.") || key.hasPrefix("sm.base-copy.") {
                 let snapshot = String(key.split(separator: ".").last ?? "")
-                #expect(state.names.contains("\(image)@\(snapshot)"), "\(point): \(image) keeps \(key) of a snapshot that is gone",
-                        sourceLocation: sourceLocation)
+                #expect(
+                    state.names.contains("\(image)@\(snapshot)"), "\(point): \(image) keeps \(key) of a snapshot that is gone",
+                    sourceLocation: sourceLocation)
             }
         }
     }
@@ -113,7 +124,8 @@ import SMCore
         try f.ok("sr_detach", f.sr, sourceLocation: sourceLocation)
         try f.ok("sr_delete", f.sr, sourceLocation: sourceLocation)
         let namespaces = try f.cluster.rbdJSON(["namespace", "ls", "sm"]) as? [[String: Any]] ?? []
-        #expect(!namespaces.contains { $0["name"] as? String == f.sr }, "\(point): the SR's namespace stayed", sourceLocation: sourceLocation)
+        #expect(
+            !namespaces.contains { $0["name"] as? String == f.sr }, "\(point): the SR's namespace stayed", sourceLocation: sourceLocation)
     }
 
     /// vdi_clone of an image, killed between its steps (intent, base-copy mark, snapshot, protect,
@@ -123,7 +135,8 @@ import SMCore
         let f = try RBDSRFixture()
         defer { f.tearDown() }
         try f.createAndAttach()
-        let source = newUUID(), clone = newUUID()
+        let source = newUUID()
+        let clone = newUUID()
         try f.ok("vdi_create", f.sr, source, "67108864")
         try f.cluster.write(namespace: f.sr, image: source, offset: 0, value: 0x61, length: Self.length)
         let data = try CephCluster.digest(of: 0x61, length: Self.length)
@@ -158,7 +171,8 @@ import SMCore
         let f = try RBDSRFixture()
         defer { f.tearDown() }
         try f.createAndAttach()
-        let source = newUUID(), clone = newUUID()
+        let source = newUUID()
+        let clone = newUUID()
         try f.ok("vdi_create", f.sr, source, "67108864")
         try f.cluster.write(namespace: f.sr, image: source, offset: 0, value: 0x68, length: Self.length)
         let paused = Process()
@@ -178,7 +192,8 @@ import SMCore
         let scanned = try Product.run("RBDSR", [f.dconf, "sr_scan", f.sr], environment: other.environment)
         #expect(Date().timeIntervalSince(start) < 10, "sr_scan does not wait for the clone's claim")
         #expect(scanned.status == 0, "\(scanned)")
-        let listed = Dictionary(uniqueKeysWithValues: try ResultXML(scanned.standardOutput).vdis.map { ($0.fields["uuid"] ?? "", $0.fields) })
+        let listed = Dictionary(
+            uniqueKeysWithValues: try ResultXML(scanned.standardOutput).vdis.map { ($0.fields["uuid"] ?? "", $0.fields) })
         #expect(listed.keys.sorted() == [source], "a clone under way shows nothing yet: \(listed.keys.sorted())")
         #expect(try Self.state(f).intents == ["intent.\(clone)"], "sr_scan left the live clone's intent alone")
         #expect(paused.isRunning, "the clone was still paused while the checks above ran (else they proved nothing)")
@@ -197,7 +212,9 @@ import SMCore
         let f = try RBDSRFixture()
         defer { f.tearDown() }
         try f.createAndAttach()
-        let source = newUUID(), snapshot = newUUID(), clone = newUUID()
+        let source = newUUID()
+        let snapshot = newUUID()
+        let clone = newUUID()
         try f.ok("vdi_create", f.sr, source, "67108864")
         try f.cluster.write(namespace: f.sr, image: source, offset: 0, value: 0x63, length: Self.length)
         try f.ok("vdi_snapshot", f.sr, source, snapshot)
@@ -217,7 +234,8 @@ import SMCore
         let f = try RBDSRFixture()
         defer { f.tearDown() }
         try f.createAndAttach()
-        let source = newUUID(), snapshot = newUUID()
+        let source = newUUID()
+        let snapshot = newUUID()
         try f.ok("vdi_create", f.sr, source, "67108864")
         try f.cluster.write(namespace: f.sr, image: source, offset: 0, value: 0x64, length: Self.length)
         try kill(f, at: point, "vdi_snapshot", f.sr, source, snapshot)
@@ -236,7 +254,9 @@ import SMCore
         let f = try RBDSRFixture()
         defer { f.tearDown() }
         try f.createAndAttach()
-        let source = newUUID(), snapshot = newUUID(), clone = newUUID()
+        let source = newUUID()
+        let snapshot = newUUID()
+        let clone = newUUID()
         try f.ok("vdi_create", f.sr, source, "67108864")
         try f.cluster.write(namespace: f.sr, image: source, offset: 0, value: 0x66, length: Self.length)
         try f.ok("vdi_snapshot", f.sr, source, snapshot)
@@ -259,7 +279,8 @@ import SMCore
         let f = try RBDSRFixture()
         defer { f.tearDown() }
         try f.createAndAttach()
-        let source = newUUID(), snapshot = newUUID()
+        let source = newUUID()
+        let snapshot = newUUID()
         try f.ok("vdi_create", f.sr, source, "67108864")
         try f.cluster.write(namespace: f.sr, image: source, offset: 0, value: 0x67, length: Self.length)
         try f.ok("vdi_snapshot", f.sr, source, snapshot)

@@ -24,7 +24,8 @@ import Testing
         try f.ok("sr_attach", f.sr)
         #expect(try ResultXML(try f.ok("sr_content_type", f.sr).standardOutput).value("type") == "aio")
 
-        let vdi = newUUID(), odd = newUUID()
+        let vdi = newUUID()
+        let odd = newUUID()
         try f.ok("vdi_create", f.sr, vdi, String(Self.gibibyte))
         try f.ok("vdi_create", f.sr, odd, "1000")
         try f.fails(17, "EEXIST", "vdi_create", f.sr, vdi, "1048576")
@@ -74,7 +75,10 @@ import Testing
         let f = try RBDSRFixture()
         defer { f.tearDown() }
         try f.createAndAttach()
-        let source = newUUID(), snapshot = newUUID(), fromSnapshot = newUUID(), clone = newUUID()
+        let source = newUUID()
+        let snapshot = newUUID()
+        let fromSnapshot = newUUID()
+        let clone = newUUID()
         let length = 1 << 20
         try f.ok("vdi_create", f.sr, source, String(Self.gibibyte))
         try f.cluster.write(namespace: f.sr, image: source, offset: 0, value: 0x41, length: length)
@@ -82,7 +86,8 @@ import Testing
         #expect(try f.rbdNames() == [source, "\(source)@\(snapshot)"], "the snapshot is an RBD snapshot named by its UUID")
         try f.cluster.write(namespace: f.sr, image: source, offset: 0, value: 0x42, length: length)
 
-        let first = try CephCluster.digest(of: 0x41, length: length), second = try CephCluster.digest(of: 0x42, length: length)
+        let first = try CephCluster.digest(of: 0x41, length: length)
+        let second = try CephCluster.digest(of: 0x42, length: length)
         #expect(try f.cluster.digest(namespace: f.sr, image: "\(source)@\(snapshot)", offset: 0, length: length) == first)
         #expect(try f.cluster.digest(namespace: f.sr, image: source, offset: 0, length: length) == second)
 
@@ -90,8 +95,9 @@ import Testing
         #expect(try f.cluster.digest(namespace: f.sr, image: fromSnapshot, offset: 0, length: length) == first)
         try f.ok("vdi_clone", f.sr, source, clone)
         try f.cluster.write(namespace: f.sr, image: source, offset: 0, value: 0x43, length: length)
-        #expect(try f.cluster.digest(namespace: f.sr, image: clone, offset: 0, length: length) == second,
-                "the clone keeps what the source held when it was made")
+        #expect(
+            try f.cluster.digest(namespace: f.sr, image: clone, offset: 0, length: length) == second,
+            "the clone keeps what the source held when it was made")
         #expect(try f.cluster.digest(namespace: f.sr, image: "\(source)@\(snapshot)", offset: 0, length: length) == first)
 
         let scan = try f.scan()
@@ -127,7 +133,8 @@ import Testing
             try f.ok("vdi_clone", f.sr, vdi, newUUID())
             seconds[size] = Date().timeIntervalSince(start)
         }
-        let small = try #require(seconds[Self.gibibyte]), large = try #require(seconds[1024 * Self.gibibyte])
+        let small = try #require(seconds[Self.gibibyte])
+        let large = try #require(seconds[1024 * Self.gibibyte])
         #expect(large < max(3 * small, 2), "1 GiB: \(small) s, 1 TiB: \(large) s")
     }
 
@@ -137,7 +144,9 @@ import Testing
         let f = try RBDSRFixture()
         defer { f.tearDown() }
         try f.createAndAttach()
-        let source = newUUID(), snapshot = newUUID(), clone = newUUID()
+        let source = newUUID()
+        let snapshot = newUUID()
+        let clone = newUUID()
         try f.ok("vdi_create", f.sr, source, "67108864")
         try f.cluster.write(namespace: f.sr, image: source, offset: 0, value: 0x51, length: 65536)
         try f.ok("vdi_snapshot", f.sr, source, snapshot)
@@ -150,7 +159,8 @@ import Testing
         try f.ok("vdi_delete", f.sr, snapshot)
         try f.fails(19, "ENODEV", "vdi_clone", f.sr, snapshot, newUUID())
         try f.fails(17, "EEXIST", "vdi_create", f.sr, snapshot, "1048576")
-        #expect(try f.cluster.digest(namespace: f.sr, image: clone, offset: 0, length: 65536)
+        #expect(
+            try f.cluster.digest(namespace: f.sr, image: clone, offset: 0, length: 65536)
                 == CephCluster.digest(of: 0x51, length: 65536))
 
         try f.ok("vdi_delete", f.sr, source)
@@ -168,7 +178,9 @@ import Testing
         let f = try RBDSRFixture()
         defer { f.tearDown() }
         try f.createAndAttach()
-        let source = newUUID(), snapshot = newUUID(), clone = newUUID()
+        let source = newUUID()
+        let snapshot = newUUID()
+        let clone = newUUID()
         try f.ok("vdi_create", f.sr, source, "4194304")
         try f.ok("vdi_snapshot", f.sr, source, snapshot)
         try f.ok("vdi_delete", f.sr, source)
@@ -188,7 +200,9 @@ import Testing
         let f = try RBDSRFixture()
         defer { f.tearDown() }
         try f.createAndAttach()
-        let image = newUUID(), snapshot = newUUID(), other = newUUID()
+        let image = newUUID()
+        let snapshot = newUUID()
+        let other = newUUID()
         try f.ok("vdi_create", f.sr, image, "4194304")
         try f.ok("vdi_snapshot", f.sr, image, snapshot)
         try f.ok("vdi_create", f.sr, other, "4194304")
@@ -202,8 +216,9 @@ import Testing
         try f.ok("sr_detach", f.sr)
         try f.ok("sr_delete", f.sr)
         let namespaces = try f.cluster.rbdJSON(["namespace", "ls", "sm"]) as? [[String: Any]] ?? []
-        #expect(!namespaces.contains { $0["name"] as? String == f.sr },
-                "the hidden snapshot and then its hidden image were reclaimed, and the SR went")
+        #expect(
+            !namespaces.contains { $0["name"] as? String == f.sr },
+            "the hidden snapshot and then its hidden image were reclaimed, and the SR went")
     }
 
     /// dconf `namespace`: the SR lives in an operator's namespace, found by its marker; another
@@ -245,7 +260,8 @@ import Testing
         let holder = Process()
         holder.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
         holder.arguments = [CephCluster.dataHelper, f.cluster.configuration, "sm", f.sr, vdi, "hold"]
-        let input = Pipe(), output = Pipe()
+        let input = Pipe()
+        let output = Pipe()
         holder.standardInput = input
         holder.standardOutput = output
         try holder.run()
@@ -308,14 +324,20 @@ import Testing
         #expect(!result.standardError.contains(wrongKey))
         f.dconf = "<dconf>\(base)<user>nobody</user><key>\(f.cluster.key)</key></dconf>"
         try f.fails(5, "EIO", "sr_attach", f.sr)
-        f.dconf = "<dconf><monitors>\(f.cluster.monitor)</monitors><pool>absent</pool><user>smtest</user><key>\(f.cluster.key)</key></dconf>"
+        f.dconf =
+            "<dconf><monitors>\(f.cluster.monitor)</monitors><pool>absent</pool><user>smtest</user><key>\(f.cluster.key)</key></dconf>"
         result = try f.fails(19, "ENODEV", "sr_attach", f.sr)
         #expect(result.reason.contains("pool absent does not exist"))
 
-        let listener = try Product.runProgram("/usr/bin/python3", ["-c",
-            "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])"])
+        let listener = try Product.runProgram(
+            "/usr/bin/python3",
+            [
+                "-c",
+                "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])"
+            ])
         let deadPort = listener.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
-        f.dconf = "<dconf><monitors>127.0.0.1:\(deadPort)</monitors><pool>sm</pool><user>smtest</user><key>\(f.cluster.key)</key><timeout>3</timeout></dconf>"
+        f.dconf =
+            "<dconf><monitors>127.0.0.1:\(deadPort)</monitors><pool>sm</pool><user>smtest</user><key>\(f.cluster.key)</key><timeout>3</timeout></dconf>"
         start = Date()
         result = try f.fails(19, "ENODEV", "sr_attach", f.sr)
         let waited = Date().timeIntervalSince(start)
@@ -328,7 +350,7 @@ import Testing
             ("<dconf>\(base)<user>smtest</user><keyring>/nonexistent/keyring</keyring></dconf>", "does not exist"),
             ("<dconf>\(base)<user>a b</user><key>\(f.cluster.key)</key></dconf>", "user"),
             ("<dconf><pool>sm</pool><user>smtest</user><key>\(f.cluster.key)</key></dconf>", "monitors"),
-            ("<dconf>\(base)<user>smtest</user><key>\(f.cluster.key)</key><timeout>0</timeout></dconf>", "timeout"),
+            ("<dconf>\(base)<user>smtest</user><key>\(f.cluster.key)</key><timeout>0</timeout></dconf>", "timeout")
         ] {
             f.dconf = dconf
             let refused = try f.fails(22, "EINVAL", "sr_attach", f.sr)
@@ -368,13 +390,16 @@ import Testing
         #expect(try f.scan().keys.sorted() == [vdi])
         #expect(try f.rbdNames() == [vdi])
 
-        let garbage = f.scratch.path("garbage.conf"), empty = f.scratch.path("empty.conf")
+        let garbage = f.scratch.path("garbage.conf")
+        let empty = f.scratch.path("empty.conf")
         try "[global\nmon host = = =\n\u{0}".write(toFile: garbage, atomically: true, encoding: .utf8)
         try "[global]\nlog to stderr = false\n".write(toFile: empty, atomically: true, encoding: .utf8)
         let other = newUUID()
-        for (path, words) in [("/nonexistent/ceph.conf", "not an existing absolute path"), ("client.conf", "not an existing absolute path"),
-                              (f.scratch.path("data"), "not an existing absolute path"), (garbage, "could not read"),
-                              (empty, "names none")] {
+        for (path, words) in [
+            ("/nonexistent/ceph.conf", "not an existing absolute path"), ("client.conf", "not an existing absolute path"),
+            (f.scratch.path("data"), "not an existing absolute path"), (garbage, "could not read"),
+            (empty, "names none")
+        ] {
             f.dconf = "<dconf><conf>\(path)</conf>\(credentials)</dconf>"
             let refused = try f.fails(22, "EINVAL", "sr_create", other, "0")
             #expect(refused.reason.contains(words), "\(path): \(refused.reason)")
@@ -418,16 +443,23 @@ import Testing
         let f = try RBDSRFixture(secretInDconf: true)
         defer { f.tearDown() }
         let trace = f.scratch.path("execve.trace")
-        let vdi = newUUID(), snapshot = newUUID()
+        let vdi = newUUID()
+        let snapshot = newUUID()
         var outputs = ""
-        for (verb, arguments) in [("sr_create", [f.sr, "0"]), ("sr_attach", [f.sr]), ("vdi_create", [vdi, "4194304"]),
-                                  ("vdi_snapshot", [vdi, snapshot]), ("vdi_attach", [vdi]), ("vdi_lock", [vdi, "FALSE", "u1"]),
-                                  ("sr_scan", [f.sr]), ("vdi_unlock", [vdi, "u1"])] {
+        for (verb, arguments) in [
+            ("sr_create", [f.sr, "0"]), ("sr_attach", [f.sr]), ("vdi_create", [vdi, "4194304"]),
+            ("vdi_snapshot", [vdi, snapshot]), ("vdi_attach", [vdi]), ("vdi_lock", [vdi, "FALSE", "u1"]),
+            ("sr_scan", [f.sr]), ("vdi_unlock", [vdi, "u1"])
+        ] {
             let fullArguments = verb.hasPrefix("sr_") ? arguments : [f.sr] + arguments
-            let result = try Product.runProgram("strace", ["-f", "-v", "-s", "65536", "-e", "trace=execve", "-o",
-                                                           "\(trace).\(verb)", Product.path("RBDSR"), "--verbose", "@-", verb]
-                                                + fullArguments,
-                                                environment: f.scratch.environment, input: Data(f.dconf.utf8))
+            let result = try Product.runProgram(
+                "strace",
+                [
+                    "-f", "-v", "-s", "65536", "-e", "trace=execve", "-o",
+                    "\(trace).\(verb)", Product.path("RBDSR"), "--verbose", "@-", verb
+                ]
+                    + fullArguments,
+                environment: f.scratch.environment, input: Data(f.dconf.utf8))
             outputs += result.standardOutput + result.standardError
             let traced = try String(contentsOfFile: "\(trace).\(verb)", encoding: .utf8)
             #expect(traced.contains("execve("), "strace recorded \(verb)")

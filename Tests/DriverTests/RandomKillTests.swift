@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import SMCore
+import Testing
 
 /// Power cuts at random instants rather than at named fault points: each operation (vdi_create,
 /// vdi_snapshot, vdi_clone, vdi_resize, vdi_delete of leaves and parents, sr_gc) runs as a child
@@ -25,12 +25,13 @@ import SMCore
         }
         let seconds = Date().timeIntervalSince(start)
         let figures = run.figures
-        print("kill: seed \(seed): \(iterations) iterations in " + String(format: "%.1f", seconds) + " s; "
-              + "\(figures.killedRunning) killed while running, \(figures.completed) had exited (\(figures.unkilled) left to finish); "
-              + "\(figures.leftWork) left work for recovery (journal or temporary files); after-state \(figures.after), "
-              + "before-state \(figures.before) of those killed; stale lock mutexes \(figures.staleMutexes), links \(figures.staleLinks); "
-              + "\(figures.deepReclaims) leaf deletes with two hidden ancestors; "
-              + "\(run.failures.count) failures")
+        print(
+            "kill: seed \(seed): \(iterations) iterations in " + String(format: "%.1f", seconds) + " s; "
+                + "\(figures.killedRunning) killed while running, \(figures.completed) had exited (\(figures.unkilled) left to finish); "
+                + "\(figures.leftWork) left work for recovery (journal or temporary files); after-state \(figures.after), "
+                + "before-state \(figures.before) of those killed; stale lock mutexes \(figures.staleMutexes), links \(figures.staleLinks); "
+                + "\(figures.deepReclaims) leaf deletes with two hidden ancestors; "
+                + "\(run.failures.count) failures")
         for (verb, count) in figures.killedByVerb.sorted(by: { $0.key < $1.key }) {
             print("kill:   \(verb): \(count) killed while running, \(figures.leftWorkByVerb[verb, default: 0]) left work")
         }
@@ -67,8 +68,10 @@ struct KillRun {
     static let user = "agent"
     static let maximumSize = 3 * VDITreeModel.block
 
-    init(seed: UInt64, random: SeededGenerator? = nil, figures: Figures = Figures(), failures: [String] = [],
-         durations: [String: Double] = [:]) throws {
+    init(
+        seed: UInt64, random: SeededGenerator? = nil, figures: Figures = Figures(), failures: [String] = [],
+        durations: [String: Double] = [:]
+    ) throws {
         self.seed = seed
         self.random = random ?? SeededGenerator(seed: seed)
         self.figures = figures
@@ -131,25 +134,30 @@ struct KillRun {
         while true {
             switch number(0...99) {
             case 0..<15 where listed.count < Self.maximumListed:
-                let vdi = newUUID(), size = number(1...VDITreeModel.block + 1)
+                let vdi = newUUID()
+                let size = number(1...VDITreeModel.block + 1)
                 return Operation(verb: "vdi_create", arguments: [vdi, String(size)]) { _ in
                     var after = before
                     after.create(vdi, size: size)
                     return after
                 }
             case 15..<32 where listed.count < Self.maximumListed && leaves.contains(where: short.contains):
-                let source = pick(leaves.filter(short.contains))!, destination = newUUID()
+                let source = pick(leaves.filter(short.contains))!
+                let destination = newUUID()
                 return Operation(verb: "vdi_snapshot", arguments: [source, destination]) { _ in
                     var after = before
                     after.snapshot(source, as: destination)
                     return after
                 }
             case 32..<47 where listed.count < Self.maximumListed && !short.isEmpty:
-                let source = pick(short)!, destination = newUUID()
+                let source = pick(short)!
+                let destination = newUUID()
                 return Operation(verb: "vdi_clone", arguments: [source, destination]) { listed in
                     var after = before
                     // The base copy's UUID is generated: the one new listed VDI besides the destination.
-                    let base = before.hasChildren(source) ? nil
+                    let base =
+                        before.hasChildren(source)
+                        ? nil
                         : listed.keys.first { before.nodes[$0] == nil && $0 != destination } ?? "no-base-copy-listed"
                     after.clone(source, as: destination, base: base)
                     return after
@@ -159,11 +167,13 @@ struct KillRun {
                 let size = before.nodes[vdi]!.data.count
                 guard size < Self.maximumSize else { continue }
                 let newSize = size + number(1...Self.maximumSize - size)
-                return Operation(verb: "vdi_resize", arguments: [vdi, String(newSize)], after: { _ in
-                    var after = before
-                    after.resize(vdi, to: newSize)
-                    return after
-                }, resized: vdi)
+                return Operation(
+                    verb: "vdi_resize", arguments: [vdi, String(newSize)],
+                    after: { _ in
+                        var after = before
+                        after.resize(vdi, to: newSize)
+                        return after
+                    }, resized: vdi)
             case 60..<85 where !unlocked.isEmpty:
                 var vdi = pick(unlocked)!
                 if number(0...3) == 0, let leaf = pick(leaves.filter(short.contains)), (try? prepareDeepReclaim(leaf)) != nil {
@@ -178,8 +188,10 @@ struct KillRun {
             case 85..<93 where !listed.isEmpty:
                 let vdi = pick(listed)!
                 let locked = before.nodes[vdi]!.locked
-                return Operation(verb: locked ? "vdi_unlock" : "vdi_lock",
-                                 arguments: locked ? [vdi, Self.user] : [vdi, "FALSE", Self.user]) { _ in
+                return Operation(
+                    verb: locked ? "vdi_unlock" : "vdi_lock",
+                    arguments: locked ? [vdi, Self.user] : [vdi, "FALSE", Self.user]
+                ) { _ in
                     var after = before
                     after.nodes[vdi]?.locked = !locked
                     return after
@@ -218,9 +230,11 @@ struct KillRun {
         let delay: Double? = number(0...9) == 0 ? nil : Double(number(0...1000)) / 1000 * estimate * 1.2
         let errorFile = sr.scratch.path("stderr")
         let begin = Date()
-        let child = try SpawnedProduct.start(Product.path("FileSR"), [sr.dconf, verb, sr.sr] + operation.arguments,
-                                             environment: sr.scratch.environment, errorFile: errorFile)
-        var running = false, status: Int32
+        let child = try SpawnedProduct.start(
+            Product.path("FileSR"), [sr.dconf, verb, sr.sr] + operation.arguments,
+            environment: sr.scratch.environment, errorFile: errorFile)
+        var running = false
+        var status: Int32
         if let delay {
             usleep(UInt32(delay))
             (running, status) = child.kill()
@@ -230,10 +244,12 @@ struct KillRun {
             let elapsed = Date().timeIntervalSince(begin) * 1_000_000
             durations[verb] = durations[verb].map { 0.7 * $0 + 0.3 * elapsed } ?? elapsed
         }
-        let context = "seed \(seed) iteration \(iteration): \(verb) \(operation.arguments.map { $0.prefix(8) }) "
+        let context =
+            "seed \(seed) iteration \(iteration): \(verb) \(operation.arguments.map { $0.prefix(8) }) "
             + (delay.map { "killed after \(Int($0)) us" } ?? "unkilled") + " after [\(history.suffix(3).joined(separator: "; "))]"
-        history.append("\(verb) \(operation.arguments.map { $0.prefix(8) }.joined(separator: " "))"
-                       + (running ? " killed" : " exited \(status)"))
+        history.append(
+            "\(verb) \(operation.arguments.map { $0.prefix(8) }.joined(separator: " "))"
+                + (running ? " killed" : " exited \(status)"))
         if running {
             figures.killedRunning += 1
             figures.killedByVerb[verb, default: 0] += 1
@@ -269,7 +285,8 @@ struct KillRun {
         guard scan.status == 0 else { return fail(context, "sr_scan after the kill: \(scan.reason)") }
         let listed = CopyOnWriteSR.parseScan(scan.standardOutput)
         let after = operation.after(listed)
-        let beforeDifferences = model.differences(from: listed), afterDifferences = after.differences(from: listed)
+        let beforeDifferences = model.differences(from: listed)
+        let afterDifferences = after.differences(from: listed)
         let matched: VDITreeModel
         if afterDifferences.isEmpty {
             matched = after
@@ -283,15 +300,19 @@ struct KillRun {
         for vdi in matched.listed {
             let data = try? sr.read(vdi)
             guard data == matched.nodes[vdi]?.data else {
-                return fail(context, "VDI \(vdi) reads \(data == nil ? "nothing (error)" : "other bytes") than the model "
-                            + (vdi == operation.resized ? "(the resized VDI)" : operation.arguments.contains(vdi) ? "(the operation's VDI)" : "(untouched)"))
+                return fail(
+                    context,
+                    "VDI \(vdi) reads \(data == nil ? "nothing (error)" : "other bytes") than the model "
+                        + (vdi == operation.resized
+                            ? "(the resized VDI)" : operation.arguments.contains(vdi) ? "(the operation's VDI)" : "(untouched)"))
             }
         }
         if let vdi = operation.resized {
             let sizes = try VHDOracle.footerSizes(sr.path(vdi))
             let size = UInt64(matched.nodes[vdi]?.data.count ?? 0)
             guard sizes.end == size && sizes.copy == size else {
-                return fail(context, "resized VDI \(vdi) reads \(size) bytes but its footers say \(sizes.end) (end) and \(sizes.copy) (copy)")
+                return fail(
+                    context, "resized VDI \(vdi) reads \(size) bytes but its footers say \(sizes.end) (end) and \(sizes.copy) (copy)")
             }
         }
         let strangers = Set(try sr.files()).subtracting(matched.nodes.keys)

@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import SMCore
+import Testing
 
 /// The recovery pass and the journal under damage, concurrency and kills: one bad file or record
 /// costs only the VDIs it names; nothing a killed process leaves outlives the next sr_scan; a
@@ -34,7 +34,8 @@ import SMCore
     /// works, and sr_check names the damaged VDI.
     @Test(.timeLimit(.minutes(1))) func damagedParentCostsOnlyItself() throws {
         let sr = try CopyOnWriteSR("sm-robust")
-        let source = try sr.create(), healthy = try sr.create()
+        let source = try sr.create()
+        let healthy = try sr.create()
         let data = pattern(4 << 20, seed: 7)
         try sr.write(source, at: 0, data)
         try sr.write(healthy, at: 0, data)
@@ -56,18 +57,21 @@ import SMCore
     /// cannot be opened) stay for sr_check and cost only the VDIs they name.
     @Test(.timeLimit(.minutes(1))) func unreplayableRecordsCostOnlyTheirVDIs() throws {
         let sr = try CopyOnWriteSR("sm-robust")
-        let named = try sr.create(), healthy = try sr.create(), damaged = try sr.create()
+        let named = try sr.create()
+        let healthy = try sr.create()
+        let damaged = try sr.create()
         try Data(repeating: 0, count: 700).write(to: URL(fileURLWithPath: sr.path(damaged)))
         let records = [
             try writeRecord(sr, ["operation=frobnicate", "vdi=\(named)"]),
             try writeRecord(sr, ["operation=delete"]),
-            try writeRecord(sr, ["operation=delete", "mode=hide", "vdi=\(damaged)"]),
+            try writeRecord(sr, ["operation=delete", "mode=hide", "vdi=\(damaged)"])
         ]
         try expectSRUsable(sr, healthy: healthy)
         // A verb on a VDI that an unsettled record names is refused with the reason.
         let attached = try sr.run("vdi_attach", sr.sr, named)
-        #expect(attached.status == 5 && attached.reason.contains("frobnicate") && attached.reason.contains("sr_check"),
-                "\(attached)")
+        #expect(
+            attached.status == 5 && attached.reason.contains("frobnicate") && attached.reason.contains("sr_check"),
+            "\(attached)")
         #expect(try sr.run("vdi_delete", sr.sr, damaged).status == 5)
         let check = try sr.run("sr_check", sr.sr)
         #expect(check.status == 5, "\(check)")
@@ -85,7 +89,8 @@ import SMCore
         let sr = try CopyOnWriteSR("sm-robust")
         let leaf = try sr.create()
         try sr.write(leaf, at: 0, pattern(1 << 20, seed: 3))
-        let grandparent = newUUID(), parent = newUUID()
+        let grandparent = newUUID()
+        let parent = newUUID()
         try sr.expectOK("vdi_snapshot", sr.sr, leaf, grandparent)
         try sr.expectOK("vdi_snapshot", sr.sr, leaf, parent)
         try sr.expectOK("vdi_delete", sr.sr, grandparent)
@@ -130,7 +135,8 @@ import SMCore
     /// (another process's recovery pass once removed a journal temporary being written).
     @Test(.timeLimit(.minutes(3))) func concurrentSnapshotsAndDeletesNeverFail() throws {
         let sr = try CopyOnWriteSR("sm-robust")
-        let callers = 6, rounds = Int(ProcessInfo.processInfo.environment["SM_ROBUST_ROUNDS"] ?? "") ?? 12
+        let callers = 6
+        let rounds = Int(ProcessInfo.processInfo.environment["SM_ROBUST_ROUNDS"] ?? "") ?? 12
         let vdis = try (0..<callers).map { _ in try sr.create() }
         final class Failures: @unchecked Sendable {
             let lock = NSLock()
@@ -138,7 +144,9 @@ import SMCore
             func add(_ text: String) { lock.withLock { list.append(text) } }
         }
         let failures = Failures()
-        let dconf = sr.dconf, environment = sr.scratch.environment, srUUID = sr.sr
+        let dconf = sr.dconf
+        let environment = sr.scratch.environment
+        let srUUID = sr.sr
         DispatchQueue.concurrentPerform(iterations: callers) { caller in
             for _ in 0..<rounds {
                 let snapshot = newUUID()
@@ -161,10 +169,13 @@ import SMCore
         let sr = try CopyOnWriteSR("sm-robust")
         _ = try sr.create()
         let command = "'\(Product.path("FileSR"))' '\(sr.dconf)' sr_scan \(sr.sr)"
-        for (name, line) in [("closed", "\(command) >&-"), ("full", "\(command) >/dev/full"),
-                             ("broken pipe", "exec 3>&1; { sleep 0.3; \(command); echo \"status=$?\" >&3; } | true")] {
-            let result = try Product.runProgram("/bin/bash", ["-c", "set +e; \(line); echo \"status=$?\" >&2"],
-                                                environment: sr.scratch.environment)
+        for (name, line) in [
+            ("closed", "\(command) >&-"), ("full", "\(command) >/dev/full"),
+            ("broken pipe", "exec 3>&1; { sleep 0.3; \(command); echo \"status=$?\" >&3; } | true")
+        ] {
+            let result = try Product.runProgram(
+                "/bin/bash", ["-c", "set +e; \(line); echo \"status=$?\" >&2"],
+                environment: sr.scratch.environment)
             let status = (result.standardOutput + result.standardError).components(separatedBy: "status=").dropFirst()
                 .first.flatMap { Int32($0.prefix { $0.isNumber }) }
             #expect(status == 5, "\(name): \(result)")

@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import SMCore
+import Testing
 
 /// vdi_resize as the outside test of FileSR exercised it: large resizes of differencing VDIs
 /// (whose BAT outgrows its reserved room), resizes killed at every step and after random delays,
@@ -18,7 +18,8 @@ import SMCore
         var expected = pattern(4 << 20, seed: seed)
         try sr.write(vdi, at: 0, expected)
         try sr.expectOK("vdi_snapshot", sr.sr, vdi, newUUID())
-        let first = pattern(1 << 20, seed: seed + 1), second = pattern(512 << 10, seed: seed + 2)
+        let first = pattern(1 << 20, seed: seed + 1)
+        let second = pattern(512 << 10, seed: seed + 2)
         try sr.write(vdi, at: 0, first)
         try sr.write(vdi, at: 3 << 20, second)
         expected.replaceSubrange(0..<(1 << 20), with: first)
@@ -43,7 +44,9 @@ import SMCore
         for (block, entry) in try image.allocationTable().enumerated() where entry != VHDImage.unallocated {
             let start = UInt64(entry) * 512
             if start < metadataEnd { problems.append("block \(block) at \(start) clobbers headers (metadata ends at \(metadataEnd))") }
-            if start + VHDImage.bitmapSize + VHDImage.blockSize > UInt64(data.count - 512) { problems.append("block \(block) clobbers footer") }
+            if start + VHDImage.bitmapSize + VHDImage.blockSize > UInt64(data.count - 512) {
+                problems.append("block \(block) clobbers footer")
+            }
         }
         return problems
     }
@@ -66,8 +69,10 @@ import SMCore
     }
 
     /// Size, data and every checker agree about `vdi` after a resize to `size`.
-    func expectSound(_ sr: CopyOnWriteSR, _ vdi: String, size: UInt64, data: [UInt8],
-                     sourceLocation: SourceLocation = #_sourceLocation) throws {
+    func expectSound(
+        _ sr: CopyOnWriteSR, _ vdi: String, size: UInt64, data: [UInt8],
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) throws {
         #expect(try sr.listed(sourceLocation: sourceLocation)[vdi]?.size == size, sourceLocation: sourceLocation)
         try Self.expectVHDClean(sr.path(vdi), sourceLocation: sourceLocation)
         // qemu and libvhdi read the copy at offset 0: they must see the same size as blktap.

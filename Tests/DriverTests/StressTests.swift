@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import SMCore
+import Testing
 
 /// Concurrency stress: several callers at once on one FileSR, each on its own VDIs, as admins and
 /// scripts call the built binary next to the agent. Each caller runs a seeded random mix of
@@ -36,10 +36,12 @@ import SMCore
         let seconds = Date().timeIntervalSince(start)
 
         let failures = callers.flatMap(\.failures)
-        let calls = callers.reduce(0) { $0 + $1.calls }, refused = callers.reduce(0) { $0 + $1.expectedFailures }
+        let calls = callers.reduce(0) { $0 + $1.calls }
+        let refused = callers.reduce(0) { $0 + $1.expectedFailures }
         let retries = callers.reduce(0) { $0 + $1.openRetries }
-        print("stress: seed \(seed): \(callerCount) callers, \(calls) calls (\(refused) expected refusals) in "
-              + String(format: "%.1f", seconds) + " s; \(failures.count) unexpected answers; \(retries) chain opens retried")
+        print(
+            "stress: seed \(seed): \(callerCount) callers, \(calls) calls (\(refused) expected refusals) in "
+                + String(format: "%.1f", seconds) + " s; \(failures.count) unexpected answers; \(retries) chain opens retried")
         for (verb, count) in callers.reduce(into: [String: Int](), { $0.merge($1.counts) { $0 + $1 } }).sorted(by: { $0.key < $1.key }) {
             print("stress:   \(verb): \(count)")
         }
@@ -80,22 +82,26 @@ import SMCore
         var wrong: [String] = []
         var scans = 0
         for round in 0..<12 {
-            let child = try sr.create(size: 8 << 20), parent = newUUID(), hidden = newUUID()
+            let child = try sr.create(size: 8 << 20)
+            let parent = newUUID()
+            let hidden = newUUID()
             try sr.write(child, at: 0, pattern(2 << 20, seed: UInt64(round)))
             try sr.expectOK("vdi_snapshot", sr.sr, child, parent)
             try sr.write(child, at: 4 << 20, pattern(2 << 20, seed: UInt64(round) + 100))
             try sr.expectOK("vdi_snapshot", sr.sr, child, hidden)
             try sr.write(child, at: 1 << 20, pattern(3 << 20, seed: UInt64(round) + 200))
             try sr.expectOK("vdi_delete", sr.sr, hidden)
-            let collector = try SpawnedProduct.start(Product.path("FileSR"), [sr.dconf, "sr_gc", sr.sr],
-                                                     environment: sr.scratch.environment, errorFile: sr.scratch.path("gc.err"))
+            let collector = try SpawnedProduct.start(
+                Product.path("FileSR"), [sr.dconf, "sr_gc", sr.sr],
+                environment: sr.scratch.environment, errorFile: sr.scratch.path("gc.err"))
             var status: Int32?
             repeat {
                 status = collector.poll()
                 let listed = CopyOnWriteSR.parseScan(try sr.run("sr_scan", sr.sr).standardOutput)
                 scans += 1
                 if listed[hidden] != nil || listed[child]?.parent != parent {
-                    wrong.append("round \(round): hidden listed \(listed[hidden] != nil), child's parent \(listed[child]?.parent ?? "none")")
+                    wrong.append(
+                        "round \(round): hidden listed \(listed[hidden] != nil), child's parent \(listed[child]?.parent ?? "none")")
                 }
             } while status == nil
             #expect(status == 0, "sr_gc: \((try? String(contentsOfFile: sr.scratch.path("gc.err"), encoding: .utf8)) ?? "")")

@@ -1,18 +1,21 @@
 import Testing
+
 @testable import SMCore
 
 @Suite struct ConfigurationTests {
     /// Keys are the child elements' trimmed texts; comments and whitespace are ignored.
     @Test func parsesKeys() throws {
-        let configuration = try DeviceConfiguration(xml: Array("""
-            <?xml version="1.0"?>
-            <dconf>
-              <!-- a comment -->
-              <server> nfs.example.com </server>
-              <serverpath>/export/sm</serverpath>
-              <targetIQN>iqn.2007-01.com.example:a</targetIQN>
-            </dconf>
-            """.utf8))
+        let configuration = try DeviceConfiguration(
+            xml: Array(
+                """
+                <?xml version="1.0"?>
+                <dconf>
+                  <!-- a comment -->
+                  <server> nfs.example.com </server>
+                  <serverpath>/export/sm</serverpath>
+                  <targetIQN>iqn.2007-01.com.example:a</targetIQN>
+                </dconf>
+                """.utf8))
         #expect(configuration["server"] == "nfs.example.com")
         #expect(configuration["serverpath"] == "/export/sm")
         #expect(configuration["targetIQN"] == "iqn.2007-01.com.example:a")
@@ -34,7 +37,7 @@ import Testing
             ("<d><k>1</k><k>2</k></d>", "appears twice"),
             ("<d><k><inner/></k></d>", "text only"),
             ("<d><k>1</d>", "well-formed"),
-            ("<d><k>&undefined;</k></d>", "well-formed"),
+            ("<d><k>&undefined;</k></d>", "well-formed")
         ]
         for (document, expected) in cases {
             do {
@@ -54,7 +57,7 @@ import Testing
         let secret = "S3cr3tXYZ42"
         let values = [
             "&\(secret);", "\(secret)&", "\(secret)&\(secret)", "\(secret)<", "<\(secret)>", "\(secret)</\(secret)>",
-            "&#x\(secret);", "&#\(secret);", "\(secret)\u{1}", "<b>\(secret)</b>", "\(secret)<!--", "\(secret)]]>",
+            "&#x\(secret);", "&#\(secret);", "\(secret)\u{1}", "<b>\(secret)</b>", "\(secret)<!--", "\(secret)]]>"
         ]
         var documents: [String] = []
         for key in DeviceConfiguration.secretKeys.sorted() {
@@ -62,7 +65,7 @@ import Testing
                 documents += [
                     "<dconf><\(key)>\(value)</\(key)><target>a</target><chapuser>u</chapuser></dconf>",
                     "<dconf><target>a</target><\(key)>\(value)</\(key)><chapuser>u</chapuser></dconf>",
-                    "<dconf><target>a</target><chapuser>u</chapuser><\(key)>\(value)</\(key)></dconf>",
+                    "<dconf><target>a</target><chapuser>u</chapuser><\(key)>\(value)</\(key)></dconf>"
                 ]
             }
             documents += [
@@ -73,7 +76,7 @@ import Testing
                 "<!DOCTYPE d [<!ENTITY \(secret) '\(secret)'>]><dconf><\(key)>&\(secret);</\(key)></dconf>",
                 "<?xml version=\"1.0\" encoding=\"\(secret)\"?><dconf><\(key)>\(secret)</\(key)></dconf>",
                 "<dconf><\(key)>\(secret)</\(key)></dconf>\(secret)",
-                "<dconf><\(key)>\(secret)</\(key)><pad>\(String(repeating: "x", count: DeviceConfiguration.maximumLength))</pad></dconf>",
+                "<dconf><\(key)>\(secret)</\(key)><pad>\(String(repeating: "x", count: DeviceConfiguration.maximumLength))</pad></dconf>"
             ]
         }
         var bytes = documents.map { Array($0.utf8) }
@@ -97,7 +100,8 @@ import Testing
             _ = try DeviceConfiguration(xml: Array("<dconf>\n<chappassword>&Pw;</chappassword>\n</dconf>".utf8))
             Issue.record("accepted an undefined entity")
         } catch {
-            #expect(error.message == "dconf is not well-formed XML: line 2: an undefined entity "
+            #expect(
+                error.message == "dconf is not well-formed XML: line 2: an undefined entity "
                     + "(write '&' as '&amp;' and '<' as '&lt;') (libxml2 error 26)")
         }
     }

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import SMCore
 
 /// Reading ext4's MMP block as `debugfs -R dump_mmp` prints it, and the NFS soft timeout.

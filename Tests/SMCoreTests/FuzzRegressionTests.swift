@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import SMCore
 
 /// Inputs the fuzz targets of Fuzz/ (Docs/fuzzing.md) crashed on, reduced to the field that
@@ -56,8 +57,9 @@ import Testing
         let scratch = try EngineScratch()
         let path = try disk(scratch) { handle, image in
             var header = image.header
-            header.parentLocators[7] = VHDParentLocator(platformCode: VHDParentLocator.macX, dataSpace: 512, dataLength: 20,
-                                                        dataOffset: 1 << 45)
+            header.parentLocators[7] = VHDParentLocator(
+                platformCode: VHDParentLocator.macX, dataSpace: 512, dataLength: 20,
+                dataOffset: 1 << 45)
             try handle.seek(toOffset: image.footer.dataOffset)
             try handle.write(contentsOf: header.bytes)
         }

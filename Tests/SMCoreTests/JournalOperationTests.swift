@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import SMCore
 
 /// The typed operations of the journal and the fault points read and name exactly what the

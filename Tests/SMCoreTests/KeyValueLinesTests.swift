@@ -1,4 +1,5 @@
 import Testing
+
 @testable import SMCore
 
 /// The one `key=value` reader splits where each of its callers needs it to.
@@ -8,11 +9,12 @@ import Testing
     /// are skipped.
     @Test func untrimmed() {
         let text = KeyValueLines(Array("sm-intent 1\na=b=c\n\n x = y \nv=1\r\nw=\n".utf8))
-        #expect(text.lines == [
-            .init(number: 1, key: "sm-intent 1", value: nil), .init(number: 2, key: "a", value: "b=c"),
-            .init(number: 4, key: " x ", value: " y "), .init(number: 5, key: "v", value: "1\r"),
-            .init(number: 6, key: "w", value: ""),
-        ])
+        #expect(
+            text.lines == [
+                .init(number: 1, key: "sm-intent 1", value: nil), .init(number: 2, key: "a", value: "b=c"),
+                .init(number: 4, key: " x ", value: " y "), .init(number: 5, key: "v", value: "1\r"),
+                .init(number: 6, key: "w", value: "")
+            ])
         #expect(text.firstLineWithoutValue?.number == 1)
         #expect(text.dictionary == ["a": "b=c", " x ": " y ", "v": "1\r", "w": ""])
     }
@@ -20,8 +22,9 @@ import Testing
     /// Trimmed with comments (sm.conf): blanks around keys and values go, comment and blank lines
     /// are skipped, line numbers count every line, a later key wins.
     @Test func trimmedWithComments() {
-        let text = KeyValueLines(Array("# settings\n\n  run_dir = /run/sm \r\n\tlock_timeout=5\nbad line\nrun_dir=/x\n".utf8),
-                                 trimming: true, comments: true)
+        let text = KeyValueLines(
+            Array("# settings\n\n  run_dir = /run/sm \r\n\tlock_timeout=5\nbad line\nrun_dir=/x\n".utf8),
+            trimming: true, comments: true)
         #expect(text.firstLineWithoutValue == .init(number: 5, key: "bad line", value: nil))
         #expect(text.dictionary == ["run_dir": "/x", "lock_timeout": "5"])
     }

@@ -1,8 +1,10 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Testing
+
 @testable import SMCore
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 @Suite struct MountTableTests {
     static let sample = """
@@ -38,7 +40,8 @@ import Testing
     /// dev_t splits as glibc's major()/minor() do, including numbers wider than 12 and 8 bits.
     @Test func splitsDeviceNumbers() {
         #expect(DeviceNumber(dev_t(0x0703)).description == "7:3")
-        let major: UInt64 = 0x12345, minor: UInt64 = 0x6789a
+        let major: UInt64 = 0x12345
+        let minor: UInt64 = 0x6789a
         // glibc's makedev().
         let packed = (minor & 0xff) | ((major & 0xfff) << 8) | ((minor & ~0xff) << 12) | ((major & ~0xfff) << 32)
         #expect(DeviceNumber(dev_t(packed)) == DeviceNumber(major: UInt32(major), minor: UInt32(minor)))

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import SMCore
 
 /// The accepted shapes of NFSSR's dconf values and the mount options they become.
@@ -10,8 +11,11 @@ import Testing
 
     /// With no options the mount is NFSv3 over TCP, soft, timeo=100, retrans=3, no attribute caching.
     @Test func defaults() throws {
-        #expect(try options([:]) == ["vers=3", "proto=tcp", "timeo=100", "retrans=3", "soft",
-                                     "actimeo=0", "retry=0", "nosuid", "nodev", "noexec"])
+        #expect(
+            try options([:]) == [
+                "vers=3", "proto=tcp", "timeo=100", "retrans=3", "soft",
+                "actimeo=0", "retry=0", "nosuid", "nodev", "noexec"
+            ])
     }
 
     /// Every accepted value renders as its fixed spelling; hard is the inverse of soft.

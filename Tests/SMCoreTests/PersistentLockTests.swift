@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import SMCore
 
 /// A temporary directory with a target file name in it, removed at the end.
@@ -48,10 +49,12 @@ extension MutexPolicy {
         let writer = try #require(target.parseLockName("disk.vhd.xenlk.hosta.vm.1.fw"))
         #expect(writer.owner == LockOwner(host: "hosta", id: "vm.1") && writer.mode == .writer)
         #expect(target.parseLockName("disk.vhd.xenlk.h.i.fr")?.mode == .reader)
-        for name in ["disk.vhd", "disk.vhd.bak", "disk.vhd.new", "disk.vhd.xenlk", "disk.vhd.xenlk.h.i.xw",
-                     "disk.vhd.xenlk.h.i.fw.bak", "disk.vhd.xenlk.bak", "disk.vhd.xenlk.h.fw", "disk.vhd.xenlk..i.fw",
-                     "disk.vhd.xenlk.h..fw", "disk.vhd2.xenlk.h.i.fw", "disk.xenlk.h.i.fw", "disk.vhd.xen12345678.tmp",
-                     "disk.vhd.xenlkh.i.fw", "xdisk.vhd.xenlk.h.i.fw"] {
+        for name in [
+            "disk.vhd", "disk.vhd.bak", "disk.vhd.new", "disk.vhd.xenlk", "disk.vhd.xenlk.h.i.xw",
+            "disk.vhd.xenlk.h.i.fw.bak", "disk.vhd.xenlk.bak", "disk.vhd.xenlk.h.fw", "disk.vhd.xenlk..i.fw",
+            "disk.vhd.xenlk.h..fw", "disk.vhd2.xenlk.h.i.fw", "disk.xenlk.h.i.fw", "disk.vhd.xen12345678.tmp",
+            "disk.vhd.xenlkh.i.fw", "xdisk.vhd.xenlk.h.i.fw"
+        ] {
             #expect(target.parseLockName(name) == nil, "\(name) must not count as a lock")
         }
         // Names are compared as bytes: a canonically equivalent spelling is another file.
@@ -72,7 +75,7 @@ extension MutexPolicy {
         func lease(_ text: String) -> Int? { LockFileContents.lease(from: Array(text.utf8), name: name) }
         #expect(lease("/sr/\(name).30") == 30)
         #expect(lease("/mnt/other/\(name).5") == 5)
-        #expect(lease("/a/\(name).5h.i.fw.30") == 5)   // shorter rewrite over a longer path
+        #expect(lease("/a/\(name).5h.i.fw.30") == 5)  // shorter rewrite over a longer path
         #expect(lease("\(name).7\n") == 7)
         #expect(lease("/elsewhere/old-name.fw.12") == 12)
         #expect(lease("") == nil)
@@ -153,8 +156,10 @@ extension MutexPolicy {
     /// Look-alike files never count as locks and a forced lock never deletes them.
     @Test func lookAlikesSurviveForce() throws {
         let directory = try LockDirectory()
-        let lookAlikes = ["disk.vhd", "disk.vhd.bak", "disk.vhd.new", "disk.vhd.xenlk.h.i.fw.bak",
-                          "disk.vhd.xenlk.old", "disk.vhd2.xenlk.h.i.fw"]
+        let lookAlikes = [
+            "disk.vhd", "disk.vhd.bak", "disk.vhd.new", "disk.vhd.xenlk.h.i.fw.bak",
+            "disk.vhd.xenlk.old", "disk.vhd2.xenlk.h.i.fw"
+        ]
         for name in lookAlikes { try directory.write(name, "data of \(name)") }
         #expect(PersistentLock.delta(directory.target).status == .noLock)
         #expect(directory.lock("a").lock(mode: .writer, force: false, lease: 0).status == .acquired)
@@ -179,8 +184,9 @@ extension MutexPolicy {
         #expect(directory.names() == ["disk.vhd.xenlk.hosta.a.fw"])
         // A mutex dated in the future (clock skew) is not stale either.
         try directory.write("disk.vhd.xenlk", "x")
-        try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSinceNow: 3600)],
-                                              ofItemAtPath: "\(directory.root)/disk.vhd.xenlk")
+        try FileManager.default.setAttributes(
+            [.modificationDate: Date(timeIntervalSinceNow: 3600)],
+            ofItemAtPath: "\(directory.root)/disk.vhd.xenlk")
         #expect(directory.lock("b").lock(mode: .writer, force: true, lease: 0).status == .mutexUnavailable)
     }
 

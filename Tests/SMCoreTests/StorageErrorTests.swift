@@ -1,6 +1,7 @@
 import Foundation
 import SystemPackage
 import Testing
+
 @testable import SMCore
 
 @Suite struct StorageErrorTests {
@@ -44,7 +45,8 @@ import Testing
             #expect(error == .malformed("footer cookie is not 'conectix'") && error.cause == .malformed)
         }
         let reworded = StorageError.system(.resourceBusy, "open", path: "/x").reworded("VDI v cannot be attached: busy")
-        #expect(reworded.code == .resourceBusy && reworded.systemErrno == .resourceBusy && reworded.message == "VDI v cannot be attached: busy")
+        #expect(
+            reworded.code == .resourceBusy && reworded.systemErrno == .resourceBusy && reworded.message == "VDI v cannot be attached: busy")
     }
 
     /// Positioned reads through swift-system fill the buffer unless the file ends; writes land at

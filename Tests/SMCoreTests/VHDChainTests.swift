@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import SMCore
 
 /// A temporary directory for engine-level tests, removed at the end.
@@ -22,8 +23,9 @@ final class EngineScratch {
         if let parent {
             let image = try VHDImage.open(path(parent))
             let time = try image.modificationTime()
-            setup = VHDImage.DifferencingSetup(parentUniqueID: image.footer.uniqueID,
-                                               parentTimestamp: VHDTime.fromUnix(Int64(time.tv_sec)), parentFileName: parent)
+            setup = VHDImage.DifferencingSetup(
+                parentUniqueID: image.footer.uniqueID,
+                parentTimestamp: VHDTime.fromUnix(Int64(time.tv_sec)), parentFileName: parent)
         }
         return try VHDImage.create(at: path(name), size: size, uniqueID: CanonicalUUID.random().bytes, differencing: setup)
     }
@@ -118,7 +120,9 @@ func bytes(_ count: Int, seed: UInt8) -> [UInt8] {
         try scratch.create("parent.vhd", size: 2 << 20)
         let child = try scratch.create("child.vhd", size: 2 << 20, parent: "parent.vhd")
         #expect(try VHDChain.resolveParent(of: child) == scratch.path("parent.vhd"))
-        #expect(VHDChain.decodeLocator(platformCode: VHDParentLocator.w2ku, Array(".\\p.vhd".utf16).flatMap { [UInt8($0 & 0xFF), UInt8($0 >> 8)] }) == "p.vhd")
+        #expect(
+            VHDChain.decodeLocator(
+                platformCode: VHDParentLocator.w2ku, Array(".\\p.vhd".utf16).flatMap { [UInt8($0 & 0xFF), UInt8($0 >> 8)] }) == "p.vhd")
         try FileManager.default.removeItem(atPath: scratch.path("parent.vhd"))
         try scratch.create("parent.vhd", size: 2 << 20)
         #expect(throws: StorageError.self) { try VHDChain.open(scratch.path("child.vhd")) }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import SMCore
 
 @Suite struct VHDCheckerTests {
@@ -182,9 +183,13 @@ import Testing
         entry = nil
         let claimed = journal.claimAbandoned().entries
         #expect(claimed.count == 1)
-        #expect(claimed.first?.record == IntentRecord(operation: .snapshot, fields: [
-            "source": "a", "x": "1=2", "host": "host-a", "pid": String(getpid()),
-        ]))
+        #expect(
+            claimed.first?.record
+                == IntentRecord(
+                    operation: .snapshot,
+                    fields: [
+                        "source": "a", "x": "1=2", "host": "host-a", "pid": String(getpid())
+                    ]))
         try claimed.first?.finish()
         #expect(journal.isEmpty)
         _ = entry

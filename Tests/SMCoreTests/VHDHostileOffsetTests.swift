@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import SMCore
 
 /// Offsets read from a damaged (or hostile) file that no file can have: values past
@@ -10,8 +11,10 @@ import Testing
 
     /// A 4 MiB disk with one block written, then `change` applied to its parsed structures and
     /// both footers and the header rewritten with valid checksums.
-    func disk(_ scratch: EngineScratch, footer changeFooter: (inout VHDFooter) -> Void = { _ in },
-              header changeHeader: (inout VHDDynamicHeader) -> Void = { _ in }) throws -> String {
+    func disk(
+        _ scratch: EngineScratch, footer changeFooter: (inout VHDFooter) -> Void = { _ in },
+        header changeHeader: (inout VHDDynamicHeader) -> Void = { _ in }
+    ) throws -> String {
         let path = scratch.path("disk.vhd")
         let image = try scratch.create("disk.vhd", size: 4 << 20)
         try image.write(at: 0, bytes: bytes(4096, seed: 3))
@@ -59,12 +62,15 @@ import Testing
 
     @Test func locatorOffsetNearTheTopOfUInt64() throws {
         let scratch = try EngineScratch()
-        let path = try disk(scratch, footer: { $0.diskType = .differencing }, header: {
-            $0.setParentName("parent.vhd")
-            $0.parentUniqueID = [UInt8](repeating: 7, count: 16)
-            $0.parentLocators[0] = VHDParentLocator(platformCode: VHDParentLocator.macX, dataSpace: 512, dataLength: 20,
-                                                    dataOffset: Self.huge)
-        })
+        let path = try disk(
+            scratch, footer: { $0.diskType = .differencing },
+            header: {
+                $0.setParentName("parent.vhd")
+                $0.parentUniqueID = [UInt8](repeating: 7, count: 16)
+                $0.parentLocators[0] = VHDParentLocator(
+                    platformCode: VHDParentLocator.macX, dataSpace: 512, dataLength: 20,
+                    dataOffset: Self.huge)
+            })
         exercise(path)
     }
 

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import SMCore
 
 @Suite struct VHDStructureTests {

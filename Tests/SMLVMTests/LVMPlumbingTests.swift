@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import SMCore
 @testable import SMLVM
 
@@ -12,7 +13,7 @@ import Testing
             "  WARNING: Activation disabled. No device-mapper interaction will be attempted.",
             "  {", "      \"report\": [", "          {", "              \"vg\": [",
             "                  {\"vg_name\":\"VG_a\", \"vg_size\":\"62914560\", \"vg_free\":\"\\u00e9\\\"x\"}",
-            "              ]", "          }", "      ]", "  }", "  trailing line",
+            "              ]", "          }", "      ]", "  }", "  trailing line"
         ]
         let report = try LVMReport(lines: lines, command: LVMCommand("vgs", []))
         let row = try #require(report.rows("vg").first)
@@ -26,9 +27,11 @@ import Testing
     /// Malformed, truncated or hostile JSON is an error saying where, never a crash (deep
     /// nesting included); a report of the wrong shape is an EIO message.
     @Test func hostileReports() throws {
-        for text in ["", "{", "[1,", "{\"a\": \"\\ud800\"}", "{\"a\": \"\u{01}\"}", "{\"a\" 1}", "{\"a\": 01x}",
-                     "{\"a\": \"\\q\"}", "{\"a\": \"\\u12G4\"}", "{\"a\": -}", "tru", "\"open",
-                     String(repeating: "[", count: 100_000)] {
+        for text in [
+            "", "{", "[1,", "{\"a\": \"\\ud800\"}", "{\"a\": \"\u{01}\"}", "{\"a\" 1}", "{\"a\": 01x}",
+            "{\"a\": \"\\q\"}", "{\"a\": \"\\u12G4\"}", "{\"a\": -}", "tru", "\"open",
+            String(repeating: "[", count: 100_000)
+        ] {
             // In a row's place, where the same text well formed would be a row: refused as JSON.
             if !text.isEmpty {
                 let error = #expect(throws: StorageError.self, "\(text.prefix(40))") {
@@ -38,16 +41,20 @@ import Testing
             }
             #expect(throws: StorageError.self, "\(text.prefix(40))") { try LVMReport(json: Array(text.utf8), command: "vgs") }
         }
-        for body in ["\"report\": 1}", "\"report\": [{\"vg\": [[1]]}]}", "\"report\": [{\"vg\": [{\"a\": [1]}]}]}",
-                     "\"report\": [{\"vg\": 2}]}", "\"report\": [3]}", "\"report\": [{\"vg\": [", "\"other\": []}"] {
+        for body in [
+            "\"report\": 1}", "\"report\": [{\"vg\": [[1]]}]}", "\"report\": [{\"vg\": [{\"a\": [1]}]}]}",
+            "\"report\": [{\"vg\": 2}]}", "\"report\": [3]}", "\"report\": [{\"vg\": [", "\"other\": []}"
+        ] {
             #expect(throws: StorageError.self, "\(body)") {
                 try LVMReport(lines: ["  {", body], command: LVMCommand("vgs", []))
             }
         }
         #expect(throws: StorageError.self) { try LVMReport(lines: ["no report here"], command: LVMCommand("vgs", [])) }
-        let scalars = "{\"report\": [{\"vg\": [{\"a\": 1, \"b\": -2.5, \"g\": -7, \"c\": true, \"d\": false, \"e\": null, \"f\": \"\\ud83d\\ude00\"}]}]}"
-        #expect(try LVMReport(json: Array(scalars.utf8), command: "vgs").rows("vg").first?.fields
-            == ["a": "1", "b": "-2.5", "g": "-7", "c": "1", "d": "0", "e": "", "f": "😀"])
+        let scalars =
+            "{\"report\": [{\"vg\": [{\"a\": 1, \"b\": -2.5, \"g\": -7, \"c\": true, \"d\": false, \"e\": null, \"f\": \"\\ud83d\\ude00\"}]}]}"
+        #expect(
+            try LVMReport(json: Array(scalars.utf8), command: "vgs").rows("vg").first?.fields
+                == ["a": "1", "b": "-2.5", "g": "-7", "c": "1", "d": "0", "e": "", "f": "😀"])
     }
 
     /// Command lines survive liblvm2cmd's splitter: whitespace and leading quotes or `#` are

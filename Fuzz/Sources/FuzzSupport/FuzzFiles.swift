@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Turns one fuzz input into files on disk, so that the VHD code under test reads real files
@@ -178,10 +178,13 @@ public func fuzzInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> [UInt8] {
 /// libFuzzer's driver (in the runtime `-sanitize=fuzzer` links): parses the libFuzzer flags in
 /// argv and calls `callback` for each input. Used instead of libFuzzer's own `main`, which
 /// SwiftPM's executable entry point replaces.
+// swift-format-ignore: AlwaysUseLowerCamelCase
 @_silgen_name("LLVMFuzzerRunDriver")
-func LLVMFuzzerRunDriver(_ argc: UnsafeMutablePointer<Int32>,
-                         _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
-                         _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32) -> Int32
+func LLVMFuzzerRunDriver(
+    _ argc: UnsafeMutablePointer<Int32>,
+    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
+    _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32
+) -> Int32
 
 nonisolated(unsafe) private var fuzzBody: ([UInt8]) -> Void = { _ in
     fuzzCheck(false, "libFuzzer's own main ran instead of the target's runFuzzer")

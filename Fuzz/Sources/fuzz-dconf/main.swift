@@ -1,7 +1,8 @@
 import FuzzSupport
 import SMCore
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// With SM_FUZZ_SECRET_ORACLE=1, an error message must not contain 8 or more characters of a

@@ -1,4 +1,5 @@
 import FuzzSupport
+
 @testable import SMCore
 
 /// The intent-record parser on arbitrary bytes (what a torn or damaged journal file holds):

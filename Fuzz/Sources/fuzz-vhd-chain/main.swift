@@ -1,4 +1,5 @@
 import FuzzSupport
+
 @testable import SMCore
 
 /// Up to three VHD files (leaf.vhd, parent.vhd, base.vhd; layout: `FuzzFiles`) in one

@@ -1,4 +1,5 @@
 import FuzzSupport
+
 @testable import SMCore
 
 /// One VHD file built from the input (layout: `FuzzFiles`), then everything SMCore does with a

@@ -1,4 +1,5 @@
 import FuzzSupport
+
 @testable import SMCore
 
 /// The footer, dynamic header and parent-locator decoders on arbitrary bytes, without a file.
@@ -16,8 +17,9 @@ runFuzzer { input in
         footerBytes.setBigEndian32(footerBytes.vhdChecksum(excludingFieldAt: VHDFooter.checksumOffset), at: VHDFooter.checksumOffset)
     }
     if flags & FuzzFiles.checksumHeader != 0, headerBytes.count == VHDDynamicHeader.size {
-        headerBytes.setBigEndian32(headerBytes.vhdChecksum(excludingFieldAt: VHDDynamicHeader.checksumOffset),
-                                   at: VHDDynamicHeader.checksumOffset)
+        headerBytes.setBigEndian32(
+            headerBytes.vhdChecksum(excludingFieldAt: VHDDynamicHeader.checksumOffset),
+            at: VHDDynamicHeader.checksumOffset)
     }
     if let footer = try? VHDFooter(bytes: footerBytes) {
         fuzzCheck((try? VHDFooter(bytes: footer.bytes)) == footer, "footer does not survive a round trip")

@@ -1,7 +1,8 @@
 import FuzzSupport
 import SMCore
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// make-corpus DIRECTORY: the VHD seeds of Fuzz/corpus, made by SMCore's own VHD writer (the
@@ -49,8 +50,9 @@ func create(_ name: String, size: UInt64, seed: UInt8, parent: String? = nil) th
     if let parent {
         let image = try VHDImage.open("\(scratch)/\(parent)")
         let time = try image.modificationTime()
-        setup = VHDImage.DifferencingSetup(parentUniqueID: image.footer.uniqueID,
-                                           parentTimestamp: VHDTime.fromUnix(Int64(time.tv_sec)), parentFileName: parent)
+        setup = VHDImage.DifferencingSetup(
+            parentUniqueID: image.footer.uniqueID,
+            parentTimestamp: VHDTime.fromUnix(Int64(time.tv_sec)), parentFileName: parent)
     }
     return try VHDImage.create(at: "\(scratch)/\(name)", size: size, uniqueID: uniqueID(seed), differencing: setup)
 }

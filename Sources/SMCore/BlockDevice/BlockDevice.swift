@@ -1,7 +1,8 @@
 import CBlkid
 import SystemPackage
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A block device named by path: a disk, a partition, a loop device or an iSCSI LUN.
@@ -46,7 +47,9 @@ public struct BlockDevice: Sendable, Equatable {
     /// what a wipe needs.
     func open(_ mode: FileDescriptor.AccessMode, exclusive: Bool = false) throws(StorageError) -> FileDescriptor {
         do {
-            return try path.withCString { try FileDescriptor.open($0, mode, options: exclusive ? [.closeOnExec, .exclusiveCreate] : .closeOnExec) }
+            return try path.withCString {
+                try FileDescriptor.open($0, mode, options: exclusive ? [.closeOnExec, .exclusiveCreate] : .closeOnExec)
+            }
         } catch Errno.resourceBusy {
             throw .blockDeviceInUse(path)
         } catch Errno.noSuchFileOrDirectory, Errno.noSuchAddressOrDevice, Errno.noSuchDevice {

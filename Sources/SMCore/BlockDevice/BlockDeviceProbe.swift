@@ -1,7 +1,8 @@
 import CBlkid
 import SystemPackage
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// One thing libblkid recognised on a device: a filesystem, a partition table, a RAID or LVM
@@ -74,12 +75,13 @@ final class SignatureProbe {
         guard blkid_probe_set_device(probe, descriptor.rawValue, 0, 0) == 0 else {
             throw .io("libblkid: cannot probe \(path)")
         }
-        let superblockFlags = BLKID_SUBLKS_TYPE | BLKID_SUBLKS_USAGE | BLKID_SUBLKS_UUID | BLKID_SUBLKS_LABEL
+        let superblockFlags =
+            BLKID_SUBLKS_TYPE | BLKID_SUBLKS_USAGE | BLKID_SUBLKS_UUID | BLKID_SUBLKS_LABEL
             | BLKID_SUBLKS_MAGIC | BLKID_SUBLKS_BADCSUM
         guard blkid_probe_enable_superblocks(probe, 1) == 0,
-              blkid_probe_set_superblocks_flags(probe, Int32(superblockFlags)) == 0,
-              blkid_probe_enable_partitions(probe, 1) == 0,
-              blkid_probe_set_partitions_flags(probe, Int32(BLKID_PARTS_MAGIC | BLKID_PARTS_FORCE_GPT)) == 0
+            blkid_probe_set_superblocks_flags(probe, Int32(superblockFlags)) == 0,
+            blkid_probe_enable_partitions(probe, 1) == 0,
+            blkid_probe_set_partitions_flags(probe, Int32(BLKID_PARTS_MAGIC | BLKID_PARTS_FORCE_GPT)) == 0
         else { throw .io("libblkid: cannot configure the probe of \(path)") }
     }
 
@@ -93,8 +95,9 @@ final class SignatureProbe {
         default: throw .io("libblkid: probing \(path) failed")
         }
         if let tableType = value("PTTYPE") {
-            return Signature(type: tableType, kind: .partitionTable, uuid: value("PTUUID"),
-                             offset: value("PTMAGIC_OFFSET").flatMap { UInt64($0) })
+            return Signature(
+                type: tableType, kind: .partitionTable, uuid: value("PTUUID"),
+                offset: value("PTMAGIC_OFFSET").flatMap { UInt64($0) })
         }
         let kind: Signature.Kind
         switch value("USAGE") {
@@ -103,8 +106,9 @@ final class SignatureProbe {
         case "crypto": kind = .crypto
         default: kind = .other
         }
-        return Signature(type: value("TYPE") ?? "unknown", kind: kind, uuid: value("UUID"), label: value("LABEL"),
-                         offset: value("SBMAGIC_OFFSET").flatMap { UInt64($0) })
+        return Signature(
+            type: value("TYPE") ?? "unknown", kind: kind, uuid: value("UUID"), label: value("LABEL"),
+            offset: value("SBMAGIC_OFFSET").flatMap { UInt64($0) })
     }
 
     /// Erases the magic of the signature `next()` just returned (the descriptor must be writable);

@@ -14,7 +14,7 @@ public enum ArgumentParsing {
     /// Plain decimal bytes: digits only, no sign, exponent or hex, and no overflow.
     public static func size(_ text: String, role: String) throws(StorageError) -> UInt64 {
         guard !text.isEmpty, text.utf8.count <= 20, text.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }),
-              let value = UInt64(text)
+            let value = UInt64(text)
         else {
             throw .invalid("\(role) '\(printable(text))' is not a size in bytes (plain decimal digits)")
         }
@@ -45,8 +45,8 @@ public enum ArgumentParsing {
         let allowed = text.utf8.allSatisfy { byte in
             switch byte {
             case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
-                 UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "_"),
-                 UInt8(ascii: ":"), UInt8(ascii: "."):
+                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "_"),
+                UInt8(ascii: ":"), UInt8(ascii: "."):
                 return true
             default:
                 return false
@@ -62,7 +62,8 @@ public enum ArgumentParsing {
     /// The one check behind numeric dconf values (ports, LUN numbers, NFS timeouts).
     public static func boundedDecimal(_ text: String, in range: ClosedRange<Int>) -> Int? {
         guard !text.isEmpty, text.utf8.count <= 6, text.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }),
-              let value = Int(text), range.contains(value) else { return nil }
+            let value = Int(text), range.contains(value)
+        else { return nil }
         return value
     }
 

@@ -4,8 +4,10 @@ public enum Dispatcher {
     ///
     /// Locks: SR-wide verbs hold `<lock_dir>/<SR>/sr` exclusively; VDI verbs hold it shared and
     /// each named VDI's `<lock_dir>/<SR>/<VDI>` exclusively, in sorted order (no deadlock).
-    public static func perform<D: Driver>(_ request: Request, verb: Verb, on driver: D,
-                                          host: HostEnvironment) throws -> String? {
+    public static func perform<D: Driver>(
+        _ request: Request, verb: Verb, on driver: D,
+        host: HostEnvironment
+    ) throws -> String? {
         let locks = try takeLocks(for: request, verb: verb, host: host)
         defer { locks.forEach { $0.release() } }
         Diagnostics.debug("\(D.name) \(verb.rawValue) holding \(locks.count) host lock(s)")
@@ -60,8 +62,11 @@ public enum Dispatcher {
         // VDIs): holding the SR lock through a long merge would stall every other verb.
         if verb == .srGC { return [] }
         let directory = "\(host.lockDirectory)/\(request.sr)"
-        var locks = [try HostLock.acquire("\(directory)/sr", mode: verb.isSRWide ? .exclusive : .shared,
-                                          timeout: host.lockTimeout)]
+        var locks = [
+            try HostLock.acquire(
+                "\(directory)/sr", mode: verb.isSRWide ? .exclusive : .shared,
+                timeout: host.lockTimeout)
+        ]
         for vdi in Set(request.vdis).sorted() {
             locks.append(try HostLock.acquire("\(directory)/\(vdi)", mode: .exclusive, timeout: host.lockTimeout))
         }

@@ -1,6 +1,7 @@
 import SystemPackage
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The entry point of every driver executable: `DriverMain.run(FileSR.self)`.
@@ -22,7 +23,11 @@ public enum DriverMain {
         let invoked = CommandLine.arguments.first.map { String($0.split(separator: "/").last ?? Substring($0)) } ?? ""
         guard let driver = drivers.first(where: { $0.name == invoked }) else {
             let names = drivers.map { $0.name }.joined(separator: ", ")
-            exit(fail(.invalid("run as '\(ArgumentParsing.printable(invoked))': this executable holds the drivers \(names); run it by one of those names (a link)")))
+            exit(
+                fail(
+                    .invalid(
+                        "run as '\(ArgumentParsing.printable(invoked))': this executable holds the drivers \(names); run it by one of those names (a link)"
+                    )))
         }
         func open<D: Driver>(_ driver: D.Type) -> Int32 { execute(driver, arguments: Array(CommandLine.arguments.dropFirst())) }
         exit(open(driver))
@@ -87,8 +92,9 @@ public enum DriverMain {
         } catch {
             failure = normalise(error)
         }
-        OperationLog.record(host: host, driver: D.name, verb: verbName, uuids: uuids,
-                            result: failure?.code.symbolicName ?? "OK", seconds: Syscall.monotonicNow() - start)
+        OperationLog.record(
+            host: host, driver: D.name, verb: verbName, uuids: uuids,
+            result: failure?.code.symbolicName ?? "OK", seconds: Syscall.monotonicNow() - start)
         // The error line comes last on stderr, after any --verbose output.
         return failure.map(fail) ?? 0
     }

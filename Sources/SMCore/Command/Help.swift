@@ -2,15 +2,15 @@
 enum Help {
     static func usage<D: Driver>(_ driver: D.Type) -> String {
         var text = """
-        Usage: \(D.name) [--verbose] <dconf> <verb> <args...>
-               \(D.name) --help | \(D.name) help <verb>
+            Usage: \(D.name) [--verbose] <dconf> <verb> <args...>
+                   \(D.name) --help | \(D.name) help <verb>
 
-        \(D.overview)
+            \(D.overview)
 
-        <dconf> is the device configuration as XML (<dconf><key>value</key>...</dconf>),
-        @FILE to read it from a file, or @- to read it from stdin.
+            <dconf> is the device configuration as XML (<dconf><key>value</key>...</dconf>),
+            @FILE to read it from a file, or @- to read it from stdin.
 
-        """
+            """
         if !D.requiredKeys.isEmpty { text += "Required dconf keys: \(D.requiredKeys.joined(separator: ", "))\n" }
         if !D.optionalKeys.isEmpty { text += "Optional dconf keys: \(D.optionalKeys.joined(separator: ", "))\n" }
         text += "\nVerbs:\n"
@@ -26,11 +26,11 @@ enum Help {
         }
         text += """
 
-        Exit status is 0 on success or the errno (EPERM 1, EIO 5, EBUSY 16, EEXIST 17, ENODEV 19,
-        EINVAL 22, ENOSPC 28, ENOLCK 37, ENOSYS 38); the last line on stderr is NAME: reason.
-        Host paths: SM_RUN_DIR, SM_LOCK_DIR, SM_LOG_FILE, SM_MOUNT_DIR or /etc/sm/sm.conf (see Docs/).
+            Exit status is 0 on success or the errno (EPERM 1, EIO 5, EBUSY 16, EEXIST 17, ENODEV 19,
+            EINVAL 22, ENOSPC 28, ENOLCK 37, ENOSYS 38); the last line on stderr is NAME: reason.
+            Host paths: SM_RUN_DIR, SM_LOCK_DIR, SM_LOG_FILE, SM_MOUNT_DIR or /etc/sm/sm.conf (see Docs/).
 
-        """
+            """
         return text
     }
 

@@ -71,8 +71,10 @@ public enum Verb: String, CaseIterable, Sendable {
         var codes: [(String, String)] = [("EINVAL", "bad arguments or dconf; nothing was touched")]
         switch self {
         case .srCreate:
-            codes += [("EEXIST", "the SR already exists"), ("ENODEV", "the substrate does not exist"),
-                      ("ENOSPC", "Size is larger than the substrate")]
+            codes += [
+                ("EEXIST", "the SR already exists"), ("ENODEV", "the substrate does not exist"),
+                ("ENOSPC", "Size is larger than the substrate")
+            ]
         case .srDelete:
             codes += [("EBUSY", "VDIs exist, or one is attached or locked")]
         case .srAttach:
@@ -84,16 +86,20 @@ public enum Verb: String, CaseIterable, Sendable {
         case .srCheck:
             codes += [("ENODEV", "no such SR, or not attached on this host"), ("EIO", "damage was found (listed on stdout)")]
         case .vdiCreate:
-            codes += [("ENODEV", "no such SR, or not attached on this host"), ("EEXIST", "the VDI already exists"),
-                      ("ENOSPC", "not enough space")]
+            codes += [
+                ("ENODEV", "no such SR, or not attached on this host"), ("EEXIST", "the VDI already exists"),
+                ("ENOSPC", "not enough space")
+            ]
         case .vdiDelete:
             codes += [("ENODEV", "no such SR, or not attached on this host"), ("EBUSY", "the VDI is attached or locked")]
         case .vdiAttach, .vdiDetach:
             codes += [("ENODEV", "no such SR or VDI, or SR not attached on this host")]
         case .vdiClone, .vdiSnapshot:
-            codes += [("ENODEV", "no such SR or source VDI"), ("EEXIST", "dest already exists"),
-                      ("EBUSY", "source is attached or locked"), ("EPERM", "the chain would exceed 30 links"),
-                      ("ENOSPC", "not enough space")]
+            codes += [
+                ("ENODEV", "no such SR or source VDI"), ("EEXIST", "dest already exists"),
+                ("EBUSY", "source is attached or locked"), ("EPERM", "the chain would exceed 30 links"),
+                ("ENOSPC", "not enough space")
+            ]
         case .vdiResize:
             codes += [("ENODEV", "no such SR or VDI"), ("EBUSY", "the VDI is attached"), ("ENOSPC", "not enough space")]
         case .vdiLock:
@@ -130,7 +136,9 @@ public enum Request: Sendable {
     public static func parse(_ verb: Verb, _ arguments: [String]) throws(StorageError) -> Request {
         let names = verb.argumentNames
         guard arguments.count == names.count else {
-            throw .invalid("\(verb.rawValue) takes \(names.count) argument\(names.count == 1 ? "" : "s") (\(names.joined(separator: " "))), got \(arguments.count)")
+            throw .invalid(
+                "\(verb.rawValue) takes \(names.count) argument\(names.count == 1 ? "" : "s") (\(names.joined(separator: " "))), got \(arguments.count)"
+            )
         }
         let sr = try ArgumentParsing.uuid(arguments[0], role: "SR-UUID")
         func vdi(_ index: Int) throws(StorageError) -> CanonicalUUID {
@@ -151,7 +159,8 @@ public enum Request: Sendable {
         case .vdiAttach: return .vdiAttach(sr: sr, vdi: try vdi(1))
         case .vdiDetach: return .vdiDetach(sr: sr, vdi: try vdi(1))
         case .vdiClone, .vdiSnapshot:
-            let source = try vdi(1), destination = try vdi(2)
+            let source = try vdi(1)
+            let destination = try vdi(2)
             guard source != destination else { throw .invalid("source and dest VDI must differ") }
             return verb == .vdiClone
                 ? .vdiClone(sr: sr, source: source, destination: destination)
@@ -159,8 +168,9 @@ public enum Request: Sendable {
         case .vdiResize:
             return .vdiResize(sr: sr, vdi: try vdi(1), size: try ArgumentParsing.vdiSize(arguments[2], role: "new-size"))
         case .vdiLock:
-            return .vdiLock(sr: sr, vdi: try vdi(1), force: try ArgumentParsing.force(arguments[2]),
-                            user: try ArgumentParsing.userString(arguments[3]))
+            return .vdiLock(
+                sr: sr, vdi: try vdi(1), force: try ArgumentParsing.force(arguments[2]),
+                user: try ArgumentParsing.userString(arguments[3]))
         case .vdiUnlock:
             return .vdiUnlock(sr: sr, vdi: try vdi(1), user: try ArgumentParsing.userString(arguments[2]))
         }
@@ -169,9 +179,9 @@ public enum Request: Sendable {
     public var sr: CanonicalUUID {
         switch self {
         case .srCreate(let sr, _), .srDelete(let sr), .srAttach(let sr), .srDetach(let sr), .srScan(let sr),
-             .srContentType(let sr), .srCheck(let sr), .srGC(let sr), .vdiCreate(let sr, _, _),
-             .vdiDelete(let sr, _), .vdiAttach(let sr, _), .vdiDetach(let sr, _), .vdiClone(let sr, _, _),
-             .vdiSnapshot(let sr, _, _), .vdiResize(let sr, _, _), .vdiLock(let sr, _, _, _), .vdiUnlock(let sr, _, _):
+            .srContentType(let sr), .srCheck(let sr), .srGC(let sr), .vdiCreate(let sr, _, _),
+            .vdiDelete(let sr, _), .vdiAttach(let sr, _), .vdiDetach(let sr, _), .vdiClone(let sr, _, _),
+            .vdiSnapshot(let sr, _, _), .vdiResize(let sr, _, _), .vdiLock(let sr, _, _, _), .vdiUnlock(let sr, _, _):
             return sr
         }
     }
@@ -181,7 +191,7 @@ public enum Request: Sendable {
         switch self {
         case .srCreate, .srDelete, .srAttach, .srDetach, .srScan, .srContentType, .srCheck, .srGC: return []
         case .vdiCreate(_, let vdi, _), .vdiDelete(_, let vdi), .vdiAttach(_, let vdi), .vdiDetach(_, let vdi),
-             .vdiResize(_, let vdi, _), .vdiLock(_, let vdi, _, _), .vdiUnlock(_, let vdi, _):
+            .vdiResize(_, let vdi, _), .vdiLock(_, let vdi, _, _), .vdiUnlock(_, let vdi, _):
             return [vdi]
         case .vdiClone(_, let source, let destination), .vdiSnapshot(_, let source, let destination):
             return [source, destination]

@@ -54,8 +54,9 @@ public struct DeviceConfiguration: Sendable {
             throw .invalid("dconf is \(bytes.count) bytes; the limit is \(Self.maximumLength)")
         }
         guard !bytes.isEmpty else { throw .invalid("dconf is empty") }
-        let options = Int32(XML_PARSE_NONET.rawValue | XML_PARSE_NOERROR.rawValue | XML_PARSE_NOWARNING.rawValue
-                            | XML_PARSE_NOCDATA.rawValue)
+        let options = Int32(
+            XML_PARSE_NONET.rawValue | XML_PARSE_NOERROR.rawValue | XML_PARSE_NOWARNING.rawValue
+                | XML_PARSE_NOCDATA.rawValue)
         xmlResetLastError()
         // Every libxml2 report (the parser's and the encoders', which would otherwise go to
         // stderr through xmlGenericError) lands in this handler, which drops it: only the last
@@ -85,7 +86,8 @@ public struct DeviceConfiguration: Sendable {
             case XML_ELEMENT_NODE:
                 let key = String(cString: current.pointee.name)
                 if let namespace = current.pointee.ns, let href = namespace.pointee.href,
-                   String(cString: href).contains("XInclude") {
+                    String(cString: href).contains("XInclude")
+                {
                     throw .invalid("dconf must not use XInclude")
                 }
                 var child = current.pointee.children
@@ -151,7 +153,7 @@ struct XMLParseFailure: Equatable, CustomStringConvertible {
         XML_ERR_LT_REQUIRED: "no root element",
         XML_ERR_TAG_NAME_MISMATCH: "an end tag that does not match its start tag",
         XML_ERR_TAG_NOT_FINISHED: "an element that is never closed",
-        XML_ERR_ENTITY_LOOP: "an entity that refers to itself",
+        XML_ERR_ENTITY_LOOP: "an entity that refers to itself"
     ]
 
     var description: String {

@@ -25,7 +25,7 @@ public struct VDIReport: Sendable, Equatable {
         var children: [ResultElement] = [
             ResultElement("uuid", uuid.string), ResultElement("size", size), ResultElement("utilisation", utilisation),
             ResultElement("locked", locked), ResultElement("label", label), ResultElement("description", description),
-            ResultElement("shareable", shareable), ResultElement("read_only", readOnly),
+            ResultElement("shareable", shareable), ResultElement("read_only", readOnly)
         ]
         if let parent { children.append(ResultElement("parent", parent.string)) }
         if let chainDepth { children.append(ResultElement("chain_depth", UInt64(chainDepth))) }
@@ -58,8 +58,10 @@ public struct SRScanReport: Sendable, Equatable {
     public var collector: CollectorReport?
     public var vdis: [VDIReport]
 
-    public init(uuid: CanonicalUUID, physicalUtilisation: UInt64, virtualAllocation: UInt64, physicalSize: UInt64,
-                vdis: [VDIReport]) {
+    public init(
+        uuid: CanonicalUUID, physicalUtilisation: UInt64, virtualAllocation: UInt64, physicalSize: UInt64,
+        vdis: [VDIReport]
+    ) {
         self.uuid = uuid
         self.physicalUtilisation = physicalUtilisation
         self.virtualAllocation = virtualAllocation
@@ -68,13 +70,17 @@ public struct SRScanReport: Sendable, Equatable {
     }
 
     public var element: ResultElement {
-        ResultElement("sr", children: [
-            ResultElement("uuid", uuid.string), ResultElement("physical_utilisation", physicalUtilisation),
-            ResultElement("virtual_allocation", virtualAllocation), ResultElement("physical_size", physicalSize),
-            ResultElement("default_vdi_visibility", defaultVDIVisibility), ResultElement("label", label),
-            ResultElement("description", description),
-        ] + (collector.map { [ResultElement("gc_running", $0.running), ResultElement("pending_merges", UInt64($0.pendingMerges))] } ?? [])
-            + vdis.map(\.element))
+        ResultElement(
+            "sr",
+            children: [
+                ResultElement("uuid", uuid.string), ResultElement("physical_utilisation", physicalUtilisation),
+                ResultElement("virtual_allocation", virtualAllocation), ResultElement("physical_size", physicalSize),
+                ResultElement("default_vdi_visibility", defaultVDIVisibility), ResultElement("label", label),
+                ResultElement("description", description)
+            ]
+                + (collector.map { [ResultElement("gc_running", $0.running), ResultElement("pending_merges", UInt64($0.pendingMerges))] }
+                    ?? [])
+                + vdis.map(\.element))
     }
 }
 
@@ -115,12 +121,17 @@ public struct SRCheckReport: Sendable, Equatable {
     }
 
     public var element: ResultElement {
-        ResultElement("sr", children: [
-            ResultElement("uuid", uuid.string), ResultElement("checked", UInt64(checkedVDIs)),
-            ResultElement("clean", problems.isEmpty),
-        ] + problems.map { problem in
-            ResultElement("problem", children: (problem.vdi.map { [ResultElement("vdi", $0.string)] } ?? [])
-                + [ResultElement("message", problem.message)])
-        })
+        ResultElement(
+            "sr",
+            children: [
+                ResultElement("uuid", uuid.string), ResultElement("checked", UInt64(checkedVDIs)),
+                ResultElement("clean", problems.isEmpty)
+            ]
+                + problems.map { problem in
+                    ResultElement(
+                        "problem",
+                        children: (problem.vdi.map { [ResultElement("vdi", $0.string)] } ?? [])
+                            + [ResultElement("message", problem.message)])
+                })
     }
 }

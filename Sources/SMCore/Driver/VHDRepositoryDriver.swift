@@ -22,8 +22,10 @@ extension VHDRepositoryDriver {
 
     /// Runs a VDI verb: the attached repository, the shared claims of the VDIs it names (the
     /// dispatcher holds their host-local locks: Docs/pools.md), the recovery pass, then `body`.
-    func withReadyRepository<T>(_ sr: CanonicalUUID, holding held: Set<CanonicalUUID>,
-                                _ body: (VHDRepository) throws -> T) throws -> T {
+    func withReadyRepository<T>(
+        _ sr: CanonicalUUID, holding held: Set<CanonicalUUID>,
+        _ body: (VHDRepository) throws -> T
+    ) throws -> T {
         let repository = try attachedRepository(sr)
         let claims = try repository.claimVDIs(held)
         defer { claims.forEach { $0.release() } }

@@ -37,14 +37,17 @@ public struct EXTSR: VHDRepositoryDriver {
     public private(set) var backgroundConfiguration: DeviceConfiguration?
 
     public init(configuration: DeviceConfiguration, host: HostEnvironment) throws {
-        try self.init(devicePath: configuration.required("device"), force: configuration.flag("force"),
-                      multiMountProtection: configuration.flag("multihost"), host: host)
+        try self.init(
+            devicePath: configuration.required("device"), force: configuration.flag("force"),
+            multiMountProtection: configuration.flag("multihost"), host: host)
         backgroundConfiguration = configuration
     }
 
     /// For drivers that find the device themselves (an iSCSI LUN's path, say).
-    public init(devicePath: String, force: Bool = false, multiMountProtection: Bool = false,
-                host: HostEnvironment) throws(StorageError) {
+    public init(
+        devicePath: String, force: Bool = false, multiMountProtection: Bool = false,
+        host: HostEnvironment
+    ) throws(StorageError) {
         guard devicePath.hasPrefix("/") else {
             throw .invalid("dconf device '\(ArgumentParsing.printable(devicePath))' must be an absolute path such as /dev/sdb")
         }
@@ -87,8 +90,9 @@ public struct EXTSR: VHDRepositoryDriver {
             Diagnostics.debug("force=true: wiping \(device.path), which held \(Self.describe(signatures))")
             try device.wipe()
         }
-        try Ext4.make(on: device, uuid: sr, label: Self.label(for: sr), size: size == 0 || size == capacity ? nil : size,
-                      multiMountProtection: multiMountProtection, holding: lock)
+        try Ext4.make(
+            on: device, uuid: sr, label: Self.label(for: sr), size: size == 0 || size == capacity ? nil : size,
+            multiMountProtection: multiMountProtection, holding: lock)
         guard case .thisSR = try contents(of: device, sr: sr) else {
             throw StorageError.io("mkfs.ext4 finished but device \(device.path) does not probe as SR \(sr)")
         }
@@ -112,8 +116,11 @@ public struct EXTSR: VHDRepositoryDriver {
         let lock = try lockDevice(device)
         defer { lock.release() }
         let mounted = mounted(sr)
-        try mounted.attach(expected: "device \(device.path)", isExpected: { $0.device == device.number },
-                           record: "device=\(device.path)\nmount=\(mounted.mountPoint)\n") { () throws(StorageError) in
+        let isThisDevice: (MountEntry) -> Bool = { $0.device == device.number }
+        try mounted.attach(
+            expected: "device \(device.path)", isExpected: isThisDevice,
+            record: "device=\(device.path)\nmount=\(mounted.mountPoint)\n"
+        ) { () throws(StorageError) in
             try requireThisSR(on: device, sr: sr)
             if let elsewhere = try MountTable.current().entries(on: device.number).first {
                 throw .deviceMounted(device.path, at: [elsewhere.mountPoint])
@@ -152,8 +159,9 @@ public struct EXTSR: VHDRepositoryDriver {
         case .blank:
             break
         case .other(let signatures):
-            throw StorageError.deviceNotThisSR(device.path, holds: Self.describe(signatures), sr: sr.string,
-                                               outcome: "nothing was wiped")
+            throw StorageError.deviceNotThisSR(
+                device.path, holds: Self.describe(signatures), sr: sr.string,
+                outcome: "nothing was wiped")
         case .thisSR:
             try mounted.releaseAsideMount()
             try requireUnmounted(device)
@@ -239,8 +247,9 @@ public struct EXTSR: VHDRepositoryDriver {
 
     /// Serialises create, attach and delete per device, whatever SR UUID each names.
     func lockDevice(_ device: BlockDevice) throws(StorageError) -> HostLock {
-        try HostLock.acquire("\(host.lockDirectory)/block-devices/\(device.number)", mode: .exclusive,
-                             timeout: host.lockTimeout)
+        try HostLock.acquire(
+            "\(host.lockDirectory)/block-devices/\(device.number)", mode: .exclusive,
+            timeout: host.lockTimeout)
     }
 
     /// A failed e2fsck or mount of a filesystem whose MMP block shows a holder is that holder's
@@ -250,10 +259,13 @@ public struct EXTSR: VHDRepositoryDriver {
         return inUseElsewhere(device: device, sr: sr, holder: block, outcome: "nothing was mounted here")
     }
 
-    static func inUseElsewhere(device: BlockDevice, sr: CanonicalUUID, holder: Ext4.MultiMountBlock,
-                               outcome: String) -> StorageError {
-        .srInUseByAnotherHost(sr.string, device: device.path, holder: holder.holderDescription,
-                              secondsAgo: max(0, Int(Syscall.now()) - holder.time), outcome: outcome)
+    static func inUseElsewhere(
+        device: BlockDevice, sr: CanonicalUUID, holder: Ext4.MultiMountBlock,
+        outcome: String
+    ) -> StorageError {
+        .srInUseByAnotherHost(
+            sr.string, device: device.path, holder: holder.holderDescription,
+            secondsAgo: max(0, Int(Syscall.now()) - holder.time), outcome: outcome)
     }
 
     static func describe(_ signatures: [Signature]) -> String {

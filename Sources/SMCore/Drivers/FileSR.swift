@@ -54,8 +54,10 @@ public struct FileSR: VHDRepositoryDriver {
     /// is no directory; EEXIST when the SR exists; ENOSPC when Size exceeds the filesystem
     /// holding `location`. `shownAs` names the location in those messages when the caller knows
     /// it better than by its path here (NFSSR: the export, mounted aside for the call).
-    public static func makeSRDirectory(_ sr: CanonicalUUID, size: UInt64, in location: String,
-                                       shownAs shown: String? = nil) throws(StorageError) {
+    public static func makeSRDirectory(
+        _ sr: CanonicalUUID, size: UInt64, in location: String,
+        shownAs shown: String? = nil
+    ) throws(StorageError) {
         let root = location == "/" ? "/\(sr)" : "\(location)/\(sr)"
         guard Syscall.isDirectory(location) else { throw .locationMissing(shown ?? location) }
         guard !Syscall.exists(root) else { throw shown.map { .srExists(sr.string, on: $0) } ?? .srExists(sr.string) }

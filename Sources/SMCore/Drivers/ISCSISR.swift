@@ -36,17 +36,19 @@ public struct ISCSISR: Driver {
     public static let unsupportedVerbs: [Verb: UnsupportedReason] = {
         let provisioned = "not supported: the SR's VDIs are the target's LUNs, provisioned on the storage array"
         let noLocks = UnsupportedReason("not supported: ISCSISR keeps no persistent VDI locks")
-        let raw = UnsupportedReason("not supported: the LUNs are raw block devices, without VHD metadata or chains "
-                                    + "to check or coalesce")
+        let raw = UnsupportedReason(
+            "not supported: the LUNs are raw block devices, without VHD metadata or chains "
+                + "to check or coalesce")
         return [
-            .srCreate: UnsupportedReason(provisioned + "; there is nothing to create: sr_attach an SR UUID of your choice "
-                                         + "to use the target's LUNs"),
+            .srCreate: UnsupportedReason(
+                provisioned + "; there is nothing to create: sr_attach an SR UUID of your choice "
+                    + "to use the target's LUNs"),
             .srDelete: UnsupportedReason(provisioned + "; there is nothing to delete: sr_detach logs out"),
             .srCheck: raw, .srGC: raw,
             .vdiCreate: UnsupportedReason(provisioned), .vdiDelete: UnsupportedReason(provisioned),
             .vdiClone: UnsupportedReason(provisioned), .vdiSnapshot: UnsupportedReason(provisioned),
             .vdiResize: UnsupportedReason(provisioned),
-            .vdiLock: noLocks, .vdiUnlock: noLocks,
+            .vdiLock: noLocks, .vdiUnlock: noLocks
         ]
     }()
 
@@ -129,8 +131,10 @@ public struct ISCSISR: Driver {
             do throws(StorageError) {
                 let identifier = try ISCSISession.scsiIdentifier(of: path)
                 let size = try BlockDevice(path: path).size
-                luns.append(LUN(number: number, path: path, scsiIdentifier: identifier,
-                                vdi: Self.vdiUUID(scsiIdentifier: identifier), size: size))
+                luns.append(
+                    LUN(
+                        number: number, path: path, scsiIdentifier: identifier,
+                        vdi: Self.vdiUUID(scsiIdentifier: identifier), size: size))
             } catch {
                 OperationLog.note(host: host, "\(Self.name) SR \(sr): LUN \(number) (\(path)) skipped: \(error.message)")
             }

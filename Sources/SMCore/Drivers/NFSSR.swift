@@ -62,8 +62,9 @@ public struct NFSSR: VHDRepositoryDriver {
     }
 
     public static let unsupportedVerbs: [Verb: UnsupportedReason] = [
-        .srDelete: UnsupportedReason("not offered for NFS, a shared substrate (as the spec says); once no host has the SR "
-                                     + "attached, remove <serverpath>/<SR-UUID> on the server"),
+        .srDelete: UnsupportedReason(
+            "not offered for NFS, a shared substrate (as the spec says); once no host has the SR "
+                + "attached, remove <serverpath>/<SR-UUID> on the server")
     ]
 
     /// ENOSYS: the export is shared, so which host could decide it is unused? The directory
@@ -81,8 +82,11 @@ public struct NFSSR: VHDRepositoryDriver {
     public func srAttach(sr: CanonicalUUID) throws {
         let mounted = mounted(sr)
         let source = export.source(appending: sr.string)
-        try mounted.attach(expected: source, isExpected: { Self.mountedTypes.contains($0.fileSystemType) && $0.source == source },
-                           record: attachRecord(sr)) { () throws(StorageError) in
+        let isThisExport: (MountEntry) -> Bool = { Self.mountedTypes.contains($0.fileSystemType) && $0.source == source }
+        try mounted.attach(
+            expected: source, isExpected: isThisExport,
+            record: attachRecord(sr)
+        ) { () throws(StorageError) in
             do throws(StorageError) {
                 try Mount.mount(source, at: mounted.mountPoint, type: "nfs", options: options.arguments)
             } catch {
@@ -143,8 +147,9 @@ public struct NFSSR: VHDRepositoryDriver {
         } catch {
             let waited = Syscall.monotonicNow() - started
             let bound = options.softTimeoutSeconds.map { "; the soft mount gives up after about \(Int($0.rounded(.up))) s" } ?? ""
-            throw .io("NFS server \(export.server.sourceForm) does not answer for SR \(sr): \(error.message) after "
-                      + "\(Int(waited.rounded())) s\(bound); the SR stays attached and works again once the server answers")
+            throw .io(
+                "NFS server \(export.server.sourceForm) does not answer for SR \(sr): \(error.message) after "
+                    + "\(Int(waited.rounded())) s\(bound); the SR stays attached and works again once the server answers")
         }
     }
 
@@ -153,9 +158,10 @@ public struct NFSSR: VHDRepositoryDriver {
     /// parameters are incorrect"). The work is done (or failed on its own) when the unmount
     /// fails; a mount left behind is released by the next sr_create, sr_attach or sr_detach.
     func withExportMounted(_ sr: CanonicalUUID, _ body: (String) throws -> Void) throws {
-        try mounted(sr).withAsideMount(export.source, type: "nfs", options: options.arguments,
-                                       unmountFailure: .leavesItForTheNextCall,
-                                       explainMountFailure: { .exportUnmountable(export.source, reason: $0.message) }, body)
+        try mounted(sr).withAsideMount(
+            export.source, type: "nfs", options: options.arguments,
+            unmountFailure: .leavesItForTheNextCall,
+            explainMountFailure: { .exportUnmountable(export.source, reason: $0.message) }, body)
     }
 
     /// Why mounting the SR's directory failed, found by mounting the export itself.

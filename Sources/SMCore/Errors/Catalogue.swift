@@ -83,21 +83,25 @@ extension StorageError {
     /// EPERM: the VDI has children (snapshots or base copies) and so cannot change; `advice`
     /// says what to do instead, if anything.
     public static func vdiHasDependents(_ vdi: String, _ what: String = "a snapshot or base copy", advice: String? = nil) -> StorageError {
-        StorageError(code: .notPermitted,
-                     message: "VDI \(vdi) has dependent VDIs (\(what)) and cannot change" + (advice.map { "; \($0)" } ?? ""))
+        StorageError(
+            code: .notPermitted,
+            message: "VDI \(vdi) has dependent VDIs (\(what)) and cannot change" + (advice.map { "; \($0)" } ?? ""))
     }
 
     /// EPERM: a snapshot or clone would make a chain longer than `VHDChain.maximumLength`;
     /// `advice` says how to shorten it.
     public static func chainTooLong(_ verb: String, _ vdi: String, length: Int, advice: String) -> StorageError {
-        StorageError(code: .notPermitted, message: "\(verb) of VDI \(vdi) would make a chain of \(length) VHDs; "
-            + "the limit is \(VHDChain.maximumLength) (\(advice))")
+        StorageError(
+            code: .notPermitted,
+            message: "\(verb) of VDI \(vdi) would make a chain of \(length) VHDs; "
+                + "the limit is \(VHDChain.maximumLength) (\(advice))")
     }
 
     /// ENOLCK: another user holds the VDI's persistent lock.
     static func vdiLockedByOther(_ vdi: String, holders: [LockHolder]) -> StorageError {
-        StorageError(code: .noLocks,
-                     message: "VDI \(vdi) is locked by \(PersistentLock.list(holders)); vdi_lock with Force TRUE breaks that lock")
+        StorageError(
+            code: .noLocks,
+            message: "VDI \(vdi) is locked by \(PersistentLock.list(holders)); vdi_lock with Force TRUE breaks that lock")
     }
 
     /// EBUSY: the VDI has a persistent lock.
@@ -112,8 +116,10 @@ extension StorageError {
 
     /// EBUSY: another process holds a host-local lock (`holders` as found in /proc, if any).
     static func hostLockHeld(_ path: String, waited seconds: Int, holders: [String]) -> StorageError {
-        StorageError(code: .resourceBusy, message: "another operation holds \(path) (waited \(seconds) s)"
-                     + (holders.isEmpty ? "" : ": " + holders.joined(separator: ", ")))
+        StorageError(
+            code: .resourceBusy,
+            message: "another operation holds \(path) (waited \(seconds) s)"
+                + (holders.isEmpty ? "" : ": " + holders.joined(separator: ", ")))
     }
 
     /// EBUSY: another process or host holds a claim on shared storage.
@@ -133,8 +139,9 @@ extension StorageError {
 
     /// EBUSY: the kernel refused an exclusive open (O_EXCL) of the device.
     public static func blockDeviceInUse(_ path: String) -> StorageError {
-        StorageError(code: .resourceBusy,
-                     message: "device \(path) is in use (mounted, or held by LVM, RAID or another program); release it first")
+        StorageError(
+            code: .resourceBusy,
+            message: "device \(path) is in use (mounted, or held by LVM, RAID or another program); release it first")
     }
 
     /// `failure` (EIO unless the caller knows better): another program exited non-zero;
@@ -183,20 +190,24 @@ extension StorageError {
 
     /// ENODEV: the SR's attach record is there, its mount is not.
     public static func srMountMissing(_ sr: String, fileSystem: String, mountPoint: String) -> StorageError {
-        StorageError(code: .noSuchDevice,
-                     message: "SR \(sr) is recorded as attached but no \(fileSystem) is mounted on \(mountPoint); run sr_attach again")
+        StorageError(
+            code: .noSuchDevice,
+            message: "SR \(sr) is recorded as attached but no \(fileSystem) is mounted on \(mountPoint); run sr_attach again")
     }
 
     /// ENODEV: the SR's mount comes from another source than the dconf names.
     public static func srMountedFromElsewhere(_ sr: String, source: String, expected: String) -> StorageError {
-        StorageError(code: .noSuchDevice, message: "SR \(sr) is mounted from \(source), not from \(expected) "
-                     + "as the dconf says; run sr_detach and sr_attach with the right dconf")
+        StorageError(
+            code: .noSuchDevice,
+            message: "SR \(sr) is mounted from \(source), not from \(expected) "
+                + "as the dconf says; run sr_detach and sr_attach with the right dconf")
     }
 
     /// EBUSY: something else is mounted on the SR's mount point.
     public static func mountPointTaken(_ mountPoint: String, by source: String, type: String, expected: String) -> StorageError {
-        StorageError(code: .resourceBusy,
-                     message: "\(mountPoint) already has \(source) (\(type)) mounted, not \(expected); unmount it first")
+        StorageError(
+            code: .resourceBusy,
+            message: "\(mountPoint) already has \(source) (\(type)) mounted, not \(expected); unmount it first")
     }
 
     /// EBUSY: umount2(2) answered EBUSY.
@@ -206,22 +217,29 @@ extension StorageError {
 
     /// EBUSY: the device is mounted on this host (at `mountPoints`).
     public static func deviceMounted(_ device: String, at mountPoints: [String]) -> StorageError {
-        StorageError(code: .resourceBusy,
-                     message: "device \(device) is mounted at \(mountPoints.joined(separator: ", ")); unmount it first")
+        StorageError(
+            code: .resourceBusy,
+            message: "device \(device) is mounted at \(mountPoints.joined(separator: ", ")); unmount it first")
     }
 
     /// EEXIST: sr_create found `contents` on the device and was not told to destroy them (`force`).
     public static func deviceHolds(_ device: String, contents: String) -> StorageError {
-        StorageError(code: .fileExists, message: "device \(device) holds \(contents); "
-                     + "nothing was changed (add <force>true</force> to the dconf to destroy it)")
+        StorageError(
+            code: .fileExists,
+            message: "device \(device) holds \(contents); "
+                + "nothing was changed (add <force>true</force> to the dconf to destroy it)")
     }
 
     /// ENODEV: the device holds `contents` (or "no filesystem"), not the SR; `outcome` says
     /// what was left alone.
-    public static func deviceNotThisSR(_ device: String, holds contents: String, sr: String,
-                                       outcome: String? = nil) -> StorageError {
-        StorageError(code: .noSuchDevice, message: "device \(device) holds \(contents), not SR \(sr)"
-                     + (outcome.map { "; \($0)" } ?? ""))
+    public static func deviceNotThisSR(
+        _ device: String, holds contents: String, sr: String,
+        outcome: String? = nil
+    ) -> StorageError {
+        StorageError(
+            code: .noSuchDevice,
+            message: "device \(device) holds \(contents), not SR \(sr)"
+                + (outcome.map { "; \($0)" } ?? ""))
     }
 
     /// EEXIST: sr_create on a device whose SR of this UUID an interrupted sr_delete left.
@@ -231,15 +249,20 @@ extension StorageError {
 
     /// ENODEV: a verb other than sr_delete on an SR that an interrupted sr_delete left.
     public static func srHalfDeleted(_ sr: String, device: String) -> StorageError {
-        StorageError(code: .noSuchDevice,
-                     message: "SR \(sr) on device \(device) is half deleted (sr_delete was interrupted); run sr_delete to finish")
+        StorageError(
+            code: .noSuchDevice,
+            message: "SR \(sr) on device \(device) is half deleted (sr_delete was interrupted); run sr_delete to finish")
     }
 
     /// EBUSY: ext4's multi-mount protection shows another host holding the SR's filesystem.
-    public static func srInUseByAnotherHost(_ sr: String, device: String, holder: String, secondsAgo: Int,
-                                            outcome: String) -> StorageError {
-        StorageError(code: .resourceBusy, message: "SR \(sr) on device \(device) is in use by another host: ext4 "
-                     + "multi-mount protection names \(holder), updated \(secondsAgo) s ago; \(outcome)")
+    public static func srInUseByAnotherHost(
+        _ sr: String, device: String, holder: String, secondsAgo: Int,
+        outcome: String
+    ) -> StorageError {
+        StorageError(
+            code: .resourceBusy,
+            message: "SR \(sr) on device \(device) is in use by another host: ext4 "
+                + "multi-mount protection names \(holder), updated \(secondsAgo) s ago; \(outcome)")
     }
 
     /// ENODEV: the export cannot be mounted (the spec's "attachment parameters are incorrect").
@@ -249,8 +272,10 @@ extension StorageError {
 
     /// ENODEV: the export has no directory for the SR.
     public static func srMissingOnExport(_ sr: String, export: String) -> StorageError {
-        StorageError(code: .noSuchDevice, message: "SR \(sr) does not exist on \(export) "
-                     + "(no directory \(sr) there); run sr_create first, or check serverpath")
+        StorageError(
+            code: .noSuchDevice,
+            message: "SR \(sr) does not exist on \(export) "
+                + "(no directory \(sr) there); run sr_create first, or check serverpath")
     }
 
     /// ENODEV: the SR is recorded as attached but this host keeps no iSCSI session record for it.
@@ -270,34 +295,43 @@ extension StorageError {
 
     /// ENODEV: dconf `usediscoverynumber` names a record the discovery did not list.
     public static func discoveryRecordMissing(_ number: Int, iqn: String, endpoint: String, records: Int) -> StorageError {
-        StorageError(code: .noSuchDevice, message: "usediscoverynumber \(number): the target at \(endpoint) "
-                     + "advertises \(records) record(s) for \(iqn) (0 to \(records - 1))")
+        StorageError(
+            code: .noSuchDevice,
+            message: "usediscoverynumber \(number): the target at \(endpoint) "
+                + "advertises \(records) record(s) for \(iqn) (0 to \(records - 1))")
     }
 
     /// ENODEV: LUNs the dconf names have no block device on this host after login.
     public static func lunsMissing(_ missing: [Int], iqn: String, portal: String, present: [Int]) -> StorageError {
         let here = present.map(String.init).joined(separator: ", ")
-        return StorageError(code: .noSuchDevice, message: "target \(iqn) at \(portal) has no LUN "
-                            + missing.map(String.init).joined(separator: ", ")
-                            + " on this host (its LUNs here: \(here.isEmpty ? "none" : here))")
+        return StorageError(
+            code: .noSuchDevice,
+            message: "target \(iqn) at \(portal) has no LUN "
+                + missing.map(String.init).joined(separator: ", ")
+                + " on this host (its LUNs here: \(here.isEmpty ? "none" : here))")
     }
 
     /// EBUSY: a LUN is open exclusively on this host, so the session cannot log out.
     public static func lunInUse(_ lun: Int, iqn: String, device: String) -> StorageError {
-        StorageError(code: .resourceBusy, message: "LUN \(lun) of \(iqn) (\(device)) is in use on this host "
-                     + "(mounted or held by device-mapper); release it before logging out")
+        StorageError(
+            code: .resourceBusy,
+            message: "LUN \(lun) of \(iqn) (\(device)) is in use on this host "
+                + "(mounted or held by device-mapper); release it before logging out")
     }
 
     /// EEXIST: sr_create found something on a device and will not overwrite it (LVM).
     public static func deviceNotBlank(_ device: String, found: String) -> StorageError {
-        StorageError(code: .fileExists, message: "device \(device) is not blank: \(found); "
-                     + "sr_create does not overwrite it (clear it first, e.g. wipefs, if it is unused)")
+        StorageError(
+            code: .fileExists,
+            message: "device \(device) is not blank: \(found); "
+                + "sr_create does not overwrite it (clear it first, e.g. wipefs, if it is unused)")
     }
 
     /// ENODEV: the volume group lacks physical volumes (a device is missing or renamed).
     public static func volumeGroupIncomplete(_ group: String, missing: UInt64, of total: UInt64) -> StorageError {
-        StorageError(code: .noSuchDevice,
-                     message: "volume group \(group) is missing \(missing) of its \(total) physical volumes; check its devices")
+        StorageError(
+            code: .noSuchDevice,
+            message: "volume group \(group) is missing \(missing) of its \(total) physical volumes; check its devices")
     }
 
     /// EBUSY: something on this host holds the logical volume open.
@@ -307,27 +341,35 @@ extension StorageError {
 
     /// EBUSY: another host of the pool has the logical volume active (holds its LV lock).
     public static func activeOnAnotherHost(_ qualifiedName: String) -> StorageError {
-        StorageError(code: .resourceBusy, message: "logical volume \(qualifiedName) is active on another host "
-                     + "(it holds the volume's lock); vdi_detach it there first")
+        StorageError(
+            code: .resourceBusy,
+            message: "logical volume \(qualifiedName) is active on another host "
+                + "(it holds the volume's lock); vdi_detach it there first")
     }
 
     /// EBUSY: vgremove of a shared group whose lock space another host has started.
     public static func volumeGroupInUseElsewhere(_ group: String) -> StorageError {
-        StorageError(code: .resourceBusy, message: "volume group \(group) is in use on another host (its lock "
-                     + "space is started there: the SR is attached on another host, or sanlock has not yet seen it leave; "
-                     + "retry after sr_detach there)")
+        StorageError(
+            code: .resourceBusy,
+            message: "volume group \(group) is in use on another host (its lock "
+                + "space is started there: the SR is attached on another host, or sanlock has not yet seen it leave; "
+                + "retry after sr_detach there)")
     }
 
     /// EBUSY: sanlock lists other hosts (`hosts`, described) that may still hold leases in the lock space.
     public static func lockspaceInUseElsewhere(_ lockspace: String, hosts: String) -> StorageError {
-        StorageError(code: .resourceBusy, message: "lock space \(lockspace) may be in use on another host: "
-                     + "\(hosts); the SR is attached there, or that host stopped less than sanlock's host_dead_seconds ago "
-                     + "(retry later; Docs/LVMoISCSISR.md)")
+        StorageError(
+            code: .resourceBusy,
+            message: "lock space \(lockspace) may be in use on another host: "
+                + "\(hosts); the SR is attached there, or that host stopped less than sanlock's host_dead_seconds ago "
+                + "(retry later; Docs/LVMoISCSISR.md)")
     }
 
     /// ENOLCK: the shared group's lock space cannot be started on this host.
     public static func lockspaceNotStarted(_ group: String, reason: String) -> StorageError {
-        StorageError(code: .noLocks, message: "cannot start the lock space of volume group \(group) "
-                     + "(are sanlock and lvmlockd running? Docs/LVMoISCSISR.md): \(reason)")
+        StorageError(
+            code: .noLocks,
+            message: "cannot start the lock space of volume group \(group) "
+                + "(are sanlock and lvmlockd running? Docs/LVMoISCSISR.md): \(reason)")
     }
 }

@@ -51,7 +51,7 @@ extension Errno {
     /// The errno values the spec allows a driver to return.
     public static let specified: [Errno] = [
         .notPermitted, .ioError, .resourceBusy, .fileExists, .noSuchDevice,
-        .invalidArgument, .noSpace, .noLocks, .noFunction,
+        .invalidArgument, .noSpace, .noLocks, .noFunction
     ]
 
     /// The C constant's name, e.g. `ENODEV`.

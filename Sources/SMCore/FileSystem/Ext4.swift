@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// An ext4 filesystem on a block device, through e2fsprogs (mkfs.ext4, tune2fs, e2fsck) run by
@@ -24,9 +24,11 @@ public enum Ext4 {
     ///
     /// `multiMountProtection` adds ext4's MMP (`-O mmp`, update interval
     /// `multiMountUpdateInterval`): a device that several hosts see then refuses a second mount.
-    public static func make(on device: BlockDevice, uuid: CanonicalUUID, label: String,
-                            size: UInt64?, multiMountProtection: Bool = false,
-                            holding lock: HostLock? = nil) throws(StorageError) {
+    public static func make(
+        on device: BlockDevice, uuid: CanonicalUUID, label: String,
+        size: UInt64?, multiMountProtection: Bool = false,
+        holding lock: HostLock? = nil
+    ) throws(StorageError) {
         precondition(label.utf8.count <= maximumLabelLength, "ext4 labels hold at most 16 bytes")
         var arguments = ["-F", "-q", "-m", "0", "-U", uuid.string, "-L", label]
         if multiMountProtection {
@@ -51,7 +53,8 @@ public enum Ext4 {
         // e2fsck's exit bits: 1 = errors corrected, 2 = corrected and a reboot advised (root only).
         let corrected: Int32 = 1 | 2
         guard output.status & ~corrected == 0 else {
-            let reason = ExternalCommand.lastLine(output.standardError) ?? ExternalCommand.lastLine(output.standardOutput)
+            let reason =
+                ExternalCommand.lastLine(output.standardError) ?? ExternalCommand.lastLine(output.standardOutput)
                 ?? "no output"
             throw .io("e2fsck -p \(device.path) failed (status \(output.status)): \(reason); run e2fsck -f \(device.path) by hand")
         }
@@ -106,8 +109,9 @@ public enum Ext4 {
                 fields[key] = String(line[line.index(after: colon)...]).trimmingWhitespace()
             }
             guard let sequenceText = fields["sequence"], let sequence = UInt32(sequenceText, radix: 16),
-                  let update = fields["update_interval"].flatMap({ Int($0) }),
-                  let check = fields["check_interval"].flatMap({ Int($0) }) else { return nil }
+                let update = fields["update_interval"].flatMap({ Int($0) }),
+                let check = fields["check_interval"].flatMap({ Int($0) })
+            else { return nil }
             self.sequence = sequence
             updateInterval = update
             checkInterval = check
@@ -144,7 +148,8 @@ public enum Ext4 {
 
     /// Turns on MMP in a filesystem made without it (not mounted anywhere: the caller checks).
     public static func enableMultiMountProtection(on device: BlockDevice, holding lock: HostLock? = nil) throws(StorageError) {
-        try ExternalCommand.run("tune2fs", ["-O", "mmp", "-E", "mmp_update_interval=\(multiMountUpdateInterval)", device.path],
-                                holding: lock)
+        try ExternalCommand.run(
+            "tune2fs", ["-O", "mmp", "-E", "mmp_update_interval=\(multiMountUpdateInterval)", device.path],
+            holding: lock)
     }
 }

@@ -1,6 +1,7 @@
 import SystemPackage
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Per-host attach records under `<run_dir>/<SR-UUID>/`: `attached` for the SR, `vdi/<VDI-UUID>`

@@ -35,9 +35,11 @@ public struct HostEnvironment: Sendable {
 
     public static let defaultConfigFile = "/etc/sm/sm.conf"
 
-    public init(runDirectory: String = "/run/sm", lockDirectory: String = "/run/lock/sm",
-                logFile: String = "/var/log/SMlog", mountDirectory: String = "/run/sr-mount",
-                lockTimeout: Double = 120, lvmConfiguration: String = "", settings: [String: String] = [:]) {
+    public init(
+        runDirectory: String = "/run/sm", lockDirectory: String = "/run/lock/sm",
+        logFile: String = "/var/log/SMlog", mountDirectory: String = "/run/sr-mount",
+        lockTimeout: Double = 120, lvmConfiguration: String = "", settings: [String: String] = [:]
+    ) {
         self.runDirectory = runDirectory
         self.lockDirectory = lockDirectory
         self.logFile = logFile
@@ -61,7 +63,7 @@ public struct HostEnvironment: Sendable {
         let keys: [(file: String, variable: String)] = [
             ("run_dir", "SM_RUN_DIR"), ("lock_dir", "SM_LOCK_DIR"), ("log_file", "SM_LOG_FILE"),
             ("mount_dir", "SM_MOUNT_DIR"), ("lock_timeout", "SM_LOCK_TIMEOUT"), ("lvm_config", "SM_LVM_CONFIG"),
-            ("host_id", "SM_HOST_ID"), ("claim_lease", "SM_CLAIM_LEASE"), ("sanlock_host_id", "SM_SANLOCK_HOST_ID"),
+            ("host_id", "SM_HOST_ID"), ("claim_lease", "SM_CLAIM_LEASE"), ("sanlock_host_id", "SM_SANLOCK_HOST_ID")
         ]
         for key in keys {
             if let value = Syscall.environment(key.variable) { settings[key.file] = value }
@@ -85,13 +87,15 @@ public struct HostEnvironment: Sendable {
         }
         if let value = settings["host_id"] {
             guard Self.isValidIdentity(value) else {
-                throw .invalid("host setting host_id must be 1 to 64 letters, digits, '-' or '_', got '\(ArgumentParsing.printable(value))'")
+                throw .invalid(
+                    "host setting host_id must be 1 to 64 letters, digits, '-' or '_', got '\(ArgumentParsing.printable(value))'")
             }
             environment.identity = value
         }
         if let value = settings["claim_lease"] {
             guard let seconds = ArgumentParsing.boundedDecimal(value, in: 1...3600) else {
-                throw .invalid("host setting claim_lease must be a whole number of seconds from 1 to 3600, got '\(ArgumentParsing.printable(value))'")
+                throw .invalid(
+                    "host setting claim_lease must be a whole number of seconds from 1 to 3600, got '\(ArgumentParsing.printable(value))'")
             }
             environment.claimLease = Int(seconds)
         }
@@ -99,9 +103,11 @@ public struct HostEnvironment: Sendable {
     }
 
     static func isValidIdentity(_ value: String) -> Bool {
-        (1...64).contains(value.utf8.count) && value.utf8.allSatisfy { byte in
-            (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A) || byte == 0x2D || byte == 0x5F
-        }
+        (1...64).contains(value.utf8.count)
+            && value.utf8.allSatisfy { byte in
+                (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A) || byte == 0x2D
+                    || byte == 0x5F
+            }
     }
 
     /// The mount point of a mounted SR.

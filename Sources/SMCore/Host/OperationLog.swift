@@ -1,14 +1,18 @@
 import SystemPackage
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// One line per call in the SMlog (and syslog): time, driver, verb, UUIDs, result, duration.
 /// A log that cannot be written never fails the operation; `--verbose` says why.
 public enum OperationLog {
-    public static func record(host: HostEnvironment, driver: String, verb: String, uuids: [CanonicalUUID],
-                              result: String, seconds: Double) {
-        let line = "\(timestamp()) \(driver)[\(getpid())] \(verb) \(uuids.map(\.string).joined(separator: " ")) "
+    public static func record(
+        host: HostEnvironment, driver: String, verb: String, uuids: [CanonicalUUID],
+        result: String, seconds: Double
+    ) {
+        let line =
+            "\(timestamp()) \(driver)[\(getpid())] \(verb) \(uuids.map(\.string).joined(separator: " ")) "
             + "result=\(result) duration=\(formatMilliseconds(seconds))ms\n"
         do throws(StorageError) {
             try appendLine(line, to: host.logFile)

@@ -7,12 +7,12 @@ enum ISCSIAdm {
 
     /// iscsiadm exit statuses this code gives a meaning to.
     enum Status: Int32 {
-        case transport = 4          // ISCSI_ERR_TRANS: cannot connect to the portal
-        case transportTimeout = 8   // ISCSI_ERR_TRANS_TIMEOUT
-        case sessionExists = 15     // ISCSI_ERR_SESS_EXISTS: already logged in
-        case noDaemon = 20          // ISCSI_ERR_ISCSID_NOTCONN
-        case noObjects = 21         // ISCSI_ERR_NO_OBJS_FOUND: no such record or session
-        case authorisation = 24     // ISCSI_ERR_LOGIN_AUTH_FAILED
+        case transport = 4  // ISCSI_ERR_TRANS: cannot connect to the portal
+        case transportTimeout = 8  // ISCSI_ERR_TRANS_TIMEOUT
+        case sessionExists = 15  // ISCSI_ERR_SESS_EXISTS: already logged in
+        case noDaemon = 20  // ISCSI_ERR_ISCSID_NOTCONN
+        case noObjects = 21  // ISCSI_ERR_NO_OBJS_FOUND: no such record or session
+        case authorisation = 24  // ISCSI_ERR_LOGIN_AUTH_FAILED
     }
 
     /// Runs iscsiadm; status 0 and the statuses in `accepted` are success.

@@ -22,7 +22,8 @@ public struct ISCSIPortal: Sendable, Equatable {
         let endpoint = fields[0][..<comma]
         let groupTag = String(fields[0][fields[0].index(after: comma)...])
         guard let colon = endpoint.lastIndex(of: ":"), let port = UInt16(endpoint[endpoint.index(after: colon)...]),
-              !groupTag.isEmpty, groupTag.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }) else { return nil }
+            !groupTag.isEmpty, groupTag.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") })
+        else { return nil }
         var address = String(endpoint[..<colon])
         if address.hasPrefix("[") && address.hasSuffix("]") { address = String(address.dropFirst().dropLast()) }
         guard !address.isEmpty, !address.contains("/") else { return nil }

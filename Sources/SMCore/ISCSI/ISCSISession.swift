@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The login of this host to one iSCSI target, shared by every SR on it: ISCSISR, and the LUNs
@@ -158,7 +158,8 @@ public struct ISCSISession {
         for name in (try? Syscall.directoryEntries(byPathDirectory)) ?? [] where name.hasPrefix(prefix) {
             let suffix = name.dropFirst(prefix.count)
             guard !suffix.isEmpty, suffix.utf8.count <= 5, suffix.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }),
-                  let lun = Int(suffix) else { continue }
+                let lun = Int(suffix)
+            else { continue }
             found[lun] = "\(byPathDirectory)/\(name)"
         }
         return found
@@ -198,8 +199,9 @@ public struct ISCSISession {
         try prepareInterface()
         let portal = try discover()
         try writeNodeAuthentication(portal)
-        try ISCSIAdm.run(["-m", "node", "-T", target.iqn, "-p", portal.text, "-I", interface, "--login"],
-                         accepting: [.sessionExists], what: "login to \(target.iqn) at \(portal.text)")
+        try ISCSIAdm.run(
+            ["-m", "node", "-T", target.iqn, "-p", portal.text, "-I", interface, "--login"],
+            accepting: [.sessionExists], what: "login to \(target.iqn) at \(portal.text)")
         _ = try? ExternalCommand.runAllowingFailure("udevadm", ["settle", "--timeout=30"])
         return portal
     }
@@ -210,22 +212,24 @@ public struct ISCSISession {
             guard let device = try? BlockDevice(path: path) else { continue }
             do throws(StorageError) {
                 try device.open(.readOnly, exclusive: true).closeIgnoringErrors()
-            } catch where error.code == .resourceBusy {
+            } catch  where error.code == .resourceBusy {
                 throw .lunInUse(lun, iqn: target.iqn, device: path)
             } catch {
                 Diagnostics.debug("LUN \(lun): \(error)")
             }
         }
-        try ISCSIAdm.run(["-m", "node", "-T", target.iqn, "-p", portal.text, "-I", interface, "--logout"],
-                         accepting: [.noObjects], what: "logout from \(target.iqn) at \(portal.text)")
+        try ISCSIAdm.run(
+            ["-m", "node", "-T", target.iqn, "-p", portal.text, "-I", interface, "--logout"],
+            accepting: [.noObjects], what: "logout from \(target.iqn) at \(portal.text)")
         _ = try? ExternalCommand.runAllowingFailure("udevadm", ["settle", "--timeout=30"])
     }
 
     /// sendtargets discovery; the record `usediscoverynumber` names, or the one at `target`.
     func discover() throws(StorageError) -> ISCSIPortal {
         let endpoint = ISCSIPortal(address: target.address, port: target.port, groupTag: "1").text
-        let output = try ISCSIAdm.run(["-m", "discovery", "-t", "sendtargets", "-p", endpoint, "-I", interface],
-                                      what: "discovery at \(endpoint)")
+        let output = try ISCSIAdm.run(
+            ["-m", "discovery", "-t", "sendtargets", "-p", endpoint, "-I", interface],
+            what: "discovery at \(endpoint)")
         let records = output.standardOutput.split(whereSeparator: \.isNewline)
             .compactMap { ISCSIPortal.parseDiscovery(String($0)) }.filter { $0.iqn == target.iqn }.map(\.portal)
         guard !records.isEmpty else {
@@ -248,8 +252,11 @@ public struct ISCSISession {
         init(_ chap: ISCSITarget.Credentials?) { self = chap.map { .chap($0) } ?? .none }
 
         init(user: String?, password: String?) {
-            if let user, let password, !user.isEmpty, user != Self.unset { self = .chap(.init(user: user, password: password)) }
-            else { self = .none }
+            if let user, let password, !user.isEmpty, user != Self.unset {
+                self = .chap(.init(user: user, password: password))
+            } else {
+                self = .none
+            }
         }
 
         /// What the kernel shows for a parameter iscsid never set.
@@ -264,9 +271,10 @@ public struct ISCSISession {
         for session in liveSessions() {
             let used = kernelAuthentication(session).map { [$0] } ?? nodeRecordAuthentications()
             guard !used.isEmpty, used.allSatisfy({ $0 == wanted }) else {
-                throw .chapRefused("\(target.iqn) (\(session), interface \(interface))",
-                                   reason: "this host is already logged in to it with other CHAP credentials than the dconf's, "
-                                   + "so the dconf's are not known to be right; nothing was changed")
+                throw .chapRefused(
+                    "\(target.iqn) (\(session), interface \(interface))",
+                    reason: "this host is already logged in to it with other CHAP credentials than the dconf's, "
+                        + "so the dconf's are not known to be right; nothing was changed")
             }
         }
     }
@@ -320,16 +328,18 @@ public struct ISCSISession {
         if shown.status != 0 {
             try ISCSIAdm.run(["-m", "iface", "-I", interface, "-o", "new"], what: "creating iscsiadm interface \(interface)")
         }
-        try ISCSIAdm.run(["-m", "iface", "-I", interface, "-o", "update", "-n", "iface.initiatorname", "-v", initiator],
-                         what: "setting the initiator name of interface \(interface)")
+        try ISCSIAdm.run(
+            ["-m", "iface", "-I", interface, "-o", "update", "-n", "iface.initiatorname", "-v", initiator],
+            what: "setting the initiator name of interface \(interface)")
     }
 
     /// The node record's authentication lines, rewritten with file I/O (mode 0600).
     func writeNodeAuthentication(_ portal: ISCSIPortal) throws(StorageError) {
         let path = "\(nodeDirectory)/\(target.iqn)/\(portal.address),\(portal.port),\(portal.groupTag)/\(interface)"
         guard let bytes = try? Syscall.readFile(path) else {
-            throw .io("iscsiadm made no node record at \(path) after discovery; cannot set authentication "
-                      + "without a command line (set iscsi_node_dir in /etc/sm/sm.conf if records live elsewhere)")
+            throw .io(
+                "iscsiadm made no node record at \(path) after discovery; cannot set authentication "
+                    + "without a command line (set iscsi_node_dir in /etc/sm/sm.conf if records live elsewhere)")
         }
         let record = try Self.recordWithAuthentication(String(decoding: bytes, as: UTF8.self), chap: target.chap, path: path)
         try Syscall.writeFileAtomically(path, Array(record.utf8), mode: 0o600)
@@ -337,7 +347,7 @@ public struct ISCSISession {
 
     static let authenticationKeys: Set<String> = [
         "node.session.auth.authmethod", "node.session.auth.username", "node.session.auth.password",
-        "node.session.auth.username_in", "node.session.auth.password_in",
+        "node.session.auth.username_in", "node.session.auth.password_in"
     ]
     static let endOfRecord = "# END RECORD"
 
@@ -361,8 +371,9 @@ public struct ISCSISession {
     // MARK: Pieces
 
     func lockTarget() throws(StorageError) -> HostLock {
-        try HostLock.acquire("\(host.lockDirectory)/iscsi/" + Self.hexDigest(target.iqn).prefix(16), mode: .exclusive,
-                             timeout: host.lockTimeout)
+        try HostLock.acquire(
+            "\(host.lockDirectory)/iscsi/" + Self.hexDigest(target.iqn).prefix(16), mode: .exclusive,
+            timeout: host.lockTimeout)
     }
 
     static func hexDigest(_ text: String) -> String {

@@ -39,7 +39,8 @@ public struct ISCSITarget: Sendable, Equatable {
         address = try Self.hostAddress(configuration.required("target"))
         iqn = try Self.iscsiName(configuration.required("targetIQN"), key: "targetIQN")
         initiatorIQN = try configuration["localIQN"].map { value throws(StorageError) in try Self.iscsiName(value, key: "localIQN") }
-        port = try configuration["port"].map { value throws(StorageError) in try Self.number(value, key: "port", in: 1...65535) }
+        port =
+            try configuration["port"].map { value throws(StorageError) in try Self.number(value, key: "port", in: 1...65535) }
             .map { UInt16($0) } ?? Self.defaultPort
         discoveryNumber = try configuration["usediscoverynumber"].map { value throws(StorageError) in
             try Self.number(value, key: "usediscoverynumber", in: 0...999)
@@ -52,8 +53,9 @@ public struct ISCSITarget: Sendable, Equatable {
                 throw .invalid("dconf key 'chapuser' must be 1 to \(Self.maximumCredentialLength) printable characters without spaces")
             }
             guard Self.isCredential(password) else {
-                throw .invalid("dconf key 'chappassword' must be 1 to \(Self.maximumCredentialLength) printable characters "
-                               + "without spaces (the value is not shown)")
+                throw .invalid(
+                    "dconf key 'chappassword' must be 1 to \(Self.maximumCredentialLength) printable characters "
+                        + "without spaces (the value is not shown)")
             }
             chap = Credentials(user: user, password: password)
         case (nil, _):
@@ -84,8 +86,9 @@ public struct ISCSITarget: Sendable, Equatable {
 
     static func number(_ value: String, key: String, in range: ClosedRange<Int>) throws(StorageError) -> Int {
         guard let number = ArgumentParsing.boundedDecimal(value, in: range) else {
-            throw .invalid("dconf key '\(key)' must be a decimal number from \(range.lowerBound) to \(range.upperBound), "
-                           + "got '\(ArgumentParsing.printable(value))'")
+            throw .invalid(
+                "dconf key '\(key)' must be a decimal number from \(range.lowerBound) to \(range.upperBound), "
+                    + "got '\(ArgumentParsing.printable(value))'")
         }
         return number
     }
@@ -99,11 +102,13 @@ public struct ISCSITarget: Sendable, Equatable {
         }
         let bracketed = value.hasPrefix("[") && value.hasSuffix("]")
         let address = bracketed ? String(value.dropFirst().dropLast()) : value
-        let shaped = !address.contains("[") && !address.contains("]")
+        let shaped =
+            !address.contains("[") && !address.contains("]")
             && (bracketed || address.contains(":") ? NFSExport.isIPv6(address) : true)
         guard allowed, shaped, value.utf8.count <= 253, let first = value.first, first != "-", first != "." else {
-            throw .invalid("dconf key 'target' must be a host name or IP address (IPv6 optionally in brackets; "
-                           + "the port goes in 'port'), got '\(ArgumentParsing.printable(value))'")
+            throw .invalid(
+                "dconf key 'target' must be a host name or IP address (IPv6 optionally in brackets; "
+                    + "the port goes in 'port'), got '\(ArgumentParsing.printable(value))'")
         }
         return address
     }
@@ -116,8 +121,9 @@ public struct ISCSITarget: Sendable, Equatable {
         }
         let prefixed = ["iqn.", "eui.", "naa."].contains { lowered.hasPrefix($0) && lowered.count > $0.count }
         guard allowed, prefixed, value.utf8.count <= maximumNameLength else {
-            throw .invalid("dconf key '\(key)' must be an iSCSI name such as iqn.2007-10.com.example:storage "
-                           + "(letters, digits, '.', '-', ':'; at most \(maximumNameLength)), got '\(ArgumentParsing.printable(value))'")
+            throw .invalid(
+                "dconf key '\(key)' must be an iSCSI name such as iqn.2007-10.com.example:storage "
+                    + "(letters, digits, '.', '-', ':'; at most \(maximumNameLength)), got '\(ArgumentParsing.printable(value))'")
         }
         return value
     }

@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The fault points of one multi-step operation: one enum per operation, whose raw values are the
@@ -114,7 +114,7 @@ public enum FaultPoint {
 
     /// SMCore's operations, each with its points.
     public static let operations: [any NamedFaultPoint.Type] = [
-        Create.self, Snapshot.self, Clone.self, Delete.self, Coalesce.self, Resize.self,
+        Create.self, Snapshot.self, Clone.self, Delete.self, Coalesce.self, Resize.self
     ]
 
     /// Every point of SMCore's operations by name.
@@ -128,10 +128,11 @@ public enum FaultPoint {
     /// Code calls `reach()` on a point's case; this is the mechanism behind it.
     static func reach(named name: String) {
         if pause == nil {
-            pause = .some(Syscall.environment("SM_FAULT_PAUSE").flatMap { text in
-                guard let colon = text.lastIndex(of: ":"), let seconds = UInt32(text[text.index(after: colon)...]) else { return nil }
-                return (String(text[..<colon]), seconds)
-            })
+            pause = .some(
+                Syscall.environment("SM_FAULT_PAUSE").flatMap { text in
+                    guard let colon = text.lastIndex(of: ":"), let seconds = UInt32(text[text.index(after: colon)...]) else { return nil }
+                    return (String(text[..<colon]), seconds)
+                })
         }
         if case .some(.some(let paused)) = pause, paused.name == name {
             Diagnostics.debug("fault point \(name): pausing \(paused.seconds) s")

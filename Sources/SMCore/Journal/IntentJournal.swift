@@ -1,7 +1,8 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import SystemPackage
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// What a multi-step operation is about to do, written and fsynced before its first step.
 ///
@@ -166,14 +167,17 @@ public struct IntentJournal: Sendable {
             switch Syscall.flock(descriptor, LOCK_EX | LOCK_NB) {
             case .success: locked = true
             case .failure(.wouldBlock): locked = false
-            case .failure: descriptor.closeIgnoringErrors(); continue
+            case .failure:
+                descriptor.closeIgnoringErrors()
+                continue
             }
             guard let status = try? descriptor.status(path: path), status.st_nlink > 0 else {
                 descriptor.closeIgnoringErrors()
                 continue
             }
             guard name.hasSuffix(Self.suffix), let bytes = try? descriptor.read(count: 1 << 16, at: 0, path: path),
-                  let record = IntentRecord(bytes: bytes) else {
+                let record = IntentRecord(bytes: bytes)
+            else {
                 // A damaged record held by a process of this host is being written or replayed.
                 if locked { damaged.append(path) }
                 descriptor.closeIgnoringErrors()

@@ -1,6 +1,7 @@
 import SystemPackage
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A host-local `flock` under `<lock_dir>/<SR-UUID>/`, held until `release()` or process exit.
@@ -40,10 +41,12 @@ public final class HostLock {
         var found: [String] = []
         for entry in (try? Syscall.directoryEntries("/proc")) ?? [] {
             guard let pid = Int32(entry), pid != ownPID,
-                  let descriptors = try? Syscall.directoryEntries("/proc/\(pid)/fd") else { continue }
+                let descriptors = try? Syscall.directoryEntries("/proc/\(pid)/fd")
+            else { continue }
             let holds = descriptors.contains { Syscall.symbolicLinkTarget("/proc/\(pid)/fd/\($0)") == file }
             guard holds else { continue }
-            let command = (try? Syscall.readFile("/proc/\(pid)/comm", limit: 64))
+            let command =
+                (try? Syscall.readFile("/proc/\(pid)/comm", limit: 64))
                 .map { String(decoding: $0, as: UTF8.self).trimmingWhitespace() } ?? "?"
             found.append("\(ArgumentParsing.printable(command)) (pid \(pid))")
             if found.count == 8 { break }

@@ -1,6 +1,7 @@
 import SystemPackage
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The names the protocol puts beside a target file `<file>` (LOCK-UTIL.md, "Files"):
@@ -59,7 +60,8 @@ public struct LockTarget: Sendable, Equatable {
     /// files, `.bak`, `.new`, other targets) is nil.
     public func parseLockName(_ name: String) -> (owner: LockOwner, mode: LockMode)? {
         // Bytes, not Characters: String comparison would equate canonically equivalent names.
-        let bytes = Array(name.utf8), prefix = Array((baseName + Self.mutexSuffix + ".").utf8)
+        let bytes = Array(name.utf8)
+        let prefix = Array((baseName + Self.mutexSuffix + ".").utf8)
         guard bytes.count > prefix.count + 3, bytes.starts(with: prefix) else { return nil }
         let suffix = bytes[(bytes.count - 3)...]
         let mode: LockMode

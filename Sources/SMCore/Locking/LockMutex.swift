@@ -1,6 +1,7 @@
 import SystemPackage
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// How long and how often a caller waits for the short-term mutex (LOCK-UTIL.md: 16 retries with
@@ -77,8 +78,10 @@ final class LockMutex {
 
     /// Takes the mutex, retrying and recovering a stale one as `policy` says. With `force`, a
     /// stale mutex is removed at the first refusal instead of after the retries; a fresh one never is.
-    static func acquire(_ target: LockTarget, owner: LockOwner, mode: LockMode, force: Bool,
-                        policy: MutexPolicy) -> Result<LockMutex, LockOutcome> {
+    static func acquire(
+        _ target: LockTarget, owner: LockOwner, mode: LockMode, force: Bool,
+        policy: MutexPolicy
+    ) -> Result<LockMutex, LockOutcome> {
         let path = target.mutexPath
         var attempt = 0
         var removedStale = false
@@ -112,8 +115,10 @@ final class LockMutex {
     }
 
     /// After a successful O_EXCL create: contents, link, inode test, link removed.
-    private static func claim(_ target: LockTarget, descriptor: Int32, owner: LockOwner,
-                              mode: LockMode) -> Result<LockMutex, LockOutcome> {
+    private static func claim(
+        _ target: LockTarget, descriptor: Int32, owner: LockOwner,
+        mode: LockMode
+    ) -> Result<LockMutex, LockOutcome> {
         let path = target.mutexPath
         let link = target.linkPath(owner, mode: mode)
         var created = stat()
@@ -123,14 +128,17 @@ final class LockMutex {
             unlink(path)
             return .failure(.failure(.statFailed, "cannot examine the lock mutex \(path): \(errnoText(code))", errno: code))
         }
-        let mutex = LockMutex(target: target, descriptor: descriptor, device: UInt64(created.st_dev),
-                              inode: UInt64(created.st_ino))
+        let mutex = LockMutex(
+            target: target, descriptor: descriptor, device: UInt64(created.st_dev),
+            inode: UInt64(created.st_ino))
         do throws(StorageError) {
             try FileDescriptor(rawValue: descriptor).writeAll(link.utf8, at: 0, path: path)
         } catch {
             _ = mutex.release()
-            return .failure(.failure(.mutexWriteFailed, "cannot write the lock mutex \(path): \(error.message)",
-                                     errno: error.systemErrno ?? .ioError))
+            return .failure(
+                .failure(
+                    .mutexWriteFailed, "cannot write the lock mutex \(path): \(error.message)",
+                    errno: error.systemErrno ?? .ioError))
         }
         var linkResult = Syscall.attempt({ Glibc.link(path, link) })
         if case .failure(.fileExists) = linkResult {
@@ -176,8 +184,8 @@ final class LockMutex {
         // Remove exactly the mutex judged stale, not one another caller made since.
         var again = stat()
         guard case .success = Syscall.attempt({ lstat(path, &again) }),
-              again.st_ino == seen.st_ino, again.st_dev == seen.st_dev,
-              again.modificationTime == seen.modificationTime
+            again.st_ino == seen.st_ino, again.st_dev == seen.st_dev,
+            again.modificationTime == seen.modificationTime
         else { return .success(true) }
         switch Syscall.attempt({ unlink(path) }) {
         case .success, .failure(.noSuchFileOrDirectory):
@@ -215,14 +223,15 @@ final class LockMutex {
         let path = target.mutexPath
         var current = stat()
         guard case .success = Syscall.attempt({ lstat(path, &current) }),
-              UInt64(current.st_ino) == inode, UInt64(current.st_dev) == device
+            UInt64(current.st_ino) == inode, UInt64(current.st_dev) == device
         else {
             return nil
         }
         switch Syscall.attempt({ unlink(path) }) {
         case .success, .failure(.noSuchFileOrDirectory): return nil
         case .failure(let code):
-            return "could not remove the lock mutex \(path) (\(errnoText(code))); others wait until it is \(Int(MutexPolicy.standard.staleAge)) s old"
+            return
+                "could not remove the lock mutex \(path) (\(errnoText(code))); others wait until it is \(Int(MutexPolicy.standard.staleAge)) s old"
         }
     }
 }

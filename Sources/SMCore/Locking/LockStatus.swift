@@ -99,8 +99,10 @@ public struct LockOutcome: Error, Sendable, Equatable {
     /// The holders that made the lock refuse (-4, -5).
     public var heldBy: [LockHolder]
 
-    public init(status: LockStatus, lease: Int, errno: Errno? = nil, message: String = "", tookOver: [LockHolder] = [],
-                heldBy: [LockHolder] = []) {
+    public init(
+        status: LockStatus, lease: Int, errno: Errno? = nil, message: String = "", tookOver: [LockHolder] = [],
+        heldBy: [LockHolder] = []
+    ) {
         self.status = status
         self.lease = status.rawValue < 0 ? -1 : lease
         self.errno = errno

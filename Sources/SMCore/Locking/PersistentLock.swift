@@ -1,6 +1,7 @@
 import SystemPackage
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The NFS-safe persistent lock of LOCK-UTIL.md: lock files beside a target that every host
@@ -78,18 +79,22 @@ public struct PersistentLock: Sendable {
                 case .success, .failure(.noSuchFileOrDirectory):
                     tookOver.append(holder)
                 case .failure(let code):
-                    return .failure(.removeFailed, "cannot remove \(holder)'s lock file \(holder.path) to force the lock: \(errnoText(code))",
-                                    errno: code)
+                    return .failure(
+                        .removeFailed, "cannot remove \(holder)'s lock file \(holder.path) to force the lock: \(errnoText(code))",
+                        errno: code)
                 }
             }
         } else if !writers.isEmpty {
-            return LockOutcome(status: .heldByWriter, lease: -1,
-                               message: "\(target.path) is locked by writer \(Self.list(writers)); use force to take it over",
-                               heldBy: writers)
+            return LockOutcome(
+                status: .heldByWriter, lease: -1,
+                message: "\(target.path) is locked by writer \(Self.list(writers)); use force to take it over",
+                heldBy: writers)
         } else if mode == .writer && !readers.isEmpty {
-            return LockOutcome(status: .heldByReaders, lease: -1,
-                               message: "\(target.path) is locked by reader\(readers.count == 1 ? "" : "s") \(Self.list(readers)); use force to take it over",
-                               heldBy: readers)
+            return LockOutcome(
+                status: .heldByReaders, lease: -1,
+                message:
+                    "\(target.path) is locked by reader\(readers.count == 1 ? "" : "s") \(Self.list(readers)); use force to take it over",
+                heldBy: readers)
         }
 
         let previous = mine.first { $0.mode == mode }
@@ -111,8 +116,9 @@ public struct PersistentLock: Sendable {
         for stale in mine where stale.mode != mode {
             if case .failure(let code) = Syscall.attempt({ unlink(stale.path) }), code != .noSuchFileOrDirectory {
                 unlink(path)
-                return .failure(.removeFailed, "cannot remove the \(stale.mode) lock file \(stale.path) to change to \(mode): \(errnoText(code))",
-                                errno: code)
+                return .failure(
+                    .removeFailed, "cannot remove the \(stale.mode) lock file \(stale.path) to change to \(mode): \(errnoText(code))",
+                    errno: code)
             }
         }
 
@@ -120,7 +126,8 @@ public struct PersistentLock: Sendable {
         if !tookOver.isEmpty {
             let start = Syscall.monotonicNow()
             Self.waitOneLease(Double(lease), refreshing: mutex)
-            message = "took over from \(Self.list(tookOver)); waited \(Self.seconds(Syscall.monotonicNow() - start)) s (one lease) so that the previous holder could notice"
+            message =
+                "took over from \(Self.list(tookOver)); waited \(Self.seconds(Syscall.monotonicNow() - start)) s (one lease) so that the previous holder could notice"
         }
         return LockOutcome(status: status, lease: recordedLease, message: message, tookOver: tookOver)
     }
@@ -191,19 +198,22 @@ public struct PersistentLock: Sendable {
         switch target.holders() {
         case .success(let found): holders = found
         case .failure(let outcome):
-            return LockDelta(status: outcome.status, age: outcome.status.rawValue, maximumLease: -1,
-                             errno: outcome.errno, message: outcome.message)
+            return LockDelta(
+                status: outcome.status, age: outcome.status.rawValue, maximumLease: -1,
+                errno: outcome.errno, message: outcome.message)
         }
         guard let newest = holders.map(\.modified).max() else {
-            return LockDelta(status: .noLock, age: LockStatus.noLock.rawValue, maximumLease: -1,
-                             message: "\(target.path) is not locked (no lock files beside it)")
+            return LockDelta(
+                status: .noLock, age: LockStatus.noLock.rawValue, maximumLease: -1,
+                message: "\(target.path) is not locked (no lock files beside it)")
         }
         let now: Double
         switch ServerClock.now(beside: target) {
         case .success(let value): now = value
         case .failure(let outcome):
-            return LockDelta(status: outcome.status, age: outcome.status.rawValue, maximumLease: -1,
-                             errno: outcome.errno, message: outcome.message)
+            return LockDelta(
+                status: outcome.status, age: outcome.status.rawValue, maximumLease: -1,
+                errno: outcome.errno, message: outcome.message)
         }
         let age = max(0, wholeSeconds(now - newest))
         return LockDelta(status: .acquired, age: age, maximumLease: holders.compactMap(\.lease).max() ?? 0)

@@ -1,7 +1,8 @@
 import Synchronization
 import SystemPackage
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A claim one process of one host of a pool holds on part of a shared SR (its collector, a VDI
@@ -46,8 +47,10 @@ public final class SharedClaim: @unchecked Sendable {
 
     /// Takes the claim on `name`, or answers nil when a live holder has it (who, in `holder`).
     /// EIO when the shared storage cannot be used.
-    public static func tryAcquire(_ name: String, srRoot: String, host: HostEnvironment,
-                                  holder: inout String) throws(StorageError) -> SharedClaim? {
+    public static func tryAcquire(
+        _ name: String, srRoot: String, host: HostEnvironment,
+        holder: inout String
+    ) throws(StorageError) -> SharedClaim? {
         let directory = directory(srRoot: srRoot)
         if !Syscall.isDirectory(directory) { try Syscall.makeDirectories(directory) }
         guard let target = LockTarget("\(directory)/\(name)") else { throw .io("bad claim name \(name)") }
@@ -94,8 +97,10 @@ public final class SharedClaim: @unchecked Sendable {
     }
 
     /// Waits up to `timeout` seconds for the claim; EBUSY naming its holder after that.
-    public static func acquire(_ name: String, srRoot: String, host: HostEnvironment,
-                               what: String) throws(StorageError) -> SharedClaim {
+    public static func acquire(
+        _ name: String, srRoot: String, host: HostEnvironment,
+        what: String
+    ) throws(StorageError) -> SharedClaim {
         let deadline = Syscall.monotonicNow() + host.lockTimeout
         var holder = ""
         while true {
@@ -111,7 +116,8 @@ public final class SharedClaim: @unchecked Sendable {
     /// does; takes nothing. For reports (sr_scan's `gc_running`), never for decisions.
     public static func liveHolder(_ name: String, srRoot: String, host: HostEnvironment) -> String? {
         guard let target = LockTarget("\(directory(srRoot: srRoot))/\(name)"),
-              let holders = try? PersistentLock.holders(of: target), !holders.isEmpty else { return nil }
+            let holders = try? PersistentLock.holders(of: target), !holders.isEmpty
+        else { return nil }
         return judge(holders, target: target, host: host) == .live ? PersistentLock.list(holders) : nil
     }
 
@@ -177,10 +183,12 @@ enum ClaimKeeper {
         }
         if start {
             var thread = pthread_t()
-            _ = pthread_create(&thread, nil, { _ in
-                ClaimKeeper.run()
-                return nil
-            }, nil)
+            _ = pthread_create(
+                &thread, nil,
+                { _ in
+                    ClaimKeeper.run()
+                    return nil
+                }, nil)
             pthread_detach(thread)
         }
     }
@@ -202,8 +210,9 @@ enum ClaimKeeper {
                 if !result.held || (!result.refreshed && now - refreshed > Double(claim.lease)) {
                     // Another host owns it now (or may, any moment): stop writing at once, with
                     // EIO as the answer (no cleanup runs: what was under way is crash-safe).
-                    Diagnostics.writeStandardError("EIO: lost the claim \(claim.name) on shared storage; stopped at once "
-                        + "(the operation is left for recovery)\n")
+                    Diagnostics.writeStandardError(
+                        "EIO: lost the claim \(claim.name) on shared storage; stopped at once "
+                            + "(the operation is left for recovery)\n")
                     _exit(EIO)
                 }
                 if result.refreshed {

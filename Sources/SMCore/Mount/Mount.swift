@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Mounting and unmounting filesystems, for the drivers whose SR root is a mount (EXT, NFS,
@@ -12,8 +12,10 @@ public enum Mount {
     /// Mounts `source` (a device path or `server:/export`) on `mountPoint`, creating the directory
     /// (and its parents) when missing. EIO with mount's reason on failure; a mount point this call
     /// created is removed again.
-    public static func mount(_ source: String, at mountPoint: String, type: String,
-                             options: [String] = []) throws(StorageError) {
+    public static func mount(
+        _ source: String, at mountPoint: String, type: String,
+        options: [String] = []
+    ) throws(StorageError) {
         let created = !Syscall.exists(mountPoint)
         try Syscall.makeDirectories(mountPoint)
         var arguments = ["-t", type]

@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// One line of `/proc/self/mountinfo` (proc(5)).
@@ -58,13 +58,15 @@ public struct MountTable: Sendable {
         // Single spaces only: the kernel escapes spaces in fields, and an empty source is an empty field.
         let fields = line.split(separator: " ", omittingEmptySubsequences: false).map(String.init)
         guard fields.count >= 10, let separator = fields.firstIndex(of: "-"), separator >= 6,
-              fields.count >= separator + 3 else { return nil }
+            fields.count >= separator + 3
+        else { return nil }
         let numbers = fields[2].split(separator: ":")
         guard numbers.count == 2, let major = UInt32(numbers[0]), let minor = UInt32(numbers[1]) else { return nil }
-        return MountEntry(device: DeviceNumber(major: major, minor: minor), root: unescape(fields[3]),
-                          mountPoint: unescape(fields[4]), fileSystemType: unescape(fields[separator + 1]),
-                          source: unescape(fields[separator + 2]),
-                          options: fields[5].split(separator: ",").map(String.init))
+        return MountEntry(
+            device: DeviceNumber(major: major, minor: minor), root: unescape(fields[3]),
+            mountPoint: unescape(fields[4]), fileSystemType: unescape(fields[separator + 1]),
+            source: unescape(fields[separator + 2]),
+            options: fields[5].split(separator: ",").map(String.init))
     }
 
     /// The kernel writes space, tab, newline and backslash in paths as `\040`, `\011`, `\012`, `\134`.
@@ -75,7 +77,8 @@ public struct MountTable: Sendable {
         var index = 0
         while index < source.count {
             if source[index] == UInt8(ascii: "\\"), index + 3 < source.count,
-               let value = UInt8(String(decoding: source[(index + 1)...(index + 3)], as: UTF8.self), radix: 8) {
+                let value = UInt8(String(decoding: source[(index + 1)...(index + 3)], as: UTF8.self), radix: 8)
+            {
                 bytes.append(value)
                 index += 4
             } else {

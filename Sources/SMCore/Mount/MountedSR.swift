@@ -53,8 +53,10 @@ public struct MountedSR: Sendable {
     /// again); any other mount there is EBUSY naming it and `expected`. Otherwise `mount` (the
     /// driver's checks and the mount itself), then the attach record `record`; a failure to
     /// write it unmounts again.
-    public func attach(expected: String, isExpected: (MountEntry) -> Bool, record: String,
-                       mount: () throws(StorageError) -> Void) throws(StorageError) {
+    public func attach(
+        expected: String, isExpected: (MountEntry) -> Bool, record: String,
+        mount: () throws(StorageError) -> Void
+    ) throws(StorageError) {
         try releaseAsideMount()
         if let mounted = try currentMount() {
             guard isExpected(mounted) else {
@@ -99,10 +101,12 @@ public struct MountedSR: Sendable {
     /// `body` with that path, and unmounts whatever `body` did; `unmountFailure` says what a
     /// failure of that last unmount means. A failed mount is thrown as `explainMountFailure`
     /// turns mount's error.
-    public func withAsideMount<T>(_ source: String, type: String, options: [String] = [],
-                                  unmountFailure: AsideUnmountFailure,
-                                  explainMountFailure: (StorageError) -> StorageError = { $0 },
-                                  _ body: (String) throws -> T) throws -> T {
+    public func withAsideMount<T>(
+        _ source: String, type: String, options: [String] = [],
+        unmountFailure: AsideUnmountFailure,
+        explainMountFailure: (StorageError) -> StorageError = { $0 },
+        _ body: (String) throws -> T
+    ) throws -> T {
         let point = asideMountPoint
         try releaseAsideMount()
         do throws(StorageError) {

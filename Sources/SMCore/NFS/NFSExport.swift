@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// An NFS export as a dconf names it: `server` and `serverpath`.
@@ -67,8 +67,9 @@ public struct NFSExport: Sendable, Equatable {
         }
         if candidate.contains(":") {
             guard isIPv6(candidate) else {
-                throw .invalid("dconf server '\(shown)' is not a host name or IP address (a ':' is only allowed in an IPv6 address; "
-                               + "the export's path goes in serverpath)")
+                throw .invalid(
+                    "dconf server '\(shown)' is not a host name or IP address (a ':' is only allowed in an IPv6 address; "
+                        + "the export's path goes in serverpath)")
             }
             return .ipv6(candidate.lowercased())
         }
@@ -120,8 +121,9 @@ public struct NFSExport: Sendable, Equatable {
         }
         let allowedPunctuation = Set("/._-+~@=".utf8)
         guard text.utf8.allSatisfy({ isLetterOrDigit($0) || allowedPunctuation.contains($0) }) else {
-            throw .invalid("dconf serverpath '\(shown)' may only hold letters, digits and / . _ - + ~ @ = "
-                           + "(no spaces, commas or colons)")
+            throw .invalid(
+                "dconf serverpath '\(shown)' may only hold letters, digits and / . _ - + ~ @ = "
+                    + "(no spaces, commas or colons)")
         }
         let components = text.split(separator: "/")
         guard !components.contains(where: { $0 == "." || $0 == ".." }) else {

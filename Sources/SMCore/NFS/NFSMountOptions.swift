@@ -10,8 +10,12 @@ public struct NFSMountOptions: Sendable, Equatable {
         case v3 = "3"
         /// NFSv4 at the highest minor version both ends support.
         case v4 = "4"
+        // The minor versions as nfs(5) spells them (vers=4.0).
+        // swift-format-ignore: AlwaysUseLowerCamelCase
         case v4_0 = "4.0"
+        // swift-format-ignore: AlwaysUseLowerCamelCase
         case v4_1 = "4.1"
+        // swift-format-ignore: AlwaysUseLowerCamelCase
         case v4_2 = "4.2"
     }
 
@@ -50,15 +54,17 @@ public struct NFSMountOptions: Sendable, Equatable {
     public init(configuration: DeviceConfiguration, server: NFSExport.Server) throws(StorageError) {
         if let text = configuration["nfsversion"] {
             guard let version = Version(rawValue: text) else {
-                throw .invalid("dconf nfsversion '\(ArgumentParsing.printable(text))' must be one of "
-                               + Version.allCases.map(\.rawValue).joined(separator: ", "))
+                throw .invalid(
+                    "dconf nfsversion '\(ArgumentParsing.printable(text))' must be one of "
+                        + Version.allCases.map(\.rawValue).joined(separator: ", "))
             }
             self.version = version
         }
         if let text = configuration["proto"] {
             guard let transport = Transport(rawValue: text) else {
-                throw .invalid("dconf proto '\(ArgumentParsing.printable(text))' must be tcp or tcp6 "
-                               + "(NFS over UDP is not offered: NFSv4 needs TCP and Debian kernels are built without it)")
+                throw .invalid(
+                    "dconf proto '\(ArgumentParsing.printable(text))' must be tcp or tcp6 "
+                        + "(NFS over UDP is not offered: NFSv4 needs TCP and Debian kernels are built without it)")
             }
             if transport == .tcp6, case .ipv4 = server {
                 throw .invalid("dconf proto tcp6 cannot reach the IPv4 address \(server.sourceForm); use tcp")
@@ -97,15 +103,18 @@ public struct NFSMountOptions: Sendable, Equatable {
 
     /// The argument of `mount -o`, one option an element.
     public var arguments: [String] {
-        ["vers=\(version.rawValue)", "proto=\(transport.rawValue)", "timeo=\(timeout)",
-         "retrans=\(retransmissions)", soft ? "soft" : "hard"] + Self.fixedOptions
+        [
+            "vers=\(version.rawValue)", "proto=\(transport.rawValue)", "timeo=\(timeout)",
+            "retrans=\(retransmissions)", soft ? "soft" : "hard"
+        ] + Self.fixedOptions
     }
 
     /// Decimal digits only (no sign, no hex, no exponent), within `range`.
     static func number(_ text: String, key: String, range: ClosedRange<Int>, unit: String) throws(StorageError) -> Int {
         guard let value = ArgumentParsing.boundedDecimal(text, in: range) else {
-            throw .invalid("dconf \(key) '\(ArgumentParsing.printable(text))' must be a whole number of \(unit) "
-                           + "from \(range.lowerBound) to \(range.upperBound)")
+            throw .invalid(
+                "dconf \(key) '\(ArgumentParsing.printable(text))' must be a whole number of \(unit) "
+                    + "from \(range.lowerBound) to \(range.upperBound)")
         }
         return value
     }

@@ -19,9 +19,10 @@ public struct VDIMetadataStore: Sendable {
     /// Replaces the attributes of `vdi` (values must not contain line breaks).
     public func setAttributes(_ attributes: [String: String], of vdi: CanonicalUUID) throws(StorageError) {
         try Syscall.makeDirectories(directory)
-        let text = attributes.keys.sorted().map { key in
-            "\(key)=\(attributes[key]!.split(whereSeparator: \.isNewline).joined(separator: " "))"
-        }.joined(separator: "\n") + "\n"
+        let text =
+            attributes.keys.sorted().map { key in
+                "\(key)=\(attributes[key]!.split(whereSeparator: \.isNewline).joined(separator: " "))"
+            }.joined(separator: "\n") + "\n"
         try Syscall.writeFileAtomically(path(vdi), Array(text.utf8))
     }
 

@@ -28,8 +28,11 @@ extension VHDRepository {
         for vdi in files where !busy.contains(vdi) {
             let path = vdiPath(vdi)
             if let status = Syscall.lstatus(path), let kind = Syscall.nonRegularKind(status.st_mode) {
-                problems.append(.init(vdi: vdi, message: "\(path) is \(kind), not a regular file; it is not read or written "
-                    + "(remove it, or put the VHD file back in its place)"))
+                problems.append(
+                    .init(
+                        vdi: vdi,
+                        message: "\(path) is \(kind), not a regular file; it is not read or written "
+                            + "(remove it, or put the VHD file back in its place)"))
                 continue
             }
             for message in VHDChecker.problems(ofFile: path) { problems.append(.init(vdi: vdi, message: message)) }
@@ -55,8 +58,10 @@ extension VHDRepository {
             }
         }
         if !busy.isEmpty {
-            OperationLog.note(host: host, "sr_check \(sr): skipped VDIs a running operation is changing: "
-                + busy.sorted().map(\.string).joined(separator: " "))
+            OperationLog.note(
+                host: host,
+                "sr_check \(sr): skipped VDIs a running operation is changing: "
+                    + busy.sorted().map(\.string).joined(separator: " "))
         }
         return SRCheckReport(uuid: sr, checkedVDIs: files.count - busy.intersection(files).count, problems: problems)
     }

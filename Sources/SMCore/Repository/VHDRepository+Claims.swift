@@ -44,11 +44,12 @@ extension VHDRepository {
             for vdi in vdis.sorted() {
                 do throws(StorageError) {
                     claims.append(try SharedClaim.acquire(vdi.string, srRoot: root, host: host, what: "VDI \(vdi)"))
-                } catch where error.code == .noSpace {
+                } catch  where error.code == .noSpace {
                     // A full SR must still let VDIs be deleted. Nobody can take a claim while no
                     // file can be written, so a VDI nobody claims now stays unclaimed.
                     guard let target = LockTarget("\(SharedClaim.directory(srRoot: root))/\(vdi)"),
-                          (try? PersistentLock.holders(of: target))?.isEmpty == true else { throw error }
+                        (try? PersistentLock.holders(of: target))?.isEmpty == true
+                    else { throw error }
                     OperationLog.note(host: host, "SR \(sr): no space for the claim of VDI \(vdi); nobody holds it, going on")
                 }
             }

@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Coalescing (sr_gc): hidden VDIs with no children are removed; a hidden VDI H with exactly
@@ -54,16 +54,20 @@ extension VHDRepository {
             // Nothing is decided until sr_check's problems are fixed.
             let unsound = tree.unsound
             guard unsound.isEmpty else {
-                OperationLog.note(host: host, "sr_gc \(sr): not coalescing or reclaiming while VHDs are unreadable or chains "
-                    + "broken: " + unsound.keys.sorted().prefix(20).map { "\($0) (\(unsound[$0] ?? ""))" }.joined(separator: ", ")
-                    + (unsound.count > 20 ? " and \(unsound.count - 20) more" : "") + " (run sr_check)")
+                OperationLog.note(
+                    host: host,
+                    "sr_gc \(sr): not coalescing or reclaiming while VHDs are unreadable or chains "
+                        + "broken: " + unsound.keys.sorted().prefix(20).map { "\($0) (\(unsound[$0] ?? ""))" }.joined(separator: ", ")
+                        + (unsound.count > 20 ? " and \(unsound.count - 20) more" : "") + " (run sr_check)")
                 return report
             }
             // Nor are the VDIs of an operation that recovery could not complete (sr_check names it).
             let unsettled = unsettledVDIs()
             guard !unsettled.unreadable else {
-                OperationLog.note(host: host, "sr_gc \(sr): not coalescing or reclaiming while an intent record is unreadable "
-                    + "(run sr_check)")
+                OperationLog.note(
+                    host: host,
+                    "sr_gc \(sr): not coalescing or reclaiming while an intent record is unreadable "
+                        + "(run sr_check)")
                 return report
             }
             var progressed = false
@@ -111,16 +115,21 @@ extension VHDRepository {
         let tree = try tree()
         guard tree.unsound.isEmpty else { return "unreadable VHDs or broken chains in the SR (run sr_check)" }
         guard let node = tree.nodes[parent], node.hidden, tree.childrenOf(parent) == [child],
-              let childNode = tree.nodes[child] else { return "the tree changed" }
+            let childNode = tree.nodes[child]
+        else { return "the tree changed" }
         guard node.size <= childNode.size else { return "parent \(parent) is larger than its child" }
         if let hazard = mergeHazard(parent) ?? mergeHazard(child) { return hazard }
         guard let parentTime = Syscall.modificationTime(vdiPath(parent)),
-              let childTime = Syscall.modificationTime(vdiPath(child)) else { return "cannot stat the files" }
-        let entry = try journal.begin(IntentRecord(operation: .coalesce, fields: [
-            "parent": parent.string, "child": child.string,
-            "child-unique-id": CanonicalUUID(bytes: childNode.uniqueID).string,
-            "parent-modification-time": Self.encode(parentTime), "child-modification-time": Self.encode(childTime),
-        ]))
+            let childTime = Syscall.modificationTime(vdiPath(child))
+        else { return "cannot stat the files" }
+        let entry = try journal.begin(
+            IntentRecord(
+                operation: .coalesce,
+                fields: [
+                    "parent": parent.string, "child": child.string,
+                    "child-unique-id": CanonicalUUID(bytes: childNode.uniqueID).string,
+                    "parent-modification-time": Self.encode(parentTime), "child-modification-time": Self.encode(childTime)
+                ]))
         FaultPoint.Coalesce.journaled.reach()
         do throws(StorageError) {
             let target = try VHDImage.open(vdiPath(parent), writable: true)
@@ -150,8 +159,10 @@ extension VHDRepository {
             let image = try VHDImage.open(vdiPath(vdi))
             guard !image.endFooterDamaged else { return "VDI \(vdi) has no valid footer at its end (run sr_check)" }
             let footerOffset = try image.fileSize() - UInt64(VHDFooter.size)  // open checked the file holds a footer
-            for (block, entry) in try image.allocationTable().enumerated() where entry != VHDImage.unallocated
-                && UInt64(entry) * VHDImage.sectorSize + VHDImage.bitmapSize + VHDImage.blockSize > footerOffset {
+            for (block, entry) in try image.allocationTable().enumerated()
+            where entry != VHDImage.unallocated
+                && UInt64(entry) * VHDImage.sectorSize + VHDImage.bitmapSize + VHDImage.blockSize > footerOffset
+            {
                 return "VDI \(vdi): BAT entry \(block) points past the end of the file (run sr_check)"
             }
             return nil
@@ -162,8 +173,9 @@ extension VHDRepository {
 
     func recoverCoalesce(_ record: IntentRecord) throws(StorageError) -> RecoveryOutcome {
         guard let parent = record.uuid("parent"), let child = record.uuid("child"), let childID = record.uuid("child-unique-id"),
-              let parentTime = record["parent-modification-time"].flatMap(Self.decodeTime),
-              let childTime = record["child-modification-time"].flatMap(Self.decodeTime) else {
+            let parentTime = record["parent-modification-time"].flatMap(Self.decodeTime),
+            let childTime = record["child-modification-time"].flatMap(Self.decodeTime)
+        else {
             throw .io("coalesce record is incomplete")
         }
         guard fileExists(parent) else {
@@ -208,17 +220,23 @@ public struct BackgroundCollector: Sendable {
     /// The dconf as a document the worker parses back, written by libxml2.
     var document: [UInt8] {
         let keys = deviceConfiguration.values.keys.sorted()
-        return Array(ResultDocument.render(ResultElement("dconf", children: keys.map {
-            ResultElement($0, deviceConfiguration.values[$0] ?? "")
-        })).utf8)
+        return Array(
+            ResultDocument.render(
+                ResultElement(
+                    "dconf",
+                    children: keys.map {
+                        ResultElement($0, deviceConfiguration.values[$0] ?? "")
+                    })
+            ).utf8)
     }
 
     /// Spawns the worker; failures are logged, never thrown (the delete itself succeeded).
     public func start(sr: CanonicalUUID, host: HostEnvironment) {
         let executable = "/proc/self/exe"
         do throws(StorageError) {
-            let child = try DetachedProcess.start(executable, arguments: [executable, "@-", Verb.srGC.rawValue, sr.string],
-                                                  input: document)
+            let child = try DetachedProcess.start(
+                executable, arguments: [executable, "@-", Verb.srGC.rawValue, sr.string],
+                input: document)
             Diagnostics.debug("started background sr_gc \(sr) as process \(child)")
         } catch {
             OperationLog.note(host: host, "SR \(sr): cannot start the background sr_gc (\(error.message)); run sr_gc by hand")

@@ -42,12 +42,16 @@ extension VHDRepository {
                 let outcome = try replay(entry)
                 OperationLog.note(host: host, "SR \(sr): recovered \(entry.record.operationName) \(entry.record.fields): \(outcome)")
             } catch {
-                OperationLog.note(host: host, "SR \(sr): recovery of \(entry.record.operationName) \(entry.path) failed, "
-                    + "record left for sr_check: \(error)")
+                OperationLog.note(
+                    host: host,
+                    "SR \(sr): recovery of \(entry.record.operationName) \(entry.path) failed, "
+                        + "record left for sr_check: \(error)")
                 let mine = Self.namedVDIs(entry.record).filter(held.contains)
                 if blocking == nil, let vdi = mine.first {
-                    blocking = StorageError(code: error.code, message: "VDI \(vdi) is named by an interrupted "
-                        + "\(entry.record.operationName) in SR \(sr) that cannot be completed (\(error.message)); see sr_check")
+                    blocking = StorageError(
+                        code: error.code,
+                        message: "VDI \(vdi) is named by an interrupted "
+                            + "\(entry.record.operationName) in SR \(sr) that cannot be completed (\(error.message)); see sr_check")
                 }
             }
         }
@@ -80,7 +84,8 @@ extension VHDRepository {
         let directory = SharedClaim.directory(srRoot: root)
         return Self.namedVDIs(intent).contains { vdi in
             guard let target = LockTarget("\(directory)/\(vdi)"),
-                  let holders = try? PersistentLock.holders(of: target) else { return true }  // unreadable: assume running
+                let holders = try? PersistentLock.holders(of: target)
+            else { return true }  // unreadable: assume running
             return !holders.isEmpty && SharedClaim.judge(holders, target: target, host: host) == .live
         }
     }

@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// vdi_snapshot and vdi_clone: O(1) in the data size (metadata of one or two new files and a
@@ -46,8 +46,10 @@ extension VHDRepository {
     }
 
     /// Checks shared by snapshot and clone: ENODEV, EEXIST, EBUSY, EPERM (depth), ENOSPC.
-    func prepareCopyOnWrite(_ source: CanonicalUUID, _ destination: CanonicalUUID, newFiles: Int,
-                            verb: String) throws(StorageError) -> CopyOnWriteSource {
+    func prepareCopyOnWrite(
+        _ source: CanonicalUUID, _ destination: CanonicalUUID, newFiles: Int,
+        verb: String
+    ) throws(StorageError) -> CopyOnWriteSource {
         try requireAttached()
         guard fileExists(source) else { throw .noSuchVDI(source.string, sr: sr.string) }
         guard !fileExists(destination) else { throw .vdiExists(destination.string, sr: sr.string) }
@@ -73,7 +75,8 @@ extension VHDRepository {
             // the next sr_gc; otherwise snapshots must be deleted first. Not merged here: a merge
             // copies data, which has no bound inside the agent's call (Docs/chain-health.md).
             let waiting = tree.chain(from: source).filter { vdi in tree.nodes[vdi]?.hidden == true && tree.childrenOf(vdi).count == 1 }
-            let advice = waiting.isEmpty
+            let advice =
+                waiting.isEmpty
                 ? "delete snapshots of it, then run sr_gc \(sr) to merge them away"
                 : "run sr_gc \(sr): \(waiting.count) merge\(waiting.count == 1 ? "" : "s") waiting on this chain will shorten it to "
                     + "\(length - waiting.count) VHDs"
@@ -86,8 +89,9 @@ extension VHDRepository {
             throw .noSpace("SR \(sr) has \(available) bytes free, not enough for the metadata of \(verb) \(source) -> \(destination)")
         }
         let time = try image.modificationTime()
-        return CopyOnWriteSource(uniqueID: image.footer.uniqueID, size: image.size, modificationTime: time,
-                                 hasChildren: !tree.childrenOf(source).isEmpty)
+        return CopyOnWriteSource(
+            uniqueID: image.footer.uniqueID, size: image.size, modificationTime: time,
+            hasChildren: !tree.childrenOf(source).isEmpty)
     }
 
     /// The source with its two footers made one again (`VHDImage.repairFooters`: the end copy
@@ -109,12 +113,15 @@ extension VHDRepository {
     }
 
     /// Writes (and fsyncs) an empty differencing disk at `path` whose parent is `parent`.vhd.
-    func createChild(at path: String, parent: CanonicalUUID, parentUniqueID: [UInt8], parentTime: timespec,
-                     size: UInt64) throws(StorageError) {
+    func createChild(
+        at path: String, parent: CanonicalUUID, parentUniqueID: [UInt8], parentTime: timespec,
+        size: UInt64
+    ) throws(StorageError) {
         try Syscall.unlinkIfPresent(path)
-        let setup = VHDImage.DifferencingSetup(parentUniqueID: parentUniqueID,
-                                               parentTimestamp: VHDTime.fromUnix(Int64(parentTime.tv_sec)),
-                                               parentFileName: "\(parent)\(Self.vhdSuffix)")
+        let setup = VHDImage.DifferencingSetup(
+            parentUniqueID: parentUniqueID,
+            parentTimestamp: VHDTime.fromUnix(Int64(parentTime.tv_sec)),
+            parentFileName: "\(parent)\(Self.vhdSuffix)")
         do throws(StorageError) {
             _ = try VHDImage.create(at: path, size: size, uniqueID: CanonicalUUID.random().bytes, differencing: setup)
         } catch {
@@ -130,15 +137,19 @@ extension VHDRepository {
         guard !info.hasChildren else {
             throw .vdiHasDependents(source.string, "it is a snapshot or base copy", advice: "clone it instead")
         }
-        let entry = try journal.begin(IntentRecord(operation: .snapshot, fields: [
-            "source": source.string, "destination": destination.string,
-            "source-unique-id": CanonicalUUID(bytes: info.uniqueID).string,
-        ]))
+        let entry = try journal.begin(
+            IntentRecord(
+                operation: .snapshot,
+                fields: [
+                    "source": source.string, "destination": destination.string,
+                    "source-unique-id": CanonicalUUID(bytes: info.uniqueID).string
+                ]))
         FaultPoint.Snapshot.journaled.reach()
         do throws(StorageError) {
             try metadata.setAttributes(["read_only": "true"], of: destination)
-            try createChild(at: pendingChildPath(source), parent: destination, parentUniqueID: info.uniqueID,
-                            parentTime: info.modificationTime, size: info.size)
+            try createChild(
+                at: pendingChildPath(source), parent: destination, parentUniqueID: info.uniqueID,
+                parentTime: info.modificationTime, size: info.size)
             FaultPoint.Snapshot.childCreated.reach()
             guard try Syscall.linkNoReplace(vdiPath(source), vdiPath(destination)) else {
                 throw StorageError.vdiExists(destination.string, sr: sr.string)
@@ -168,7 +179,8 @@ extension VHDRepository {
 
     func recoverSnapshot(_ record: IntentRecord) throws(StorageError) -> RecoveryOutcome {
         guard let source = record.uuid("source"), let destination = record.uuid("destination"),
-              let sourceID = record.uuid("source-unique-id") else { throw .io("snapshot record is incomplete") }
+            let sourceID = record.uuid("source-unique-id")
+        else { throw .io("snapshot record is incomplete") }
         let current = try? VHDImage.open(vdiPath(source))
         if let current, current.footer.uniqueID == sourceID.bytes {
             if Syscall.sameFile(vdiPath(source), vdiPath(destination)) { try Syscall.unlinkIfPresent(vdiPath(destination)) }
@@ -180,8 +192,9 @@ extension VHDRepository {
         if current == nil, let parent = try? VHDImage.open(vdiPath(destination)), parent.footer.uniqueID == sourceID.bytes {
             // Not reachable with the order above (the rename replaces S.vhd atomically); handled anyway.
             let time = (try? parent.modificationTime()) ?? timespec()
-            try createChild(at: pendingChildPath(source), parent: destination, parentUniqueID: sourceID.bytes, parentTime: time,
-                            size: parent.size)
+            try createChild(
+                at: pendingChildPath(source), parent: destination, parentUniqueID: sourceID.bytes, parentTime: time,
+                size: parent.size)
             try Syscall.rename(pendingChildPath(source), vdiPath(source))
         }
         try Syscall.unlinkIfPresent(pendingChildPath(source))
@@ -199,17 +212,21 @@ extension VHDRepository {
             return
         }
         let base = CanonicalUUID.random()
-        let entry = try journal.begin(IntentRecord(operation: .clone, fields: [
-            "source": source.string, "destination": destination.string, "base": base.string,
-            "source-unique-id": CanonicalUUID(bytes: info.uniqueID).string,
-        ]))
+        let entry = try journal.begin(
+            IntentRecord(
+                operation: .clone,
+                fields: [
+                    "source": source.string, "destination": destination.string, "base": base.string,
+                    "source-unique-id": CanonicalUUID(bytes: info.uniqueID).string
+                ]))
         FaultPoint.Clone.journaled.reach()
         do throws(StorageError) {
             try metadata.setAttributes(["label": "base copy", "read_only": "true"], of: base)
             try metadata.remove(destination)
             for child in [source, destination] {
-                try createChild(at: pendingChildPath(child), parent: base, parentUniqueID: info.uniqueID,
-                                parentTime: info.modificationTime, size: info.size)
+                try createChild(
+                    at: pendingChildPath(child), parent: base, parentUniqueID: info.uniqueID,
+                    parentTime: info.modificationTime, size: info.size)
             }
             FaultPoint.Clone.childrenCreated.reach()
             guard try Syscall.linkNoReplace(vdiPath(source), vdiPath(base)) else {
@@ -234,7 +251,8 @@ extension VHDRepository {
 
     func recoverClone(_ record: IntentRecord) throws(StorageError) -> RecoveryOutcome {
         guard let source = record.uuid("source"), let destination = record.uuid("destination"), let base = record.uuid("base"),
-              let sourceID = record.uuid("source-unique-id") else { throw .io("clone record is incomplete") }
+            let sourceID = record.uuid("source-unique-id")
+        else { throw .io("clone record is incomplete") }
         let current = try? VHDImage.open(vdiPath(source))
         if current == nil || current?.footer.uniqueID == sourceID.bytes {
             if current == nil, Syscall.exists(vdiPath(base)) {
@@ -242,7 +260,8 @@ extension VHDRepository {
                 try Syscall.rename(vdiPath(base), vdiPath(source))
             }
             if let made = try? VHDImage.open(vdiPath(destination)), made.isDifferencing,
-               made.header.parentUniqueID == sourceID.bytes, Self.parentVDI(made.header) == base {
+                made.header.parentUniqueID == sourceID.bytes, Self.parentVDI(made.header) == base
+            {
                 try Syscall.unlinkIfPresent(vdiPath(destination))
             }
             if Syscall.sameFile(vdiPath(source), vdiPath(base)) { try Syscall.unlinkIfPresent(vdiPath(base)) }
@@ -253,8 +272,9 @@ extension VHDRepository {
         }
         if !fileExists(destination), let parent = try? VHDImage.open(vdiPath(base)) {
             let time = (try? parent.modificationTime()) ?? timespec()
-            try createChild(at: pendingChildPath(destination), parent: base, parentUniqueID: sourceID.bytes, parentTime: time,
-                            size: parent.size)
+            try createChild(
+                at: pendingChildPath(destination), parent: base, parentUniqueID: sourceID.bytes, parentTime: time,
+                size: parent.size)
             _ = try Syscall.linkNoReplace(pendingChildPath(destination), vdiPath(destination))
         }
         for child in [source, destination] { try Syscall.unlinkIfPresent(pendingChildPath(child)) }
@@ -265,14 +285,18 @@ extension VHDRepository {
 
     /// Clone of an immutable VDI (one with children): the destination becomes its new child.
     func cloneAsChild(_ source: CanonicalUUID, _ destination: CanonicalUUID, _ info: CopyOnWriteSource) throws(StorageError) {
-        let entry = try journal.begin(IntentRecord(operation: .cloneChild, fields: [
-            "source": source.string, "destination": destination.string,
-            "source-unique-id": CanonicalUUID(bytes: info.uniqueID).string,
-        ]))
+        let entry = try journal.begin(
+            IntentRecord(
+                operation: .cloneChild,
+                fields: [
+                    "source": source.string, "destination": destination.string,
+                    "source-unique-id": CanonicalUUID(bytes: info.uniqueID).string
+                ]))
         do throws(StorageError) {
             try metadata.remove(destination)
-            try createChild(at: pendingChildPath(destination), parent: source, parentUniqueID: info.uniqueID,
-                            parentTime: info.modificationTime, size: info.size)
+            try createChild(
+                at: pendingChildPath(destination), parent: source, parentUniqueID: info.uniqueID,
+                parentTime: info.modificationTime, size: info.size)
             guard try Syscall.linkNoReplace(pendingChildPath(destination), vdiPath(destination)) else {
                 throw StorageError.vdiExists(destination.string, sr: sr.string)
             }

@@ -156,8 +156,9 @@ extension VHDRepository {
         for vdi in try allVDIFiles() {
             do throws(StorageError) {
                 let image = try VHDImage.open(vdiPath(vdi))
-                var node = SRTree.Node(vdi: vdi, uniqueID: image.footer.uniqueID, hidden: image.footer.hidden,
-                                       size: image.size, parent: nil, differencing: image.isDifferencing)
+                var node = SRTree.Node(
+                    vdi: vdi, uniqueID: image.footer.uniqueID, hidden: image.footer.hidden,
+                    size: image.size, parent: nil, differencing: image.isDifferencing)
                 node.modificationTime = Int(try image.modificationTime().tv_sec)
                 if image.isDifferencing {
                     node.parent = Self.parentVDI(image.header)

@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The VDI verbs of every file-based SR (FileSR, EXTSR, NFSSR, EXToISCSISR): a directory of
@@ -215,9 +215,10 @@ public struct VHDRepository: Sendable {
         }
         let rootNames = try Syscall.directoryEntries(root)
         sweepAbandonedTemporaries(rootNames: rootNames)
-        let lockFileOwners = Set(rootNames.compactMap { name -> String? in
-            name.contains("\(Self.vhdSuffix)\(LockTarget.mutexSuffix).") ? String(name.prefix(36)) : nil
-        })
+        let lockFileOwners = Set(
+            rootNames.compactMap { name -> String? in
+                name.contains("\(Self.vhdSuffix)\(LockTarget.mutexSuffix).") ? String(name.prefix(36)) : nil
+            })
         var entries: [CanonicalUUID: Entry] = [:]
         var damaged: [(CanonicalUUID, StorageError)] = []
         var occupied: UInt64 = 0
@@ -246,7 +247,8 @@ public struct VHDRepository: Sendable {
                     report.description = attributes["description"] ?? ""
                     report.readOnly = attributes["read_only"] == "true"
                     let parentName = image.header.parentName
-                    let parent = image.isDifferencing && parentName.hasSuffix(Self.vhdSuffix)
+                    let parent =
+                        image.isDifferencing && parentName.hasSuffix(Self.vhdSuffix)
                         ? CanonicalUUID(String(parentName.dropLast(Self.vhdSuffix.count))) : nil
                     entries[vdi] = Entry(report: report, hidden: image.footer.hidden, parent: parent, uniqueID: image.footer.uniqueID)
                 } catch {
@@ -325,10 +327,12 @@ public struct VHDRepository: Sendable {
             virtualAllocation += report.size
             reports.append(report)
         }
-        var report = SRScanReport(uuid: sr, physicalUtilisation: physicalUtilisation ?? occupied,
-                                  virtualAllocation: virtualAllocation, physicalSize: physicalSize, vdis: reports)
-        report.collector = CollectorReport(running: SharedClaim.liveHolder("gc", srRoot: root, host: host) != nil,
-                                           pendingMerges: mergeBytes.count)
+        var report = SRScanReport(
+            uuid: sr, physicalUtilisation: physicalUtilisation ?? occupied,
+            virtualAllocation: virtualAllocation, physicalSize: physicalSize, vdis: reports)
+        report.collector = CollectorReport(
+            running: SharedClaim.liveHolder("gc", srRoot: root, host: host) != nil,
+            pendingMerges: mergeBytes.count)
         return report
     }
 

@@ -1,7 +1,8 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import SystemPackage
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// Files written under a temporary name and then renamed or linked into place (intent records,
 /// new VHDs, attribute files). Their creator holds an exclusive flock on the file for its whole
@@ -21,8 +22,9 @@ public enum ClaimedTemporary {
     /// Creates `path` (which must not exist) and returns its descriptor, open read-write and held.
     public static func create(_ path: String, mode: mode_t = 0o644) throws(StorageError) -> FileDescriptor {
         for _ in 0..<attempts {
-            let descriptor = try Syscall.open(path, .readWrite, options: [.create, .exclusiveCreate],
-                                              permissions: FilePermissions(rawValue: mode))
+            let descriptor = try Syscall.open(
+                path, .readWrite, options: [.create, .exclusiveCreate],
+                permissions: FilePermissions(rawValue: mode))
             do throws(StorageError) {
                 if case .failure(let code) = Syscall.flock(descriptor, LOCK_EX) { throw .system(code, "flock", path: path) }
                 if try descriptor.status(path: path).st_nlink > 0 { return descriptor }
@@ -43,11 +45,13 @@ public enum ClaimedTemporary {
     @discardableResult
     public static func removeIfAbandoned(_ path: String) -> Bool {
         guard let status = Syscall.lstatus(path), (status.st_mode & S_IFMT) == S_IFREG,
-              let descriptor = try? Syscall.open(path, .readWrite, options: [.noFollow, .nonBlocking]) else { return false }
+            let descriptor = try? Syscall.open(path, .readWrite, options: [.noFollow, .nonBlocking])
+        else { return false }
         defer { descriptor.closeIgnoringErrors() }
         guard case .success = Syscall.flock(descriptor, LOCK_EX | LOCK_NB),
-              let held = try? descriptor.status(path: path), held.st_nlink > 0,
-              (try? Syscall.unlinkIfPresent(path)) != nil else { return false }
+            let held = try? descriptor.status(path: path), held.st_nlink > 0,
+            (try? Syscall.unlinkIfPresent(path)) != nil
+        else { return false }
         return true
     }
 }

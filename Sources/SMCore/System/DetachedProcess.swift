@@ -1,7 +1,8 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import SystemPackage
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// A child process that outlives the call that starts it (the background sr_gc). ExternalCommand
 /// (swift-subprocess) waits for its children; this starts one and lets it go: posix_spawn, in a

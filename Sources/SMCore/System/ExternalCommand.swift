@@ -28,9 +28,11 @@ public enum ExternalCommand {
     /// - Parameter failure: the errno for a non-zero exit (EIO unless the caller knows better).
     /// - Returns: the output of a successful (exit 0) run.
     @discardableResult
-    public static func run(_ program: String, _ arguments: [String], input: [UInt8]? = nil,
-                           environment: [String: String] = [:], holding lock: HostLock? = nil,
-                           failure: Errno = .ioError) throws(StorageError) -> CommandOutput {
+    public static func run(
+        _ program: String, _ arguments: [String], input: [UInt8]? = nil,
+        environment: [String: String] = [:], holding lock: HostLock? = nil,
+        failure: Errno = .ioError
+    ) throws(StorageError) -> CommandOutput {
         let output = try runAllowingFailure(program, arguments, input: input, environment: environment, holding: lock)
         guard output.status == 0 else {
             let reason = lastLine(output.standardError) ?? lastLine(output.standardOutput) ?? "no output"
@@ -43,9 +45,11 @@ public enum ExternalCommand {
     ///
     /// - Parameter lock: a lock the child holds too (as its standard input) until it exits;
     ///   `input` must then be nil.
-    public static func runAllowingFailure(_ program: String, _ arguments: [String], input: [UInt8]? = nil,
-                                          environment: [String: String] = [:],
-                                          holding lock: HostLock? = nil) throws(StorageError) -> CommandOutput {
+    public static func runAllowingFailure(
+        _ program: String, _ arguments: [String], input: [UInt8]? = nil,
+        environment: [String: String] = [:],
+        holding lock: HostLock? = nil
+    ) throws(StorageError) -> CommandOutput {
         guard input == nil || lock == nil else {
             throw .io("internal: \(program) cannot both hold a lock (as its stdin) and be given input")
         }
@@ -53,33 +57,37 @@ public enum ExternalCommand {
         let box = OutcomeBox()
         let semaphore = DispatchSemaphore(value: 0)
         let executable: Executable = program.hasPrefix("/") ? .path(FilePath(program)) : .name(program)
-        let childEnvironment: Environment = environment.isEmpty
+        let childEnvironment: Environment =
+            environment.isEmpty
             ? .inherit
-            : .inherit.updating(Dictionary(uniqueKeysWithValues: environment.map { (Environment.Key(stringLiteral: $0.key), Optional($0.value)) }))
+            : .inherit.updating(
+                Dictionary(uniqueKeysWithValues: environment.map { (Environment.Key(stringLiteral: $0.key), Optional($0.value)) }))
         let inputBytes = input
         let lockDescriptor = lock?.descriptorForChildren
         if lock != nil && lockDescriptor == nil { throw .io("internal: \(program) was to hold a lock that is released") }
         Task.detached {
             do {
-                let result = if let lockDescriptor {
-                    try await Subprocess.run(
-                        executable, arguments: Arguments(arguments), environment: childEnvironment,
-                        input: .fileDescriptor(lockDescriptor, closeAfterSpawningProcess: false),
-                        output: .bytes(limit: outputLimit), error: .bytes(limit: outputLimit))
-                } else {
-                    try await Subprocess.run(
-                        executable, arguments: Arguments(arguments), environment: childEnvironment,
-                        input: .array(inputBytes ?? []), output: .bytes(limit: outputLimit), error: .bytes(limit: outputLimit))
-                }
+                let result =
+                    if let lockDescriptor {
+                        try await Subprocess.run(
+                            executable, arguments: Arguments(arguments), environment: childEnvironment,
+                            input: .fileDescriptor(lockDescriptor, closeAfterSpawningProcess: false),
+                            output: .bytes(limit: outputLimit), error: .bytes(limit: outputLimit))
+                    } else {
+                        try await Subprocess.run(
+                            executable, arguments: Arguments(arguments), environment: childEnvironment,
+                            input: .array(inputBytes ?? []), output: .bytes(limit: outputLimit), error: .bytes(limit: outputLimit))
+                    }
                 let status: Int32
                 switch result.terminationStatus {
                 case .exited(let code): status = code
                 case .signaled(let signal): status = 128 + signal
                 }
-                box.outcome = .success(CommandOutput(
-                    status: status,
-                    standardOutput: String(decoding: result.standardOutput, as: UTF8.self),
-                    standardError: String(decoding: result.standardError, as: UTF8.self)))
+                box.outcome = .success(
+                    CommandOutput(
+                        status: status,
+                        standardOutput: String(decoding: result.standardOutput, as: UTF8.self),
+                        standardError: String(decoding: result.standardError, as: UTF8.self)))
             } catch {
                 box.outcome = .failure(StorageError.io("cannot run \(program): \(error)"))
             }

@@ -1,9 +1,10 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 import SystemPackage
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#endif
 
 /// Open files are swift-system `FileDescriptor`s: open, positioned reads and writes, resize and
 /// close are swift-system's (which retries EINTR and short writes itself). These few methods add

@@ -1,9 +1,10 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 import SystemPackage
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#endif
 
 /// Opening files whose names come from an SR's contents (VHD files, parents named by locators,
 /// per-VDI attributes): anyone who can write into the SR chooses what sits under those names.

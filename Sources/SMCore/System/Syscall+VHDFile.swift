@@ -1,7 +1,8 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import SystemPackage
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// File operations the VHD engine and the copy-on-write code need beyond `Syscall`'s basics and
 /// swift-system's `FileDescriptor`: modification times by path (a child records its parent's),
@@ -29,8 +30,10 @@ extension Syscall {
 
     /// Copies `count` bytes between two files inside the kernel (copy_file_range), falling back
     /// to read and write where the filesystem cannot; returns how many bytes the source had.
-    public static func copyRange(from source: FileDescriptor, at sourceOffset: UInt64, to destination: FileDescriptor,
-                                 at destinationOffset: UInt64, count: Int, path: String) throws(StorageError) -> Int {
+    public static func copyRange(
+        from source: FileDescriptor, at sourceOffset: UInt64, to destination: FileDescriptor,
+        at destinationOffset: UInt64, count: Int, path: String
+    ) throws(StorageError) -> Int {
         var done = 0
         var input = off_t(sourceOffset)
         var output = off_t(destinationOffset)
@@ -60,7 +63,9 @@ extension Syscall {
     /// (fallocate with FALLOC_FL_KEEP_SIZE), so that later writes there cannot fail with ENOSPC.
     /// False when the filesystem cannot reserve (NFSv3, some FUSE filesystems): the caller then
     /// relies on its write order alone. ENOSPC is thrown; the caller cuts what was reserved.
-    public static func reserveSpace(_ descriptor: FileDescriptor, at offset: UInt64, length: UInt64, path: String) throws(StorageError) -> Bool {
+    public static func reserveSpace(_ descriptor: FileDescriptor, at offset: UInt64, length: UInt64, path: String) throws(StorageError)
+        -> Bool
+    {
         guard length > 0, let fallocate = Self.fallocate else { return false }
         switch attempt({ fallocate(descriptor.rawValue, keepSize, off_t(offset), off_t(length)) }) {
         case .success: return true

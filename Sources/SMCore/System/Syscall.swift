@@ -1,9 +1,10 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 import SystemPackage
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#endif
 
 /// The one place system calls are made: files are opened, read, written, resized and closed
 /// through swift-system's `FileDescriptor` (FileDescriptor+Storage.swift); what swift-system
@@ -13,8 +14,10 @@ import SystemPackage
 public enum Syscall {
     /// Runs `body` until it does not fail with EINTR; returns its result or throws the errno.
     @discardableResult
-    public static func retrying<T: BinaryInteger>(_ operation: String, path: String? = nil,
-                                                  _ body: () -> T) throws(StorageError) -> T {
+    public static func retrying<T: BinaryInteger>(
+        _ operation: String, path: String? = nil,
+        _ body: () -> T
+    ) throws(StorageError) -> T {
         while true {
             let result = body()
             if result >= 0 { return result }
@@ -44,14 +47,17 @@ public enum Syscall {
 
     /// Opens `path` with swift-system, always close-on-exec. `permissions` apply to a file created
     /// (`.create` among the options).
-    public static func open(_ path: String, _ mode: FileDescriptor.AccessMode, options: FileDescriptor.OpenOptions = [],
-                            permissions: FilePermissions = [.ownerReadWrite, .groupRead, .otherRead]) throws(StorageError) -> FileDescriptor {
+    public static func open(
+        _ path: String, _ mode: FileDescriptor.AccessMode, options: FileDescriptor.OpenOptions = [],
+        permissions: FilePermissions = [.ownerReadWrite, .groupRead, .otherRead]
+    ) throws(StorageError) -> FileDescriptor {
         // The C-string overload: a FilePath would be built and normalised on every open, which a
         // walk through thousands of VHDs (sr_scan of a 10,000-deep chain) pays for visibly.
         try call("open", path: path) {
             try path.withCString {
-                try FileDescriptor.open($0, mode, options: options.union(.closeOnExec),
-                                        permissions: options.contains(.create) ? permissions : nil)
+                try FileDescriptor.open(
+                    $0, mode, options: options.union(.closeOnExec),
+                    permissions: options.contains(.create) ? permissions : nil)
             }
         }
     }

@@ -45,8 +45,9 @@ public final class VHDChain {
             // write and its rename (VHDRepository+GC.swift, step 3): it holds every sector the
             // child holds and more, so the chain reads the same through it.
             guard parent.footer.uniqueID == child.header.parentUniqueID || parent.footer.uniqueID == child.footer.uniqueID else {
-                throw .malformed("\(child.path): parent \(parentPath) has unique id \(CanonicalUUID(bytes: parent.footer.uniqueID)), "
-                    + "the header expects \(CanonicalUUID(bytes: child.header.parentUniqueID))")
+                throw .malformed(
+                    "\(child.path): parent \(parentPath) has unique id \(CanonicalUUID(bytes: parent.footer.uniqueID)), "
+                        + "the header expects \(CanonicalUUID(bytes: child.header.parentUniqueID))")
             }
             let parentSize = parent.size
             child.parentReader = { [parent] (offset: UInt64, buffer: UnsafeMutableRawBufferPointer) throws(StorageError) in

@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Verifies one VHD file against every rule of VHD-NOTES.md that can be checked from the file
@@ -42,7 +42,8 @@ public enum VHDChecker {
         guard let footer else { return problems }
         problems += footerProblems(footer, raw: endBytes.count == VHDFooter.size ? endBytes : copyBytes, now: now)
         guard footer.diskType != .fixed, footer.dataOffset != VHDFooter.noDataOffset,
-              footer.dataOffset <= footerOffset - UInt64(VHDDynamicHeader.size) else {
+            footer.dataOffset <= footerOffset - UInt64(VHDDynamicHeader.size)
+        else {
             problems.append("dynamic header offset \(footer.dataOffset) lies outside the file")
             return problems
         }
@@ -73,7 +74,7 @@ public enum VHDChecker {
         var extents: [(start: UInt64, end: UInt64, what: String)] = [
             (0, UInt64(VHDFooter.size), "footer copy"),
             (footer.dataOffset, footer.dataOffset + UInt64(VHDDynamicHeader.size), "dynamic header"),
-            (footerOffset, fileSize, "footer"),
+            (footerOffset, fileSize, "footer")
         ]
         guard header.tableOffset <= fileSize else {
             problems.append("BAT offset \(header.tableOffset) lies past the end of the file")
@@ -106,7 +107,8 @@ public enum VHDChecker {
                 problems.append("\(name) at \(locator.dataOffset) is not sector aligned")
             }
             guard locator.dataOffset != 0, locator.dataSpace != 0, locator.dataLength != 0,
-                  UInt64(locator.dataLength) <= locator.dataSpaceInBytes else {
+                UInt64(locator.dataLength) <= locator.dataSpaceInBytes
+            else {
                 problems.append("\(name) has a zero offset, space or length, or a length beyond its space")
                 continue
             }
@@ -150,8 +152,9 @@ public enum VHDChecker {
             let start = UInt64(entry) * VHDImage.sectorSize
             let end = start + VHDImage.bitmapSize + VHDImage.blockSize
             if start < metadataEnd {
-                blockProblem("block \(block) at \(start) begins before the end of the metadata at \(metadataEnd) "
-                    + "(blktap: block clobbers headers)")
+                blockProblem(
+                    "block \(block) at \(start) begins before the end of the metadata at \(metadataEnd) "
+                        + "(blktap: block clobbers headers)")
             }
             if end > footerOffset {
                 blockProblem("BAT entry \(block) points past the end of the file (block at \(start), footer at \(footerOffset))")
@@ -222,8 +225,9 @@ public enum VHDChecker {
         if footer.currentSize % VHDImage.sectorSize != 0 { problems.append("size \(footer.currentSize) is not a whole number of sectors") }
         let expected = VHDGeometry(size: footer.currentSize)
         if footer.geometry != expected {
-            problems.append("geometry \(footer.geometry.cylinders)/\(footer.geometry.heads)/\(footer.geometry.sectorsPerTrack) "
-                + "differs from \(expected.cylinders)/\(expected.heads)/\(expected.sectorsPerTrack) computed from the size")
+            problems.append(
+                "geometry \(footer.geometry.cylinders)/\(footer.geometry.heads)/\(footer.geometry.sectorsPerTrack) "
+                    + "differs from \(expected.cylinders)/\(expected.heads)/\(expected.sectorsPerTrack) computed from the size")
         }
         if footer.geometry.sectorCount * VHDImage.sectorSize > footer.currentSize {
             problems.append("geometry describes more than the size")
@@ -232,8 +236,10 @@ public enum VHDChecker {
     }
 
     /// blktap's batmap (creator tap 1.2 and later): header after the BAT, map bits only for full blocks.
-    static func batmapProblems(read: (Int, UInt64) -> [UInt8], header: VHDDynamicHeader, footer: VHDFooter,
-                               tableBytes: [UInt8]) -> [String] {
+    static func batmapProblems(
+        read: (Int, UInt64) -> [UInt8], header: VHDDynamicHeader, footer: VHDFooter,
+        tableBytes: [UInt8]
+    ) -> [String] {
         let headerOffset = (header.tableOffset + UInt64(header.maxTableEntries) * 4 + 511) / 512 * 512
         let bytes = read(512, headerOffset)
         guard bytes.count == 512, Array(bytes[0..<8]) == Array("tdbatmap".utf8) else {
@@ -257,12 +263,14 @@ public enum VHDChecker {
         guard let parent = try? VHDImage.open(parentPath) else { return ["parent \(parentPath) cannot be read"] }
         var problems: [String] = []
         if parent.footer.uniqueID != child.header.parentUniqueID {
-            problems.append("parent \(parentPath) has unique id \(CanonicalUUID(bytes: parent.footer.uniqueID)), "
-                + "the header expects \(CanonicalUUID(bytes: child.header.parentUniqueID))")
+            problems.append(
+                "parent \(parentPath) has unique id \(CanonicalUUID(bytes: parent.footer.uniqueID)), "
+                    + "the header expects \(CanonicalUUID(bytes: child.header.parentUniqueID))")
         }
         if let time = try? parent.modificationTime(), VHDTime.fromUnix(Int64(time.tv_sec)) != child.header.parentTimestamp {
-            problems.append("parent timestamp \(child.header.parentTimestamp) differs from the parent's modification time "
-                + "\(VHDTime.fromUnix(Int64(time.tv_sec)))")
+            problems.append(
+                "parent timestamp \(child.header.parentTimestamp) differs from the parent's modification time "
+                    + "\(VHDTime.fromUnix(Int64(time.tv_sec)))")
         }
         return problems
     }

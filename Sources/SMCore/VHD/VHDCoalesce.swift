@@ -33,8 +33,9 @@ extension VHDImage {
             func copy(_ sectors: Range<Int>, to destination: UInt64) throws(StorageError) {
                 let offset = UInt64(sectors.lowerBound) * Self.sectorSize
                 let count = sectors.count * Int(Self.sectorSize)
-                let got = try Syscall.copyRange(from: child.descriptor, at: childData + offset, to: descriptor, at: destination + offset,
-                                      count: count, path: child.path)
+                let got = try Syscall.copyRange(
+                    from: child.descriptor, at: childData + offset, to: descriptor, at: destination + offset,
+                    count: count, path: child.path)
                 guard got == count else { throw .malformed("\(child.path): block \(block) data lies past the end of the file") }
             }
             if block < table.count, table[block] != Self.unallocated, let bitmap = try bitmap(ofBlock: block) {

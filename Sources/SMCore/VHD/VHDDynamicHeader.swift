@@ -70,8 +70,9 @@ public struct VHDDynamicHeader: Equatable, Sendable {
         parentUnicodeName = Array(bytes[64..<576])
         parentLocators = (0..<Self.locatorCount).map { index in
             let base = 576 + 24 * index
-            return VHDParentLocator(platformCode: bytes.bigEndian32(at: base), dataSpace: bytes.bigEndian32(at: base + 4),
-                                    dataLength: bytes.bigEndian32(at: base + 8), dataOffset: bytes.bigEndian64(at: base + 16))
+            return VHDParentLocator(
+                platformCode: bytes.bigEndian32(at: base), dataSpace: bytes.bigEndian32(at: base + 4),
+                dataLength: bytes.bigEndian32(at: base + 8), dataOffset: bytes.bigEndian64(at: base + 16))
         }
     }
 

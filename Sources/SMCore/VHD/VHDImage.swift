@@ -1,7 +1,8 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import SystemPackage
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// One dynamic or differencing VHD file, open for reading or writing.
 ///
@@ -48,8 +49,10 @@ public final class VHDImage {
 
     var table: [UInt32]?
 
-    private init(path: String, writable: Bool, descriptor: FileDescriptor, footer: VHDFooter, header: VHDDynamicHeader,
-                 endFooterDamaged: Bool) {
+    private init(
+        path: String, writable: Bool, descriptor: FileDescriptor, footer: VHDFooter, header: VHDDynamicHeader,
+        endFooterDamaged: Bool
+    ) {
         self.path = path
         self.writable = writable
         self.descriptor = descriptor
@@ -100,8 +103,9 @@ public final class VHDImage {
             guard UInt64(header.maxTableEntries) * blockSize >= footer.currentSize else {
                 throw .malformed("BAT holds \(header.maxTableEntries) entries, too few for size \(footer.currentSize)")
             }
-            return VHDImage(path: path, writable: writable, descriptor: descriptor, footer: footer, header: header,
-                            endFooterDamaged: damaged)
+            return VHDImage(
+                path: path, writable: writable, descriptor: descriptor, footer: footer, header: header,
+                endFooterDamaged: damaged)
         } catch {
             descriptor.closeIgnoringErrors()
             throw error
@@ -121,10 +125,16 @@ public final class VHDImage {
     /// `claimed`, the file is the empty one the caller already created and holds
     /// (`ClaimedTemporary.create`); the image owns that descriptor from then on.
     @discardableResult
-    public static func create(at path: String, size: UInt64, uniqueID: [UInt8],
-                              differencing: DifferencingSetup? = nil, claimed: FileDescriptor? = nil) throws(StorageError) -> VHDImage {
+    public static func create(
+        at path: String, size: UInt64, uniqueID: [UInt8],
+        differencing: DifferencingSetup? = nil, claimed: FileDescriptor? = nil
+    ) throws(StorageError) -> VHDImage {
         let descriptor: FileDescriptor
-        if let claimed { descriptor = claimed } else { descriptor = try Syscall.open(path, .readWrite, options: [.create, .exclusiveCreate]) }
+        if let claimed {
+            descriptor = claimed
+        } else {
+            descriptor = try Syscall.open(path, .readWrite, options: [.create, .exclusiveCreate])
+        }
         let entries = reservedEntries(for: size)
         let tableOffset = UInt64(VHDFooter.size + VHDDynamicHeader.size)
         var header = VHDDynamicHeader(tableOffset: tableOffset, maxTableEntries: UInt32((size + blockSize - 1) / blockSize))
@@ -137,8 +147,9 @@ public final class VHDImage {
             header.setParentName(differencing.parentFileName)
             for (index, locator) in differencing.locators.prefix(VHDDynamicHeader.locatorCount).enumerated() {
                 let space = (UInt64(locator.data.count) + 511) / 512 * 512
-                header.parentLocators[index] = VHDParentLocator(platformCode: locator.platformCode, dataSpace: UInt32(max(space, 512)),
-                                                                dataLength: UInt32(locator.data.count), dataOffset: metadataEnd)
+                header.parentLocators[index] = VHDParentLocator(
+                    platformCode: locator.platformCode, dataSpace: UInt32(max(space, 512)),
+                    dataLength: UInt32(locator.data.count), dataOffset: metadataEnd)
                 locatorWrites.append((metadataEnd, locator.data))
                 metadataEnd += max(space, 512)
             }
@@ -157,8 +168,9 @@ public final class VHDImage {
             try? Syscall.unlinkIfPresent(path)
             throw error
         }
-        let image = VHDImage(path: path, writable: true, descriptor: descriptor, footer: footer, header: header,
-                             endFooterDamaged: false)
+        let image = VHDImage(
+            path: path, writable: true, descriptor: descriptor, footer: footer, header: header,
+            endFooterDamaged: false)
         image.table = [UInt32](repeating: unallocated, count: Int(header.maxTableEntries))
         return image
     }
@@ -179,7 +191,7 @@ public final class VHDImage {
             locators = [
                 (VHDParentLocator.macX, Array("file://./\(parentFileName)".utf8)),
                 (VHDParentLocator.w2ku, utf16LittleEndian(".\\\(parentFileName)")),
-                (VHDParentLocator.w2ru, utf16LittleEndian(".\\\(parentFileName)")),
+                (VHDParentLocator.w2ru, utf16LittleEndian(".\\\(parentFileName)"))
             ]
         }
     }
@@ -527,8 +539,9 @@ public final class VHDImage {
                 && (locators[$0].dataOffset < tableEnd || locators[$0].dataOffset > firstBlock)
         }
         for index in moving where locators[index].dataSpaceInBytes > Self.maximumLocatorSpace {
-            throw .malformed("parent locator \(index) claims \(locators[index].dataSpaceInBytes) bytes; "
-                + "at most \(Self.maximumLocatorSpace) are moved")
+            throw .malformed(
+                "parent locator \(index) claims \(locators[index].dataSpaceInBytes) bytes; "
+                    + "at most \(Self.maximumLocatorSpace) are moved")
         }
         var newLocators = locators
         if !moving.isEmpty {
@@ -547,7 +560,8 @@ public final class VHDImage {
         }
         let inTheWay = table.indices.filter { table[$0] != Self.unallocated && UInt64(table[$0]) * Self.sectorSize < metadataEnd }
         let startSize = try fileSize()
-        let growth = UInt64(inTheWay.count) * (Self.bitmapSize + Self.blockSize + Self.dataAlignment)
+        let growth =
+            UInt64(inTheWay.count) * (Self.bitmapSize + Self.blockSize + Self.dataAlignment)
             + (metadataEnd > startSize ? metadataEnd - startSize : 0) + 2 * UInt64(VHDFooter.size) + Self.dataAlignment
         do throws(StorageError) {
             _ = try Syscall.reserveSpace(descriptor, at: startSize, length: growth, path: path)

@@ -19,12 +19,13 @@ enum LVMUnsupported {
     static let noCopyOnWrite = UnsupportedReason("not supported: LVM SRs keep raw, thick logical volumes without copy-on-write")
     static let noLocks = UnsupportedReason("not supported: LVM SRs keep no persistent VDI locks")
     static let noChains = UnsupportedReason("not supported: thick logical volumes have no chains to coalesce")
-    static let noMetadata = UnsupportedReason("not supported: raw logical volumes carry no VHD metadata or chains to check "
-                                              + "(LVM checks its own: vgck)")
+    static let noMetadata = UnsupportedReason(
+        "not supported: raw logical volumes carry no VHD metadata or chains to check "
+            + "(LVM checks its own: vgck)")
 
     static let table: [Verb: UnsupportedReason] = [
         .vdiClone: noCopyOnWrite, .vdiSnapshot: noCopyOnWrite,
         .vdiLock: noLocks, .vdiUnlock: noLocks,
-        .srGC: noChains, .srCheck: noMetadata,
+        .srGC: noChains, .srCheck: noMetadata
     ]
 }

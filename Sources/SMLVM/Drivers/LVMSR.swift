@@ -1,4 +1,5 @@
 import SMCore
+
 /// LVMSR: the SR is the volume group `VG_XenStorage-<SR-UUID>` over the dconf's `device`s, each
 /// VDI a logical volume `LV-<VDI-UUID>` (raw and thick, content type `aio`). All LVM work is
 /// in-process through liblvm2cmd; see `LVMRepository` and Docs/LVMSR.md. Every verb is the

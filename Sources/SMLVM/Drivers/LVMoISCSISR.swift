@@ -1,4 +1,5 @@
 import SMCore
+
 /// LVMoISCSISR: an iSCSI session plus LVMSR over the LUNs the dconf's `LUNid` names (one or
 /// more, comma-separated), as a shared volume group of the pool's hosts: LVM's own cluster
 /// locking through lvmlockd and sanlock (`VolumeGroupLocking.sanlock`, with this host's

@@ -1,4 +1,5 @@
 import SMCore
+
 /// One LVM command line, as `lvm2_run` takes it: a single string that liblvm2cmd splits itself.
 ///
 /// liblvm2cmd's splitter knows whitespace and one level of quoting: a word that starts with `'`
@@ -38,7 +39,8 @@ public struct LVMCommand: Sendable, Equatable, CustomStringConvertible {
     static func quote(_ word: String) throws(StorageError) -> String {
         let bytes = Array(word.utf8)
         guard !bytes.contains(0) else { throw .invalid("an LVM argument cannot contain a NUL byte") }
-        let needsQuotes = bytes.isEmpty || bytes.contains(where: isSeparator)
+        let needsQuotes =
+            bytes.isEmpty || bytes.contains(where: isSeparator)
             || [UInt8(ascii: "'"), UInt8(ascii: "\""), UInt8(ascii: "#")].contains(bytes[0])
         guard needsQuotes else { return word }
         for quote in ["'", "\""] where !word.contains(quote) {

@@ -1,7 +1,8 @@
-import SMCore
 import CLVM2Cmd
+import SMCore
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// What one LVM command said: LVM's return code and its messages, split by level.
@@ -85,8 +86,9 @@ public final class LVMHandle {
         let returnCode = lvm2_run(handle, line)
         umask(savedMask)
         diversion.restore()
-        let outcome = LVMOutcome(returnCode: returnCode, report: LogCapture.report, output: LogCapture.output,
-                                 errors: LogCapture.errors)
+        let outcome = LVMOutcome(
+            returnCode: returnCode, report: LogCapture.report, output: LogCapture.output,
+            errors: LogCapture.errors)
         LogCapture.reset()
         Diagnostics.debug("lvm \(command) -> \(returnCode) in \(Int((Syscall.monotonicNow() - start) * 1000)) ms")
         for line in outcome.errors { Diagnostics.debug("lvm error: \(line)") }

@@ -1,5 +1,6 @@
 import FoundationEssentials
 import SMCore
+
 /// One `--reportformat json` report, decoded: for each section (`vg`, `lv`, `pv`), its rows.
 ///
 /// LVM prints `{"report": [{"vg": [{"vg_name": "...", ...}, ...]}, ...]}` with every value a
@@ -22,9 +23,10 @@ public struct LVMReport: Sendable {
             throw .io("\(name) printed no JSON report")
         }
         func indentation(_ line: String) -> Substring { line.prefix(while: { $0 == " " || $0 == "\t" }) }
-        let end = lines[(start + 1)...].firstIndex {
-            $0.trimmingWhitespace() == "}" && indentation($0) == indentation(lines[start])
-        } ?? lines.count - 1
+        let end =
+            lines[(start + 1)...].firstIndex {
+                $0.trimmingWhitespace() == "}" && indentation($0) == indentation(lines[start])
+            } ?? lines.count - 1
         try self.init(json: Array(lines[start...end].joined(separator: "\n").utf8), command: name)
     }
 

@@ -1,6 +1,7 @@
 import SMCore
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The LVM system directory the drivers run liblvm2cmd with: the host's (`LVM_SYSTEM_DIR`,
@@ -77,8 +78,11 @@ struct LVMSystemDirectory {
     var generatedFiles: [String: String] {
         switch locking {
         case .local: ["lvm.conf": Self.driverSettings]
-        case .sanlock(let hostID): ["lvm.conf": Self.driverSettings + Self.lockingSettings,
-                                    "lvmlocal.conf": Self.hostIDSettings(hostID)]
+        case .sanlock(let hostID):
+            [
+                "lvm.conf": Self.driverSettings + Self.lockingSettings,
+                "lvmlocal.conf": Self.hostIDSettings(hostID)
+            ]
         }
     }
 
@@ -117,7 +121,8 @@ struct LVMSystemDirectory {
 
     /// Makes `<overlay>/<name>` a symlink to `<source>/<name>`, replacing a wrong symlink.
     private func link(_ name: String) throws(StorageError) {
-        let path = "\(overlay)/\(name)", target = "\(source)/\(name)"
+        let path = "\(overlay)/\(name)"
+        let target = "\(source)/\(name)"
         if let status = Syscall.lstatus(path) {
             guard (status.st_mode & S_IFMT) == S_IFLNK else {
                 Diagnostics.debug("LVM overlay: \(path) is not a symlink; left alone")

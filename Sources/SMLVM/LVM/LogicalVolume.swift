@@ -1,4 +1,5 @@
 import SMCore
+
 /// A logical volume, by volume group and name, over liblvm2cmd.
 public struct LogicalVolume {
     public let volumeGroup: String

@@ -1,6 +1,7 @@
 import SMCore
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 /// What this host's sanlock daemon knows about the other hosts in a shared volume group's lock
 /// space, read with `sanlock client gets -h 1`.
@@ -62,7 +63,8 @@ public struct SanlockLockspace: Sendable, Equatable {
                 continue
             }
             guard inside, kind == "h", words.count >= 7, words[2] == "gen", words[4] == "timestamp",
-                  let id = Int(words[1]), let timestamp = UInt64(words[5]) else { continue }
+                let id = Int(words[1]), let timestamp = UInt64(words[5])
+            else { continue }
             hosts.append(Host(id: id, timestamp: timestamp, state: words[6]))
         }
         return found ? hosts : nil
@@ -118,7 +120,9 @@ public struct SanlockLockspace: Sendable, Equatable {
                 }
                 using = hosts
             }
-            let named = using.isEmpty ? "sanlock has not read the other hosts' leases"
+            let named =
+                using.isEmpty
+                ? "sanlock has not read the other hosts' leases"
                 : using.map { "host id \($0.id) (\($0.state))" }.joined(separator: ", ")
             throw .lockspaceInUseElsewhere(name, hosts: named)
         }

@@ -1,6 +1,7 @@
 import SMCore
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 /// A volume group, by name, over liblvm2cmd: what LVM reports about it and the commands that
 /// change it. Every mutating command runs with `-qq`, so that a prompt is answered "no" and the
@@ -166,8 +167,13 @@ public struct VolumeGroup {
     /// The logical volume `logicalVolume` with the group's report, or nil when the group has no
     /// volume of that name. One `lvs`; EIO when the group does not exist.
     public func logicalVolume(named logicalVolume: String) throws(StorageError) -> (volume: LogicalVolume.Report, group: Report)? {
-        let report = try lvm.report(LVMCommand("lvs", ["-qq", "-o", "\(LogicalVolume.Report.fields),\(Report.fields)",
-                                                       "-S", "lv_name=\(logicalVolume)", name]))
+        let report = try lvm.report(
+            LVMCommand(
+                "lvs",
+                [
+                    "-qq", "-o", "\(LogicalVolume.Report.fields),\(Report.fields)",
+                    "-S", "lv_name=\(logicalVolume)", name
+                ]))
         guard let row = report.rows("lv").first(where: { $0.fields["lv_name"] == logicalVolume }) else { return nil }
         return (try LogicalVolume.Report(row), try Report(row))
     }
@@ -185,8 +191,13 @@ public struct VolumeGroup {
     /// previous VDI left in these extents must not show through.
     public func createLogicalVolume(named logicalVolume: String, size: UInt64) throws(StorageError) -> LogicalVolume {
         let sectors = size / Self.sectorSize + (size % Self.sectorSize == 0 ? 0 : 1)
-        try lvm.run(LVMCommand("lvcreate", ["-qq", "--yes", "--name", logicalVolume,
-                                            "--size", "\(sectors * Self.sectorSize)b", name]))
+        try lvm.run(
+            LVMCommand(
+                "lvcreate",
+                [
+                    "-qq", "--yes", "--name", logicalVolume,
+                    "--size", "\(sectors * Self.sectorSize)b", name
+                ]))
         return self.logicalVolume(logicalVolume)
     }
 
@@ -206,8 +217,12 @@ public enum PhysicalVolume {
     /// to, "" for none. Devices without a label are simply absent from the answer.
     public static func volumeGroups(of devices: [String], lvm: LVMHandle) throws(StorageError) -> [String: String] {
         guard !devices.isEmpty else { return [:] }
-        let command = LVMCommand("pvs", ["-qq", "-o", "pv_name,vg_name", "--reportformat", "json", "--units", "b",
-                                         "--nosuffix"] + devices)
+        let command = LVMCommand(
+            "pvs",
+            [
+                "-qq", "-o", "pv_name,vg_name", "--reportformat", "json", "--units", "b",
+                "--nosuffix"
+            ] + devices)
         // pvs fails ("Failed to find physical volume") for a device without a label but still
         // reports the others; so the report is read whatever the return code.
         let outcome = try lvm.attempt(command)

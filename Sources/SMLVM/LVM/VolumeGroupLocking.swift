@@ -1,4 +1,5 @@
 import SMCore
+
 /// How the volume group of an LVM SR is protected from other hosts.
 ///
 /// - `local`: an ordinary volume group (LVMSR): one host uses it; LVM's file locks under
@@ -22,8 +23,9 @@ public enum VolumeGroupLocking: Sendable, Equatable {
     /// the setting, when it is missing or not a whole number from 1 to 2000.
     public static func sanlock(host: HostEnvironment) throws(StorageError) -> VolumeGroupLocking {
         guard let value = host.settings[hostIDSetting] else {
-            throw .invalid("host setting \(hostIDSetting) (SM_SANLOCK_HOST_ID) is not set; shared volume groups need this "
-                + "host's sanlock host id, 1 to 2000, unique in the pool (Docs/LVMoISCSISR.md)")
+            throw .invalid(
+                "host setting \(hostIDSetting) (SM_SANLOCK_HOST_ID) is not set; shared volume groups need this "
+                    + "host's sanlock host id, 1 to 2000, unique in the pool (Docs/LVMoISCSISR.md)")
         }
         guard let number = ArgumentParsing.boundedDecimal(value, in: hostIDRange) else {
             throw .invalid("host setting \(hostIDSetting) must be a whole number from 1 to 2000, got '\(ArgumentParsing.printable(value))'")

@@ -1,7 +1,8 @@
 import SMCore
 import SystemPackage
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The VDI verbs of an LVM SR: one logical volume per VDI. Every verb needs the SR attached on
@@ -127,8 +128,10 @@ extension LVMRepository {
     /// After `error` from a command on the VDI's volume: the volume as LVM now reports it, nil
     /// when it does not exist; ENODEV when the group does not exist; `error` itself when LVM
     /// cannot even say.
-    private func diagnose(_ error: StorageError, sr: CanonicalUUID, vdi: CanonicalUUID,
-                          group: VolumeGroup) throws(StorageError) -> LogicalVolume.Report? {
+    private func diagnose(
+        _ error: StorageError, sr: CanonicalUUID, vdi: CanonicalUUID,
+        group: VolumeGroup
+    ) throws(StorageError) -> LogicalVolume.Report? {
         do {
             return try group.logicalVolume(named: Self.logicalVolumeName(for: vdi))?.volume
         } catch let failure {
@@ -146,7 +149,8 @@ extension LVMRepository {
 extension StorageError {
     /// ENOSPC: the group's free extents do not hold what a VDI needs.
     static func noRoom(for vdi: CanonicalUUID, extents: UInt64, in report: VolumeGroup.Report) -> StorageError {
-        .noSpace("VDI \(vdi) needs \(extents) extents (\(extents * report.extentSize) bytes); the volume group has "
-            + "\(report.freeExtentCount) free (\(report.freeExtentCount * report.extentSize) bytes)")
+        .noSpace(
+            "VDI \(vdi) needs \(extents) extents (\(extents * report.extentSize) bytes); the volume group has "
+                + "\(report.freeExtentCount) free (\(report.freeExtentCount * report.extentSize) bytes)")
     }
 }

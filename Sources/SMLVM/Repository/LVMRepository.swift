@@ -1,4 +1,5 @@
 import SMCore
+
 /// An SR kept as one LVM volume group, `VG_XenStorage-<SR-UUID>`, over block devices, with one
 /// logical volume `LV-<VDI-UUID>` per VDI: raw, thick, no copy-on-write. LVMSR composes it over
 /// the dconf's devices; LVMoISCSISR composes it over iSCSI LUNs.
@@ -122,8 +123,9 @@ public final class LVMRepository {
             throw explain(error, sr: sr, group: group)
         }
         guard report.missingPhysicalVolumeCount == 0 else {
-            throw .volumeGroupIncomplete(group.name, missing: report.missingPhysicalVolumeCount,
-                                         of: report.physicalVolumeCount)
+            throw .volumeGroupIncomplete(
+                group.name, missing: report.missingPhysicalVolumeCount,
+                of: report.physicalVolumeCount)
         }
         try group.startLockspace()
         try attachState(sr).markSRAttached(details: group.name)
@@ -177,8 +179,9 @@ public final class LVMRepository {
             vdis.append(entry)
         }
         vdis.sort { $0.uuid < $1.uuid }
-        return SRScanReport(uuid: sr, physicalUtilisation: contents.group.allocated,
-                            virtualAllocation: vdis.reduce(0) { $0 + $1.size }, physicalSize: contents.group.size, vdis: vdis)
+        return SRScanReport(
+            uuid: sr, physicalUtilisation: contents.group.allocated,
+            virtualAllocation: vdis.reduce(0) { $0 + $1.size }, physicalSize: contents.group.size, vdis: vdis)
     }
 
     /// What a failed LVM command on the SR's group means: ENODEV when the group does not exist,
@@ -213,11 +216,12 @@ public final class LVMRepository {
         guard let first = signatures.first else { return }
         if signatures.contains(where: { $0.type == "LVM2_member" }) {
             let owner = try PhysicalVolume.volumeGroups(of: [device.path], lvm: try lvm()).values.first
-            let membership = switch owner {
-            case .none: "it is an LVM physical volume"
-            case .some(""): "it is an LVM physical volume in no volume group"
-            case .some(let group): "it is an LVM physical volume of volume group \(group)"
-            }
+            let membership =
+                switch owner {
+                case .none: "it is an LVM physical volume"
+                case .some(""): "it is an LVM physical volume in no volume group"
+                case .some(let group): "it is an LVM physical volume of volume group \(group)"
+                }
             throw .deviceNotBlank(device.path, found: membership)
         }
         let more = signatures.count > 1 ? " and \(signatures.count - 1) more signature(s)" : ""

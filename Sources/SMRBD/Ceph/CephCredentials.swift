@@ -44,7 +44,9 @@ public struct CephCredentials: Sendable {
         default: break
         }
         if let keyring {
-            guard keyring.hasPrefix("/") else { throw .invalid("dconf keyring '\(ArgumentParsing.printable(keyring))' is not an absolute path") }
+            guard keyring.hasPrefix("/") else {
+                throw .invalid("dconf keyring '\(ArgumentParsing.printable(keyring))' is not an absolute path")
+            }
             guard Syscall.exists(keyring) else { throw .invalid("dconf keyring '\(ArgumentParsing.printable(keyring))' does not exist") }
         }
         if let key { try Self.checkSecret(key) }

@@ -1,8 +1,9 @@
+import CRBD
 import SMCore
 import SystemPackage
-import CRBD
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// One connection to the cluster (`rados_t`) and an I/O context on the dconf's pool, freed in
@@ -48,7 +49,7 @@ public final class CephSession {
             // A Force that breaks a lock must not blocklist the owner's address (see RBDLocks).
             ("rbd_blocklist_on_break_lock", "false"),
             ("rbd_cache", "false"),
-            ("auth_client_required", "cephx"),
+            ("auth_client_required", "cephx")
         ]
         if !credentials.monitors.isEmpty { settings.append(("mon_host", credentials.libradosMonitors)) }
         if let keyring = credentials.keyring { settings.append(("keyring", keyring)) }
@@ -57,8 +58,9 @@ public final class CephSession {
             if code != 0 {
                 rados_shutdown(handle)
                 diversion.restore()
-                throw .invalid("librados could not read dconf conf \(conf) (\(Errno(rawValue: -code).symbolicName)); "
-                    + "it must be a readable ceph.conf")
+                throw .invalid(
+                    "librados could not read dconf conf \(conf) (\(Errno(rawValue: -code).symbolicName)); "
+                        + "it must be a readable ceph.conf")
             }
         }
         for (option, value) in settings {
@@ -92,15 +94,21 @@ public final class CephSession {
         guard code == 0 else {
             rados_shutdown(handle)
             diversion.restore()
-            let monitors = credentials.monitors.isEmpty ? "the monitors of \(credentials.configurationFile ?? "")"
+            let monitors =
+                credentials.monitors.isEmpty
+                ? "the monitors of \(credentials.configurationFile ?? "")"
                 : credentials.monitors.joined(separator: ",")
             switch -code {
             case ETIMEDOUT, ECONNREFUSED, EHOSTUNREACH, ENETUNREACH, ENOENT:
-                throw StorageError(code: .noSuchDevice, message: "no Ceph monitor at \(monitors) answered within \(credentials.timeout) s "
-                    + "(\(-code == ETIMEDOUT ? "ETIMEDOUT" : Errno(rawValue: -code).symbolicName) after \(Double(Int(seconds * 10)) / 10) s); check dconf monitors")
+                throw StorageError(
+                    code: .noSuchDevice,
+                    message: "no Ceph monitor at \(monitors) answered within \(credentials.timeout) s "
+                        + "(\(-code == ETIMEDOUT ? "ETIMEDOUT" : Errno(rawValue: -code).symbolicName) after \(Double(Int(seconds * 10)) / 10) s); check dconf monitors"
+                )
             case EACCES, EPERM:
-                throw .io("the Ceph cluster at \(monitors) refused client.\(credentials.user) "
-                    + "(\(Errno(rawValue: -code).symbolicName)); check dconf user and key or keyring")
+                throw .io(
+                    "the Ceph cluster at \(monitors) refused client.\(credentials.user) "
+                        + "(\(Errno(rawValue: -code).symbolicName)); check dconf user and key or keyring")
             case EINVAL:
                 throw .invalid("librados could not use the credentials of client.\(credentials.user) (EINVAL); check dconf key or keyring")
             default:
@@ -113,7 +121,8 @@ public final class CephSession {
             rados_shutdown(handle)
             diversion.restore()
             if code == -ENOENT {
-                throw StorageError(code: .noSuchDevice, message: "pool \(credentials.pool) does not exist on the Ceph cluster; check dconf pool")
+                throw StorageError(
+                    code: .noSuchDevice, message: "pool \(credentials.pool) does not exist on the Ceph cluster; check dconf pool")
             }
             throw .ceph(code, "opening pool \(credentials.pool)")
         }
@@ -198,7 +207,8 @@ public final class CephSession {
             value.withCString { valuePointer -> Int32 in
                 var keys: [UnsafePointer<CChar>?] = [keyPointer]
                 var values: [UnsafePointer<CChar>?] = [valuePointer]
-                var keyLengths = [key.utf8.count], valueLengths = [value.utf8.count]
+                var keyLengths = [key.utf8.count]
+                var valueLengths = [value.utf8.count]
                 rados_write_op_omap_set2(operation, &keys, &values, &keyLengths, &valueLengths, 1)
                 return rados_write_op_operate(operation, ioContext, object, nil, 0)
             }
@@ -238,8 +248,10 @@ public final class CephSession {
         guard code == 0 else { throw .ceph(code, "reading \(key) from the omap of \(object)") }
         guard status == 0 else { throw .ceph(status, "reading \(key) from the omap of \(object)") }
         guard let iterator else { return nil }
-        var name: UnsafeMutablePointer<CChar>?, value: UnsafeMutablePointer<CChar>?
-        var nameLength = 0, valueLength = 0
+        var name: UnsafeMutablePointer<CChar>?
+        var value: UnsafeMutablePointer<CChar>?
+        var nameLength = 0
+        var valueLength = 0
         guard rados_omap_get_next2(iterator, &name, &value, &nameLength, &valueLength) == 0, name != nil, let value else {
             return nil
         }
@@ -251,10 +263,13 @@ public final class CephSession {
         for pair in pairs { mapCache[object]?[pair.key] = nil }
         let operation = rados_create_write_op()
         defer { rados_release_write_op(operation) }
-        let keys = pairs.map { strdup($0.key) }, values = pairs.map { strdup($0.value) }
+        let keys = pairs.map { strdup($0.key) }
+        let values = pairs.map { strdup($0.value) }
         defer { (keys + values).forEach { free($0) } }
-        var keyPointers = keys.map { UnsafePointer<CChar>($0) }, valuePointers = values.map { UnsafePointer<CChar>($0) }
-        var keyLengths = pairs.map { $0.key.utf8.count }, valueLengths = pairs.map { $0.value.utf8.count }
+        var keyPointers = keys.map { UnsafePointer<CChar>($0) }
+        var valuePointers = values.map { UnsafePointer<CChar>($0) }
+        var keyLengths = pairs.map { $0.key.utf8.count }
+        var valueLengths = pairs.map { $0.value.utf8.count }
         rados_write_op_omap_set2(operation, &keyPointers, &valuePointers, &keyLengths, &valueLengths, pairs.count)
         let code = rados_write_op_operate(operation, ioContext, object, nil, 0)
         guard code == 0 else { throw .ceph(code, "writing \(pairs.map(\.key)) in the omap of \(object)") }
@@ -277,14 +292,19 @@ public final class CephSession {
     /// The content of `object` and the omap entries whose keys begin with `prefix`, in one read
     /// (one round trip); nil when the object does not exist. The values of `keys` are read in the
     /// same operation and kept for `mapValue`.
-    func readObjectAndMap(_ object: String, prefix: String, keys: [String] = [],
-                          limit: Int = 4096) throws(StorageError) -> (content: [UInt8], map: [String: String])? {
+    func readObjectAndMap(
+        _ object: String, prefix: String, keys: [String] = [],
+        limit: Int = 4096
+    ) throws(StorageError) -> (content: [UInt8], map: [String: String])? {
         let operation = rados_create_read_op()
         defer { rados_release_read_op(operation) }
         var buffer = [UInt8](repeating: 0, count: limit)
         var bytesRead = 0
-        var readStatus: Int32 = 0, mapStatus: Int32 = 0, keysStatus: Int32 = 0
-        var iterator: rados_omap_iter_t?, keysIterator: rados_omap_iter_t?
+        var readStatus: Int32 = 0
+        var mapStatus: Int32 = 0
+        var keysStatus: Int32 = 0
+        var iterator: rados_omap_iter_t?
+        var keysIterator: rados_omap_iter_t?
         var more: UInt8 = 0
         let copies = keys.map { strdup($0) }
         defer { copies.forEach { free($0) } }
@@ -320,8 +340,10 @@ public final class CephSession {
         var map: [String: String] = [:]
         guard let iterator else { return map }
         while true {
-            var name: UnsafeMutablePointer<CChar>?, value: UnsafeMutablePointer<CChar>?
-            var nameLength = 0, valueLength = 0
+            var name: UnsafeMutablePointer<CChar>?
+            var value: UnsafeMutablePointer<CChar>?
+            var nameLength = 0
+            var valueLength = 0
             guard rados_omap_get_next2(iterator, &name, &value, &nameLength, &valueLength) == 0, let name else { break }
             map[String(decoding: UnsafeRawBufferPointer(start: name, count: nameLength), as: UTF8.self)] =
                 value.map { String(decoding: UnsafeRawBufferPointer(start: $0, count: valueLength), as: UTF8.self) } ?? ""
@@ -365,7 +387,7 @@ public final class CephSession {
     func poolByteQuota() throws(StorageError) -> UInt64? {
         let reply = Array(try monitorCommand(#"{"prefix":"osd dump","format":"json"}"#).utf8)
         guard let pool = Self.find(Array(#""pool_name":"\#(credentials.pool)""#.utf8), in: reply, from: 0),
-              let field = Self.find(Array(#""quota_max_bytes":"#.utf8), in: reply, from: pool)
+            let field = Self.find(Array(#""quota_max_bytes":"#.utf8), in: reply, from: pool)
         else { return nil }
         let digits = String(decoding: reply[field...].prefix { $0 >= 48 && $0 <= 57 }, as: UTF8.self)
         guard let value = UInt64(digits), value > 0 else { return nil }

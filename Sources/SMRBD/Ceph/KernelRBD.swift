@@ -1,7 +1,8 @@
 import SMCore
 import SystemPackage
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The kernel's RBD client (krbd) through sysfs, without the `rbd` command: a map is one write
@@ -28,8 +29,10 @@ enum KernelRBD {
         if Syscall.isDirectory(busDirectory) { return }
         _ = try? ExternalCommand.runAllowingFailure("modprobe", ["rbd"])
         guard Syscall.isDirectory(busDirectory) else {
-            throw StorageError(code: .noSuchDevice, message: "this kernel has no RBD client (\(busDirectory) is missing and "
-                + "'modprobe rbd' did not load it); vdi_attach needs the rbd kernel module")
+            throw StorageError(
+                code: .noSuchDevice,
+                message: "this kernel has no RBD client (\(busDirectory) is missing and "
+                    + "'modprobe rbd' did not load it); vdi_attach needs the rbd kernel module")
         }
     }
 
@@ -43,8 +46,9 @@ enum KernelRBD {
                     .map { String(decoding: $0, as: UTF8.self).trimmingWhitespace() } ?? ""
             }
             guard id.allSatisfy(\.isNumber) else { return nil }
-            return Mapping(id: id, pool: attribute("pool"), namespace: attribute("pool_ns"), image: attribute("name"),
-                           snapshot: attribute("current_snap"))
+            return Mapping(
+                id: id, pool: attribute("pool"), namespace: attribute("pool_ns"), image: attribute("name"),
+                snapshot: attribute("current_snap"))
         }
     }
 
@@ -57,8 +61,10 @@ enum KernelRBD {
 
     /// Maps `pool/namespace/image[@snapshot]` (read-only for a snapshot) and returns the mapping.
     /// `monitors`: the kernel's list (`CephCredentials.kernelMonitors`).
-    static func map(credentials: CephCredentials, monitors: String, namespace: String, image: String,
-                    snapshot: String?) throws(StorageError) -> Mapping {
+    static func map(
+        credentials: CephCredentials, monitors: String, namespace: String, image: String,
+        snapshot: String?
+    ) throws(StorageError) -> Mapping {
         try ensureAvailable()
         if let existing = find(pool: credentials.pool, namespace: namespace, image: image, snapshot: snapshot) {
             return existing
@@ -91,7 +97,8 @@ enum KernelRBD {
             let code = Errno(rawValue: written < 0 ? errno : EIO)
             switch code {
             case .resourceBusy: throw StorageError(code: .resourceBusy, message: "\(what): the device is open (EBUSY)")
-            case .noSuchFileOrDirectory: throw StorageError(code: .noSuchDevice, message: "\(what): the kernel found no such image (ENOENT)")
+            case .noSuchFileOrDirectory:
+                throw StorageError(code: .noSuchDevice, message: "\(what): the kernel found no such image (ENOENT)")
             default: throw .io("\(what): the kernel refused (\(code.symbolicName) \(code)); see dmesg")
             }
         }

@@ -1,7 +1,8 @@
-import SMCore
 import CRBD
+import SMCore
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// One open RBD image (`rbd_image_t`), closed in `deinit`. Opened through a `CephSession`'s
@@ -9,7 +10,8 @@ import Glibc
 final class RBDImage {
     /// New images: format 2 with layering (clones), exclusive-lock, object-map and fast-diff
     /// (sr_scan's bytes used without reading data), deep-flatten.
-    static let features: UInt64 = UInt64(RBD_FEATURE_LAYERING) | UInt64(RBD_FEATURE_EXCLUSIVE_LOCK)
+    static let features: UInt64 =
+        UInt64(RBD_FEATURE_LAYERING) | UInt64(RBD_FEATURE_EXCLUSIVE_LOCK)
         | UInt64(RBD_FEATURE_OBJECT_MAP) | UInt64(RBD_FEATURE_FAST_DIFF) | UInt64(RBD_FEATURE_DEEP_FLATTEN)
 
     let name: String
@@ -18,7 +20,9 @@ final class RBDImage {
     /// Opens `name`; ENODEV when it does not exist. `readOnly` opens take no lock and no watch.
     init(_ session: CephSession, name: String, readOnly: Bool = true) throws(StorageError) {
         var image: rbd_image_t?
-        let code = readOnly ? rbd_open_read_only(session.ioContext, name, &image, nil)
+        let code =
+            readOnly
+            ? rbd_open_read_only(session.ioContext, name, &image, nil)
             : rbd_open(session.ioContext, name, &image, nil)
         guard code == 0, let image else { throw .ceph(code, "opening RBD image \(name)") }
         self.name = name
@@ -31,7 +35,7 @@ final class RBDImage {
     static func openIfPresent(_ session: CephSession, name: String, readOnly: Bool = true) throws(StorageError) -> RBDImage? {
         do throws(StorageError) {
             return try RBDImage(session, name: name, readOnly: readOnly)
-        } catch where error.code == .noSuchDevice {
+        } catch  where error.code == .noSuchDevice {
             return nil
         }
     }
@@ -189,10 +193,12 @@ final class RBDImage {
     func usedBytes(since: String?, size: UInt64) throws(StorageError) -> UInt64 {
         var total: UInt64 = 0
         let code = withUnsafeMutablePointer(to: &total) { pointer in
-            rbd_diff_iterate2(handle, since, 0, size, 0, 1, { _, length, exists, argument in
-                if exists != 0 { argument!.assumingMemoryBound(to: UInt64.self).pointee += UInt64(length) }
-                return 0
-            }, pointer)
+            rbd_diff_iterate2(
+                handle, since, 0, size, 0, 1,
+                { _, length, exists, argument in
+                    if exists != 0 { argument!.assumingMemoryBound(to: UInt64.self).pointee += UInt64(length) }
+                    return 0
+                }, pointer)
         }
         guard code == 0 else { throw .ceph(code, "reading the allocation of \(name)") }
         return total
@@ -282,7 +288,8 @@ final class RBDImage {
     func metadata(prefix: String) throws(StorageError) -> [String: String] {
         var keys = [CChar](repeating: 0, count: 16384)
         var values = [CChar](repeating: 0, count: 16384)
-        var keysLength = keys.count, valuesLength = values.count
+        var keysLength = keys.count
+        var valuesLength = values.count
         let code = rbd_metadata_list(handle, prefix, 0, &keys, &keysLength, &values, &valuesLength)
         guard code >= 0 else { throw .ceph(code, "listing metadata of \(name)") }
         func strings(_ buffer: [CChar], _ length: Int) -> [String] {

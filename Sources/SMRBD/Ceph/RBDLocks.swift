@@ -1,7 +1,8 @@
-import SMCore
 import CRBD
+import SMCore
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The persistent VDI lock (vdi_lock/vdi_unlock): a Ceph object-class exclusive lock
@@ -32,12 +33,17 @@ struct RBDLocks {
     /// Who holds the lock (at most one: it is exclusive).
     func holders() throws(StorageError) -> [Holder] {
         var exclusive: Int32 = 0
-        var tag = [CChar](repeating: 0, count: 256), clients = [CChar](repeating: 0, count: 4096)
-        var cookies = [CChar](repeating: 0, count: 4096), addresses = [CChar](repeating: 0, count: 4096)
-        var tagLength = tag.count, clientsLength = clients.count, cookiesLength = cookies.count
+        var tag = [CChar](repeating: 0, count: 256)
+        var clients = [CChar](repeating: 0, count: 4096)
+        var cookies = [CChar](repeating: 0, count: 4096)
+        var addresses = [CChar](repeating: 0, count: 4096)
+        var tagLength = tag.count
+        var clientsLength = clients.count
+        var cookiesLength = cookies.count
         var addressesLength = addresses.count
-        let count = rados_list_lockers(session.ioContext, object, name, &exclusive, &tag, &tagLength, &clients,
-                                       &clientsLength, &cookies, &cookiesLength, &addresses, &addressesLength)
+        let count = rados_list_lockers(
+            session.ioContext, object, name, &exclusive, &tag, &tagLength, &clients,
+            &clientsLength, &cookies, &cookiesLength, &addresses, &addressesLength)
         if count == -ENOENT { return [] }
         guard count >= 0 else { throw .ceph(Int32(count), "listing the holders of \(name)") }
         let clientNames = Self.strings(clients, length: clientsLength)

@@ -80,23 +80,35 @@ final class CephCluster: @unchecked Sendable {
 
     /// Fills `length` bytes at `offset` of `image` with `value`, through librbd (python3-rbd).
     func write(namespace: String, image: String, offset: Int, value: UInt8, length: Int) throws {
-        let result = try Product.runProgram("/usr/bin/python3", [Self.dataHelper, configuration, "sm", namespace, image,
-                                                                  "write", String(offset), String(value), String(length)])
+        let result = try Product.runProgram(
+            "/usr/bin/python3",
+            [
+                Self.dataHelper, configuration, "sm", namespace, image,
+                "write", String(offset), String(value), String(length)
+            ])
         guard result.status == 0 else { throw CephClusterError.command("write \(image): \(result)") }
     }
 
     /// The SHA-256 of `length` bytes at `offset` of `image` (`image@snapshot` for a snapshot), through librbd.
     func digest(namespace: String, image: String, offset: Int, length: Int) throws -> String {
-        let result = try Product.runProgram("/usr/bin/python3", [Self.dataHelper, configuration, "sm", namespace, image,
-                                                                  "read", String(offset), String(length)])
+        let result = try Product.runProgram(
+            "/usr/bin/python3",
+            [
+                Self.dataHelper, configuration, "sm", namespace, image,
+                "read", String(offset), String(length)
+            ])
         guard result.status == 0 else { throw CephClusterError.command("read \(image): \(result)") }
         return result.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     /// What `digest` answers for `length` bytes of `value`.
     static func digest(of value: UInt8, length: Int) throws -> String {
-        let result = try Product.runProgram("/usr/bin/python3", ["-c",
-            "import hashlib; print(hashlib.sha256(bytes([\(value)]) * \(length)).hexdigest())"])
+        let result = try Product.runProgram(
+            "/usr/bin/python3",
+            [
+                "-c",
+                "import hashlib; print(hashlib.sha256(bytes([\(value)]) * \(length)).hexdigest())"
+            ])
         return result.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 }
@@ -140,13 +152,16 @@ final class RBDSRFixture {
 
     /// Expects errno `status`, its name on the only stderr line, nothing on stdout.
     @discardableResult
-    func fails(_ status: Int32, _ name: String, _ verb: String, _ arguments: String...,
-               sourceLocation: SourceLocation = #_sourceLocation) throws -> ProductResult {
+    func fails(
+        _ status: Int32, _ name: String, _ verb: String, _ arguments: String...,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) throws -> ProductResult {
         let result = try call(verb, arguments)
         #expect(result.status == status, "\(verb) \(arguments): \(result)", sourceLocation: sourceLocation)
         #expect(result.reason.hasPrefix("\(name): "), "\(verb): \(result.reason)", sourceLocation: sourceLocation)
-        #expect(result.standardError.split(separator: "\n").count == 1, "\(verb): \(result.standardError)",
-                sourceLocation: sourceLocation)
+        #expect(
+            result.standardError.split(separator: "\n").count == 1, "\(verb): \(result.standardError)",
+            sourceLocation: sourceLocation)
         #expect(result.standardOutput.isEmpty, sourceLocation: sourceLocation)
         return result
     }
@@ -167,10 +182,11 @@ final class RBDSRFixture {
     /// `rbd ls -l` of the SR's namespace: image or image@snapshot names.
     func rbdNames() throws -> Set<String> {
         let entries = try cluster.rbdJSON(["ls", "-l", "--namespace", sr, "sm"]) as? [[String: Any]] ?? []
-        return Set(entries.map { entry in
-            let image = entry["image"] as? String ?? ""
-            return (entry["snapshot"] as? String).map { "\(image)@\($0)" } ?? image
-        })
+        return Set(
+            entries.map { entry in
+                let image = entry["image"] as? String ?? ""
+                return (entry["snapshot"] as? String).map { "\(image)@\($0)" } ?? image
+            })
     }
 
     /// Removes what a failed test left in the SR's namespace (as client.admin), then the namespace.

@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import SMCore
+import Testing
 
 /// A FileSR with copy-on-write helpers for tests: verbs through the built binary, guest data
 /// through the VHD engine in-process (`VHDChain`), and what `sr_scan` lists, parsed.
@@ -86,9 +86,10 @@ final class CopyOnWriteSR {
                 return String(chunk[start.upperBound..<end.lowerBound])
             }
             guard let uuid = field("uuid") else { continue }
-            listed[uuid] = Listed(uuid: uuid, size: UInt64(field("size") ?? "") ?? 0, parent: field("parent"),
-                                  readOnly: field("read_only") == "True", label: field("label") ?? "",
-                                  locked: field("locked") == "True")
+            listed[uuid] = Listed(
+                uuid: uuid, size: UInt64(field("size") ?? "") ?? 0, parent: field("parent"),
+                readOnly: field("read_only") == "True", label: field("label") ?? "",
+                locked: field("locked") == "True")
         }
         return listed
     }
@@ -96,8 +97,9 @@ final class CopyOnWriteSR {
     /// sr_check must be clean (exit 0, no problem elements).
     func expectClean(sourceLocation: SourceLocation = #_sourceLocation) throws {
         let result = try run("sr_check", sr)
-        #expect(result.status == 0 && !result.standardOutput.contains("<problem>"), "sr_check: \(result)",
-                sourceLocation: sourceLocation)
+        #expect(
+            result.status == 0 && !result.standardOutput.contains("<problem>"), "sr_check: \(result)",
+            sourceLocation: sourceLocation)
     }
 
     /// Every VHD file in the SR, hidden ones included.

@@ -37,8 +37,10 @@ final class EXTSRFixture {
 
     /// Runs a verb that must succeed, recording the output if it does not.
     @discardableResult
-    func succeed(_ verb: String, _ arguments: String..., dconf: String? = nil,
-                 sourceLocation: SourceLocation = #_sourceLocation) throws -> ProductResult {
+    func succeed(
+        _ verb: String, _ arguments: String..., dconf: String? = nil,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) throws -> ProductResult {
         let result = try scratch.run("EXTSR", [dconf ?? self.dconf, verb] + arguments)
         #expect(result.status == 0, "\(verb): \(result)", sourceLocation: sourceLocation)
         return result
@@ -67,8 +69,10 @@ final class EXTSRFixture {
 }
 
 /// Checks a failed run: its exit status is the errno and its last stderr line names it and the words.
-func expectFailure(_ result: ProductResult, _ name: String, _ status: Int32, mentioning words: [String] = [],
-                   sourceLocation: SourceLocation = #_sourceLocation) {
+func expectFailure(
+    _ result: ProductResult, _ name: String, _ status: Int32, mentioning words: [String] = [],
+    sourceLocation: SourceLocation = #_sourceLocation
+) {
     #expect(result.status == status, "expected \(name): \(result)", sourceLocation: sourceLocation)
     #expect(result.reason.hasPrefix("\(name): "), "\(result.reason)", sourceLocation: sourceLocation)
     for word in words {

@@ -31,8 +31,10 @@ final class FileSRFixture {
 
     /// Runs the verb and expects the errno `status` with its name on the last stderr line.
     @discardableResult
-    func fails(_ status: Int32, _ name: String, _ verb: String, _ arguments: String...,
-               sourceLocation: SourceLocation = #_sourceLocation) throws -> ProductResult {
+    func fails(
+        _ status: Int32, _ name: String, _ verb: String, _ arguments: String...,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) throws -> ProductResult {
         let result = try scratch.run("FileSR", [dconf, verb] + arguments)
         #expect(result.status == status, "\(verb) \(arguments): \(result)", sourceLocation: sourceLocation)
         #expect(result.reason.hasPrefix("\(name): "), "\(verb): \(result.reason)", sourceLocation: sourceLocation)
@@ -52,7 +54,7 @@ enum VHDOracle {
     static func qemuVirtualSize(_ path: String) throws -> UInt64? {
         let result = try Product.runProgram("qemu-img", ["info", "--output=json", "-f", "vpc", path])
         guard result.status == 0,
-              let object = try JSONSerialization.jsonObject(with: Data(result.standardOutput.utf8)) as? [String: Any]
+            let object = try JSONSerialization.jsonObject(with: Data(result.standardOutput.utf8)) as? [String: Any]
         else { return nil }
         return (object["virtual-size"] as? NSNumber)?.uint64Value
     }

@@ -19,7 +19,8 @@ final class LoopDevice {
     init(size: UInt64, in directory: String) throws {
         backingFile = "\(directory)/loop-\(UUID().uuidString.prefix(8)).img"
         guard FileManager.default.createFile(atPath: backingFile, contents: nil),
-              let handle = FileHandle(forWritingAtPath: backingFile) else {
+            let handle = FileHandle(forWritingAtPath: backingFile)
+        else {
             throw SetupFailure(description: "cannot create \(backingFile)")
         }
         try handle.truncate(atOffset: size)

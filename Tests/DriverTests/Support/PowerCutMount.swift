@@ -1,7 +1,8 @@
 import Foundation
 import Testing
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A powercutfs mount (Tests/powerloss/powercutfs.py): a FUSE filesystem that keeps in memory
@@ -30,7 +31,6 @@ final class PowerCutMount {
 
     deinit { stop() }
 
-
     private func start() throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Self.python)
@@ -45,7 +45,8 @@ final class PowerCutMount {
         let deadline = Date().addingTimeInterval(20)
         while !isMounted {
             guard process.isRunning, Date() < deadline else {
-                throw StorageTestError("powercutfs did not mount \(mountpoint): \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
+                throw StorageTestError(
+                    "powercutfs did not mount \(mountpoint): \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
             }
             usleep(10_000)
         }

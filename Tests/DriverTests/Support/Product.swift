@@ -28,15 +28,19 @@ enum Product {
 
     /// Runs `name` with `arguments` and the extra environment; waits and collects output.
     @discardableResult
-    static func run(_ name: String, _ arguments: [String], environment: [String: String] = [:],
-                    input: Data? = nil) throws -> ProductResult {
+    static func run(
+        _ name: String, _ arguments: [String], environment: [String: String] = [:],
+        input: Data? = nil
+    ) throws -> ProductResult {
         try runProgram(path(name), arguments, environment: environment, input: input)
     }
 
     /// Runs any program (a path, or a name looked up in PATH).
     @discardableResult
-    static func runProgram(_ program: String, _ arguments: [String], environment: [String: String] = [:],
-                           input: Data? = nil) throws -> ProductResult {
+    static func runProgram(
+        _ program: String, _ arguments: [String], environment: [String: String] = [:],
+        input: Data? = nil
+    ) throws -> ProductResult {
         let process = Process()
         if program.hasPrefix("/") {
             process.executableURL = URL(fileURLWithPath: program)
@@ -48,7 +52,9 @@ enum Product {
         var merged = ProcessInfo.processInfo.environment
         for (key, value) in environment { merged[key] = value }
         process.environment = merged
-        let output = Pipe(), error = Pipe(), standardInput = Pipe()
+        let output = Pipe()
+        let error = Pipe()
+        let standardInput = Pipe()
         process.standardOutput = output
         process.standardError = error
         process.standardInput = standardInput
@@ -71,8 +77,9 @@ enum Product {
         let errorData = collected.data
         process.waitUntilExit()
         let status = process.terminationReason == .uncaughtSignal ? 128 + process.terminationStatus : process.terminationStatus
-        return ProductResult(status: status, standardOutput: String(decoding: outputData, as: UTF8.self),
-                             standardError: String(decoding: errorData, as: UTF8.self))
+        return ProductResult(
+            status: status, standardOutput: String(decoding: outputData, as: UTF8.self),
+            standardError: String(decoding: errorData, as: UTF8.self))
     }
 
     /// Runs a shell command line (for setup such as losetup and mkfs); fails the test when it fails.
@@ -101,7 +108,7 @@ final class Scratch {
             "SM_LOCK_DIR": root.appendingPathComponent("lock").path,
             "SM_LOG_FILE": root.appendingPathComponent("SMlog").path,
             "SM_MOUNT_DIR": root.appendingPathComponent("mount").path,
-            "SM_CONFIG": root.appendingPathComponent("sm.conf").path,
+            "SM_CONFIG": root.appendingPathComponent("sm.conf").path
         ]
     }
 

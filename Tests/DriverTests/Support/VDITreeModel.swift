@@ -123,7 +123,9 @@ struct SpawnedProduct {
         }
         var pid: pid_t = 0
         let status = posix_spawn(&pid, path, &actions, nil, &argv, &envp)
-        guard status == 0 else { throw CocoaError(.executableLoad, userInfo: [NSLocalizedDescriptionKey: "posix_spawn \(path): \(status)"]) }
+        guard status == 0 else {
+            throw CocoaError(.executableLoad, userInfo: [NSLocalizedDescriptionKey: "posix_spawn \(path): \(status)"])
+        }
         return SpawnedProduct(pid: pid)
     }
 
@@ -163,13 +165,16 @@ extension VDITreeModel {
         let expected = Set(self.listed)
         var problems: [String] = []
         if seen != expected {
-            problems.append("listed \(seen.subtracting(expected).sorted()) not in the model, model's \(expected.subtracting(seen).sorted()) not listed")
+            problems.append(
+                "listed \(seen.subtracting(expected).sorted()) not in the model, model's \(expected.subtracting(seen).sorted()) not listed")
         }
         for vdi in seen.intersection(expected).sorted() {
             guard let entry = listed[vdi], let node = nodes[vdi] else { continue }
             var wrong: [String] = []
             if entry.size != UInt64(node.data.count) { wrong.append("size \(entry.size) != \(node.data.count)") }
-            if entry.parent != listedParent(of: vdi) { wrong.append("parent \(entry.parent ?? "none") != \(listedParent(of: vdi) ?? "none")") }
+            if entry.parent != listedParent(of: vdi) {
+                wrong.append("parent \(entry.parent ?? "none") != \(listedParent(of: vdi) ?? "none")")
+            }
             if entry.readOnly != node.readOnly { wrong.append("read_only \(entry.readOnly) != \(node.readOnly)") }
             if (entry.label == "base copy") != (node.label == "base copy") { wrong.append("label '\(entry.label)' != '\(node.label)'") }
             if entry.locked != node.locked { wrong.append("locked \(entry.locked) != \(node.locked)") }

@@ -1,6 +1,7 @@
 import Foundation
+
 #if canImport(FoundationXML)
-import FoundationXML
+    import FoundationXML
 #endif
 
 /// A parsed result document, for assertions on sr_scan and vdi_attach output.
@@ -18,8 +19,10 @@ struct ResultXML {
     var vdis: [(fields: [String: String], order: [String])] {
         root.elements(forName: "vdi").map { element in
             let children = element.children?.compactMap { $0 as? XMLElement } ?? []
-            return (Dictionary(uniqueKeysWithValues: children.map { ($0.name ?? "", $0.stringValue ?? "") }),
-                    children.map { $0.name ?? "" })
+            return (
+                Dictionary(uniqueKeysWithValues: children.map { ($0.name ?? "", $0.stringValue ?? "") }),
+                children.map { $0.name ?? "" }
+            )
         }
     }
 
