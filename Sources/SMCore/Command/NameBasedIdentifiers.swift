@@ -1,5 +1,5 @@
+import CLibUUID
 import CNettle
-import CUUID
 
 /// SHA-1 (FIPS 180-4) through nettle, only for short names derived from identifiers (iSCSI
 /// interface, session and lock names): a stable, one-way mapping, not a security property.
