@@ -55,6 +55,12 @@ struct ScratchSR: VHDRepositoryDriver {
     }
 
     func srContentType(sr: CanonicalUUID) throws -> String { VHDRepository.contentType }
+
+    // VHDRepositoryDriver implements these; a driver that does not offer them says so itself,
+    // with its table's reason (a composed implementation takes precedence over Driver's ENOSYS).
+    func vdiLock(sr: CanonicalUUID, vdi: CanonicalUUID, force: Bool, user: String) throws { throw Self.unsupported(.vdiLock) }
+    func vdiUnlock(sr: CanonicalUUID, vdi: CanonicalUUID, user: String) throws { throw Self.unsupported(.vdiUnlock) }
+    func srGC(sr: CanonicalUUID) throws { throw Self.unsupported(.srGC) }
 }
 
 @Suite struct NewDriverExampleTests {
@@ -85,6 +91,7 @@ struct ScratchSR: VHDRepositoryDriver {
         let refused = #expect(throws: StorageError.self) { try driver.vdiLock(sr: sr, vdi: disk, force: false, user: "vm-1") }
         #expect(refused?.code == .noFunction)
         #expect(refused?.message == "ScratchSR vdi_lock: scratch disks are never shared, so they take no persistent lock")
+        #expect((#expect(throws: StorageError.self) { try driver.srGC(sr: sr) })?.code == .noFunction)
         #expect(Help.usage(ScratchSR.self).contains("scratch SRs are thrown away whole, never collected"))
 
         try driver.vdiDelete(sr: sr, vdi: snapshot)
