@@ -135,10 +135,8 @@ import Testing
         let f = try RBDSRFixture()
         defer { f.tearDown() }
         try f.createAndAttach()
-        let source = newUUID()
+        let source = try f.createVDI(filledWith: 0x61, length: Self.length)
         let clone = newUUID()
-        try f.ok("vdi_create", f.sr, source, "67108864")
-        try f.cluster.write(namespace: f.sr, image: source, offset: 0, value: 0x61, length: Self.length)
         let data = try CephCluster.digest(of: 0x61, length: Self.length)
         try kill(f, at: point, "vdi_clone", f.sr, source, clone)
         let pictures: [String: Set<String>] = ["before": [source], "after": [source, clone, "base"]]
@@ -171,10 +169,8 @@ import Testing
         let f = try RBDSRFixture()
         defer { f.tearDown() }
         try f.createAndAttach()
-        let source = newUUID()
+        let source = try f.createVDI(filledWith: 0x68, length: Self.length)
         let clone = newUUID()
-        try f.ok("vdi_create", f.sr, source, "67108864")
-        try f.cluster.write(namespace: f.sr, image: source, offset: 0, value: 0x68, length: Self.length)
         let paused = Process()
         paused.executableURL = URL(fileURLWithPath: Product.path("RBDSR"))
         paused.arguments = [f.dconf, "vdi_clone", f.sr, source, clone]
@@ -212,11 +208,9 @@ import Testing
         let f = try RBDSRFixture()
         defer { f.tearDown() }
         try f.createAndAttach()
-        let source = newUUID()
+        let source = try f.createVDI(filledWith: 0x63, length: Self.length)
         let snapshot = newUUID()
         let clone = newUUID()
-        try f.ok("vdi_create", f.sr, source, "67108864")
-        try f.cluster.write(namespace: f.sr, image: source, offset: 0, value: 0x63, length: Self.length)
         try f.ok("vdi_snapshot", f.sr, source, snapshot)
         try kill(f, at: point, "vdi_clone", f.sr, snapshot, clone)
         let listed = try settle(f, point)
@@ -234,10 +228,8 @@ import Testing
         let f = try RBDSRFixture()
         defer { f.tearDown() }
         try f.createAndAttach()
-        let source = newUUID()
+        let source = try f.createVDI(filledWith: 0x64, length: Self.length)
         let snapshot = newUUID()
-        try f.ok("vdi_create", f.sr, source, "67108864")
-        try f.cluster.write(namespace: f.sr, image: source, offset: 0, value: 0x64, length: Self.length)
         try kill(f, at: point, "vdi_snapshot", f.sr, source, snapshot)
         let listed = try settle(f, point)
         #expect(match(listed, ["before": [source]], point) == "before")
@@ -254,11 +246,9 @@ import Testing
         let f = try RBDSRFixture()
         defer { f.tearDown() }
         try f.createAndAttach()
-        let source = newUUID()
+        let source = try f.createVDI(filledWith: 0x66, length: Self.length)
         let snapshot = newUUID()
         let clone = newUUID()
-        try f.ok("vdi_create", f.sr, source, "67108864")
-        try f.cluster.write(namespace: f.sr, image: source, offset: 0, value: 0x66, length: Self.length)
         try f.ok("vdi_snapshot", f.sr, source, snapshot)
         try f.ok("vdi_clone", f.sr, snapshot, clone)
         try f.ok("vdi_delete", f.sr, snapshot)
@@ -279,10 +269,8 @@ import Testing
         let f = try RBDSRFixture()
         defer { f.tearDown() }
         try f.createAndAttach()
-        let source = newUUID()
+        let source = try f.createVDI(filledWith: 0x67, length: Self.length)
         let snapshot = newUUID()
-        try f.ok("vdi_create", f.sr, source, "67108864")
-        try f.cluster.write(namespace: f.sr, image: source, offset: 0, value: 0x67, length: Self.length)
         try f.ok("vdi_snapshot", f.sr, source, snapshot)
         try f.ok("vdi_delete", f.sr, source)
         try kill(f, at: point, "vdi_delete", f.sr, snapshot)

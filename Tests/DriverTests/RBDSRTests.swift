@@ -144,11 +144,9 @@ import Testing
         let f = try RBDSRFixture()
         defer { f.tearDown() }
         try f.createAndAttach()
-        let source = newUUID()
+        let source = try f.createVDI(filledWith: 0x51, length: 65536)
         let snapshot = newUUID()
         let clone = newUUID()
-        try f.ok("vdi_create", f.sr, source, "67108864")
-        try f.cluster.write(namespace: f.sr, image: source, offset: 0, value: 0x51, length: 65536)
         try f.ok("vdi_snapshot", f.sr, source, snapshot)
         try f.ok("vdi_clone", f.sr, snapshot, clone)
 

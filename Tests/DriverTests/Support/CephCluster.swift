@@ -171,6 +171,14 @@ final class RBDSRFixture {
         try ok("sr_attach", sr)
     }
 
+    /// A new 64 MiB VDI whose first `length` bytes are `value`, written through librbd.
+    func createVDI(filledWith value: UInt8, length: Int) throws -> String {
+        let vdi = newUUID()
+        try ok("vdi_create", sr, vdi, "67108864")
+        try cluster.write(namespace: sr, image: vdi, offset: 0, value: value, length: length)
+        return vdi
+    }
+
     /// sr_scan's VDIs by UUID.
     func scan(sourceLocation: SourceLocation = #_sourceLocation) throws -> [String: [String: String]] {
         let scan = try ResultXML(try ok("sr_scan", sr, sourceLocation: sourceLocation).standardOutput)
