@@ -35,6 +35,8 @@ binaries=$(swift build --package-path Fuzz "${flags[@]}" --show-bin-path)
 # a trap reaches libFuzzer's handler, which saves the input.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:malloc_context_size=0}
 export SWIFT_BACKTRACE=enable=no
+# Swift seeds its hashing at random per process: the same seed would not make the same run.
+export SWIFT_DETERMINISTIC_HASHING=1
 export SM_FUZZ_SECRET_ORACLE=${SM_FUZZ_SECRET_ORACLE:-1}
 mkdir -p Fuzz/.build/crashes
 failed=""
