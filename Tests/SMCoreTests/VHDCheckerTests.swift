@@ -161,7 +161,7 @@ import Testing
         let scratch = try EngineScratch()
         for (index, size) in [0, 511, 2048, 70_000].enumerated() {
             let path = scratch.path("garbage\(index).vhd")
-            FileManager.default.createFile(atPath: path, contents: Data(bytes(size, seed: UInt8(index))))
+            _ = FileManager.default.createFile(atPath: path, contents: Data(bytes(size, seed: UInt8(index))))
             #expect(!VHDChecker.problems(ofFile: path).isEmpty)
         }
         #expect(VHDChecker.problems(ofFile: scratch.path("missing.vhd")) == ["cannot open \(scratch.path("missing.vhd"))"])

@@ -141,7 +141,7 @@ public enum Ext4 {
     public static func liveHolder(_ device: BlockDevice) throws(StorageError) -> MultiMountBlock? {
         guard let first = try multiMountBlock(device), !first.isClean else { return nil }
         if first.sequence == MultiMountBlock.fsck { return first }
-        sleep(UInt32(first.livenessWait))
+        Syscall.sleep(seconds: Double(first.livenessWait))
         guard let second = try multiMountBlock(device), !second.isClean else { return nil }
         return second.sequence != first.sequence || second.sequence == MultiMountBlock.fsck ? second : nil
     }

@@ -176,7 +176,7 @@ public struct ISCSISession {
             if Syscall.monotonicNow() >= deadline {
                 throw .lunsMissing(missing, iqn: target.iqn, portal: portal.text, present: devices.keys.sorted())
             }
-            usleep(100_000)
+            Syscall.sleep(seconds: 0.1)
         }
     }
 

@@ -136,11 +136,11 @@ public enum FaultPoint {
         }
         if case .some(.some(let paused)) = pause, paused.name == name {
             Diagnostics.debug("fault point \(name): pausing \(paused.seconds) s")
-            sleep(paused.seconds)
+            Syscall.sleep(seconds: Double(paused.seconds))
         }
         if armed == nil { armed = .some(Syscall.environment("SM_FAULT_POINT")) }
         guard case .some(.some(let wanted)) = armed, wanted == name else { return }
         Diagnostics.debug("fault point \(name): killing myself")
-        kill(getpid(), SIGKILL)
+        Syscall.killSelf()
     }
 }

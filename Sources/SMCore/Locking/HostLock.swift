@@ -73,7 +73,7 @@ public final class HostLock {
                     descriptor.closeIgnoringErrors()
                     throw .hostLockHeld(path, waited: Int(timeout), holders: holders)
                 }
-                usleep(delay)
+                Syscall.sleep(seconds: Double(delay) / 1_000_000)
                 delay = min(delay * 2, 50_000)
             case .failure(let code):
                 descriptor.closeIgnoringErrors()

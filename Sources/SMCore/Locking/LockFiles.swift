@@ -187,9 +187,9 @@ extension LockTarget {
         for name in names.sorted() {
             guard let (owner, mode) = parseLockName(name) else { continue }
             let path = entryPath(name)
-            var status = stat()
-            switch Syscall.attempt({ lstat(path, &status) }) {
-            case .success: break
+            let status: stat
+            switch Syscall.linkStatus(path) {
+            case .success(let found): status = found
             case .failure(.noSuchFileOrDirectory): continue
             case .failure(let code):
                 return .failure(.failure(.statFailed, "cannot examine lock file \(path): \(errnoText(code))", errno: code))
@@ -204,22 +204,7 @@ extension LockTarget {
 
 extension LockTarget {
     /// The names in the target's directory, or the errno of opendir/readdir.
-    func listDirectory() -> Result<[String], Errno> {
-        guard let handle = opendir(directory) else { return .failure(Errno(rawValue: Glibc.errno)) }
-        defer { closedir(handle) }
-        var names: [String] = []
-        while true {
-            Glibc.errno = 0
-            guard let entry = readdir(handle) else {
-                let code = Glibc.errno
-                return code == 0 ? .success(names) : .failure(Errno(rawValue: code))
-            }
-            let name = withUnsafePointer(to: entry.pointee.d_name) { pointer in
-                pointer.withMemoryRebound(to: CChar.self, capacity: Int(NAME_MAX) + 1) { String(cString: $0) }
-            }
-            names.append(name)
-        }
-    }
+    func listDirectory() -> Result<[String], Errno> { Syscall.listDirectory(directory) }
 }
 
 extension stat {

@@ -30,20 +30,20 @@ public enum ServerClock {
             let number = String(UInt32.random(in: 0...99_999_999))
             let path = "\(target.path).xen\(String(repeating: "0", count: 8 - number.count))\(number).tmp"
             lastPath = path
-            switch Syscall.attempt({ open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644) }) {
+            switch Syscall.createExclusively(path) {
             case .success(let descriptor):
                 defer {
-                    close(descriptor)
-                    unlink(path)
+                    descriptor.closeIgnoringErrors()
+                    _ = Syscall.remove(path)
                 }
                 // An exclusive create on NFSv3 may park its verifier in the times; set them to the
                 // server's time explicitly.
-                _ = futimens(descriptor, nil)
-                var status = stat()
-                if case .failure(let code) = Syscall.attempt({ fstat(descriptor, &status) }) {
+                descriptor.touch()
+                switch descriptor.status() {
+                case .success(let status): return .success(status.modificationTime)
+                case .failure(let code):
                     return .failure(.failure(.statFailed, "cannot read the server's time from \(path): \(errnoText(code))", errno: code))
                 }
-                return .success(status.modificationTime)
             case .failure(.fileExists):
                 continue
             case .failure(let code):
@@ -63,11 +63,12 @@ public enum ServerClock {
 /// except one older than `staleAge` seconds of server time.
 final class LockMutex {
     let target: LockTarget
-    private var descriptor: Int32
+    /// The mutex file, open until released.
+    private var descriptor: FileDescriptor?
     private let device: UInt64
     private let inode: UInt64
 
-    private init(target: LockTarget, descriptor: Int32, device: UInt64, inode: UInt64) {
+    private init(target: LockTarget, descriptor: FileDescriptor, device: UInt64, inode: UInt64) {
         self.target = target
         self.descriptor = descriptor
         self.device = device
@@ -86,7 +87,7 @@ final class LockMutex {
         var attempt = 0
         var removedStale = false
         while true {
-            switch Syscall.attempt({ open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644) }) {
+            switch Syscall.createExclusively(path) {
             case .success(let descriptor):
                 return claim(target, descriptor: descriptor, owner: owner, mode: mode)
             case .failure(.fileExists):
@@ -109,30 +110,30 @@ final class LockMutex {
                 return .failure(.failure(.mutexUnavailable, busyMessage(target, policy: policy)))
             }
             attempt += 1
-            let microseconds = UInt32(min(max(policy.maximumSleep, 0.001), 60) * 1_000_000)
-            usleep(UInt32.random(in: 1_000...microseconds))
+            Syscall.sleep(seconds: Double.random(in: 0.001...min(max(policy.maximumSleep, 0.001), 60)))
         }
     }
 
     /// After a successful O_EXCL create: contents, link, inode test, link removed.
     private static func claim(
-        _ target: LockTarget, descriptor: Int32, owner: LockOwner,
+        _ target: LockTarget, descriptor: FileDescriptor, owner: LockOwner,
         mode: LockMode
     ) -> Result<LockMutex, LockOutcome> {
         let path = target.mutexPath
         let link = target.linkPath(owner, mode: mode)
-        var created = stat()
-        guard case .success = Syscall.attempt({ fstat(descriptor, &created) }) else {
-            let code = Errno(rawValue: Glibc.errno)
-            close(descriptor)
-            unlink(path)
+        let created: stat
+        switch descriptor.status() {
+        case .success(let status): created = status
+        case .failure(let code):
+            descriptor.closeIgnoringErrors()
+            _ = Syscall.remove(path)
             return .failure(.failure(.statFailed, "cannot examine the lock mutex \(path): \(errnoText(code))", errno: code))
         }
         let mutex = LockMutex(
             target: target, descriptor: descriptor, device: UInt64(created.st_dev),
             inode: UInt64(created.st_ino))
         do throws(StorageError) {
-            try FileDescriptor(rawValue: descriptor).writeAll(link.utf8, at: 0, path: path)
+            try descriptor.writeAll(link.utf8, at: 0, path: path)
         } catch {
             _ = mutex.release()
             return .failure(
@@ -140,18 +141,18 @@ final class LockMutex {
                     .mutexWriteFailed, "cannot write the lock mutex \(path): \(error.message)",
                     errno: error.systemErrno ?? .ioError))
         }
-        var linkResult = Syscall.attempt({ Glibc.link(path, link) })
+        var linkResult = Syscall.link(path, link)
         if case .failure(.fileExists) = linkResult {
             // Only the mutex holder makes links, so this is the leftover of a killed caller with
             // our host and id.
-            unlink(link)
-            linkResult = Syscall.attempt({ Glibc.link(path, link) })
+            _ = Syscall.remove(link)
+            linkResult = Syscall.link(path, link)
         }
         // On NFS a retransmitted link can report failure after succeeding: the inodes decide.
-        var linked = stat()
-        let linkStatus = Syscall.attempt({ lstat(link, &linked) })
-        defer { unlink(link) }
-        guard case .success = linkStatus, UInt64(linked.st_ino) == mutex.inode, UInt64(linked.st_dev) == mutex.device else {
+        let linkStatus = Syscall.linkStatus(link)
+        defer { _ = Syscall.remove(link) }
+        guard case .success(let linked) = linkStatus, UInt64(linked.st_ino) == mutex.inode, UInt64(linked.st_dev) == mutex.device
+        else {
             _ = mutex.release()
             let reason: String
             if case .failure(let code) = linkResult {
@@ -168,9 +169,9 @@ final class LockMutex {
     /// Removes the mutex if it is older than `policy.staleAge` seconds of server time; true when removed.
     private static func removeIfStale(_ target: LockTarget, policy: MutexPolicy) -> Result<Bool, LockOutcome> {
         let path = target.mutexPath
-        var seen = stat()
-        switch Syscall.attempt({ lstat(path, &seen) }) {
-        case .success: break
+        let seen: stat
+        switch Syscall.linkStatus(path) {
+        case .success(let status): seen = status
         case .failure(.noSuchFileOrDirectory): return .success(true)  // released meanwhile: try again
         case .failure(let code):
             return .failure(.failure(.statFailed, "cannot examine the lock mutex \(path): \(errnoText(code))", errno: code))
@@ -182,12 +183,11 @@ final class LockMutex {
         }
         guard now - seen.modificationTime > policy.staleAge else { return .success(false) }
         // Remove exactly the mutex judged stale, not one another caller made since.
-        var again = stat()
-        guard case .success = Syscall.attempt({ lstat(path, &again) }),
+        guard case .success(let again) = Syscall.linkStatus(path),
             again.st_ino == seen.st_ino, again.st_dev == seen.st_dev,
             again.modificationTime == seen.modificationTime
         else { return .success(true) }
-        switch Syscall.attempt({ unlink(path) }) {
+        switch Syscall.remove(path) {
         case .success, .failure(.noSuchFileOrDirectory):
             Diagnostics.debug("removed stale lock mutex \(path) (\(wholeSeconds(now - seen.modificationTime)) s old)")
             return .success(true)
@@ -211,23 +211,22 @@ final class LockMutex {
     /// Sets the mutex's mtime to the server's now, so that waiters do not judge it stale while
     /// a forced lock waits out a lease.
     func refresh() {
-        if descriptor >= 0 { _ = futimens(descriptor, nil) }
+        descriptor?.touch()
     }
 
     /// Unlinks the mutex if the name still refers to the file this process created. Returns a
     /// sentence when it could not be removed.
     func release() -> String? {
-        guard descriptor >= 0 else { return nil }
-        close(descriptor)
-        descriptor = -1
+        guard let descriptor else { return nil }
+        descriptor.closeIgnoringErrors()
+        self.descriptor = nil
         let path = target.mutexPath
-        var current = stat()
-        guard case .success = Syscall.attempt({ lstat(path, &current) }),
+        guard case .success(let current) = Syscall.linkStatus(path),
             UInt64(current.st_ino) == inode, UInt64(current.st_dev) == device
         else {
             return nil
         }
-        switch Syscall.attempt({ unlink(path) }) {
+        switch Syscall.remove(path) {
         case .success, .failure(.noSuchFileOrDirectory): return nil
         case .failure(let code):
             return

@@ -75,7 +75,7 @@ public struct PersistentLock: Sendable {
         var tookOver: [LockHolder] = []
         if force {
             for holder in mode == .writer ? others : writers {
-                switch Syscall.attempt({ unlink(holder.path) }) {
+                switch Syscall.remove(holder.path) {
                 case .success, .failure(.noSuchFileOrDirectory):
                     tookOver.append(holder)
                 case .failure(let code):
@@ -114,8 +114,8 @@ public struct PersistentLock: Sendable {
         // A holder changing mode keeps one lock file: the new one is written first, so a failure
         // here leaves the old mode in place.
         for stale in mine where stale.mode != mode {
-            if case .failure(let code) = Syscall.attempt({ unlink(stale.path) }), code != .noSuchFileOrDirectory {
-                unlink(path)
+            if case .failure(let code) = Syscall.remove(stale.path), code != .noSuchFileOrDirectory {
+                _ = Syscall.remove(path)
                 return .failure(
                     .removeFailed, "cannot remove the \(stale.mode) lock file \(stale.path) to change to \(mode): \(errnoText(code))",
                     errno: code)
@@ -135,24 +135,24 @@ public struct PersistentLock: Sendable {
     /// Writes `<path>.<lease>` into the lock file, truncating whatever was there, mode 0644. A new
     /// file that could not be written is removed; an existing one stays (it is still a lock).
     static func writeLockFile(_ path: String, lease: Int, isNew: Bool, durable: Bool = true) -> LockOutcome? {
-        let descriptor: Int32
-        switch Syscall.attempt({ open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644) }) {
+        let descriptor: FileDescriptor
+        switch Syscall.openOrErrno(path, .writeOnly, options: [.create, .truncate]) {
         case .success(let opened): descriptor = opened
         case .failure(let code):
             return .failure(.updateFailed, "cannot create the lock file \(path): \(errnoText(code))", errno: code)
         }
         var failure: Errno?
-        _ = fchmod(descriptor, 0o644)
+        descriptor.setPermissions([.ownerReadWrite, .groupRead, .otherRead])
         do throws(StorageError) {
-            try FileDescriptor(rawValue: descriptor).writeAll(LockFileContents.render(path: path, lease: lease), at: 0, path: path)
+            try descriptor.writeAll(LockFileContents.render(path: path, lease: lease), at: 0, path: path)
         } catch {
             failure = error.systemErrno ?? .ioError
         }
-        if failure == nil, durable, case .failure(let code) = Syscall.attempt({ fsync(descriptor) }) { failure = code }
+        if failure == nil, durable, case .failure(let code) = descriptor.sync() { failure = code }
         // On NFS, close reports write-back errors.
-        if close(descriptor) != 0, failure == nil, Glibc.errno != EINTR { failure = Errno(rawValue: Glibc.errno) }
+        if case .failure(let code) = descriptor.closeReportingErrors(), failure == nil { failure = code }
         if let failure {
-            if isNew { unlink(path) }
+            if isNew { _ = Syscall.remove(path) }
             return .failure(.updateFailed, "cannot write the lock file \(path): \(errnoText(failure))", errno: failure)
         }
         return nil
@@ -165,7 +165,7 @@ public struct PersistentLock: Sendable {
             let remaining = deadline - Syscall.monotonicNow()
             if remaining <= 0 { return }
             mutex.refresh()
-            usleep(UInt32(min(remaining, 1) * 1_000_000))
+            Syscall.sleep(seconds: min(remaining, 1))
         }
     }
 
@@ -176,7 +176,7 @@ public struct PersistentLock: Sendable {
     public func unlock(mode: LockMode) -> LockOutcome {
         if let problem = owner.problem(for: target) { return .failure(.badParameter, problem) }
         let path = target.lockPath(owner, mode: mode)
-        switch Syscall.attempt({ unlink(path) }) {
+        switch Syscall.remove(path) {
         case .success:
             return LockOutcome(status: .acquired, lease: 0)
         case .failure(.noSuchFileOrDirectory):

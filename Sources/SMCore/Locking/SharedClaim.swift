@@ -72,7 +72,7 @@ public final class SharedClaim: @unchecked Sendable {
                     return nil
                 case .deadHere(let files):
                     // A process of this host that no longer exists: nobody can be cut off.
-                    for path in files { unlink(path) }
+                    for path in files { _ = Syscall.remove(path) }
                     continue
                 case .lapsed:
                     // Logged when decided (the forcing then waits one lease): when and from whom
@@ -108,7 +108,7 @@ public final class SharedClaim: @unchecked Sendable {
             if Syscall.monotonicNow() >= deadline {
                 throw .claimHeld(what, by: holder, waited: Int(host.lockTimeout))
             }
-            usleep(200_000)
+            Syscall.sleep(seconds: 0.2)
         }
     }
 
@@ -133,7 +133,7 @@ public final class SharedClaim: @unchecked Sendable {
         if here.count == holders.count {
             let dead = here.filter { holder in
                 guard holder.owner.id.hasPrefix("sm-"), let pid = Int32(holder.owner.id.dropFirst(3)) else { return false }
-                return kill(pid, 0) != 0 && errno == ESRCH
+                return Syscall.processIsGone(pid)
             }
             return dead.count == holders.count ? .deadHere(dead.map(\.path)) : .live
         }
@@ -203,7 +203,7 @@ enum ClaimKeeper {
         while true {
             let claims = state.withLock { Array($0.claims.values) }
             let shortest = claims.map(\.claim.lease).min() ?? 30
-            usleep(UInt32(max(1, shortest) * 1_000_000 / 3))
+            Syscall.sleep(seconds: Double(max(1, shortest)) / 3)
             for (claim, refreshed) in state.withLock({ Array($0.claims.values) }) {
                 let result = claim.refresh()
                 let now = Syscall.monotonicNow()

@@ -263,7 +263,7 @@ public struct VHDRepository: Sendable {
                 return entry.parent != other && entries[other]?.parent != vdi
             }
             if !(torn || vanished) || attempt + 1 == Self.scanAttempts { break }
-            usleep(20_000)
+            Syscall.sleep(seconds: 0.02)
         }
         for (vdi, error) in damaged {
             Diagnostics.debug("sr_scan: skipping damaged VDI \(vdi): \(error.message)")

@@ -15,7 +15,7 @@ extension Syscall {
 
     /// Links `existing` as `new`; false when `new` already exists (nothing changed then).
     public static func linkNoReplace(_ existing: String, _ new: String) throws(StorageError) -> Bool {
-        switch attempt({ link(existing, new) }) {
+        switch link(existing, new) {
         case .success: return true
         case .failure(.fileExists): return false
         case .failure(let code): throw .system(code, "link", path: "\(existing) -> \(new)")

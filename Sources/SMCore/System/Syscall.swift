@@ -162,23 +162,10 @@ public enum Syscall {
     /// The names in a directory, without `.` and `..`. A failed readdir is an error, not the end
     /// of a shorter listing.
     public static func directoryEntries(_ path: String) throws(StorageError) -> [String] {
-        guard let directory = opendir(path) else {
-            throw .system(Errno(rawValue: errno), "opendir", path: path)
+        switch listDirectory(path) {
+        case .success(let names): return names.filter { $0 != "." && $0 != ".." }
+        case .failure(let code): throw .system(code, "readdir", path: path)
         }
-        defer { closedir(directory) }
-        var names: [String] = []
-        while true {
-            Glibc.errno = 0
-            guard let entry = readdir(directory) else {
-                if Glibc.errno != 0 { throw .system(Errno(rawValue: Glibc.errno), "readdir", path: path) }
-                break
-            }
-            let name = withUnsafePointer(to: entry.pointee.d_name) { pointer in
-                pointer.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
-            }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        return names
     }
 
     /// Reads a whole (small) file.

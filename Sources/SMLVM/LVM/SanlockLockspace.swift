@@ -115,7 +115,7 @@ public struct SanlockLockspace: Sendable, Equatable {
             case .busy(let hosts): using = hosts
             case .undecided(let hosts):
                 guard Syscall.monotonicNow() >= deadline else {
-                    sleep(Self.pollSeconds)
+                    Syscall.sleep(seconds: Double(Self.pollSeconds))
                     continue
                 }
                 using = hosts

@@ -127,7 +127,7 @@ public struct VolumeGroup {
         var outcome = try lvm.attempt(command)
         for _ in 1..<Self.lockstartAttempts where !outcome.succeeded {
             Diagnostics.debug("lockstart of \(name) failed (\(outcome.reason)); trying again")
-            sleep(Self.lockstartPause)
+            Syscall.sleep(seconds: Double(Self.lockstartPause))
             outcome = try lvm.attempt(command)
         }
         guard outcome.succeeded else {
