@@ -19,10 +19,19 @@ func driverDependencies(_ driver: String) -> [Target.Dependency] {
 /// them all, are fully static in release builds: no dynamic loader, no symbol lookups, no
 /// relocations of a dozen shared libraries at every start (Docs/performance.md measures it).
 /// Debian ships the static archives of libxml2 and its dependencies (ICU, liblzma, zlib) and of
-/// libblkid; liblvm2cmd and Ceph's libraries have none, so the LVM drivers and RBDSR stay dynamic.
-/// lock-util and sm-vhd stay dynamic too: each static copy would carry ICU's 30 MB of data.
+/// libblkid. The LVM drivers load liblvm2cmd (which has no archive) with dlopen, which needs the
+/// dynamic loader: they are dynamic executables with those same archives and libstdc++ linked in
+/// (Scripts/ld-static-dependencies) and not position-independent, so that only libc, libm and
+/// libgcc_s are loaded before `main`; `sm-lvm-drivers` holds both for the package. RBDSR stays
+/// dynamic (Ceph's libraries have no archives).
+/// lock-util and sm-vhd stay dynamic too: each static copy would carry ICU's 30 MB of data (the
+/// package installs lock-util as a link to sm-drivers, which answers as lock-util by that name).
 func linkage(_ product: String) -> [LinkerSetting] {
-    guard !lvmDrivers.contains(product), product != "RBDSR" else { return [] }
+    if lvmDrivers.contains(product) || product == "sm-lvm-drivers" {
+        let linker = Context.packageDirectory + "/Scripts/ld-static-dependencies"
+        return [.unsafeFlags(["-use-ld=\(linker)", "-Xclang-linker", "-no-pie"], .when(configuration: .release))]
+    }
+    guard product != "RBDSR" else { return [] }
     let archives = ["icuuc", "icudata", "lzma", "z", "stdc++", "m"]
     return [.unsafeFlags(["-static-executable"] + archives.map { "-l\($0)" }, .when(configuration: .release))]
 }
@@ -33,7 +42,8 @@ let package = Package(
         .library(name: "SMCore", targets: ["SMCore"]),
         .executable(name: "lock-util", targets: ["lock-util"]),
         .executable(name: "sm-vhd", targets: ["sm-vhd"]),
-        .executable(name: "sm-drivers", targets: ["sm-drivers"])
+        .executable(name: "sm-drivers", targets: ["sm-drivers"]),
+        .executable(name: "sm-lvm-drivers", targets: ["sm-lvm-drivers"])
     ] + drivers.map { .executable(name: $0, targets: [$0]) },
     dependencies: [
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
@@ -67,13 +77,15 @@ let package = Package(
             name: "SMRBD",
             dependencies: ["SMCore", "CRBD"]
         ),
-        .executableTarget(
-            name: "lock-util",
+        // lock-util's command line, a module so that sm-drivers can answer as lock-util too.
+        .target(
+            name: "LockUtility",
             dependencies: [
                 "SMCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser")
             ]
         ),
+        .executableTarget(name: "lock-util", dependencies: ["LockUtility"]),
         .executableTarget(
             name: "sm-vhd",
             dependencies: [
@@ -81,7 +93,9 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser")
             ]
         ),
-        .executableTarget(name: "sm-drivers", dependencies: ["SMCore"], linkerSettings: linkage("sm-drivers")),
+        .executableTarget(name: "sm-drivers", dependencies: ["SMCore", "LockUtility"], linkerSettings: linkage("sm-drivers")),
+        .executableTarget(
+            name: "sm-lvm-drivers", dependencies: ["SMCore", "SMLVM"], linkerSettings: linkage("sm-lvm-drivers")),
         .testTarget(
             name: "SMCoreTests",
             dependencies: ["SMCore"]

@@ -30,10 +30,11 @@ bin=$(swift build -c release --static-swift-stdlib --show-bin-path)
 mapfile -t drivers < <(swift package dump-package | python3 -c '
 import json, sys
 for product in json.load(sys.stdin)["products"]:
-    if "executable" in product["type"] and product["name"] not in ("lock-util", "sm-vhd", "sm-drivers"):
+    if "executable" in product["type"] and product["name"] not in ("lock-util", "sm-vhd", "sm-drivers", "sm-lvm-drivers"):
         print(product["name"])')
 [ ${#drivers[@]} -ge 7 ] || { echo "build-package.sh: cannot read the driver list from Package.swift" >&2; exit 1; }
-for executable in "${drivers[@]}" lock-util sm-vhd sm-drivers; do
+multicall=(sm-drivers sm-lvm-drivers)
+for executable in "${drivers[@]}" lock-util sm-vhd "${multicall[@]}"; do
     [ -x "$bin/$executable" ] || { echo "build-package.sh: $bin/$executable was not built" >&2; exit 1; }
 done
 
@@ -48,21 +49,34 @@ root=$stage/root
 install -d -m 755 "$root"/{DEBIAN,usr/libexec/sm,usr/sbin,usr/share/man/man8,etc/sm,etc/logrotate.d} \
     "$root/usr/share/doc/$package" "$root/usr/share/bash-completion/completions"
 
-# A driver built fully static is installed as a link to sm-drivers, the one static executable that
-# holds all of them (each static copy would carry ICU's data again); the others as themselves.
-install -m 755 -s "$bin/sm-drivers" "$root/usr/libexec/sm/sm-drivers"
+# A driver that a multi-call executable holds is installed as a link to it: sm-drivers (fully
+# static) holds the drivers that need only SMCore, sm-lvm-drivers the LVM drivers (each copy would
+# carry libxml2 and ICU's data again); the others (RBDSR) as themselves.
+for executable in "${multicall[@]}"; do install -m 755 -s "$bin/$executable" "$root/usr/libexec/sm/$executable"; done
 for driver in "${drivers[@]}"; do
-    if readelf -d "$bin/$driver" | grep -q NEEDED; then
+    holder=""
+    for executable in "${multicall[@]}"; do
+        ln -s "$executable" "$root/usr/libexec/sm/$driver"
+        if cmp -s <("$bin/$driver" --help) <("$root/usr/libexec/sm/$driver" --help 2>/dev/null); then
+            holder=$executable
+            break
+        fi
+        rm "$root/usr/libexec/sm/$driver"
+    done
+    if [ -z "$holder" ]; then
+        readelf -d "$bin/$driver" | grep -q NEEDED \
+            || { echo "build-package.sh: $driver is static but no multi-call executable holds it (Sources/sm-drivers?)" >&2; exit 1; }
         install -m 755 -s "$bin/$driver" "$root/usr/libexec/sm/$driver"
-    else
-        ln -s sm-drivers "$root/usr/libexec/sm/$driver"
-        cmp -s <("$bin/$driver" --help) <("$root/usr/libexec/sm/$driver" --help) \
-            || { echo "build-package.sh: sm-drivers does not answer as $driver (Sources/sm-drivers lists it?)" >&2; exit 1; }
     fi
     ln -s "../libexec/sm/$driver" "$root/usr/sbin/$driver"
     ln -s "$package" "$root/usr/share/bash-completion/completions/$driver"
 done
-install -m 755 -s "$bin/lock-util" "$bin/sm-vhd" "$root/usr/sbin/"
+# lock-util is sm-drivers run by that name (Sources/sm-drivers): fully static like the drivers,
+# where its own executable would load libxml2 and ICU at every call.
+ln -s ../libexec/sm/sm-drivers "$root/usr/sbin/lock-util"
+cmp -s <("$bin/lock-util" --help) <("$root/usr/sbin/lock-util" --help) \
+    || { echo "build-package.sh: sm-drivers does not answer as lock-util" >&2; exit 1; }
+install -m 755 -s "$bin/sm-vhd" "$root/usr/sbin/"
 install -m 644 packaging/bash-completion "$root/usr/share/bash-completion/completions/$package"
 install -m 644 packaging/sm.conf "$root/etc/sm/sm.conf"
 install -m 644 packaging/logrotate "$root/etc/logrotate.d/$package"
@@ -95,18 +109,25 @@ depends=$(cd "$stage" && dpkg-shlibdeps -O -e"root/usr/libexec/sm/${drivers[0]}"
     $(for executable in "${drivers[@]:1}"; do printf -- '-eroot/usr/libexec/sm/%s ' "$executable"; done) \
     -eroot/usr/sbin/lock-util -eroot/usr/sbin/sm-vhd 2>/dev/null | sed -n 's/^shlibs:Depends=//p')
 [ -n "$depends" ] || { echo "build-package.sh: dpkg-shlibdeps found no dependencies" >&2; exit 1; }
+# The LVM drivers load liblvm2cmd with dlopen (Sources/SMLVM/LVM/LVM2Library.swift), which
+# dpkg-shlibdeps cannot see: the package of that soname, by name.
+lvm2cmd=$(dpkg-query -S liblvm2cmd.so.2.03 | head -1 | cut -d: -f1)
+depends="$depends, $lvm2cmd"
 
-# Fully static executables: a lintian override for each (the reason is in Docs/package.md), and
-# Built-Using for the Debian source packages whose static archives they contain.
-static=()
+# Executables with static archives in them (every executable links libxml2 through SMCore; one
+# that does not load libxml2.so carries it): lintian overrides for each (the reason is in
+# Docs/package.md), and Built-Using for the Debian source packages whose archives they contain.
+embedding=()
 for executable in "$root"/usr/libexec/sm/* "$root"/usr/sbin/lock-util "$root"/usr/sbin/sm-vhd; do
     [ -L "$executable" ] && continue
-    if ! readelf -d "$executable" 2>/dev/null | grep -q NEEDED; then static+=("${executable#"$root"/}"); fi
+    if ! readelf -d "$executable" 2>/dev/null | grep -q "NEEDED.*libxml2"; then embedding+=("${executable#"$root"/}"); fi
 done
 built_using=""
-if [ ${#static[@]} -gt 0 ]; then
-    for executable in "${static[@]}"; do
-        echo "$package: statically-linked-binary [$executable]"
+if [ ${#embedding[@]} -gt 0 ]; then
+    for executable in "${embedding[@]}"; do
+        if ! readelf -d "$root/$executable" 2>/dev/null | grep -q NEEDED; then
+            echo "$package: statically-linked-binary [$executable]"
+        fi
         echo "$package: embedded-library libxml2 [$executable]"
         echo "$package: embedded-library zlib [$executable]"
     done > "$root/usr/share/lintian/overrides/$package"

@@ -25,4 +25,37 @@ import Testing
         #expect(anonymous.reason.hasPrefix("EINVAL: run as 'sm-drivers': this executable holds the drivers FileSR, EXTSR"))
         #expect(try FileManager.default.contentsOfDirectory(atPath: scratch.path("data")) == [sr])
     }
+
+    /// sm-lvm-drivers holds the LVM drivers the same way (dynamic: it loads liblvm2cmd with dlopen).
+    @Test(.timeLimit(.minutes(1))) func lvmDriversAnswerByName() throws {
+        let scratch = try Scratch("sm-multicall-lvm")
+        for driver in ["LVMSR", "LVMoISCSISR"] {
+            let link = scratch.path(driver)
+            try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: Product.path("sm-lvm-drivers"))
+            let help = try Product.runProgram(link, ["--help"], environment: scratch.environment)
+            #expect(help.status == 0)
+            #expect(help.standardOutput == (try Product.run(driver, ["--help"])).standardOutput, "\(driver)")
+        }
+        let anonymous = try Product.run("sm-lvm-drivers", ["<dconf/>", "sr_scan", newUUID()], environment: scratch.environment)
+        #expect(anonymous.status == 22)
+        #expect(anonymous.reason.hasPrefix("EINVAL: run as 'sm-lvm-drivers': this executable holds the drivers LVMSR, LVMoISCSISR"))
+    }
+
+    /// Run as lock-util (the package's /usr/sbin/lock-util is a link to it), sm-drivers is
+    /// lock-util: the same help, and a lock taken through it is a lock lock-util sees.
+    @Test(.timeLimit(.minutes(1))) func answersAsLockUtil() throws {
+        let scratch = try Scratch("sm-multicall-lock")
+        let link = scratch.path("lock-util")
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: Product.path("sm-drivers"))
+        let help = try Product.runProgram(link, ["--help"], environment: scratch.environment)
+        #expect(help.status == 0)
+        #expect(help.standardOutput == (try Product.run("lock-util", ["--help"])).standardOutput)
+        let file = scratch.path("disk")
+        let taken = try Product.runProgram(link, ["lock", file, "w", "0", "-id", "30"], environment: scratch.environment)
+        #expect(taken.status == 0 && taken.standardOutput == "0 30\n", "\(taken)")
+        let seen = try Product.run("lock-util", ["lock", file, "w", "0", "other", "30"], environment: scratch.environment)
+        #expect(seen.standardOutput == "-4 -1\n", "\(seen)")
+        let usage = try Product.runProgram(link, ["frobnicate"], environment: scratch.environment)
+        #expect(usage.status == 0 && usage.standardOutput == "-14\n", "\(usage)")
+    }
 }

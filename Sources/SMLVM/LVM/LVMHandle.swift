@@ -25,7 +25,7 @@ public struct LVMOutcome: Sendable {
     }
 }
 
-/// The process's one liblvm2cmd handle, freed in `deinit`; the only user of `CLVM2Cmd`.
+/// The process's one liblvm2cmd handle, freed in `deinit`; the only user of liblvm2cmd.
 ///
 /// Every command runs in-process through `lvm2_run` (no `lvm` child process). The host's extra
 /// LVM configuration (`lvm_config` / `SM_LVM_CONFIG`) is passed as `--config` on every command.
@@ -34,6 +34,7 @@ public struct LVMOutcome: Sendable {
 /// "no"), and standard error too unless `--verbose`. liblvm2cmd keeps global state, so only one
 /// handle may be open at a time, and only from one thread.
 public final class LVMHandle {
+    private let library: LVM2Library
     private let handle: UnsafeMutableRawPointer
     private let configuration: String
     /// Whether the handle runs with lvmlockd (shared volume groups) or without.
@@ -53,10 +54,11 @@ public final class LVMHandle {
         setenv("LVM_SUPPRESS_FD_WARNINGS", "1", 1)
         let previousSystemDirectory = Syscall.environment("LVM_SYSTEM_DIR")
         setenv("LVM_SYSTEM_DIR", systemDirectory, 1)
-        lvm2_log_fn(captureLogLine)
+        let library = try LVM2Library.shared()
+        library.setLogFunction(captureLogLine)
         let savedMask = umask(0o022)
         umask(savedMask)
-        let opened = lvm2_init()
+        let opened = library.initialise()
         umask(savedMask)
         if let previousSystemDirectory {
             setenv("LVM_SYSTEM_DIR", previousSystemDirectory, 1)
@@ -64,13 +66,14 @@ public final class LVMHandle {
             unsetenv("LVM_SYSTEM_DIR")
         }
         guard let opened else { throw .io("liblvm2cmd could not be initialised (lvm2_init failed)") }
+        self.library = library
         handle = opened
         Self.isOpen = true
         Diagnostics.debug("liblvm2cmd opened with system directory \(systemDirectory)")
     }
 
     deinit {
-        lvm2_exit(handle)
+        library.exit(handle)
         Self.isOpen = false
     }
 
@@ -83,7 +86,7 @@ public final class LVMHandle {
         let diversion = StreamDiversion(keepStandardError: Diagnostics.verbose)
         let savedMask = umask(0o022)
         umask(savedMask)
-        let returnCode = lvm2_run(handle, line)
+        let returnCode = library.run(handle, line)
         umask(savedMask)
         diversion.restore()
         let outcome = LVMOutcome(
