@@ -197,13 +197,15 @@ import Testing
     // MARK: iSCSI and NFS, as far as this host goes
 
     /// Without targetIQN the iSCSI drivers list the portal's targets from a sendtargets
-    /// discovery that iscsiadm is told not to record (`-o nonpersistent`), and nothing logs in;
+    /// discovery that iscsiadm is told not to record (`-o nonpersistent`), a node record that
+    /// appears anyway is deleted again, and nothing logs in;
     /// LUNid is not needed. Stand-in iscsiadm (ISCSIDriverTests.FakeInitiator): this host has no
     /// initiator; the real discovery and LUN listing are the VM lane's (iscsi-smoke.sh).
     @Test(.timeLimit(.minutes(1))) func iscsiTargets() throws {
         let fake = try ISCSIDriverTests.FakeInitiator(loginStatus: 0)
         for driver in ISCSIDriverTests.drivers {
             try? FileManager.default.removeItem(atPath: fake.argvLog)
+            try? FileManager.default.removeItem(atPath: fake.nodeDirectory)
             let probe = try Probe(try fake.scratch.run(driver, ["<dconf><target>127.0.0.1</target></dconf>", "sr_probe"]))
             #expect(probe.driver == driver)
             let targets = probe.all("target")
@@ -211,7 +213,11 @@ import Testing
             #expect(Self.text(targets[0], "iqn") == ISCSIDriverTests.iqn)
             #expect(Self.text(targets[0], "portal") == "127.0.0.1:3260")
             let argv = try String(contentsOfFile: fake.argvLog, encoding: .utf8)
-            #expect(argv == "-m discovery -t sendtargets -p 127.0.0.1:3260 -o nonpersistent\n")
+            // The stand-in writes a node record at every discovery (a real nonpersistent one does
+            // not): the probe removes what it finds new, and never logs in.
+            #expect(
+                argv == "-m discovery -t sendtargets -p 127.0.0.1:3260 -o nonpersistent\n"
+                    + "-m node -T \(ISCSIDriverTests.iqn) -o delete\n")
         }
     }
 

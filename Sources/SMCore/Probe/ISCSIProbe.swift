@@ -26,15 +26,20 @@ public enum ISCSIProbe {
             let port = try configuration["port"].map { value throws(StorageError) in
                 UInt16(try ISCSITarget.number(value, key: "port", in: 1...65535))
             }
-            report.targets = try targets(at: ISCSIPortal(address: address, port: port ?? ISCSITarget.defaultPort, groupTag: "1").text)
+            let endpoint = ISCSIPortal(address: address, port: port ?? ISCSITarget.defaultPort, groupTag: "1")
+            let records = Records(nodeDirectory: ISCSISession.nodeDirectory(host), endpoint: endpoint)
+            let outcome = Result { () throws(StorageError) in try targets(at: endpoint.text) }
+            records.removeNew(host: host, driver: driver)
+            report.targets = try outcome.get()
             return report
         }
         let session = ISCSISession(target: try ISCSITarget(configuration: configuration), host: host)
         let lock = try session.lockTarget()
         defer { lock.release() }
         let hadSession = !session.liveSessions().isEmpty
-        let records = "\(session.nodeDirectory)/\(session.target.iqn)"
-        let hadRecords = Syscall.exists(records)
+        let records = Records(
+            nodeDirectory: session.nodeDirectory,
+            endpoint: ISCSIPortal(address: session.target.address, port: session.target.port, groupTag: "1"))
         let outcome = Result {
             let portal = try session.login()
             defer { if !hadSession { logOut(session, portal) } }
@@ -42,17 +47,49 @@ public enum ISCSIProbe {
             report.luns = try luns(session, portal)
             try inspect(&report)
         }
-        if !hadRecords && Syscall.exists(records) {
-            do throws(StorageError) {
-                try ISCSIAdm.run(
-                    ["-m", "node", "-T", session.target.iqn, "-o", "delete"], accepting: [.noObjects],
-                    what: "removing the node records of \(session.target.iqn) the probe made")
-            } catch {
-                OperationLog.note(host: host, "\(driver) sr_probe: \(error.message)")
-            }
-        }
+        if !hadSession { records.removeNew(host: host, driver: driver) }
         try outcome.get()
         return report
+    }
+
+    /// iscsiadm's records before a probe: the node records (one directory per target IQN) and
+    /// the sendtargets discovery record of the portal. What the probe's discovery and login add
+    /// is removed again afterwards (`iscsiadm -o delete`; a failure is noted in the operations
+    /// log, the probe's answer stands).
+    struct Records {
+        let nodeDirectory: String
+        let endpoint: ISCSIPortal
+        let targets: Set<String>
+        let hadDiscovery: Bool
+
+        /// `<node_dir>/../send_targets/<address>,<port>`, where open-iscsi keeps discovery records.
+        var discoveryRecord: String { Self.discoveryRecord(nodeDirectory, endpoint) }
+
+        static func discoveryRecord(_ nodeDirectory: String, _ endpoint: ISCSIPortal) -> String {
+            "\(Syscall.parentDirectory(of: nodeDirectory))/send_targets/\(endpoint.address),\(endpoint.port)"
+        }
+
+        init(nodeDirectory: String, endpoint: ISCSIPortal) {
+            self.nodeDirectory = nodeDirectory
+            self.endpoint = endpoint
+            targets = Set((try? Syscall.directoryEntries(nodeDirectory)) ?? [])
+            hadDiscovery = Syscall.exists(Self.discoveryRecord(nodeDirectory, endpoint))
+        }
+
+        func removeNew(host: HostEnvironment, driver: String) {
+            let now = Set((try? Syscall.directoryEntries(nodeDirectory)) ?? [])
+            var commands = now.subtracting(targets).sorted().map { ["-m", "node", "-T", $0, "-o", "delete"] }
+            if !hadDiscovery && Syscall.exists(discoveryRecord) {
+                commands.append(["-m", "discoverydb", "-t", "sendtargets", "-p", endpoint.text, "-o", "delete"])
+            }
+            for arguments in commands {
+                do throws(StorageError) {
+                    try ISCSIAdm.run(arguments, accepting: [.noObjects], what: "removing a record sr_probe made")
+                } catch {
+                    OperationLog.note(host: host, "\(driver) sr_probe: \(error.message)")
+                }
+            }
+        }
     }
 
     /// The logout after the LUNs were read; a LUN something opened meanwhile keeps the session,
