@@ -42,10 +42,15 @@ public enum ISCSIProbe {
             endpoint: ISCSIPortal(address: session.target.address, port: session.target.port, groupTag: "1"))
         let outcome = Result {
             let portal = try session.login()
-            defer { if !hadSession { logOut(session, portal) } }
-            report.targets = [ProbedTarget(iqn: session.target.iqn, portal: portal.text, groupTag: portal.groupTag)]
-            report.luns = try luns(session, portal)
-            try inspect(&report)
+            let read = Result {
+                report.targets = [ProbedTarget(iqn: session.target.iqn, portal: portal.text, groupTag: portal.groupTag)]
+                report.luns = try luns(session, portal)
+                try inspect(&report)
+            }
+            // A session this probe cannot end is an error (EBUSY naming the LUN held open): the
+            // probe must not leave a login behind without saying so.
+            if !hadSession { try session.logout(portal) }
+            try read.get()
         }
         if !hadSession { records.removeNew(host: host, driver: driver) }
         try outcome.get()
@@ -89,16 +94,6 @@ public enum ISCSIProbe {
                     OperationLog.note(host: host, "\(driver) sr_probe: \(error.message)")
                 }
             }
-        }
-    }
-
-    /// The logout after the LUNs were read; a LUN something opened meanwhile keeps the session,
-    /// which the operations log says.
-    static func logOut(_ session: ISCSISession, _ portal: ISCSIPortal) {
-        do throws(StorageError) {
-            try session.logout(portal)
-        } catch {
-            OperationLog.note(host: session.host, "sr_probe left the session to \(session.target.iqn) logged in: \(error.message)")
         }
     }
 
