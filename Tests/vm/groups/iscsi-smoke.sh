@@ -3,7 +3,8 @@
 # work on the guest's own 127.0.0.1. A LUN backed by the scratch disk is discovered, logged in to,
 # appears as a SCSI block device under its /dev/disk/by-path name, carries data both ways, and
 # goes away again on logout. Ready for the iSCSI drivers' groups.
-# Then the iSCSI drivers' sr_probe against that target (Docs/probe.md), with an EXT SR written
+# Then the iSCSI drivers' sr_probe against that target (Docs/probe.md): while logged in, the probe
+# uses the session and leaves it; after the logout, with an EXT SR written
 # on the backing disk: the portal's targets (no record kept), the target's LUN with its size,
 # SCSI id, vendor, VDI UUID and the SR on it, and afterwards no session, no LUN device and no
 # node or discovery record left (LVMoISCSISR's probe, which is ISCSISR's plus the LUNs' volume
@@ -58,6 +59,15 @@ head -c 1048576 /dev/urandom > /tmp/pattern2
 vm_check "write the backing disk" dd if=/tmp/pattern2 of="$VM_DISK" bs=1M count=1 seek=9 oflag=direct status=none
 read_back=$(dd if="$device" bs=1M count=1 skip=9 iflag=direct status=none | sha256sum)
 [ "$read_back" = "$(sha256sum < /tmp/pattern2)" ] || vm_fail "reading through the LUN does not return the backing disk's data"
+
+vm_step "ISCSISR sr_probe while this host is logged in: LUN 1 listed, the session and its records left as they were"
+records_before=$(iscsiadm -m node 2>&1)
+vm_driver_ok ISCSISR "<dconf><target>127.0.0.1</target><targetIQN>$iqn</targetIQN></dconf>" sr_probe
+[ "$(vm_xml_values number <<< "$DRIVER_OUT")" = 1 ] || vm_fail "the LUNs listed are not exactly LUN 1: $DRIVER_OUT"
+[ "$(vm_xml_values path <<< "$DRIVER_OUT")" = "$by_path" ] || vm_fail "LUN 1's path is not $by_path: $DRIVER_OUT"
+[ "$(iscsiadm -m session 2>&1)" = "$session" ] || vm_fail "the session changed: $(iscsiadm -m session 2>&1)"
+[ "$(iscsiadm -m node 2>&1)" = "$records_before" ] || vm_fail "the node records changed: $(iscsiadm -m node 2>&1)"
+test -b "$by_path" || vm_fail "the LUN's device went away"
 
 vm_step "log out; the device and the session go away"
 vm_check "logout" iscsiadm -m node -T "$iqn" -p "$portal" --logout
