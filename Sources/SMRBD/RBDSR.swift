@@ -40,7 +40,10 @@ public struct RBDSR: RepositoryDriver {
     }
 
     public static let unsupportedVerbs: [Verb: UnsupportedReason] = [
-        .srGC: UnsupportedReason("not needed: RBD keeps no chains to coalesce, and hidden VDIs go with their last clone")
+        .srGC: UnsupportedReason("not needed: RBD keeps no chains to coalesce, and hidden VDIs go with their last clone"),
+        .srProbe: UnsupportedReason(
+            "not offered yet (Docs/probe.md): each SR is an RBD namespace of the pool; list them with "
+                + "'rbd namespace ls <pool>'")
     ]
 }
 

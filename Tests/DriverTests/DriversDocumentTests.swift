@@ -76,6 +76,7 @@ import Testing
         let uuid = { UUID().uuidString.lowercased() }
         switch verb {
         case "sr_create": return [uuid(), "0"]
+        case "sr_probe": return []
         case "vdi_create", "vdi_resize": return [uuid(), uuid(), "1048576"]
         case "vdi_clone", "vdi_snapshot": return [uuid(), uuid(), uuid()]
         case "vdi_lock": return [uuid(), uuid(), "false", "host1"]

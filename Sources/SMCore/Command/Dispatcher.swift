@@ -1,5 +1,21 @@
 /// The one `switch` over requests: takes the host-local locks, calls the driver, renders output.
 public enum Dispatcher {
+    /// Performs `request` for a driver of type `D` made from `configuration`: sr_probe is the
+    /// driver type's own (`Driver.probe`: it validates the keys it needs and names no SR, so no
+    /// instance is made and no SR lock taken); every other verb checks `D.requiredKeys`, makes
+    /// the driver and goes through `perform(_:verb:on:host:)`.
+    public static func perform<D: Driver>(
+        _ request: Request, verb: Verb, as driver: D.Type,
+        configuration: DeviceConfiguration, host: HostEnvironment
+    ) throws -> String? {
+        if case .srProbe = request {
+            return ResultDocument.render(try D.probe(configuration: configuration, host: host).element)
+        }
+        for key in D.requiredKeys { _ = try configuration.required(key) }
+        let instance = try D(configuration: configuration, host: host)
+        return try perform(request, verb: verb, on: instance, host: host)
+    }
+
     /// Performs `request` and returns what to print on stdout (nil for nothing).
     ///
     /// Locks: SR-wide verbs hold `<lock_dir>/<SR>/sr` exclusively; VDI verbs hold it shared and
@@ -53,6 +69,9 @@ public enum Dispatcher {
             try driver.vdiLock(sr: sr, vdi: vdi, force: force, user: user)
         case .vdiUnlock(let sr, let vdi, let user):
             try driver.vdiUnlock(sr: sr, vdi: vdi, user: user)
+        case .srProbe:
+            // Answered by perform(_:verb:as:configuration:host:) before any driver is made.
+            throw StorageError.invalid("sr_probe names no SR and is answered from the dconf alone, not by an SR's driver")
         }
         return nil
     }
@@ -61,7 +80,9 @@ public enum Dispatcher {
         // sr_gc serialises itself (VHDRepository+GC.swift: the SR's gc lock, then each merge's
         // VDIs): holding the SR lock through a long merge would stall every other verb.
         if verb == .srGC { return [] }
-        let directory = "\(host.lockDirectory)/\(request.sr)"
+        // sr_probe names no SR; the substrates it reads take their own locks (an iSCSI target's).
+        guard let sr = request.sr else { return [] }
+        let directory = "\(host.lockDirectory)/\(sr)"
         var locks = [
             try HostLock.acquire(
                 "\(directory)/sr", mode: verb.isSRWide ? .exclusive : .shared,

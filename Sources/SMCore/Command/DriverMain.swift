@@ -82,12 +82,10 @@ public enum DriverMain {
                 throw StorageError.invalid("unknown verb '\(verbName)'; see \(D.name) --help")
             }
             let request = try Request.parse(verb, Array(remaining.dropFirst(2)))
-            uuids = [request.sr] + request.vdis
+            uuids = (request.sr.map { [$0] } ?? []) + request.vdis
             let configuration = try loadConfiguration(remaining[0])
             Diagnostics.debug("dconf: \(configuration.redactedDescription)")
-            for key in D.requiredKeys { _ = try configuration.required(key) }
-            let instance = try D(configuration: configuration, host: host)
-            let output = try Dispatcher.perform(request, verb: verb, on: instance, host: host)
+            let output = try Dispatcher.perform(request, verb: verb, as: D.self, configuration: configuration, host: host)
             if let output { try Diagnostics.writeStandardOutput(output) }
         } catch {
             failure = normalise(error)

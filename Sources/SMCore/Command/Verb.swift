@@ -18,6 +18,8 @@ public enum Verb: String, CaseIterable, Sendable {
     case vdiResize = "vdi_resize"
     case vdiLock = "vdi_lock"
     case vdiUnlock = "vdi_unlock"
+    /// Beyond the spec (Docs/probe.md): what the dconf points at; the one verb that names no SR.
+    case srProbe = "sr_probe"
 
     /// The positional arguments, as `help` prints them.
     public var argumentNames: [String] {
@@ -30,6 +32,7 @@ public enum Verb: String, CaseIterable, Sendable {
         case .vdiResize: return ["SR-UUID", "VDI-UUID", "new-size"]
         case .vdiLock: return ["SR-UUID", "VDI-UUID", "Force", "UserString"]
         case .vdiUnlock: return ["SR-UUID", "VDI-UUID", "UserString"]
+        case .srProbe: return []
         }
     }
 
@@ -38,6 +41,7 @@ public enum Verb: String, CaseIterable, Sendable {
     public var isSRWide: Bool {
         switch self {
         case .srCreate, .srDelete, .srAttach, .srDetach, .srScan, .srContentType, .srCheck, .srGC: return true
+        case .srProbe: return false
         case .vdiCreate, .vdiDelete, .vdiAttach, .vdiDetach, .vdiClone, .vdiSnapshot, .vdiResize, .vdiLock, .vdiUnlock:
             return false
         }
@@ -63,6 +67,9 @@ public enum Verb: String, CaseIterable, Sendable {
         case .vdiResize: return "Grow the VDI to new-size bytes (the same size succeeds; smaller is EINVAL)."
         case .vdiLock: return "Take the persistent lock on the VDI for UserString (Force TRUE breaks another holder's lock)."
         case .vdiUnlock: return "Release the persistent lock held by UserString. Idempotent."
+        case .srProbe:
+            return "Print what the dconf points at as XML (exports, targets, LUNs, volume groups, and the SRs on them), "
+                + "touching nothing; names no SR. Beyond the spec: Docs/probe.md."
         }
     }
 
@@ -106,6 +113,11 @@ public enum Verb: String, CaseIterable, Sendable {
             codes += [("ENODEV", "no such SR or VDI"), ("ENOLCK", "another user holds the lock (use Force TRUE)")]
         case .vdiUnlock:
             codes += [("ENODEV", "no such SR or VDI"), ("ENOLCK", "the lock is held by another user")]
+        case .srProbe:
+            codes += [
+                ("ENODEV", "the device, directory, server or target does not exist or does not answer"),
+                ("EPERM", "the target refused the CHAP credentials")
+            ]
         }
         codes += [("ENOSYS", "the driver does not support this verb"), ("EIO", "unexpected I/O failure")]
         return codes
@@ -131,15 +143,19 @@ public enum Request: Sendable {
     case vdiResize(sr: CanonicalUUID, vdi: CanonicalUUID, size: UInt64)
     case vdiLock(sr: CanonicalUUID, vdi: CanonicalUUID, force: Bool, user: String)
     case vdiUnlock(sr: CanonicalUUID, vdi: CanonicalUUID, user: String)
+    /// sr_probe: no arguments, no SR (`sr` is nil).
+    case srProbe
 
     /// Validates the positional arguments of `verb`; EINVAL (nothing touched) on any mismatch.
     public static func parse(_ verb: Verb, _ arguments: [String]) throws(StorageError) -> Request {
         let names = verb.argumentNames
         guard arguments.count == names.count else {
+            if names.isEmpty { throw .invalid("\(verb.rawValue) takes no arguments (it names no SR), got \(arguments.count)") }
             throw .invalid(
                 "\(verb.rawValue) takes \(names.count) argument\(names.count == 1 ? "" : "s") (\(names.joined(separator: " "))), got \(arguments.count)"
             )
         }
+        if verb == .srProbe { return .srProbe }
         let sr = try ArgumentParsing.uuid(arguments[0], role: "SR-UUID")
         func vdi(_ index: Int) throws(StorageError) -> CanonicalUUID {
             try ArgumentParsing.uuid(arguments[index], role: names[index])
@@ -173,23 +189,27 @@ public enum Request: Sendable {
                 user: try ArgumentParsing.userString(arguments[3]))
         case .vdiUnlock:
             return .vdiUnlock(sr: sr, vdi: try vdi(1), user: try ArgumentParsing.userString(arguments[2]))
+        case .srProbe: return .srProbe
         }
     }
 
-    public var sr: CanonicalUUID {
+    /// The SR the request names; nil for sr_probe, the one verb that names none.
+    public var sr: CanonicalUUID? {
         switch self {
         case .srCreate(let sr, _), .srDelete(let sr), .srAttach(let sr), .srDetach(let sr), .srScan(let sr),
             .srContentType(let sr), .srCheck(let sr), .srGC(let sr), .vdiCreate(let sr, _, _),
             .vdiDelete(let sr, _), .vdiAttach(let sr, _), .vdiDetach(let sr, _), .vdiClone(let sr, _, _),
             .vdiSnapshot(let sr, _, _), .vdiResize(let sr, _, _), .vdiLock(let sr, _, _, _), .vdiUnlock(let sr, _, _):
             return sr
+        case .srProbe:
+            return nil
         }
     }
 
     /// The VDIs the request names, in argument order (for locks and the log).
     public var vdis: [CanonicalUUID] {
         switch self {
-        case .srCreate, .srDelete, .srAttach, .srDetach, .srScan, .srContentType, .srCheck, .srGC: return []
+        case .srCreate, .srDelete, .srAttach, .srDetach, .srScan, .srContentType, .srCheck, .srGC, .srProbe: return []
         case .vdiCreate(_, let vdi, _), .vdiDelete(_, let vdi), .vdiAttach(_, let vdi), .vdiDetach(_, let vdi),
             .vdiResize(_, let vdi, _), .vdiLock(_, let vdi, _, _), .vdiUnlock(_, let vdi, _):
             return [vdi]

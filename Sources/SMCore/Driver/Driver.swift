@@ -18,6 +18,11 @@ public protocol Driver {
 
     init(configuration: DeviceConfiguration, host: HostEnvironment) throws
 
+    /// sr_probe (beyond the spec, Docs/probe.md): what the dconf points at, touching nothing. A
+    /// type's method, not an instance's: it names no SR and checks only the dconf keys it needs
+    /// (EINVAL, nothing touched), which may be fewer than `requiredKeys`.
+    static func probe(configuration: DeviceConfiguration, host: HostEnvironment) throws -> ProbeReport
+
     /// Create the SR. Not idempotent: EEXIST when it exists.
     func srCreate(sr: CanonicalUUID, size: UInt64) throws
     /// Delete the SR. Idempotent.
@@ -61,6 +66,10 @@ extension Driver {
     public static var unsupportedVerbs: [Verb: UnsupportedReason] { [:] }
 
     private func unsupported(_ verb: Verb) -> StorageError { Self.unsupported(verb) }
+
+    public static func probe(configuration: DeviceConfiguration, host: HostEnvironment) throws -> ProbeReport {
+        throw unsupported(.srProbe)
+    }
 
     public func srCreate(sr: CanonicalUUID, size: UInt64) throws { throw unsupported(.srCreate) }
     public func srDelete(sr: CanonicalUUID) throws { throw unsupported(.srDelete) }

@@ -373,3 +373,13 @@ extension StorageError {
                 + "(are sanlock and lvmlockd running? Docs/LVMoISCSISR.md): \(reason)")
     }
 }
+
+/// sr_probe's failures (Docs/probe.md).
+extension StorageError {
+    /// ENODEV: the NFS server does not give its export list (no MOUNT service, or no answer).
+    public static func exportListUnavailable(_ server: String, reason: String) -> StorageError {
+        StorageError(
+            code: .noSuchDevice,
+            message: "NFS server \(server) gives no export list (showmount: \(reason)); an NFSv4-only server has none: give serverpath")
+    }
+}

@@ -38,7 +38,8 @@ public struct ISCSISession {
         self.host = host
     }
 
-    var nodeDirectory: String { host.settings["iscsi_node_dir"] ?? "/etc/iscsi/nodes" }
+    var nodeDirectory: String { Self.nodeDirectory(host) }
+    static func nodeDirectory(_ host: HostEnvironment) -> String { host.settings["iscsi_node_dir"] ?? "/etc/iscsi/nodes" }
     var byPathDirectory: String { host.settings["iscsi_by_path_dir"] ?? "/dev/disk/by-path" }
     var sessionDirectory: String { host.settings["iscsi_session_dir"] ?? "/sys/class/iscsi_session" }
 

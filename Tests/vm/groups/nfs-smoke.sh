@@ -2,6 +2,9 @@
 # NFS smoke test: the kernel's nfsd exports an ext4 filesystem (made on the scratch disk) on the
 # guest's own 127.0.0.1, and the kernel client mounts it with NFSv3 and NFSv4.2; a file written
 # through either mount is seen by the other and by the server's filesystem. Ready for NFSSR.
+# Then NFSSR's sr_probe against that server (Docs/probe.md): the export list, the SR directories
+# in a serverpath (an SR made by sr_create found, a UUID directory that is no SR not), no mount
+# left behind, and ENODEV for a serverpath that is not exported.
 . "$VM_LIB"
 
 . "$VM_REPO/Tests/vm/nfs-server.sh"
@@ -36,5 +39,26 @@ vm_step "unmount both"
 vm_check "v4.2 umount" umount /mnt/v42
 vm_check "v3 umount" umount /mnt/v3
 if grep -q ' /mnt/v' /proc/mounts; then vm_fail "an NFS mount is still there"; fi
+
+vm_step "NFSSR sr_probe: the export list, then the SRs in the export; no mount left behind"
+probe_sr=6a1d2c3b-4e5f-4a7b-8c9d-0e1f2a3b4c5d
+mount_dir=/run/sr-mount
+mounts_before=$(findmnt -rn -t nfs,nfs4 | wc -l)
+vm_driver_ok NFSSR "<dconf><server>127.0.0.1</server></dconf>" sr_probe
+echo "$DRIVER_OUT"
+[ "$(vm_xml_values path <<< "$DRIVER_OUT")" = "$export_dir" ] || vm_fail "the export list is not exactly $export_dir"
+[ "$(vm_xml_values clients <<< "$DRIVER_OUT")" = 127.0.0.1 ] || vm_fail "the export's clients are not 127.0.0.1"
+with_path="<dconf><server>127.0.0.1</server><serverpath>$export_dir</serverpath></dconf>"
+vm_driver_ok NFSSR "$with_path" sr_create "$probe_sr" 0
+mkdir -p "$export_dir/$(cat /proc/sys/kernel/random/uuid)"
+vm_driver_ok NFSSR "$with_path" sr_probe
+echo "$DRIVER_OUT"
+[ "$(vm_xml_values uuid <<< "$DRIVER_OUT")" = "$probe_sr" ] || vm_fail "sr_probe does not list exactly SR $probe_sr"
+vm_xml_values path <<< "$DRIVER_OUT" | grep -qx "$export_dir/$probe_sr" || vm_fail "the SR's path on the server is not reported"
+[ "$(vm_xml_values vdis <<< "$DRIVER_OUT")" = 0 ] || vm_fail "the new SR should hold 0 VDIs"
+[ "$(findmnt -rn -t nfs,nfs4 | wc -l)" = "$mounts_before" ] || vm_fail "sr_probe left an NFS mount: $(findmnt -rn -t nfs,nfs4)"
+[ -z "$(ls -A "$mount_dir" 2>/dev/null)" ] || vm_fail "sr_probe left $(ls -A "$mount_dir") in $mount_dir"
+vm_driver_status 19 NFSSR "<dconf><server>127.0.0.1</server><serverpath>/not/exported</serverpath></dconf>" sr_probe
+[ -z "$(ls -A "$mount_dir" 2>/dev/null)" ] || vm_fail "the failed sr_probe left $(ls -A "$mount_dir") in $mount_dir"
 
 echo "PASS: $VM_GROUP"
