@@ -127,6 +127,8 @@ if [ ${#embedding[@]} -gt 0 ]; then
     for executable in "${embedding[@]}"; do
         if ! readelf -d "$root/$executable" 2>/dev/null | grep -q NEEDED; then
             echo "$package: statically-linked-binary [$executable]"
+        elif readelf -h "$root/$executable" | grep -q "Type: *EXEC"; then
+            echo "$package: hardening-no-pie [$executable]"   # sm-lvm-drivers: Docs/package.md
         fi
         echo "$package: embedded-library libxml2 [$executable]"
         echo "$package: embedded-library zlib [$executable]"
