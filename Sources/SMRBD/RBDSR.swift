@@ -40,7 +40,9 @@ public struct RBDSR: RepositoryDriver {
     }
 
     public static let unsupportedVerbs: [Verb: UnsupportedReason] = [
-        .srGC: UnsupportedReason("not needed: RBD keeps no chains to coalesce, and hidden VDIs go with their last clone")
+        .srGC: UnsupportedReason("not needed: RBD keeps no chains to coalesce, and hidden VDIs go with their last clone"),
+        .vdiExport: UnsupportedReason("not supported yet: use 'rbd export' (Docs/export.md)"),
+        .vdiImport: UnsupportedReason("not supported yet: use 'rbd import' (Docs/export.md)")
     ]
 }
 

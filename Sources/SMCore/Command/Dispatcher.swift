@@ -1,3 +1,5 @@
+import SystemPackage
+
 /// The one `switch` over requests: takes the host-local locks, calls the driver, renders output.
 public enum Dispatcher {
     /// Performs `request` and returns what to print on stdout (nil for nothing).
@@ -53,6 +55,10 @@ public enum Dispatcher {
             try driver.vdiLock(sr: sr, vdi: vdi, force: force, user: user)
         case .vdiUnlock(let sr, let vdi, let user):
             try driver.vdiUnlock(sr: sr, vdi: vdi, user: user)
+        case .vdiExport(let sr, let vdi, let format):
+            try driver.vdiExport(sr: sr, vdi: vdi, format: format, to: .standardOutput)
+        case .vdiImport(let sr, let vdi, let format, let size):
+            try driver.vdiImport(sr: sr, vdi: vdi, format: format, size: size, from: .standardInput)
         }
         return nil
     }

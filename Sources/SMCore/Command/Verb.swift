@@ -18,6 +18,8 @@ public enum Verb: String, CaseIterable, Sendable {
     case vdiResize = "vdi_resize"
     case vdiLock = "vdi_lock"
     case vdiUnlock = "vdi_unlock"
+    case vdiExport = "vdi_export"
+    case vdiImport = "vdi_import"
 
     /// The positional arguments, as `help` prints them.
     public var argumentNames: [String] {
@@ -30,6 +32,8 @@ public enum Verb: String, CaseIterable, Sendable {
         case .vdiResize: return ["SR-UUID", "VDI-UUID", "new-size"]
         case .vdiLock: return ["SR-UUID", "VDI-UUID", "Force", "UserString"]
         case .vdiUnlock: return ["SR-UUID", "VDI-UUID", "UserString"]
+        case .vdiExport: return ["SR-UUID", "VDI-UUID", "Format"]
+        case .vdiImport: return ["SR-UUID", "VDI-UUID", "Format", "Size"]
         }
     }
 
@@ -40,6 +44,7 @@ public enum Verb: String, CaseIterable, Sendable {
         case .srCreate, .srDelete, .srAttach, .srDetach, .srScan, .srContentType, .srCheck, .srGC: return true
         case .vdiCreate, .vdiDelete, .vdiAttach, .vdiDetach, .vdiClone, .vdiSnapshot, .vdiResize, .vdiLock, .vdiUnlock:
             return false
+        case .vdiExport, .vdiImport: return false
         }
     }
 
@@ -63,6 +68,11 @@ public enum Verb: String, CaseIterable, Sendable {
         case .vdiResize: return "Grow the VDI to new-size bytes (the same size succeeds; smaller is EINVAL)."
         case .vdiLock: return "Take the persistent lock on the VDI for UserString (Force TRUE breaks another holder's lock)."
         case .vdiUnlock: return "Release the persistent lock held by UserString. Idempotent."
+        case .vdiExport:
+            return "Write the VDI's data to stdout as Format raw or vhd (one dynamic VHD, chain flattened); Docs/export.md."
+        case .vdiImport:
+            return
+                "Make a new VDI from stdin, Format raw (Size bytes exactly) or vhd (Size 0, or the VHD's size); Docs/export.md. Not idempotent."
         }
     }
 
@@ -106,6 +116,15 @@ public enum Verb: String, CaseIterable, Sendable {
             codes += [("ENODEV", "no such SR or VDI"), ("ENOLCK", "another user holds the lock (use Force TRUE)")]
         case .vdiUnlock:
             codes += [("ENODEV", "no such SR or VDI"), ("ENOLCK", "the lock is held by another user")]
+        case .vdiExport:
+            codes += [("ENODEV", "no such SR or VDI"), ("EBUSY", "the VDI is attached or locked (export a snapshot of it)")]
+        case .vdiImport:
+            codes += [
+                ("ENODEV", "no such SR, or not attached on this host"), ("EEXIST", "the VDI already exists"),
+                ("ENOSPC", "not enough space"),
+                ("EINVAL", "the stream is too long, not the Size given, or not a valid VHD; nothing was left"),
+                ("EIO", "the stream ended early; nothing was left")
+            ]
         }
         codes += [("ENOSYS", "the driver does not support this verb"), ("EIO", "unexpected I/O failure")]
         return codes
@@ -131,6 +150,8 @@ public enum Request: Sendable {
     case vdiResize(sr: CanonicalUUID, vdi: CanonicalUUID, size: UInt64)
     case vdiLock(sr: CanonicalUUID, vdi: CanonicalUUID, force: Bool, user: String)
     case vdiUnlock(sr: CanonicalUUID, vdi: CanonicalUUID, user: String)
+    case vdiExport(sr: CanonicalUUID, vdi: CanonicalUUID, format: TransferFormat)
+    case vdiImport(sr: CanonicalUUID, vdi: CanonicalUUID, format: TransferFormat, size: UInt64)
 
     /// Validates the positional arguments of `verb`; EINVAL (nothing touched) on any mismatch.
     public static func parse(_ verb: Verb, _ arguments: [String]) throws(StorageError) -> Request {
@@ -173,6 +194,10 @@ public enum Request: Sendable {
                 user: try ArgumentParsing.userString(arguments[3]))
         case .vdiUnlock:
             return .vdiUnlock(sr: sr, vdi: try vdi(1), user: try ArgumentParsing.userString(arguments[2]))
+        case .vdiExport: return .vdiExport(sr: sr, vdi: try vdi(1), format: try TransferFormat(argument: arguments[2]))
+        case .vdiImport:
+            let format = try TransferFormat(argument: arguments[2])
+            return .vdiImport(sr: sr, vdi: try vdi(1), format: format, size: try format.importSize(arguments[3]))
         }
     }
 
@@ -181,7 +206,8 @@ public enum Request: Sendable {
         case .srCreate(let sr, _), .srDelete(let sr), .srAttach(let sr), .srDetach(let sr), .srScan(let sr),
             .srContentType(let sr), .srCheck(let sr), .srGC(let sr), .vdiCreate(let sr, _, _),
             .vdiDelete(let sr, _), .vdiAttach(let sr, _), .vdiDetach(let sr, _), .vdiClone(let sr, _, _),
-            .vdiSnapshot(let sr, _, _), .vdiResize(let sr, _, _), .vdiLock(let sr, _, _, _), .vdiUnlock(let sr, _, _):
+            .vdiSnapshot(let sr, _, _), .vdiResize(let sr, _, _), .vdiLock(let sr, _, _, _), .vdiUnlock(let sr, _, _),
+            .vdiExport(let sr, _, _), .vdiImport(let sr, _, _, _):
             return sr
         }
     }
@@ -191,7 +217,8 @@ public enum Request: Sendable {
         switch self {
         case .srCreate, .srDelete, .srAttach, .srDetach, .srScan, .srContentType, .srCheck, .srGC: return []
         case .vdiCreate(_, let vdi, _), .vdiDelete(_, let vdi), .vdiAttach(_, let vdi), .vdiDetach(_, let vdi),
-            .vdiResize(_, let vdi, _), .vdiLock(_, let vdi, _, _), .vdiUnlock(_, let vdi, _):
+            .vdiResize(_, let vdi, _), .vdiLock(_, let vdi, _, _), .vdiUnlock(_, let vdi, _),
+            .vdiExport(_, let vdi, _), .vdiImport(_, let vdi, _, _):
             return [vdi]
         case .vdiClone(_, let source, let destination), .vdiSnapshot(_, let source, let destination):
             return [source, destination]

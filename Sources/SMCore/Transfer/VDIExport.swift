@@ -1,0 +1,142 @@
+import SystemPackage
+
+/// vdi_export's writers: a `TransferSource` to stdout as raw bytes or as one dynamic VHD.
+/// Unallocated blocks are never read; the caller holds what keeps the source still
+/// (Docs/export.md, "Locks").
+public enum VDIExport {
+    /// Writes `source` to `output` as `format`, reporting progress in bytes of the disk.
+    public static func write(_ source: TransferSource, as format: TransferFormat, to output: FileDescriptor) throws(StorageError) {
+        let stream = TransferOutput(output)
+        let progress = TransferProgress("vdi_export", total: source.size)
+        defer { progress.finish() }
+        switch format {
+        case .raw: try writeRaw(source, to: stream, progress: progress)
+        case .vhd: try writeVHD(source, to: stream, progress: progress)
+        }
+        try stream.finish()
+    }
+
+    /// Every byte of the disk in order; unallocated blocks (and, into a seekable file, blocks
+    /// that read as zeros) become holes or written zeros (`TransferOutput.zeros`).
+    static func writeRaw(_ source: TransferSource, to stream: TransferOutput, progress: TransferProgress) throws(StorageError) {
+        let allocated = try source.allocation()
+        var buffer = [UInt8](repeating: 0, count: Int(TransferBlock.size))
+        for block in allocated.indices {
+            let length = TransferBlock.length(block, of: source.size)
+            defer { progress.advance(UInt64(length)) }
+            guard allocated[block] else {
+                try stream.zeros(UInt64(length))
+                continue
+            }
+            if length == Int(TransferBlock.size), try stream.copy(block: block, of: source) { continue }
+            let outcome: Result<Void, StorageError> = buffer.withUnsafeMutableBytes { whole in
+                do throws(StorageError) {
+                    let slice = UnsafeMutableRawBufferPointer(rebasing: whole[0..<length])
+                    try source.read(block: block, into: slice)
+                    if stream.seekable, TransferBlock.isZero(UnsafeRawBufferPointer(slice)) {
+                        try stream.zeros(UInt64(length))
+                    } else {
+                        try stream.write(UnsafeRawBufferPointer(slice))
+                    }
+                    return .success(())
+                } catch { return .failure(error) }
+            }
+            try outcome.get()
+        }
+    }
+
+    /// The layout of the VHD stream (VHD-NOTES.md): footer copy, header, BAT, then the blocks
+    /// that hold data in disk order, each a full bitmap and its 2 MiB with the data 4 KiB
+    /// aligned, then the footer. The BAT comes first, so which blocks hold data must be known
+    /// before any is written: a VHD source says so from its BATs; a raw one is read once to
+    /// find its zero blocks, then again to write the others.
+    public struct VHDLayout {
+        static let tableOffset = UInt64(VHDFooter.size + VHDDynamicHeader.size)
+        /// From one block's bitmap to the next: bitmap, data, and padding to the 4 KiB boundary.
+        static let stride = TransferBlock.size + VHDImage.dataAlignment
+
+        let size: UInt64
+        let entries: Int
+        let present: [Int]
+
+        init(size: UInt64, present: [Int]) {
+            self.size = size
+            entries = TransferBlock.count(size)
+            self.present = present
+        }
+
+        var tableLength: UInt64 { (UInt64(entries) * 4 + VHDImage.sectorSize - 1) / VHDImage.sectorSize * VHDImage.sectorSize }
+        var tableEnd: UInt64 { Self.tableOffset + tableLength }
+        /// Where the first bitmap goes: its data area starts on a 4 KiB boundary.
+        var firstBlock: UInt64 {
+            (tableEnd + VHDImage.bitmapSize + VHDImage.dataAlignment - 1) / VHDImage.dataAlignment * VHDImage.dataAlignment
+                - VHDImage.bitmapSize
+        }
+        func start(ofNth index: Int) -> UInt64 { firstBlock + UInt64(index) * Self.stride }
+        var footerOffset: UInt64 {
+            present.isEmpty ? tableEnd : start(ofNth: present.count - 1) + VHDImage.bitmapSize + TransferBlock.size
+        }
+
+        var table: [UInt8] {
+            var bytes = [UInt8](repeating: 0xFF, count: Int(tableLength))
+            for (index, block) in present.enumerated() {
+                bytes.setBigEndian32(UInt32(start(ofNth: index) / VHDImage.sectorSize), at: block * 4)
+            }
+            return bytes
+        }
+    }
+
+    static func writeVHD(_ source: TransferSource, to stream: TransferOutput, progress: TransferProgress) throws(StorageError) {
+        var buffer = [UInt8](repeating: 0, count: Int(TransferBlock.size))
+        func readBlock(_ block: Int) throws(StorageError) -> Bool {
+            let length = TransferBlock.length(block, of: source.size)
+            let outcome: Result<Bool, StorageError> = buffer.withUnsafeMutableBytes { whole in
+                do throws(StorageError) {
+                    if length < whole.count {
+                        UnsafeMutableRawBufferPointer(rebasing: whole[length...]).initializeMemory(as: UInt8.self, repeating: 0)
+                    }
+                    try source.read(block: block, into: UnsafeMutableRawBufferPointer(rebasing: whole[0..<length]))
+                    return .success(!TransferBlock.isZero(UnsafeRawBufferPointer(whole)))
+                } catch { return .failure(error) }
+            }
+            return try outcome.get()
+        }
+        let allocated = try source.allocation()
+        var present: [Int] = []
+        for block in allocated.indices where allocated[block] {
+            if source.knowsAllocation {
+                present.append(block)
+            } else if try readBlock(block) {
+                present.append(block)
+            }
+        }
+        let layout = VHDLayout(size: source.size, present: present)
+        guard layout.footerOffset / VHDImage.sectorSize < UInt64(VHDImage.unallocated) else {
+            throw .io("a VHD of \(source.size) bytes with \(present.count) blocks of data would pass what a BAT entry can address")
+        }
+        let footer = VHDFooter(size: source.size, diskType: .dynamic, uniqueID: CanonicalUUID.random().bytes).bytes
+        try stream.write(footer)
+        try stream.write(VHDDynamicHeader(tableOffset: VHDLayout.tableOffset, maxTableEntries: UInt32(layout.entries)).bytes)
+        try stream.write(layout.table)
+        let fullBitmap = [UInt8](repeating: 0xFF, count: Int(VHDImage.bitmapSize))
+        var done = 0
+        for (index, block) in present.enumerated() {
+            try stream.zeros(layout.start(ofNth: index) - stream.position)
+            // Blocks between the previous one and this one hold nothing: progress passes them.
+            progress.advance(UInt64(block - done) * TransferBlock.size)
+            try stream.write(fullBitmap)
+            let length = TransferBlock.length(block, of: source.size)
+            if length == Int(TransferBlock.size), try stream.copy(block: block, of: source) {
+                // copied inside the kernel
+            } else {
+                _ = try readBlock(block)
+                try buffer.withTransferBytes { whole throws(StorageError) in try stream.write(whole) }
+            }
+            progress.advance(UInt64(length))
+            done = block + 1
+        }
+        try stream.zeros(layout.footerOffset - stream.position)
+        try stream.write(footer)
+        if progress.done < source.size { progress.advance(source.size - progress.done) }
+    }
+}
