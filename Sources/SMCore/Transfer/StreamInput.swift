@@ -1,5 +1,9 @@
 import SystemPackage
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// What vdi_import reads: stdin, a pipe or a file, once, from its current offset to its end.
 /// Every read says what it expected, so that a stream cut short fails naming the place.
 final class StreamInput {
@@ -62,6 +66,32 @@ final class StreamInput {
             }
             try outcome.get()
         }
+    }
+
+    /// lseek's SEEK_DATA (<unistd.h>, a GNU extension Swift's Glibc module does not import).
+    static let seekData: Int32 = 3
+
+    /// Whether the stream is a regular file (stdin redirected from one), where holes can be found.
+    private lazy var isRegularFile: Bool = {
+        guard let status = try? descriptor.status(path: name) else { return false }
+        return (status.st_mode & S_IFMT) == S_IFREG
+    }()
+
+    /// Passes the next `length` bytes without reading them when the stream is a regular file
+    /// that holds no data there (a hole: zeros by definition, SEEK_DATA says so) and is long
+    /// enough; false (nothing consumed) otherwise.
+    func skipHole(_ length: UInt64) -> Bool {
+        guard length > 0, isRegularFile, case .success(let current) = Syscall.attempt({ lseek(descriptor.rawValue, 0, SEEK_CUR) }),
+            let status = try? descriptor.status(path: name), UInt64(status.st_size) >= UInt64(current) + length
+        else { return false }
+        switch Syscall.attempt({ lseek(descriptor.rawValue, current, Self.seekData) }) {
+        case .success(let data) where UInt64(data) >= UInt64(current) + length: break
+        case .failure(.noSuchAddressOrDevice): break  // ENXIO: no data after `current` at all
+        default: return false
+        }
+        guard case .success = Syscall.attempt({ lseek(descriptor.rawValue, current + off_t(length), SEEK_SET) }) else { return false }
+        position += length
+        return true
     }
 
     /// The rest of the stream, nil when it holds more than `limit` bytes (the rest is not read).

@@ -133,6 +133,11 @@ public final class VDIImport {
         case .raw:
             for block in 0..<TransferBlock.count(size) {
                 let length = TransferBlock.length(block, of: size)
+                // A hole of a sparse file is zeros: not read, not written (sinks zero what they are not given).
+                if input.skipHole(UInt64(length)) {
+                    progress.advance(UInt64(length))
+                    continue
+                }
                 let outcome: Result<Void, StorageError> = buffer.withUnsafeMutableBytes { whole in
                     do throws(StorageError) {
                         try input.fillExactly(
