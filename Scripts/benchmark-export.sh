@@ -7,8 +7,10 @@
 #   export raw into a pipe (| cat > /dev/null): ours only, qemu-img cannot write to a pipe
 # The disk: BENCH_SIZE bytes (1 GiB), BENCH_DATA_PERCENT of its 2 MiB blocks random data (50),
 # the rest never written; it is made by vdi_import of a raw file, so the VHD is our engine's.
-# Caches are warm for both (each is run once before timing); qemu-img runs with -t unsafe (no
-# flush at the end), as ours does not fsync stdout either. Every output is compared with cmp.
+# Caches are warm for both (each is run once before timing). Exports: qemu-img runs with
+# -t unsafe (no flush at the end), as ours does not fsync stdout either. Import: qemu-img runs
+# with -t writeback (it flushes the new file at the end), as ours fsyncs the new VDI before
+# publishing it. Every output is checked (cmp, qemu-img compare).
 # Uses the release build (built if missing: swift build -c release --product FileSR).
 # Environment: BENCH_DIR (work area, default a new directory under /var/tmp), BENCH_RUNS (5),
 # SM_BIN_DIR (binaries, default .build/release).
@@ -67,7 +69,7 @@ compare "export vhd" "rm -f $out.vhd; '$BIN/FileSR' '$DCONF' vdi_export $sr $vdi
     "qemu-img compare -q -f vpc -F raw $out.vhd $source_raw"
 imported=$(uuid)
 compare "import raw" "'$BIN/FileSR' '$DCONF' vdi_delete $sr $imported; '$BIN/FileSR' '$DCONF' vdi_import $sr $imported raw $SIZE < $source_raw" \
-    "rm -f $out.qin; qemu-img convert -t unsafe -f raw -O vpc -o subformat=dynamic $source_raw $out.qin" \
+    "rm -f $out.qin; qemu-img convert -t writeback -f raw -O vpc -o subformat=dynamic $source_raw $out.qin" \
     "qemu-img compare -q -f vpc -F raw $WORK/data/$sr/$imported.vhd $source_raw"
 piped=()
 for _ in $(seq "$RUNS"); do piped+=("$(timed "'$BIN/FileSR' '$DCONF' vdi_export $sr $vdi raw | cat > /dev/null")"); done

@@ -85,6 +85,13 @@ final class TransferOutput {
         return true
     }
 
+    /// `count` bytes of a seekable stream were written by others at explicit offsets
+    /// (`base + position` onwards: `ParallelBlocks`); the stream continues after them.
+    func skipWritten(_ count: UInt64) {
+        precondition(seekable, "only a seekable output is written at explicit offsets")
+        position += count
+    }
+
     /// The stream is complete: a seekable file gets its exact length (a final hole) and its
     /// offset at the end, as if every byte had been written.
     func finish() throws(StorageError) {

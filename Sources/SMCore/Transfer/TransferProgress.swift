@@ -1,3 +1,5 @@
+import Synchronization
+
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -5,7 +7,8 @@
 /// The progress bar of vdi_export and vdi_import: one line on stderr, redrawn at most five
 /// times a second, only when stderr is a terminal (a script or the agent reading stderr sees
 /// nothing but the usual last line on failure). The line is ended before any error line.
-public final class TransferProgress {
+/// Threads of one transfer (`ParallelBlocks`) may report at once.
+public final class TransferProgress: @unchecked Sendable {
     let total: UInt64
     let label: String
     let enabled: Bool
@@ -13,6 +16,7 @@ public final class TransferProgress {
     var lastDrawn = 0.0
     var drawn = false
     public private(set) var done: UInt64 = 0
+    private let lock = Mutex(())
 
     public init(_ label: String, total: UInt64, enabled: Bool = isatty(STDERR_FILENO) != 0) {
         self.label = label
@@ -22,6 +26,10 @@ public final class TransferProgress {
 
     /// `count` more bytes of the disk are done (written, or skipped as unallocated).
     public func advance(_ count: UInt64) {
+        lock.withLock { _ in advanceLocked(count) }
+    }
+
+    private func advanceLocked(_ count: UInt64) {
         done += count
         guard enabled else { return }
         let now = Syscall.monotonicNow()
@@ -33,6 +41,10 @@ public final class TransferProgress {
 
     /// Ends the line (after success or before an error line).
     public func finish() {
+        lock.withLock { _ in finishLocked() }
+    }
+
+    private func finishLocked() {
         guard enabled, drawn else { return }
         draw(Syscall.monotonicNow())
         Diagnostics.writeStandardError("\n")

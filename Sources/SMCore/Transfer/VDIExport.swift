@@ -20,6 +20,14 @@ public enum VDIExport {
     /// that read as zeros) become holes or written zeros (`TransferOutput.zeros`).
     static func writeRaw(_ source: TransferSource, to stream: TransferOutput, progress: TransferProgress) throws(StorageError) {
         let allocated = try source.allocation()
+        if stream.seekable {
+            // Every block has its place in the file: several at once, holes skipped.
+            try inParallel(
+                source, blocks: allocated.indices.map { ($0, UInt64($0) * TransferBlock.size, allocated[$0]) }, to: stream,
+                progress: progress, holes: true)
+            stream.skipWritten(source.size)
+            return
+        }
         var buffer = [UInt8](repeating: 0, count: Int(TransferBlock.size))
         for block in allocated.indices {
             let length = TransferBlock.length(block, of: source.size)
@@ -42,6 +50,37 @@ public enum VDIExport {
                 } catch { return .failure(error) }
             }
             try outcome.get()
+        }
+    }
+
+    /// Writes blocks of `source` into a seekable `stream` at their offsets (from the stream's
+    /// start), a few at once (`ParallelBlocks`): an in-kernel copy where the source allows it,
+    /// otherwise read and written; with `holes`, a block that reads as zeros is not written.
+    /// Blocks marked not present are holes (nothing read, nothing written).
+    static func inParallel(
+        _ source: TransferSource, blocks: [(block: Int, offset: UInt64, present: Bool)], to stream: TransferOutput,
+        progress: TransferProgress, holes: Bool
+    ) throws(StorageError) {
+        let buffers = (0..<ParallelBlocks.threads).map { _ in
+            UnsafeMutableRawBufferPointer.allocate(byteCount: Int(TransferBlock.size), alignment: Int(VHDImage.dataAlignment))
+        }
+        defer { buffers.forEach { $0.deallocate() } }
+        try ParallelBlocks.run(count: blocks.count) { index, worker throws(StorageError) in
+            let (block, offset, present) = blocks[index]
+            let length = TransferBlock.length(block, of: source.size)
+            defer { progress.advance(UInt64(length)) }
+            guard present else { return }
+            let at = stream.base + offset
+            if length == Int(TransferBlock.size), try source.copy(block: block, to: stream.descriptor, at: at, path: stream.name) { return }
+            let buffer = buffers[worker]
+            if length < buffer.count {
+                UnsafeMutableRawBufferPointer(rebasing: buffer[length...]).initializeMemory(as: UInt8.self, repeating: 0)
+            }
+            let slice = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<length])
+            try source.read(block: block, into: slice)
+            if holes, TransferBlock.isZero(UnsafeRawBufferPointer(slice)) { return }
+            let written = holes ? UnsafeRawBufferPointer(slice) : UnsafeRawBufferPointer(buffer)
+            try stream.descriptor.writeAll(written, at: at, path: stream.name)
         }
     }
 
@@ -119,6 +158,19 @@ public enum VDIExport {
         try stream.write(VHDDynamicHeader(tableOffset: VHDLayout.tableOffset, maxTableEntries: UInt32(layout.entries)).bytes)
         try stream.write(layout.table)
         let fullBitmap = [UInt8](repeating: 0xFF, count: Int(VHDImage.bitmapSize))
+        if stream.seekable {
+            // Every block's place is in the layout: several at once, the gaps left as holes.
+            let bitmaps = stream.position
+            for index in present.indices {
+                try stream.descriptor.writeAll(fullBitmap, at: stream.base + layout.start(ofNth: index), path: stream.name)
+            }
+            let places = present.enumerated().map { ($1, layout.start(ofNth: $0) + VHDImage.bitmapSize, true) }
+            try inParallel(source, blocks: places, to: stream, progress: progress, holes: false)
+            stream.skipWritten(layout.footerOffset - bitmaps)
+            try stream.write(footer)
+            if progress.done < source.size { progress.advance(source.size - progress.done) }
+            return
+        }
         var done = 0
         for (index, block) in present.enumerated() {
             try stream.zeros(layout.start(ofNth: index) - stream.position)
