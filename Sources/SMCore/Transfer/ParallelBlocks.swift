@@ -15,7 +15,7 @@ import Synchronization
 /// per worker, no shared mutable state but what it locks itself.
 final class ParallelBlocks: @unchecked Sendable {
     /// Threads in all (the caller included): enough to overlap one block's copy with another's.
-    static let threads = 2
+    static let threads = 4
 
     struct State {
         var next = 0
