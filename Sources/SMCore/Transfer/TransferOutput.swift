@@ -78,13 +78,6 @@ final class TransferOutput {
         }
     }
 
-    /// Appends `block` of `source` by an in-kernel copy when both sides allow it; false otherwise.
-    func copy(block: Int, of source: TransferSource) throws(StorageError) -> Bool {
-        guard seekable, try source.copy(block: block, to: descriptor, at: base + position, path: name) else { return false }
-        position += TransferBlock.size
-        return true
-    }
-
     /// `count` bytes of a seekable stream were written by others at explicit offsets
     /// (`base + position` onwards: `ParallelBlocks`); the stream continues after them.
     func skipWritten(_ count: UInt64) {

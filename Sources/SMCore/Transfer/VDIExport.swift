@@ -16,8 +16,9 @@ public enum VDIExport {
         try stream.finish()
     }
 
-    /// Every byte of the disk in order; unallocated blocks (and, into a seekable file, blocks
-    /// that read as zeros) become holes or written zeros (`TransferOutput.zeros`).
+    /// Every byte of the disk in order. Into a seekable file, blocks at their offsets, several at
+    /// once, unallocated blocks and blocks that read as zeros left as holes; into a pipe, in
+    /// order, unallocated blocks as written zeros.
     static func writeRaw(_ source: TransferSource, to stream: TransferOutput, progress: TransferProgress) throws(StorageError) {
         let allocated = try source.allocation()
         if stream.seekable {
@@ -36,16 +37,11 @@ public enum VDIExport {
                 try stream.zeros(UInt64(length))
                 continue
             }
-            if length == Int(TransferBlock.size), try stream.copy(block: block, of: source) { continue }
             let outcome: Result<Void, StorageError> = buffer.withUnsafeMutableBytes { whole in
                 do throws(StorageError) {
                     let slice = UnsafeMutableRawBufferPointer(rebasing: whole[0..<length])
                     try source.read(block: block, into: slice)
-                    if stream.seekable, TransferBlock.isZero(UnsafeRawBufferPointer(slice)) {
-                        try stream.zeros(UInt64(length))
-                    } else {
-                        try stream.write(UnsafeRawBufferPointer(slice))
-                    }
+                    try stream.write(UnsafeRawBufferPointer(slice))
                     return .success(())
                 } catch { return .failure(error) }
             }
@@ -178,12 +174,8 @@ public enum VDIExport {
             progress.advance(UInt64(block - done) * TransferBlock.size)
             try stream.write(fullBitmap)
             let length = TransferBlock.length(block, of: source.size)
-            if length == Int(TransferBlock.size), try stream.copy(block: block, of: source) {
-                // copied inside the kernel
-            } else {
-                _ = try readBlock(block)
-                try buffer.withTransferBytes { whole throws(StorageError) in try stream.write(whole) }
-            }
+            _ = try readBlock(block)
+            try buffer.withTransferBytes { whole throws(StorageError) in try stream.write(whole) }
             progress.advance(UInt64(length))
             done = block + 1
         }
