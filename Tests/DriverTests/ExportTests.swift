@@ -227,6 +227,28 @@ import Testing
         #expect(quiet.status == 0 && quiet.standardError.isEmpty, "\(quiet)")
     }
 
+    /// A VHD that qemu-img made (blocks in the order qemu-io wrote them, not disk order; a size
+    /// from its CHS geometry, not a multiple of 2 MiB) imports with the same bytes; the VDI is
+    /// that size rounded up to 2 MiB, the rest zeros.
+    @Test func importsAVHDQemuMade() throws {
+        let sr = try CopyOnWriteSR("sm-export-qemu")
+        let vhd = sr.scratch.path("qemu.vhd")
+        #expect(try Product.runProgram("qemu-img", ["create", "-q", "-f", "vpc", vhd, "100M"]).status == 0)
+        let writes = ["write -P 0xaa 40M 1M", "write -P 0x55 0 1M", "write -P 0x11 99M 512"]
+        #expect(try Product.runProgram("qemu-io", ["-f", "vpc"] + writes.flatMap { ["-c", $0] } + [vhd]).status == 0)
+        let qemuSize = try #require(try VHDOracle.qemuVirtualSize(vhd))
+        #expect(qemuSize % (2 << 20) != 0)
+        let vdi = newUUID()
+        let result = try Self.shell(sr, "\"$FileSR\" \"$DCONF\" vdi_import \(sr.sr) \(vdi) vhd 0 < \(vhd)")
+        #expect(result.status == 0, "\(result)")
+        let imported = try sr.read(vdi)
+        #expect(UInt64(imported.count) == (qemuSize + (2 << 20) - 1) / (2 << 20) * (2 << 20))
+        let reference = try VHDChain.open(vhd).read(at: 0, count: Int(qemuSize))
+        #expect(Array(imported[0..<Int(qemuSize)]) == reference)
+        #expect(imported[Int(qemuSize)...].allSatisfy { $0 == 0 })
+        #expect(try VHDImage.open(sr.path(vdi)).allocationTable().count { $0 != VHDImage.unallocated } == 3)
+    }
+
     /// Drivers without the verbs answer ENOSYS with their reason.
     @Test func unsupportedDriversSayWhy() throws {
         let scratch = try Scratch("sm-export-enosys")
