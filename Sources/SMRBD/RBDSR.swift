@@ -43,7 +43,9 @@ public struct RBDSR: RepositoryDriver {
         .srGC: UnsupportedReason("not needed: RBD keeps no chains to coalesce, and hidden VDIs go with their last clone"),
         .srProbe: UnsupportedReason(
             "not offered yet (Docs/probe.md): each SR is an RBD namespace of the pool; list them with "
-                + "'rbd namespace ls <pool>'")
+                + "'rbd namespace ls <pool>'"),
+        .vdiExport: UnsupportedReason("not supported yet: use 'rbd export' (Docs/export.md)"),
+        .vdiImport: UnsupportedReason("not supported yet: use 'rbd import' (Docs/export.md)")
     ]
 }
 

@@ -81,6 +81,8 @@ import Testing
         case "vdi_clone", "vdi_snapshot": return [uuid(), uuid(), uuid()]
         case "vdi_lock": return [uuid(), uuid(), "false", "host1"]
         case "vdi_unlock": return [uuid(), uuid(), "host1"]
+        case "vdi_export": return [uuid(), uuid(), "raw"]
+        case "vdi_import": return [uuid(), uuid(), "raw", "1048576"]
         case let verb where verb.hasPrefix("vdi_"): return [uuid(), uuid()]
         default: return [uuid()]
         }

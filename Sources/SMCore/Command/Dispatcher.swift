@@ -1,3 +1,5 @@
+import SystemPackage
+
 /// The one `switch` over requests: takes the host-local locks, calls the driver, renders output.
 public enum Dispatcher {
     /// Performs `request` for a driver of type `D` made from `configuration`: sr_probe is the
@@ -72,6 +74,10 @@ public enum Dispatcher {
         case .srProbe:
             // Answered by perform(_:verb:as:configuration:host:) before any driver is made.
             throw StorageError.invalid("sr_probe names no SR and is answered from the dconf alone, not by an SR's driver")
+        case .vdiExport(let sr, let vdi, let format):
+            try driver.vdiExport(sr: sr, vdi: vdi, format: format, to: .standardOutput)
+        case .vdiImport(let sr, let vdi, let format, let size):
+            try driver.vdiImport(sr: sr, vdi: vdi, format: format, size: size, from: .standardInput)
         }
         return nil
     }

@@ -82,6 +82,7 @@ public enum DriverMain {
                 throw StorageError.invalid("unknown verb '\(verbName)'; see \(D.name) --help")
             }
             let request = try Request.parse(verb, Array(remaining.dropFirst(2)))
+            try TransferFormat.checkStreams(for: request, dconfArgument: remaining[0])
             uuids = (request.sr.map { [$0] } ?? []) + request.vdis
             let configuration = try loadConfiguration(remaining[0])
             Diagnostics.debug("dconf: \(configuration.redactedDescription)")

@@ -20,6 +20,8 @@ public enum Verb: String, CaseIterable, Sendable {
     case vdiUnlock = "vdi_unlock"
     /// Beyond the spec (Docs/probe.md): what the dconf points at; the one verb that names no SR.
     case srProbe = "sr_probe"
+    case vdiExport = "vdi_export"
+    case vdiImport = "vdi_import"
 
     /// The positional arguments, as `help` prints them.
     public var argumentNames: [String] {
@@ -33,6 +35,8 @@ public enum Verb: String, CaseIterable, Sendable {
         case .vdiLock: return ["SR-UUID", "VDI-UUID", "Force", "UserString"]
         case .vdiUnlock: return ["SR-UUID", "VDI-UUID", "UserString"]
         case .srProbe: return []
+        case .vdiExport: return ["SR-UUID", "VDI-UUID", "Format"]
+        case .vdiImport: return ["SR-UUID", "VDI-UUID", "Format", "Size"]
         }
     }
 
@@ -44,6 +48,7 @@ public enum Verb: String, CaseIterable, Sendable {
         case .srProbe: return false
         case .vdiCreate, .vdiDelete, .vdiAttach, .vdiDetach, .vdiClone, .vdiSnapshot, .vdiResize, .vdiLock, .vdiUnlock:
             return false
+        case .vdiExport, .vdiImport: return false
         }
     }
 
@@ -70,6 +75,11 @@ public enum Verb: String, CaseIterable, Sendable {
         case .srProbe:
             return "Print what the dconf points at as XML (exports, targets, LUNs, volume groups, and the SRs on them), "
                 + "touching nothing; names no SR. Beyond the spec: Docs/probe.md."
+        case .vdiExport:
+            return "Write the VDI's data to stdout as Format raw or vhd (one dynamic VHD, chain flattened); Docs/export.md."
+        case .vdiImport:
+            return
+                "Make a new VDI from stdin, Format raw (Size bytes exactly) or vhd (Size 0, or the VHD's size); Docs/export.md. Not idempotent."
         }
     }
 
@@ -118,6 +128,15 @@ public enum Verb: String, CaseIterable, Sendable {
                 ("ENODEV", "the device, directory, server or target does not exist or does not answer"),
                 ("EPERM", "the target refused the CHAP credentials")
             ]
+        case .vdiExport:
+            codes += [("ENODEV", "no such SR or VDI"), ("EBUSY", "the VDI is attached or locked (export a snapshot of it)")]
+        case .vdiImport:
+            codes += [
+                ("ENODEV", "no such SR, or not attached on this host"), ("EEXIST", "the VDI already exists"),
+                ("ENOSPC", "not enough space"),
+                ("EINVAL", "the stream is too long, not the Size given, or not a valid VHD; nothing was left"),
+                ("EIO", "the stream ended early; nothing was left")
+            ]
         }
         codes += [("ENOSYS", "the driver does not support this verb"), ("EIO", "unexpected I/O failure")]
         return codes
@@ -145,6 +164,8 @@ public enum Request: Sendable {
     case vdiUnlock(sr: CanonicalUUID, vdi: CanonicalUUID, user: String)
     /// sr_probe: no arguments, no SR (`sr` is nil).
     case srProbe
+    case vdiExport(sr: CanonicalUUID, vdi: CanonicalUUID, format: TransferFormat)
+    case vdiImport(sr: CanonicalUUID, vdi: CanonicalUUID, format: TransferFormat, size: UInt64)
 
     /// Validates the positional arguments of `verb`; EINVAL (nothing touched) on any mismatch.
     public static func parse(_ verb: Verb, _ arguments: [String]) throws(StorageError) -> Request {
@@ -190,6 +211,10 @@ public enum Request: Sendable {
         case .vdiUnlock:
             return .vdiUnlock(sr: sr, vdi: try vdi(1), user: try ArgumentParsing.userString(arguments[2]))
         case .srProbe: return .srProbe
+        case .vdiExport: return .vdiExport(sr: sr, vdi: try vdi(1), format: try TransferFormat(argument: arguments[2]))
+        case .vdiImport:
+            let format = try TransferFormat(argument: arguments[2])
+            return .vdiImport(sr: sr, vdi: try vdi(1), format: format, size: try format.importSize(arguments[3]))
         }
     }
 
@@ -199,7 +224,8 @@ public enum Request: Sendable {
         case .srCreate(let sr, _), .srDelete(let sr), .srAttach(let sr), .srDetach(let sr), .srScan(let sr),
             .srContentType(let sr), .srCheck(let sr), .srGC(let sr), .vdiCreate(let sr, _, _),
             .vdiDelete(let sr, _), .vdiAttach(let sr, _), .vdiDetach(let sr, _), .vdiClone(let sr, _, _),
-            .vdiSnapshot(let sr, _, _), .vdiResize(let sr, _, _), .vdiLock(let sr, _, _, _), .vdiUnlock(let sr, _, _):
+            .vdiSnapshot(let sr, _, _), .vdiResize(let sr, _, _), .vdiLock(let sr, _, _, _), .vdiUnlock(let sr, _, _),
+            .vdiExport(let sr, _, _), .vdiImport(let sr, _, _, _):
             return sr
         case .srProbe:
             return nil
@@ -211,7 +237,8 @@ public enum Request: Sendable {
         switch self {
         case .srCreate, .srDelete, .srAttach, .srDetach, .srScan, .srContentType, .srCheck, .srGC, .srProbe: return []
         case .vdiCreate(_, let vdi, _), .vdiDelete(_, let vdi), .vdiAttach(_, let vdi), .vdiDetach(_, let vdi),
-            .vdiResize(_, let vdi, _), .vdiLock(_, let vdi, _, _), .vdiUnlock(_, let vdi, _):
+            .vdiResize(_, let vdi, _), .vdiLock(_, let vdi, _, _), .vdiUnlock(_, let vdi, _),
+            .vdiExport(_, let vdi, _), .vdiImport(_, let vdi, _, _):
             return [vdi]
         case .vdiClone(_, let source, let destination), .vdiSnapshot(_, let source, let destination):
             return [source, destination]

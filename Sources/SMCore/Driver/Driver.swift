@@ -1,3 +1,5 @@
+import SystemPackage
+
 /// A storage driver: one substrate behind the SM verbs.
 ///
 /// Every verb is declared here and defaults to ENOSYS in the extension below, so a driver
@@ -57,6 +59,10 @@ public protocol Driver {
     func vdiLock(sr: CanonicalUUID, vdi: CanonicalUUID, force: Bool, user: String) throws
     /// Release the persistent lock. Idempotent.
     func vdiUnlock(sr: CanonicalUUID, vdi: CanonicalUUID, user: String) throws
+    /// Write the VDI's guest data to `output` as `format` (Docs/export.md). Reads only.
+    func vdiExport(sr: CanonicalUUID, vdi: CanonicalUUID, format: TransferFormat, to output: FileDescriptor) throws
+    /// Make the new VDI from `input`; it appears only complete. Not idempotent.
+    func vdiImport(sr: CanonicalUUID, vdi: CanonicalUUID, format: TransferFormat, size: UInt64, from input: FileDescriptor) throws
 }
 
 extension Driver {
@@ -94,4 +100,12 @@ extension Driver {
         throw unsupported(.vdiLock)
     }
     public func vdiUnlock(sr: CanonicalUUID, vdi: CanonicalUUID, user: String) throws { throw unsupported(.vdiUnlock) }
+    public func vdiExport(sr: CanonicalUUID, vdi: CanonicalUUID, format: TransferFormat, to output: FileDescriptor) throws {
+        throw unsupported(.vdiExport)
+    }
+    public func vdiImport(
+        sr: CanonicalUUID, vdi: CanonicalUUID, format: TransferFormat, size: UInt64, from input: FileDescriptor
+    ) throws {
+        throw unsupported(.vdiImport)
+    }
 }

@@ -48,7 +48,9 @@ public struct ISCSISR: Driver {
             .vdiCreate: UnsupportedReason(provisioned), .vdiDelete: UnsupportedReason(provisioned),
             .vdiClone: UnsupportedReason(provisioned), .vdiSnapshot: UnsupportedReason(provisioned),
             .vdiResize: UnsupportedReason(provisioned),
-            .vdiLock: noLocks, .vdiUnlock: noLocks
+            .vdiLock: noLocks, .vdiUnlock: noLocks,
+            .vdiImport: UnsupportedReason(provisioned + "; import into another SR, or write the LUN's device after vdi_attach"),
+            .vdiExport: UnsupportedReason("not supported yet: read the LUN's device after vdi_attach (it is raw)")
         ]
     }()
 

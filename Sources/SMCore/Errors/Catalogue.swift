@@ -372,6 +372,19 @@ extension StorageError {
             message: "cannot start the lock space of volume group \(group) "
                 + "(are sanlock and lvmlockd running? Docs/LVMoISCSISR.md): \(reason)")
     }
+
+    // vdi_import and vdi_export (Docs/export.md).
+
+    /// EINVAL: the stream vdi_import reads is not what its Format and Size say (too long, not a
+    /// dynamic VHD, a VHD that breaks a rule); nothing was left behind.
+    public static func badStream(_ reason: String) -> StorageError {
+        StorageError(code: .invalidArgument, message: "vdi_import: \(reason); nothing was imported")
+    }
+
+    /// EIO: the stream ended before the data it announced (a transfer cut short); nothing was left behind.
+    public static func streamEnded(after bytes: UInt64, expected: String) -> StorageError {
+        StorageError(code: .ioError, message: "vdi_import: the stream ended after \(bytes) bytes, \(expected); nothing was imported")
+    }
 }
 
 /// sr_probe's failures (Docs/probe.md).
