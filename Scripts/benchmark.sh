@@ -4,24 +4,33 @@
 # measurement beside its reference in the same run, and ends with one table: operation, ours,
 # reference, ratio, goal, met. Docs/performance.md keeps the latest table and the machine.
 #
-#   Scripts/benchmark.sh [startup] [filesr] [cow] [lvm] [rbd]     (default: startup filesr cow)
+#   Scripts/benchmark.sh [--quick] [startup] [filesr] [cow] [lvm] [rbd]   (default: startup filesr cow)
+#
+# --quick: fewer rounds (about 3 minutes in all on 2 shared cores instead of about 5 per part).
 #
 # startup: CPU time (perf task-clock, medians of ROUNDS interleaved runs, default 100) of
 #   `<driver> --help` beside /bin/true and beside a C program that links what FileSR links
 #   dynamically (libxml2 + libblkid): the goals of issue 14 (FileSR ≤ 2x /bin/true; LVMSR ≤ 1.5x
 #   FileSR). The other parts run the older scripts (benchmark-filesr.py, benchmark-cow.sh,
-#   benchmark-lvm.sh, benchmark-rbd.sh) and print their own ratio tables above the summary.
+#   benchmark-lvm.sh, benchmark-rbd.sh) and print their own ratio tables above the summary;
+#   filesr (metadata verbs beside qemu-img, fsync counts, sr_scan at 1k/10k/50k VDIs and its peak
+#   RSS) and cow (chain reads, coalescing beside cp + sync, its peak RSS) add their rows to it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+quick=()
+if [ "${1:-}" = --quick ]; then quick=(--quick); shift; fi
 parts=("$@")
 [ ${#parts[@]} -gt 0 ] || parts=(startup filesr cow)
 rounds=${ROUNDS:-100}
+[ ${#quick[@]} -eq 0 ] || rounds=${ROUNDS:-30}
 swift build -c release --static-swift-stdlib >/dev/null 2>&1 || swift build -c release --static-swift-stdlib
 bin=$(swift build -c release --static-swift-stdlib --show-bin-path)
 work=$(mktemp -d "${TMPDIR:-/tmp}/sm-benchmark.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 summary=$work/summary
 : > "$summary"
+export SM_BENCH_SUMMARY=$summary SM_BIN_DIR=$bin
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # row OPERATION OURS REFERENCE-NAME REFERENCE GOAL-RATIO: ratio = ours / reference, met when ≤ goal.
 row() { python3 -c '
@@ -62,8 +71,8 @@ startup() {
 for part in "${parts[@]}"; do
     case $part in
         startup) startup ;;
-        filesr) echo "== FileSR verbs (Scripts/benchmark-filesr.py)"; Scripts/benchmark-filesr.py ;;
-        cow) echo "== copy-on-write (Scripts/benchmark-cow.sh)"; Scripts/benchmark-cow.sh ;;
+        filesr) echo "== FileSR verbs (Scripts/benchmark-filesr.py)"; Scripts/benchmark-filesr.py "${quick[@]}" ;;
+        cow) echo "== copy-on-write (Scripts/benchmark-cow.sh)"; Scripts/benchmark-cow.sh "${quick[@]}" ;;
         lvm) echo "== LVM (Scripts/benchmark-lvm.sh)"; Scripts/benchmark-lvm.sh ;;
         rbd) echo "== RBD (Scripts/benchmark-rbd.sh)"; Scripts/benchmark-rbd.sh ;;
         *) echo "benchmark.sh: unknown part '$part' (startup filesr cow lvm rbd)" >&2; exit 22 ;;
@@ -71,5 +80,5 @@ for part in "${parts[@]}"; do
 done
 
 echo
-echo "== summary ($(nproc) cores, $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ))"
+echo "== summary ($(nproc) cores, $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ); load average before $load_before, after $(cut -d' ' -f1-3 /proc/loadavg))"
 { echo "operation|ours|reference|ratio|goal|"; cat "$summary"; } | column -t -s'|'
