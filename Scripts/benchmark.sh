@@ -23,8 +23,13 @@ parts=("$@")
 [ ${#parts[@]} -gt 0 ] || parts=(startup filesr cow)
 rounds=${ROUNDS:-100}
 [ ${#quick[@]} -eq 0 ] || rounds=${ROUNDS:-30}
-swift build -c release --static-swift-stdlib >/dev/null 2>&1 || swift build -c release --static-swift-stdlib
-bin=$(swift build -c release --static-swift-stdlib --show-bin-path)
+# SM_BIN_DIR: release binaries already built (the build is skipped).
+if [ -n "${SM_BIN_DIR:-}" ]; then
+    bin=$SM_BIN_DIR
+else
+    swift build -c release --static-swift-stdlib >/dev/null 2>&1 || swift build -c release --static-swift-stdlib
+    bin=$(swift build -c release --static-swift-stdlib --show-bin-path)
+fi
 work=$(mktemp -d "${TMPDIR:-/tmp}/sm-benchmark.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 summary=$work/summary
