@@ -4,24 +4,38 @@
 # measurement beside its reference in the same run, and ends with one table: operation, ours,
 # reference, ratio, goal, met. Docs/performance.md keeps the latest table and the machine.
 #
-#   Scripts/benchmark.sh [startup] [filesr] [cow] [lvm] [rbd]     (default: startup filesr cow)
+#   Scripts/benchmark.sh [--quick] [startup] [filesr] [cow] [lvm] [rbd]   (default: startup filesr cow)
+#
+# --quick: fewer rounds (about 3 minutes in all on 2 shared cores instead of about 5 per part).
 #
 # startup: CPU time (perf task-clock, medians of ROUNDS interleaved runs, default 100) of
 #   `<driver> --help` beside /bin/true and beside a C program that links what FileSR links
 #   dynamically (libxml2 + libblkid): the goals of issue 14 (FileSR ≤ 2x /bin/true; LVMSR ≤ 1.5x
 #   FileSR). The other parts run the older scripts (benchmark-filesr.py, benchmark-cow.sh,
-#   benchmark-lvm.sh, benchmark-rbd.sh) and print their own ratio tables above the summary.
+#   benchmark-lvm.sh, benchmark-rbd.sh) and print their own ratio tables above the summary;
+#   filesr (metadata verbs beside qemu-img, fsync counts, sr_scan at 1k/10k/50k VDIs and its peak
+#   RSS) and cow (chain reads, coalescing beside cp + sync, its peak RSS) add their rows to it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+quick=()
+if [ "${1:-}" = --quick ]; then quick=(--quick); shift; fi
 parts=("$@")
 [ ${#parts[@]} -gt 0 ] || parts=(startup filesr cow)
 rounds=${ROUNDS:-100}
-swift build -c release --static-swift-stdlib >/dev/null 2>&1 || swift build -c release --static-swift-stdlib
-bin=$(swift build -c release --static-swift-stdlib --show-bin-path)
+[ ${#quick[@]} -eq 0 ] || rounds=${ROUNDS:-30}
+# SM_BIN_DIR: release binaries already built (the build is skipped).
+if [ -n "${SM_BIN_DIR:-}" ]; then
+    bin=$SM_BIN_DIR
+else
+    swift build -c release --static-swift-stdlib >/dev/null 2>&1 || swift build -c release --static-swift-stdlib
+    bin=$(swift build -c release --static-swift-stdlib --show-bin-path)
+fi
 work=$(mktemp -d "${TMPDIR:-/tmp}/sm-benchmark.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 summary=$work/summary
 : > "$summary"
+export SM_BENCH_SUMMARY=$summary SM_BIN_DIR=$bin
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # row OPERATION OURS REFERENCE-NAME REFERENCE GOAL-RATIO: ratio = ours / reference, met when ≤ goal.
 row() { python3 -c '
@@ -37,8 +51,11 @@ startup() {
     local c=$work/xml-blkid
     printf '#include <libxml/parser.h>\n#include <blkid/blkid.h>\nint main(int c, char **v) { if (c > 5) { xmlCleanupParser(); blkid_put_cache(0); } return 0; }\n' > "$c.c"
     cc -O2 -o "$c" "$c.c" $(pkg-config --cflags --libs libxml-2.0 blkid)
-    ln -s "$bin/sm-drivers" "$work/EXTSR"   # the package's way to run a static driver
-    local programs=(/bin/true "$c" "$bin/FileSR" "$work/EXTSR" "$bin/LVMSR" "$bin/RBDSR" "$bin/lock-util")
+    # The package's way to run the drivers and lock-util: links to the multi-call executables.
+    ln -s "$bin/sm-drivers" "$work/EXTSR"
+    ln -s "$bin/sm-lvm-drivers" "$work/LVMSR"
+    ln -s "$bin/sm-drivers" "$work/lock-util"
+    local programs=(/bin/true "$c" "$bin/FileSR" "$work/EXTSR" "$work/LVMSR" "$bin/RBDSR" "$work/lock-util")
     local samples=$work/startup
     for _ in $(seq 1 "$rounds"); do
         for program in "${programs[@]}"; do
@@ -48,22 +65,22 @@ startup() {
     median() { awk -v p="$1" '$1 == p { print $2 }' "$samples" | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
     local true_ms c_ms file_ms ext_ms lvm_ms rbd_ms lock_ms
     true_ms=$(median /bin/true); c_ms=$(median "$c"); file_ms=$(median "$bin/FileSR"); ext_ms=$(median "$work/EXTSR")
-    lvm_ms=$(median "$bin/LVMSR"); rbd_ms=$(median "$bin/RBDSR"); lock_ms=$(median "$bin/lock-util")
+    lvm_ms=$(median "$work/LVMSR"); rbd_ms=$(median "$bin/RBDSR"); lock_ms=$(median "$work/lock-util")
     printf '  /bin/true %s ms, C libxml2+libblkid %s ms, FileSR %s ms, EXTSR (sm-drivers) %s ms, LVMSR %s ms, RBDSR %s ms, lock-util %s ms\n' \
         "$true_ms" "$c_ms" "$file_ms" "$ext_ms" "$lvm_ms" "$rbd_ms" "$lock_ms"
     row "FileSR --help (static)" "$file_ms" "/bin/true" "$true_ms" 2
     row "EXTSR --help (sm-drivers link)" "$ext_ms" "/bin/true" "$true_ms" 2
     row "FileSR --help beside C" "$file_ms" "C libxml2+blkid" "$c_ms" 1
-    row "LVMSR --help (dynamic)" "$lvm_ms" "FileSR" "$file_ms" 1.5
+    row "LVMSR --help (sm-lvm-drivers link)" "$lvm_ms" "FileSR" "$file_ms" 1.5
     row "RBDSR --help (dynamic)" "$rbd_ms" "FileSR" "$file_ms" 1.5
-    row "lock-util --help (dynamic)" "$lock_ms" "/bin/true" "$true_ms" 2
+    row "lock-util --help (sm-drivers link)" "$lock_ms" "/bin/true" "$true_ms" 2
 }
 
 for part in "${parts[@]}"; do
     case $part in
         startup) startup ;;
-        filesr) echo "== FileSR verbs (Scripts/benchmark-filesr.py)"; Scripts/benchmark-filesr.py ;;
-        cow) echo "== copy-on-write (Scripts/benchmark-cow.sh)"; Scripts/benchmark-cow.sh ;;
+        filesr) echo "== FileSR verbs (Scripts/benchmark-filesr.py)"; Scripts/benchmark-filesr.py "${quick[@]}" ;;
+        cow) echo "== copy-on-write (Scripts/benchmark-cow.sh)"; Scripts/benchmark-cow.sh "${quick[@]}" ;;
         lvm) echo "== LVM (Scripts/benchmark-lvm.sh)"; Scripts/benchmark-lvm.sh ;;
         rbd) echo "== RBD (Scripts/benchmark-rbd.sh)"; Scripts/benchmark-rbd.sh ;;
         *) echo "benchmark.sh: unknown part '$part' (startup filesr cow lvm rbd)" >&2; exit 22 ;;
@@ -71,5 +88,5 @@ for part in "${parts[@]}"; do
 done
 
 echo
-echo "== summary ($(nproc) cores, $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ))"
+echo "== summary ($(nproc) cores, $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ); load average before $load_before, after $(cut -d' ' -f1-3 /proc/loadavg))"
 { echo "operation|ours|reference|ratio|goal|"; cat "$summary"; } | column -t -s'|'

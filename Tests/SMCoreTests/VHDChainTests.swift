@@ -55,8 +55,9 @@ func bytes(_ count: Int, seed: UInt8) -> [UInt8] {
         let leaf = try scratch.create("leaf.vhd", size: size, parent: "middle.vhd")
         try write("leaf.vhd", 511, bytes(3, seed: 3))
         try write("leaf.vhd", 5 << 20, bytes(70_000, seed: 4))
-        // Without its chain a differencing disk refuses to guess its parent's bytes.
-        #expect(throws: StorageError.self) { try leaf.write(at: 1, bytes: [1]) }
+        // Without its chain a differencing disk refuses to guess its parent's bytes (a partial
+        // sector in block 1, which the leaf does not hold).
+        #expect(throws: StorageError.self) { try leaf.write(at: (3 << 20) + 1, bytes: [1]) }
         let chain = try VHDChain.open(scratch.path("leaf.vhd"))
         #expect(chain.length == 3)
         #expect(try chain.read(at: 0, count: Int(size)) == model)

@@ -48,10 +48,10 @@ extension VHDRepository {
                 let image = try VHDImage.open(vdiPath(vdi), writable: true)
                 var time = try image.modificationTime()
                 if let recorded = record["modification-time"].flatMap(Self.decodeTime) { time = recorded }
-                try image.setHidden(true)
+                // The flag in both footers, the recorded time back with the copy at 0, one fsync
+                // for both (the record is replayed until it is removed).
+                try image.setHidden(true, keepingModificationTime: time)
                 FaultPoint.Delete.hidden.reach()
-                try image.setModificationTime(time)
-                try image.sync()
             }
             try metadata.remove(vdi)
             return .rolledForward

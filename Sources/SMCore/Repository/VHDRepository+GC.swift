@@ -136,9 +136,9 @@ extension VHDRepository {
             let source = try VHDImage.open(vdiPath(child))
             try target.absorb(source)
             FaultPoint.Coalesce.merged.reach()
-            try target.setIdentity(uniqueID: childNode.uniqueID, hidden: childNode.hidden)
-            try target.setModificationTime(childTime)
-            try target.sync()
+            // The identity, then C's modification time with the footer copy at 0, durable in
+            // the same fsync (recovery sets both again once the end footer holds C's id).
+            try target.setIdentity(uniqueID: childNode.uniqueID, hidden: childNode.hidden, keepingModificationTime: childTime)
             FaultPoint.Coalesce.identityWritten.reach()
             try Syscall.rename(vdiPath(parent), vdiPath(child))
             try Syscall.fsyncDirectory(root)
@@ -185,9 +185,7 @@ extension VHDRepository {
         let image = try VHDImage.open(vdiPath(parent), writable: true)
         if image.footer.uniqueID == childID.bytes {
             let hidden = (try? VHDImage.open(vdiPath(child)))?.footer.hidden ?? image.footer.hidden
-            try image.setIdentity(uniqueID: childID.bytes, hidden: hidden)
-            try image.setModificationTime(childTime)
-            try image.sync()
+            try image.setIdentity(uniqueID: childID.bytes, hidden: hidden, keepingModificationTime: childTime)
             try Syscall.rename(vdiPath(parent), vdiPath(child))
             try Syscall.fsyncDirectory(root)
             try metadata.remove(parent)

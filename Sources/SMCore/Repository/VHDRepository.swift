@@ -215,10 +215,16 @@ public struct VHDRepository: Sendable {
         }
         let rootNames = try Syscall.directoryEntries(root)
         sweepAbandonedTemporaries(rootNames: rootNames)
+        // Lock files are named `<VDI>.vhd.xenlk.<owner>`: compared as bytes at a fixed place
+        // (a substring search over every name was a tenth of a 10,000-VDI scan).
+        let lockInfix = Array("\(Self.vhdSuffix)\(LockTarget.mutexSuffix).".utf8)
         let lockFileOwners = Set(
             rootNames.compactMap { name -> String? in
-                name.contains("\(Self.vhdSuffix)\(LockTarget.mutexSuffix).") ? String(name.prefix(36)) : nil
+                name.utf8.count > 36 + lockInfix.count && name.utf8.dropFirst(36).starts(with: lockInfix) ? String(name.prefix(36)) : nil
             })
+        // Which VDIs have attributes, from one listing: most have none, and asking for each one's
+        // file cost two system calls and an error built and thrown per VDI.
+        let attributed = metadata.recordedVDIs()
         var entries: [CanonicalUUID: Entry] = [:]
         var damaged: [(CanonicalUUID, StorageError)] = []
         var occupied: UInt64 = 0
@@ -235,14 +241,15 @@ public struct VHDRepository: Sendable {
                 let path = vdiPath(vdi)
                 do throws(StorageError) {
                     let image = try VHDImage.open(path)
-                    let status = try image.descriptor.status(path: path)
+                    let status: stat
+                    if let opened = image.statusAtOpen { status = opened } else { status = try image.descriptor.status(path: path) }
                     let utilisation = UInt64(status.st_blocks) * 512
                     occupied += utilisation
                     var report = VDIReport(uuid: vdi, size: image.size, utilisation: utilisation)
                     // persistent VDI locks: VHDRepository+Locks.swift (asked only where lock files exist:
                     // each question lists the SR directory, which made a 10,000-VDI scan quadratic)
                     report.locked = lockFileOwners.contains(vdi.string) && isLocked(vdi)
-                    let attributes = metadata.attributes(of: vdi)
+                    let attributes = attributed.contains(vdi.string) ? metadata.attributes(of: vdi) : [:]
                     report.label = attributes["label"] ?? ""
                     report.description = attributes["description"] ?? ""
                     report.readOnly = attributes["read_only"] == "true"

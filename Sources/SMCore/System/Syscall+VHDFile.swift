@@ -77,20 +77,27 @@ extension Syscall {
     /// FALLOC_FL_KEEP_SIZE from <linux/falloc.h>.
     static let keepSize: Int32 = 0x01
 
-    typealias Fallocate = @convention(c) (Int32, Int32, off_t, off_t) -> Int32
+    typealias Fallocate = @Sendable (Int32, Int32, off_t, off_t) -> Int32
 
-    /// glibc's fallocate, looked up at run time like `copyFileRange` (declared under _GNU_SOURCE).
-    static let fallocate: Fallocate? = {
-        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "fallocate") else { return nil }
-        return unsafeBitCast(symbol, to: Fallocate.self)
-    }()
+    /// glibc's fallocate (declared under _GNU_SOURCE, like `copyFileRange`).
+    static let fallocate: Fallocate? = glibcFallocate
 
-    typealias CopyFileRange = @convention(c) (Int32, UnsafeMutablePointer<off_t>?, Int32, UnsafeMutablePointer<off_t>?, Int, UInt32) -> Int
+    typealias CopyFileRange = @Sendable (Int32, UnsafeMutablePointer<off_t>?, Int32, UnsafeMutablePointer<off_t>?, Int, UInt32) -> Int
 
-    /// glibc's copy_file_range (2.27+), looked up at run time: Swift's Glibc module does not
-    /// import it (it is declared under _GNU_SOURCE).
-    static let copyFileRange: CopyFileRange? = {
-        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "copy_file_range") else { return nil }
-        return unsafeBitCast(symbol, to: CopyFileRange.self)
-    }()
+    /// glibc's copy_file_range (2.27+). Swift's Glibc module does not import it (it is declared
+    /// under _GNU_SOURCE), so it is bound by its symbol name below. (It was looked up with dlsym,
+    /// which finds nothing in a fully static executable, Package.swift's `linkage`: the static
+    /// drivers merged through user space and reserved no space before a resize.)
+    static let copyFileRange: CopyFileRange? = glibcCopyFileRange
 }
+
+// The C functions by their symbol names; integer and pointer arguments only, which Swift passes
+// as C does. Linked from glibc statically or dynamically alike.
+@_silgen_name("copy_file_range")
+private func glibcCopyFileRange(
+    _ input: Int32, _ inputOffset: UnsafeMutablePointer<off_t>?, _ output: Int32, _ outputOffset: UnsafeMutablePointer<off_t>?,
+    _ length: Int, _ flags: UInt32
+) -> Int
+
+@_silgen_name("fallocate")
+private func glibcFallocate(_ descriptor: Int32, _ mode: Int32, _ offset: off_t, _ length: off_t) -> Int32

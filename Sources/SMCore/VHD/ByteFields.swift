@@ -27,15 +27,13 @@ extension Array where Element == UInt8 {
 
     /// The VHD checksum: the ones' complement of the byte sum, with the checksum field counted as zero.
     /// (Summed through a buffer pointer: an `enumerated()` loop costs a metadata lookup per byte
-    /// in debug builds, which made every header parse of a 10,000-VHD SR count.)
+    /// in debug builds, which made every header parse of a 10,000-VHD SR count. Every byte is
+    /// summed and the field's own bytes taken off again: a loop without a test per byte.)
     func vhdChecksum(excludingFieldAt fieldOffset: Int) -> UInt32 {
         withUnsafeBufferPointer { bytes in
             var sum: UInt32 = 0
-            var index = 0
-            while index < bytes.count {
-                if index < fieldOffset || index >= fieldOffset + 4 { sum &+= UInt32(bytes[index]) }
-                index += 1
-            }
+            for byte in bytes { sum &+= UInt32(byte) }
+            for index in fieldOffset..<Swift.min(fieldOffset + 4, bytes.count) { sum &-= UInt32(bytes[index]) }
             return ~sum
         }
     }

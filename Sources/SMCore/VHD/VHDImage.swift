@@ -48,6 +48,9 @@ public final class VHDImage {
     public typealias ParentReader = (UInt64, UnsafeMutableRawBufferPointer) throws(StorageError) -> Void
 
     var table: [UInt32]?
+    /// The file's status when `open` read it (nil for an image `create` wrote): sr_scan takes
+    /// its allocated blocks from it rather than asking again.
+    public private(set) var statusAtOpen: stat?
 
     private init(
         path: String, writable: Bool, descriptor: FileDescriptor, footer: VHDFooter, header: VHDDynamicHeader,
@@ -71,7 +74,8 @@ public final class VHDImage {
     public static func open(_ path: String, writable: Bool = false) throws(StorageError) -> VHDImage {
         let descriptor = try Syscall.openRegularFile(path, writable ? .readWrite : .readOnly)
         do throws(StorageError) {
-            let size = try descriptor.size(path: path)
+            let status = try descriptor.status(path: path)
+            let size = UInt64(status.st_size)
             guard size >= UInt64(VHDFooter.size + VHDDynamicHeader.size + VHDFooter.size) else {
                 throw .malformed("file is \(size) bytes, too short for a dynamic VHD")
             }
@@ -103,9 +107,11 @@ public final class VHDImage {
             guard UInt64(header.maxTableEntries) * blockSize >= footer.currentSize else {
                 throw .malformed("BAT holds \(header.maxTableEntries) entries, too few for size \(footer.currentSize)")
             }
-            return VHDImage(
+            let image = VHDImage(
                 path: path, writable: writable, descriptor: descriptor, footer: footer, header: header,
                 endFooterDamaged: damaged)
+            image.statusAtOpen = status
+            return image
         } catch {
             descriptor.closeIgnoringErrors()
             throw error
@@ -121,13 +127,15 @@ public final class VHDImage {
     }
 
     /// Creates a new dynamic (or, with `parent`, differencing) VHD at `path`, failing if it exists.
-    /// The caller publishes it (rename/link) after this returns; the file is fsynced. With
+    /// The caller publishes it (rename/link) after this returns; the file is fsynced (with
+    /// `synced` false it is not: the caller calls `sync()` before the name that publishes it is
+    /// made durable, so as to flush several new files in one batch). With
     /// `claimed`, the file is the empty one the caller already created and holds
     /// (`ClaimedTemporary.create`); the image owns that descriptor from then on.
     @discardableResult
     public static func create(
         at path: String, size: UInt64, uniqueID: [UInt8],
-        differencing: DifferencingSetup? = nil, claimed: FileDescriptor? = nil
+        differencing: DifferencingSetup? = nil, claimed: FileDescriptor? = nil, synced: Bool = true
     ) throws(StorageError) -> VHDImage {
         let descriptor: FileDescriptor
         if let claimed {
@@ -159,10 +167,19 @@ public final class VHDImage {
         do throws(StorageError) {
             try descriptor.writeAll(footer.bytes, at: 0, path: path)
             try descriptor.writeAll(header.bytes, at: UInt64(VHDFooter.size), path: path)
-            try descriptor.writeAll([UInt8](repeating: 0xFF, count: Int(entries * 4)), at: tableOffset, path: path)
+            // The empty BAT (2 MiB for 1 TiB) from one small buffer: a buffer of its whole size
+            // cost a fresh mapping and a page fault per 4 KiB, more than the write itself.
+            let tableBytes = entries * 4
+            let chunk = [UInt8](repeating: 0xFF, count: Int(min(tableBytes, 128 * 1024)))
+            var written: UInt64 = 0
+            while written < tableBytes {
+                let count = Int(min(UInt64(chunk.count), tableBytes - written))
+                try descriptor.writeAll(count == chunk.count ? chunk : Array(chunk[..<count]), at: tableOffset + written, path: path)
+                written += UInt64(count)
+            }
             for (offset, data) in locatorWrites { try descriptor.writeAll(data, at: offset, path: path) }
             try descriptor.writeAll(footer.bytes, at: footerOffset, path: path)
-            try descriptor.sync(path: path)
+            if synced { try descriptor.sync(path: path) }
         } catch {
             descriptor.closeIgnoringErrors()
             try? Syscall.unlinkIfPresent(path)
@@ -171,7 +188,8 @@ public final class VHDImage {
         let image = VHDImage(
             path: path, writable: true, descriptor: descriptor, footer: footer, header: header,
             endFooterDamaged: false)
-        image.table = [UInt32](repeating: unallocated, count: Int(header.maxTableEntries))
+        // The table is read back on first use (`allocationTable`): snapshot, clone and
+        // vdi_create never use it, and building it here cost 4 bytes per entry for nothing.
         return image
     }
 
@@ -439,27 +457,31 @@ public final class VHDImage {
     }
 
     /// Rewrites both footer copies (end first, then offset 0), e.g. after changing the hidden flag.
-    public func writeFooters() throws(StorageError) {
+    /// With `time`, the file's modification time is set back to it after the copy at 0 (the
+    /// writes changed it; children record their parent's), and the same fsync makes both durable.
+    public func writeFooters(keepingModificationTime time: timespec? = nil) throws(StorageError) {
         let end = max(try endOfUsedSpace(), try currentFooterOffset())
         let footerOffset = (end + 511) / 512 * 512
         try writeEndFooter(at: footerOffset)
         try barrier()
         try descriptor.writeAll(footer.bytes, at: 0, path: path)
+        if let time { try setModificationTime(time) }
         try barrier()
     }
 
-    /// Sets blktap's hidden flag in both footers.
-    public func setHidden(_ hidden: Bool) throws(StorageError) {
+    /// Sets blktap's hidden flag in both footers (and, with `time`, the modification time back).
+    public func setHidden(_ hidden: Bool, keepingModificationTime time: timespec? = nil) throws(StorageError) {
         footer.hidden = hidden
-        try writeFooters()
+        try writeFooters(keepingModificationTime: time)
     }
 
     /// Gives this file another disk's identity (unique id and hidden flag) in both footers: the
-    /// last step of coalescing, where the merged parent takes its child's place.
-    public func setIdentity(uniqueID: [UInt8], hidden: Bool) throws(StorageError) {
+    /// last step of coalescing, where the merged parent takes its child's place (with `time`,
+    /// the child's modification time too, durable with the copy at 0).
+    public func setIdentity(uniqueID: [UInt8], hidden: Bool, keepingModificationTime time: timespec? = nil) throws(StorageError) {
         footer.uniqueID = uniqueID
         footer.hidden = hidden
-        try writeFooters()
+        try writeFooters(keepingModificationTime: time)
     }
 
     /// The file's modification time (a child records its parent's, in seconds since 2000).
