@@ -150,6 +150,46 @@ import Testing
         #expect(long.status == 1 && long.reason.contains("limit is 30"), "\(long)")
     }
 
+    /// vdi_resize of a VHD VDI, every error before anything changes: EINVAL (smaller; above
+    /// 2040 GiB), EPERM (children), EBUSY (attached), ENOSPC (the volume's growth), EIO without
+    /// activation (no record left); the same size succeeds. An interrupted resize's record that
+    /// cannot be replayed here (it reads the VHD) stays: sr_scan goes on, a verb on that VDI is EIO.
+    @Test(.timeLimit(.minutes(3))) func resizeErrors() throws {
+        let f = try vhdSR()
+        defer { f.tearDown() }
+        let (parent, leaf, other) = (newUUID(), newUUID(), newUUID())
+        try plant(f, "LV-\(parent)")
+        try plant(f, "LV-\(leaf)", parent: parent)
+        let before = try LVMOracle.logicalVolumes(of: f.volumeGroup)
+        func fails(_ status: Int32, _ text: String, _ vdi: String, _ size: UInt64) throws {
+            let result = try call(f, "vdi_resize", f.sr, vdi, String(size))
+            #expect(result.status == status && result.reason.contains(text), "\(size): \(result)")
+            #expect(try LVMOracle.logicalVolumes(of: f.volumeGroup) == before)
+            #expect(try groupTags(f) == ["sm_vdi_type=vhd"])
+        }
+        try fails(22, "only grow", leaf, 4 << 20)
+        try fails(22, "2040 GiB", leaf, 2041 << 30)
+        try fails(1, "dependent", parent, 16 << 20)
+        // ENOSPC: a 2000 GiB VHD's BAT needs about 4 MiB more, and the group is full.
+        #expect(try LVMOracle.lvm("lvcreate", ["--yes", "-an", "-Zn", "-l", "100%FREE", "-n", "filler", f.volumeGroup]).status == 0)
+        let full = try call(f, "vdi_resize", f.sr, leaf, String(2000 << 30))
+        #expect(full.status == 28 && full.reason.contains("bytes free"), "\(full)")
+        #expect(try LVMOracle.lvm("lvremove", ["--yes", "\(f.volumeGroup)/filler"]).status == 0)
+        try fails(5, "activation is disabled", leaf, 16 << 20)
+        _ = try ok(f, "vdi_resize", f.sr, leaf, String(8 << 20))
+        _ = try ok(f, "vdi_attach", f.sr, leaf)
+        let busy = try call(f, "vdi_resize", f.sr, leaf, String(16 << 20))
+        #expect(busy.status == 16, "\(busy)")
+        _ = try ok(f, "vdi_detach", f.sr, leaf)
+
+        try plant(f, "LV-\(other)")
+        try addIntent(f, "resize:\(other)")
+        #expect(Set(try scan(f).keys) == [parent, leaf, other])
+        #expect(try groupTags(f).contains("sm_intent=resize:\(other)"))
+        let blocked = try call(f, "vdi_resize", f.sr, other, String(16 << 20))
+        #expect(blocked.status == 5 && blocked.reason.contains("interrupted resize"), "\(blocked)")
+    }
+
     /// vdi_delete: a VDI with children is hidden (tag), sr_scan stops listing it; deleting the
     /// last child removes it and every hidden ancestor left without children. Idempotent.
     @Test(.timeLimit(.minutes(2))) func deleteHidesAndReclaims() throws {

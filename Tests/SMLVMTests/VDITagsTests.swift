@@ -45,7 +45,8 @@ import Testing
     /// tag that is no record is nil. Every record fits LVM's 128-character tag limit.
     @Test func intentRecords() throws {
         for intent in [
-            LVMIntent(.create, [a]), LVMIntent(.snapshot, [a, b]), LVMIntent(.clone, [a, b, c]), LVMIntent(.cloneChild, [a, b])
+            LVMIntent(.create, [a]), LVMIntent(.resize, [a]), LVMIntent(.snapshot, [a, b]), LVMIntent(.clone, [a, b, c]),
+            LVMIntent(.cloneChild, [a, b])
         ] {
             #expect(try LVMIntent(tag: intent.tag) == intent)
             #expect(intent.tag.count <= 128)

@@ -15,6 +15,12 @@ extension FaultPoint {
         case committed = "lvm-snapshot.committed"
     }
 
+    /// vdi_resize of a VHD VDI: the VHD has its new size, the size tag not yet.
+    public enum LVMResize: String, NamedFaultPoint {
+        case journaled = "lvm-resize.journaled"
+        case resized = "lvm-resize.vhd-resized"
+    }
+
     /// vdi_clone on a VHD SR of a VDI without children.
     public enum LVMClone: String, NamedFaultPoint {
         case journaled = "lvm-clone.journaled"
@@ -39,6 +45,8 @@ struct LVMIntent: Equatable {
         case clone
         /// vdi_clone of a VDI with children (a new child of it): `clone-child:<source>:<destination>`.
         case cloneChild = "clone-child"
+        /// vdi_resize of a VHD VDI: `resize:<VDI>`.
+        case resize
     }
 
     var operation: Operation
@@ -66,7 +74,7 @@ struct LVMIntent: Equatable {
         }
         let expected =
             switch operation {
-            case .create: 1
+            case .create, .resize: 1
             case .snapshot, .cloneChild: 2
             case .clone: 3
             }
@@ -167,6 +175,21 @@ extension LVMRepository {
         case .cloneChild:
             try remove(Self.temporaryName(for: vdis[1]))
             return .rolledBack
+        case .resize:
+            // The VHD is the authority: its size goes into the tag (whether or not it changed).
+            let name = Self.logicalVolumeName(for: vdis[0])
+            guard let found = try group.logicalVolume(named: name)?.volume else { return .rolledBack }
+            let volume = group.logicalVolume(name)
+            let wasActive = found.activation == .active
+            if !wasActive { try volume.activate() }
+            defer { if !wasActive { try? volume.deactivate() } }
+            guard Self.isBlockDevice(volume.path) else {
+                throw .io("\(volume.qualifiedName): the VHD's size cannot be read (LVM activation is disabled on this host)")
+            }
+            let size = try VHDImage.openBlockDevice(volume.path).size
+            let old = found.tags.filter { $0.hasPrefix(VDITags.sizePrefix) }
+            try volume.changeTags(adding: ["\(VDITags.sizePrefix)\(size)"], removing: old.filter { $0 != "\(VDITags.sizePrefix)\(size)" })
+            return .rolledForward
         }
     }
 }

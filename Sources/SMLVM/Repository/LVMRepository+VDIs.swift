@@ -118,7 +118,8 @@ extension LVMRepository {
         }
         guard let (found, report) = lookup else { throw .noSuchVDI(vdi.string, sr: sr.string) }
         if try VDITags(tags: found.tags, volume: found.name).isVHD {
-            throw .notImplemented("vdi_resize", driver: "LVM", reason: "resizing a VHD VDI on an LVM SR is not implemented yet")
+            try resizeVHD(sr: sr, vdi: vdi, size: size, group: group)
+            return
         }
         if attachState(sr).isVDIAttached(vdi) { throw .vdiAttached(vdi.string) }
         if found.isOpen == true { throw .logicalVolumeOpen("\(group.name)/\(found.name)") }

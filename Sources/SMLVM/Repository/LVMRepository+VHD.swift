@@ -290,6 +290,57 @@ extension LVMRepository {
         try attachState(sr).clearVDIAttached(vdi)
     }
 
+    // MARK: vdi_resize
+
+    /// vdi_resize of a VHD VDI: grows its virtual size. The same size succeeds (idempotent), a
+    /// smaller one or one above 2040 GiB is EINVAL; EPERM with children (they would read
+    /// differently); EBUSY attached or open; ENOSPC when the group cannot hold the volume's growth
+    /// (the larger BAT and the blocks it may have to move). The volume is extended, the VHD
+    /// resized by the engine (each step of which leaves a valid VHD), the size tag set from the
+    /// VHD, the volume deflated again. Journaled (`resize:<VDI>`): recovery copies the VHD's
+    /// size into the tag.
+    func resizeVHD(sr: CanonicalUUID, vdi: CanonicalUUID, size: UInt64, group: VolumeGroup) throws(StorageError) {
+        let (report, volumes) = try vhdState(sr: sr, group: group, holding: [vdi])
+        guard let volume = volumes.byVDI[vdi], !volume.tags.hidden else { throw .noSuchVDI(vdi.string, sr: sr.string) }
+        let current = volume.tags.virtualSize ?? 0
+        guard size >= current else {
+            throw .invalid("new-size \(size) is smaller than VDI \(vdi)'s \(current) bytes; VDIs only grow")
+        }
+        guard size <= Self.maximumVHDSize else { throw .invalid("new-size \(size) is above the VHD limit of \(Self.maximumVHDSize)") }
+        guard size > current else { return }
+        if volumes.children[vdi]?.isEmpty == false { throw .vdiHasDependents(vdi.string) }
+        if attachState(sr).isVDIAttached(vdi) { throw .vdiAttached(vdi.string) }
+        if volume.report.isOpen == true { throw .logicalVolumeOpen("\(group.name)/\(volume.report.name)") }
+        let metadata = VHDImage.metadataSize(virtualSize: size)
+        let moved = (metadata / VHDImage.blockSize + 2) * (VHDImage.blockSize + VHDImage.dataAlignment)
+        let wanted = report.extents(for: volume.report.size + metadata + moved)
+        let have = report.extents(for: volume.report.size)
+        guard wanted - have <= report.freeExtentCount else {
+            throw .noRoomForWorstCase("vdi_resize of VDI \(vdi)", extents: wanted - have, in: report)
+        }
+        let logicalVolume = group.logicalVolume(volume.report.name)
+        let wasActive = volume.report.activation == .active
+        if !wasActive { try logicalVolume.activate() }
+        defer { if !wasActive { try? logicalVolume.deactivate() } }
+        guard Self.isBlockDevice(logicalVolume.path) else {
+            throw .io("\(logicalVolume.qualifiedName): no device to resize the VHD on (LVM activation is disabled on this host)")
+        }
+        let intent = LVMIntent(.resize, [vdi])
+        try group.changeTags(adding: [intent.tag])
+        FaultPoint.LVMResize.journaled.reach()
+        try settling(intent, sr: sr, group: group) { () throws(StorageError) in
+            try logicalVolume.extend(toExtents: wanted)
+            let image = try VHDImage.openBlockDevice(logicalVolume.path, writable: true)
+            try image.repairFooters()
+            try image.resize(to: size)
+            FaultPoint.LVMResize.resized.reach()
+            try logicalVolume.changeTags(
+                adding: ["\(VDITags.sizePrefix)\(size)"], removing: ["\(VDITags.sizePrefix)\(current)"])
+            let deflated = report.extents(for: image.occupiedBytes)
+            if deflated < wanted { try logicalVolume.reduce(toExtents: deflated) }
+        }
+    }
+
     // MARK: vdi_delete
 
     /// vdi_delete of a VHD VDI: with children it is hidden (a tag); otherwise its volume is
