@@ -280,7 +280,10 @@ import Testing
             for (name, parent) in planted { try plant(f, name, parent: parent) }
             try addIntent(f, record)
             let listed = try scan(f)
-            #expect(try groupTags(f) == ["sm_vdi_type=vhd"], "\(point): the record is not removed")
+            #expect(
+                try groupTags(f) == ["sm_vdi_type=vhd"],
+                "\(point): the record is not removed; SMlog: \((try? String(contentsOfFile: f.scratch.path("SMlog"), encoding: .utf8)) ?? "")"
+            )
             #expect(try volumeNames(f) == expected.union(["LV-\(bystander)"]), "\(point)")
             let vdis = Set(expected.map { String($0.dropFirst(3)) })
             #expect(Set(listed.keys) == vdis.union([bystander]), "\(point): sr_scan lists \(listed.keys)")
