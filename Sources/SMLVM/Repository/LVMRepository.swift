@@ -1,8 +1,9 @@
 import SMCore
 
 /// An SR kept as one LVM volume group, `VG_XenStorage-<SR-UUID>`, over block devices, with one
-/// logical volume `LV-<VDI-UUID>` per VDI: raw, thick, no copy-on-write. LVMSR composes it over
-/// the dconf's devices; LVMoISCSISR composes it over iSCSI LUNs.
+/// logical volume `LV-<VDI-UUID>` per VDI: raw and thick, or (a group tagged at sr_create, dconf
+/// `vdi_type=vhd`) a VHD on a thin volume with snapshots and clones (`LVMRepository+VHD.swift`).
+/// LVMSR composes it over the dconf's devices; LVMoISCSISR composes it over iSCSI LUNs.
 ///
 /// liblvm2cmd is opened on first use, so verbs that need no LVM (content type, ENOSYS verbs)
 /// never load LVM's state. Host-local attach records (`AttachState`) say which SR and VDIs this
