@@ -76,7 +76,7 @@ struct Chain: ParsableCommand {
     var file: String
 
     func run() throws {
-        for image in try VHDChain.open(file).images {
+        for image in try openChain(file).images {
             print("\(image.path) \(image.uniqueID) size=\(image.size) hidden=\(image.footer.hidden)")
         }
     }
@@ -93,7 +93,7 @@ struct Read: ParsableCommand {
     var count: UInt64?
 
     func run() throws {
-        let chain = try VHDChain.open(file)
+        let chain = try openChain(file)
         let count = count ?? chain.size - min(offset, chain.size)
         guard offset <= chain.size, count <= chain.size - offset else { VHDTool.fail("bad OFFSET or COUNT") }
         var position = offset
@@ -125,7 +125,7 @@ struct Write: ParsableCommand {
     var offset: UInt64
 
     func run() throws {
-        let chain = try VHDChain.open(file, writable: true)
+        let chain = try openChain(file, writable: true)
         var position = offset
         while true {
             let bytes = try Syscall.readStandardInput(limit: 2 << 20)
@@ -134,6 +134,12 @@ struct Write: ParsableCommand {
             position += UInt64(bytes.count)
         }
     }
+}
+
+/// A chain of files, or of block devices (VHDs on an LVM SR's logical volumes) when `file` is one.
+func openChain(_ file: String, writable: Bool = false) throws -> VHDChain {
+    let onDevice = Syscall.fileStatus(file).map { ($0.st_mode & S_IFMT) == S_IFBLK } ?? false
+    return try VHDChain.open(file, writable: writable, blockDevices: onDevice)
 }
 
 VHDTool.run(Array(CommandLine.arguments.dropFirst()))

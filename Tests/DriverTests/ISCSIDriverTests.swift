@@ -179,7 +179,7 @@ import Testing
         #expect(try fake.scratch.run("ISCSISR", [dconf, "sr_detach", sr]).status == 0)
         let lvm = fake.dconf("<LUNid>1,2</LUNid>")
         expectFailure(
-            try fake.scratch.run("LVMoISCSISR", [lvm, "vdi_clone", sr, vdi, newUUID()]), "ENOSYS", 38, mentioning: ["LVMoISCSISR"])
+            try fake.scratch.run("LVMoISCSISR", [lvm, "vdi_lock", sr, vdi, "false", "host1"]), "ENOSYS", 38, mentioning: ["LVMoISCSISR"])
         fake.scratch.environment["SM_SANLOCK_HOST_ID"] = "7"
         expectFailure(try fake.scratch.run("LVMoISCSISR", [lvm, "sr_scan", sr]), "ENODEV", 19)
         expectFailure(try fake.scratch.run("EXToISCSISR", [fake.dconf("<LUNid>1</LUNid>"), "sr_scan", sr]), "ENODEV", 19)
@@ -206,7 +206,7 @@ import Testing
         fake.scratch.environment["SM_SANLOCK_HOST_ID"] = nil
         let type = try fake.scratch.run("LVMoISCSISR", [dconf, "sr_content_type", sr])
         #expect(type.status == 0 && type.standardOutput.contains("<type>aio</type>"))
-        expectFailure(try fake.scratch.run("LVMoISCSISR", [dconf, "vdi_snapshot", sr, vdi, newUUID()]), "ENOSYS", 38)
+        expectFailure(try fake.scratch.run("LVMoISCSISR", [dconf, "vdi_unlock", sr, vdi, "host1"]), "ENOSYS", 38)
         #expect(!FileManager.default.fileExists(atPath: fake.argvLog), "iscsiadm ran")
         #expect(try FileManager.default.contentsOfDirectory(atPath: fake.scratch.path("run")).isEmpty)
     }

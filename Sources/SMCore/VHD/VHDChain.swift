@@ -26,9 +26,15 @@ public final class VHDChain {
     /// With `directory` (an SR's root), every parent the locators lead to must be a file directly
     /// in that directory: one anywhere else (`../x.vhd`, an absolute path) is refused, not opened.
     /// Every file is opened once and only if it is a regular file (`VHDImage.open`); at most
-    /// `readableLength` of them.
-    public static func open(_ path: String, writable: Bool = false, confinedTo directory: String? = nil) throws(StorageError) -> VHDChain {
-        var images = [try VHDImage.open(path, writable: writable)]
+    /// `readableLength` of them. With `blockDevices`, every VHD is on a block device
+    /// (`VHDImage.openBlockDevice`: an LVM SR's logical volumes) and only block devices are opened.
+    public static func open(
+        _ path: String, writable: Bool = false, confinedTo directory: String? = nil, blockDevices: Bool = false
+    ) throws(StorageError) -> VHDChain {
+        func openImage(_ path: String, writable: Bool) throws(StorageError) -> VHDImage {
+            blockDevices ? try VHDImage.openBlockDevice(path, writable: writable) : try VHDImage.open(path, writable: writable)
+        }
+        var images = [try openImage(path, writable: writable)]
         var seen: Set<String> = [path]
         while let child = images.last, child.isDifferencing {
             guard images.count < readableLength else {
@@ -40,7 +46,7 @@ public final class VHDChain {
             }
             guard !seen.contains(parentPath) else { throw .malformed("\(path): chain loops back to \(parentPath)") }
             seen.insert(parentPath)
-            let parent = try VHDImage.open(parentPath)
+            let parent = try openImage(parentPath, writable: false)
             // A parent carrying the child's own unique id is a merge caught between its identity
             // write and its rename (VHDRepository+GC.swift, step 3): it holds every sector the
             // child holds and more, so the chain reads the same through it.

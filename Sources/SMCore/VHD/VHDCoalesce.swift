@@ -92,7 +92,7 @@ extension VHDImage {
         }
         let footerOffset = (end + Self.sectorSize - 1) / Self.sectorSize * Self.sectorSize
         try writeEndFooter(at: footerOffset)
-        try descriptor.resize(to: footerOffset + UInt64(VHDFooter.size), path: path)
+        try setEnd(footerOffset + UInt64(VHDFooter.size))
         try descriptor.writeAll(footer.bytes, at: 0, path: path)
         try barrier()
     }

@@ -36,10 +36,10 @@ public final class VHDImage {
     public let path: String
     public let writable: Bool
     let descriptor: FileDescriptor
-    public private(set) var footer: VHDFooter
+    public internal(set) var footer: VHDFooter
     public private(set) var header: VHDDynamicHeader
     /// True when the footer at the end of the file was unreadable and the copy at 0 was used.
-    public private(set) var endFooterDamaged = false
+    public internal(set) var endFooterDamaged = false
     /// fsync between the steps of a metadata change (see the type's documentation).
     public var durable = true
     /// Fills the buffer with guest bytes of the parent at the offset, for sectors this
@@ -51,8 +51,12 @@ public final class VHDImage {
     /// The file's status when `open` read it (nil for an image `create` wrote): sr_scan takes
     /// its allocated blocks from it rather than asking again.
     public private(set) var statusAtOpen: stat?
+    /// On a block device (`VHDImage+BlockDevice.swift`): where the VHD ends (just past its end
+    /// footer) and how many bytes the device holds. nil for a regular file, whose size is the end.
+    var deviceEnd: UInt64?
+    var deviceCapacity: UInt64 = 0
 
-    private init(
+    init(
         path: String, writable: Bool, descriptor: FileDescriptor, footer: VHDFooter, header: VHDDynamicHeader,
         endFooterDamaged: Bool
     ) {
@@ -135,7 +139,8 @@ public final class VHDImage {
     @discardableResult
     public static func create(
         at path: String, size: UInt64, uniqueID: [UInt8],
-        differencing: DifferencingSetup? = nil, claimed: FileDescriptor? = nil, synced: Bool = true
+        differencing: DifferencingSetup? = nil, claimed: FileDescriptor? = nil, deviceCapacity: UInt64? = nil,
+        synced: Bool = true
     ) throws(StorageError) -> VHDImage {
         let descriptor: FileDescriptor
         if let claimed {
@@ -164,6 +169,11 @@ public final class VHDImage {
             footer.hidden = false
         }
         let footerOffset = (metadataEnd + 511) / 512 * 512
+        if let deviceCapacity, footerOffset + UInt64(VHDFooter.size) > deviceCapacity {
+            descriptor.closeIgnoringErrors()
+            throw .noSpace(
+                "\(path): the VHD's metadata needs \(footerOffset + UInt64(VHDFooter.size)) bytes; the device holds \(deviceCapacity)")
+        }
         do throws(StorageError) {
             try descriptor.writeAll(footer.bytes, at: 0, path: path)
             try descriptor.writeAll(header.bytes, at: UInt64(VHDFooter.size), path: path)
@@ -182,7 +192,8 @@ public final class VHDImage {
             if synced { try descriptor.sync(path: path) }
         } catch {
             descriptor.closeIgnoringErrors()
-            try? Syscall.unlinkIfPresent(path)
+            // A device is never unlinked: only a file this call created.
+            if deviceCapacity == nil { try? Syscall.unlinkIfPresent(path) }
             throw error
         }
         let image = VHDImage(
@@ -190,6 +201,10 @@ public final class VHDImage {
             endFooterDamaged: false)
         // The table is read back on first use (`allocationTable`): snapshot, clone and
         // vdi_create never use it, and building it here cost 4 bytes per entry for nothing.
+        if let deviceCapacity {
+            image.deviceCapacity = deviceCapacity
+            image.deviceEnd = footerOffset + UInt64(VHDFooter.size)
+        }
         return image
     }
 
@@ -222,7 +237,17 @@ public final class VHDImage {
     public var uniqueID: CanonicalUUID { CanonicalUUID(bytes: footer.uniqueID) }
 
     public func fileSize() throws(StorageError) -> UInt64 {
-        try descriptor.size(path: path)
+        if let deviceEnd { return deviceEnd }
+        return try descriptor.size(path: path)
+    }
+
+    /// Cuts a file to `size` bytes; on a block device, only moves the recorded end.
+    func setEnd(_ size: UInt64) throws(StorageError) {
+        if deviceEnd != nil {
+            deviceEnd = size
+            return
+        }
+        try descriptor.resize(to: size, path: path)
     }
 
     /// The BAT (loaded on first use; `sr_scan` never needs it).
@@ -453,6 +478,15 @@ public final class VHDImage {
     }
 
     func writeEndFooter(at offset: UInt64) throws(StorageError) {
+        if let deviceEnd {
+            guard offset + UInt64(VHDFooter.size) <= deviceCapacity else {
+                throw .noSpace(
+                    "\(path): the VHD needs \(offset + UInt64(VHDFooter.size)) bytes; the device holds \(deviceCapacity)")
+            }
+            try descriptor.writeAll(footer.bytes, at: offset, path: path)
+            self.deviceEnd = max(deviceEnd, offset + UInt64(VHDFooter.size))
+            return
+        }
         try descriptor.writeAll(footer.bytes, at: offset, path: path)
     }
 
@@ -586,14 +620,20 @@ public final class VHDImage {
             UInt64(inTheWay.count) * (Self.bitmapSize + Self.blockSize + Self.dataAlignment)
             + (metadataEnd > startSize ? metadataEnd - startSize : 0) + 2 * UInt64(VHDFooter.size) + Self.dataAlignment
         do throws(StorageError) {
-            _ = try Syscall.reserveSpace(descriptor, at: startSize, length: growth, path: path)
+            if deviceEnd != nil {
+                guard startSize + growth <= deviceCapacity else {
+                    throw StorageError.noSpace("\(path): the device holds \(deviceCapacity) bytes")
+                }
+            } else {
+                _ = try Syscall.reserveSpace(descriptor, at: startSize, length: growth, path: path)
+            }
         } catch {
-            try? descriptor.resize(to: startSize, path: path)
+            try? setEnd(startSize)
             throw error.code == .noSpace
                 ? error.reworded("\(path): growing the BAT needs \(growth) more bytes than the filesystem has") : error
         }
         // Whatever happens next, nothing stays reserved past the end of the file.
-        defer { try? descriptor.resize(to: (try? self.fileSize()) ?? startSize, path: path) }
+        defer { try? setEnd((try? self.fileSize()) ?? startSize) }
         var moved = false
         for block in inTheWay {
             try moveBlock(block, atOrAfter: metadataEnd, first: !moved)
@@ -651,7 +691,7 @@ public final class VHDImage {
         do throws(StorageError) {
             try writeEndFooter(at: offset)
         } catch {
-            try? descriptor.resize(to: oldSize, path: path)
+            try? setEnd(oldSize)
             throw error
         }
         try barrier()
@@ -661,7 +701,7 @@ public final class VHDImage {
     private func restoreEnd(_ size: UInt64) throws(StorageError) {
         try writeEndFooter(at: size - UInt64(VHDFooter.size))
         try barrier()
-        try descriptor.resize(to: size, path: path)
+        try setEnd(size)
         try barrier()
     }
 

@@ -10,21 +10,28 @@ extension LVMRepository: SRRepository {}
 public protocol LVMRepositoryDriver: RepositoryDriver where Repository == LVMRepository {}
 
 extension LVMRepositoryDriver {
-    /// Raw, thick logical volumes: no copy-on-write, no VHD metadata, no persistent locks.
+    /// No persistent locks; no coalescing or checking of VHD chains yet.
     public static var unsupportedVerbs: [Verb: UnsupportedReason] { LVMUnsupported.table }
+
+    /// Copy-on-write of a VHD VDI (an SR made with dconf `vdi_type=vhd`); ENOSYS for a raw one.
+    public func vdiSnapshot(sr: CanonicalUUID, source: CanonicalUUID, destination: CanonicalUUID) throws {
+        try repository(for: sr).snapshotVDI(sr: sr, source: source, destination: destination)
+    }
+
+    public func vdiClone(sr: CanonicalUUID, source: CanonicalUUID, destination: CanonicalUUID) throws {
+        try repository(for: sr).cloneVDI(sr: sr, source: source, destination: destination)
+    }
 }
 
 /// The reasons of `LVMRepositoryDriver.unsupportedVerbs`.
 enum LVMUnsupported {
-    static let noCopyOnWrite = UnsupportedReason("not supported: LVM SRs keep raw, thick logical volumes without copy-on-write")
     static let noLocks = UnsupportedReason("not supported: LVM SRs keep no persistent VDI locks")
-    static let noChains = UnsupportedReason("not supported: thick logical volumes have no chains to coalesce")
+    static let noChains = UnsupportedReason(
+        "not implemented yet: coalescing VHD chains on logical volumes (deleted parents stay hidden until then)")
     static let noMetadata = UnsupportedReason(
-        "not supported: raw logical volumes carry no VHD metadata or chains to check "
-            + "(LVM checks its own: vgck)")
+        "not implemented yet: checking VHD chains on logical volumes (LVM checks its own metadata: vgck)")
 
     static let table: [Verb: UnsupportedReason] = [
-        .vdiClone: noCopyOnWrite, .vdiSnapshot: noCopyOnWrite,
         .vdiLock: noLocks, .vdiUnlock: noLocks,
         .srGC: noChains, .srCheck: noMetadata
     ]

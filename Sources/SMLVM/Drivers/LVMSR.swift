@@ -10,7 +10,8 @@ public struct LVMSR: LVMRepositoryDriver {
     public static let overview = """
         LVMSR keeps the SR as the LVM volume group VG_XenStorage-<SR-UUID> over the devices in dconf \
         'device' (comma-separated) and each VDI as the logical volume LV-<VDI-UUID>, attached as \
-        /dev/VG_XenStorage-<SR-UUID>/LV-<VDI-UUID> with type aio. No clone, snapshot or locks (ENOSYS).
+        /dev/VG_XenStorage-<SR-UUID>/LV-<VDI-UUID> with type aio. With dconf vdi_type=vhd at sr_create, \
+        VDIs are VHD images on thin logical volumes (type vhd) with snapshot and clone. No locks (ENOSYS).
         """
 
     /// The most devices one volume group may be given here.
@@ -19,7 +20,9 @@ public struct LVMSR: LVMRepositoryDriver {
     let repository: LVMRepository
 
     public init(configuration: DeviceConfiguration, host: HostEnvironment) throws {
-        repository = LVMRepository(devices: try Self.devices(try configuration.required("device")), host: host)
+        repository = LVMRepository(
+            devices: try Self.devices(try configuration.required("device")), host: host,
+            vdiType: try LVMVDIType(configuration: configuration[LVMVDIType.configurationKey]))
     }
 
     /// LVMSR over devices another driver found (LVMoISCSISR's LUNs).

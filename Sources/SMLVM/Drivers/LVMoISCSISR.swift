@@ -22,10 +22,13 @@ public struct LVMoISCSISR: LVMRepositoryDriver, ISCSIBacked {
     public let session: ISCSISession
     let luns: [Int]
     let host: HostEnvironment
+    /// dconf `vdi_type` (Docs/LVMSR.md): what sr_create records in the group.
+    let vdiType: LVMVDIType
 
     public init(configuration: DeviceConfiguration, host: HostEnvironment) throws {
         session = ISCSISession(target: try ISCSITarget(configuration: configuration), host: host)
         luns = try ISCSITarget.lunNumbers(configuration.required("LUNid"), single: false)
+        vdiType = try LVMVDIType(configuration: configuration[LVMVDIType.configurationKey])
         self.host = host
     }
 
@@ -42,7 +45,7 @@ public struct LVMoISCSISR: LVMRepositoryDriver, ISCSIBacked {
     public func inner(at portal: ISCSIPortal, waitingForDevices: Bool) throws(StorageError) -> LVMSR {
         let locking = try locking
         let devices = waitingForDevices ? try session.waitForLUNs(luns, portal: portal) : luns.map { session.lunPath($0, portal: portal) }
-        return LVMSR(repository: LVMRepository(devices: devices, host: host, locking: locking))
+        return LVMSR(repository: LVMRepository(devices: devices, host: host, locking: locking, vdiType: vdiType))
     }
 
     /// For the verbs that name the volume group, not the devices (scan, VDI verbs): the LUNs'

@@ -29,15 +29,18 @@ public struct LogicalVolume {
         public var activation: Activation
         /// Whether something holds the device open; nil when LVM cannot tell.
         public var isOpen: Bool?
+        /// `lv_tags`: the VDI's type, parent, virtual size and hidden flag (`VDITags`).
+        public var tags: [String]
 
-        static let fields = "lv_name,lv_size,lv_attr,lv_active,lv_device_open"
+        static let fields = "lv_name,lv_size,lv_attr,lv_active,lv_device_open,lv_tags"
 
-        public init(name: String, size: UInt64, attributes: String, activation: Activation, isOpen: Bool?) {
+        public init(name: String, size: UInt64, attributes: String, activation: Activation, isOpen: Bool?, tags: [String] = []) {
             self.name = name
             self.size = size
             self.attributes = attributes
             self.activation = activation
             self.isOpen = isOpen
+            self.tags = tags
         }
 
         init(_ row: LVMReport.Row) throws(StorageError) {
@@ -54,6 +57,7 @@ public struct LogicalVolume {
             case "": isOpen = false
             default: isOpen = true
             }
+            tags = (row.fields["lv_tags"] ?? "").split(separator: ",").map(String.init)
         }
 
         /// The permission letter of `lv_attr` is `r` for a read-only volume.
@@ -85,6 +89,24 @@ public struct LogicalVolume {
     /// Grows the volume to `extents` extents. EBUSY when another host has it active.
     public func extend(toExtents extents: UInt64) throws(StorageError) {
         try runLocked(LVMCommand("lvextend", ["-qq", "--extents", String(extents), qualifiedName]))
+    }
+
+    /// Shrinks the volume to `extents` extents (`--force` answers LVM's "really reduce?": the
+    /// caller has checked that nothing past them is in use).
+    public func reduce(toExtents extents: UInt64) throws(StorageError) {
+        try runLocked(LVMCommand("lvreduce", ["-qq", "--force", "--extents", String(extents), qualifiedName]))
+    }
+
+    /// Renames the volume within its group (one metadata commit; LVM refuses a name in use).
+    public func rename(to newName: String) throws(StorageError) {
+        try lvm.run(LVMCommand("lvrename", ["-qq", volumeGroup, name, newName]))
+    }
+
+    /// Adds and removes tags in one metadata commit.
+    public func changeTags(adding: [String] = [], removing: [String] = []) throws(StorageError) {
+        guard !adding.isEmpty || !removing.isEmpty else { return }
+        let arguments = adding.flatMap { ["--addtag", $0] } + removing.flatMap { ["--deltag", $0] }
+        try lvm.run(LVMCommand("lvchange", ["-qq"] + arguments + [qualifiedName]))
     }
 
     /// Runs a command that needs the volume's lock in a shared group: lvmlockd refuses it while

@@ -25,11 +25,14 @@ public struct VolumeGroup {
         public var physicalVolumeCount: UInt64
         public var missingPhysicalVolumeCount: UInt64
         public var logicalVolumeCount: UInt64
+        /// `vg_tags`: the SR's VDI type and its intent records (`VDITags`, `LVMJournal`).
+        public var tags: [String]
 
         /// Bytes allocated to logical volumes.
         public var allocated: UInt64 { size - min(size, free) }
 
-        static let fields = "vg_name,vg_size,vg_free,vg_extent_size,vg_extent_count,vg_free_count,pv_count,vg_missing_pv_count,lv_count"
+        static let fields =
+            "vg_name,vg_size,vg_free,vg_extent_size,vg_extent_count,vg_free_count,pv_count,vg_missing_pv_count,lv_count,vg_tags"
 
         init(_ row: LVMReport.Row) throws(StorageError) {
             size = try row.number("vg_size")
@@ -40,6 +43,7 @@ public struct VolumeGroup {
             physicalVolumeCount = try row.number("pv_count")
             missingPhysicalVolumeCount = try row.number("vg_missing_pv_count")
             logicalVolumeCount = try row.number("lv_count")
+            tags = (row.fields["vg_tags"] ?? "").split(separator: ",").map(String.init)
             guard extentSize > 0 else { throw .io("vgs reported an extent size of 0") }
         }
 
@@ -82,9 +86,10 @@ public struct VolumeGroup {
     /// metadata commit). Fails, without prompting, if a device carries any signature. With
     /// sanlock locking the group is shared (`--locktype sanlock`): LVM also makes its `lvmlock`
     /// volume and starts the group's lock space on this host.
-    public static func create(name: String, devices: [String], lvm: LVMHandle) throws(StorageError) -> VolumeGroup {
+    public static func create(name: String, devices: [String], tags: [String] = [], lvm: LVMHandle) throws(StorageError) -> VolumeGroup {
         let lockType = lvm.locking.isShared ? ["--locktype", "sanlock"] : []
-        try lvm.run(LVMCommand("vgcreate", ["-qq"] + lockType + [name] + devices))
+        let tagging = tags.flatMap { ["--addtag", $0] }
+        try lvm.run(LVMCommand("vgcreate", ["-qq"] + lockType + tagging + [name] + devices))
         return VolumeGroup(name: name, lvm: lvm)
     }
 
@@ -189,20 +194,27 @@ public struct VolumeGroup {
     /// and wipes stale signatures, and is left active; callers deactivate it if they want it
     /// inactive. `--yes` answers LVM's "signature detected, wipe it?" for the new volume: what a
     /// previous VDI left in these extents must not show through.
-    public func createLogicalVolume(named logicalVolume: String, size: UInt64) throws(StorageError) -> LogicalVolume {
+    public func createLogicalVolume(named logicalVolume: String, size: UInt64, tags: [String] = []) throws(StorageError) -> LogicalVolume {
         let sectors = size / Self.sectorSize + (size % Self.sectorSize == 0 ? 0 : 1)
         try lvm.run(
             LVMCommand(
                 "lvcreate",
                 [
                     "-qq", "--yes", "--name", logicalVolume,
-                    "--size", "\(sectors * Self.sectorSize)b", name
-                ]))
+                    "--size", "\(sectors * Self.sectorSize)b"
+                ] + tags.flatMap { ["--addtag", $0] } + [name]))
         return self.logicalVolume(logicalVolume)
     }
 
     /// LVM takes sizes in bytes only in whole 512-byte sectors.
     static let sectorSize: UInt64 = 512
+
+    /// Adds and removes tags of the group in one metadata commit.
+    public func changeTags(adding: [String] = [], removing: [String] = []) throws(StorageError) {
+        guard !adding.isEmpty || !removing.isEmpty else { return }
+        let arguments = adding.flatMap { ["--addtag", $0] } + removing.flatMap { ["--deltag", $0] }
+        try lvm.run(LVMCommand("vgchange", ["-qq"] + arguments + [name]))
+    }
 
     /// Deactivates every logical volume of the group. LVM refuses (EBUSY is the caller's to
     /// decide) while one is open.

@@ -19,6 +19,13 @@ extension LVMRepository {
         let lookup: (volume: LogicalVolume.Report, group: VolumeGroup.Report)?
         do throws(StorageError) { lookup = try group.logicalVolume(named: name) } catch { throw explain(error, sr: sr, group: group) }
         guard let (found, _) = lookup else { throw .noSuchVDI(vdi.string, sr: sr.string) }
+        // A VHD VDI's volume holds a VHD (and its data in its ancestors' volumes): read raw, it
+        // would export metadata as if it were the disk's bytes.
+        if found.tags.contains(VDITags.vhdTag) {
+            throw .notImplemented(
+                "vdi_export", driver: "LVM",
+                reason: "VDI \(vdi) is a VHD on logical volumes; exporting VHD chains on LVM is not built yet (Docs/export.md)")
+        }
         if attachState(sr).isVDIAttached(vdi) { throw .vdiAttached(vdi.string) }
         if found.isOpen == true { throw .logicalVolumeOpen("\(group.name)/\(found.name)") }
         let volume = group.logicalVolume(name)

@@ -17,6 +17,10 @@ extension LVMRepository {
     public func createVDI(sr: CanonicalUUID, vdi: CanonicalUUID, size: UInt64) throws(StorageError) {
         try requireAttached(sr)
         let group = try volumeGroup(sr)
+        if try type(of: group, sr: sr) == .vhd {
+            try createVHD(sr: sr, vdi: vdi, size: size, group: group)
+            return
+        }
         let name = Self.logicalVolumeName(for: vdi)
         let volume: LogicalVolume
         do {
@@ -42,6 +46,10 @@ extension LVMRepository {
         try requireAttached(sr)
         if attachState(sr).isVDIAttached(vdi) { throw .vdiAttached(vdi.string) }
         let group = try volumeGroup(sr)
+        if try isVHD(vdi, sr: sr, group: group) {
+            try deleteVHD(sr: sr, vdi: vdi, group: group)
+            return
+        }
         do {
             try group.logicalVolume(Self.logicalVolumeName(for: vdi)).remove()
         } catch {
@@ -58,6 +66,7 @@ extension LVMRepository {
     public func attachVDI(sr: CanonicalUUID, vdi: CanonicalUUID) throws(StorageError) -> AttachResult {
         try requireAttached(sr)
         let group = try volumeGroup(sr)
+        if try isVHD(vdi, sr: sr, group: group) { return try attachVHD(sr: sr, vdi: vdi, group: group) }
         let volume = group.logicalVolume(Self.logicalVolumeName(for: vdi))
         do {
             try volume.activate()
@@ -79,6 +88,10 @@ extension LVMRepository {
     public func detachVDI(sr: CanonicalUUID, vdi: CanonicalUUID) throws(StorageError) {
         try requireAttached(sr)
         let group = try volumeGroup(sr)
+        if try isVHD(vdi, sr: sr, group: group) {
+            try detachVHD(sr: sr, vdi: vdi, group: group)
+            return
+        }
         do {
             try group.logicalVolume(Self.logicalVolumeName(for: vdi)).deactivate()
         } catch {
@@ -104,6 +117,10 @@ extension LVMRepository {
             throw explain(error, sr: sr, group: group)
         }
         guard let (found, report) = lookup else { throw .noSuchVDI(vdi.string, sr: sr.string) }
+        if try VDITags(tags: found.tags, volume: found.name).isVHD {
+            try resizeVHD(sr: sr, vdi: vdi, size: size, group: group)
+            return
+        }
         if attachState(sr).isVDIAttached(vdi) { throw .vdiAttached(vdi.string) }
         if found.isOpen == true { throw .logicalVolumeOpen("\(group.name)/\(found.name)") }
         let current = report.extents(for: found.size)
@@ -138,6 +155,30 @@ extension LVMRepository {
             Diagnostics.debug("cannot look up \(vdi) after a failure: \(failure.message)")
             throw explain(error, sr: sr, group: group)
         }
+    }
+
+    /// The SR's VDI type, from its group's tags (ENODEV when the group does not exist).
+    func type(of group: VolumeGroup, sr: CanonicalUUID) throws(StorageError) -> LVMVDIType {
+        do {
+            return LVMVDIType(groupTags: try group.report().tags)
+        } catch {
+            throw explain(error, sr: sr, group: group)
+        }
+    }
+
+    /// Whether the VDI's volume is a VHD (false when it does not exist: the raw verbs answer that).
+    func isVHD(_ vdi: CanonicalUUID, sr: CanonicalUUID, group: VolumeGroup) throws(StorageError) -> Bool {
+        let found: (volume: LogicalVolume.Report, group: VolumeGroup.Report)?
+        do {
+            found = try group.logicalVolume(named: Self.logicalVolumeName(for: vdi))
+        } catch {
+            throw explain(error, sr: sr, group: group)
+        }
+        guard let found else {
+            // A VHD SR whose VDI is gone: the VHD verbs answer (recovery first).
+            return LVMVDIType(groupTags: (try? group.report().tags) ?? []) == .vhd
+        }
+        return try VDITags(tags: found.volume.tags, volume: found.volume.name).isVHD
     }
 
     static func isBlockDevice(_ path: String) -> Bool {

@@ -1,8 +1,9 @@
 import SMCore
 
 /// An SR kept as one LVM volume group, `VG_XenStorage-<SR-UUID>`, over block devices, with one
-/// logical volume `LV-<VDI-UUID>` per VDI: raw, thick, no copy-on-write. LVMSR composes it over
-/// the dconf's devices; LVMoISCSISR composes it over iSCSI LUNs.
+/// logical volume `LV-<VDI-UUID>` per VDI: raw and thick, or (a group tagged at sr_create, dconf
+/// `vdi_type=vhd`) a VHD on a thin volume with snapshots and clones (`LVMRepository+VHD.swift`).
+/// LVMSR composes it over the dconf's devices; LVMoISCSISR composes it over iSCSI LUNs.
 ///
 /// liblvm2cmd is opened on first use, so verbs that need no LVM (content type, ENOSYS verbs)
 /// never load LVM's state. Host-local attach records (`AttachState`) say which SR and VDIs this
@@ -26,12 +27,15 @@ public final class LVMRepository {
     public let devices: [String]
     public let host: HostEnvironment
     public let locking: VolumeGroupLocking
+    /// The VDI type sr_create records (dconf `vdi_type`); every other verb follows the group's tag.
+    public let vdiType: LVMVDIType
     private var openHandle: LVMHandle?
 
-    public init(devices: [String], host: HostEnvironment, locking: VolumeGroupLocking = .local) {
+    public init(devices: [String], host: HostEnvironment, locking: VolumeGroupLocking = .local, vdiType: LVMVDIType = .raw) {
         self.devices = devices
         self.host = host
         self.locking = locking
+        self.vdiType = vdiType
     }
 
     public static func volumeGroupName(for sr: CanonicalUUID) -> String { "VG_XenStorage-\(sr)" }
@@ -77,7 +81,8 @@ public final class LVMRepository {
             throw .noSpace("Size \(size) is more than the \(capacity) bytes of \(devices.joined(separator: ", "))")
         }
         do {
-            _ = try VolumeGroup.create(name: group.name, devices: devices, lvm: try lvm())
+            let tags = vdiType == .vhd ? [LVMVDIType.groupTag] : []
+            _ = try VolumeGroup.create(name: group.name, devices: devices, tags: tags, lvm: try lvm())
         } catch {
             if case .some(.some) = try? group.reportIfPresent() { throw .srExists(sr.string) }
             throw error
@@ -162,16 +167,26 @@ public final class LVMRepository {
     public func scan(sr: CanonicalUUID) throws(StorageError) -> SRScanReport {
         try requireAttached(sr)
         let group = try volumeGroup(sr)
-        let contents: (group: VolumeGroup.Report, volumes: [LogicalVolume.Report])
+        var contents: (group: VolumeGroup.Report, volumes: [LogicalVolume.Report])
         do {
             contents = try group.contents()
         } catch {
             throw explain(error, sr: sr, group: group)
         }
+        if contents.group.tags.contains(where: { $0.hasPrefix(LVMIntent.prefix) }),
+            try recover(sr: sr, group: group, tags: contents.group.tags, holding: [])
+        {
+            contents = try group.contents()
+        }
+        let tagged = try VDIVolumes(contents.volumes)
         var vdis: [VDIReport] = []
         for volume in contents.volumes {
             guard let vdi = Self.vdi(fromLogicalVolume: volume.name) else {
                 Diagnostics.debug("sr_scan: logical volume \(volume.name) is not a VDI; not listed")
+                continue
+            }
+            if let vhd = tagged.byVDI[vdi], vhd.tags.isVHD {
+                if !vhd.tags.hidden { vdis.append(Self.scanEntry(vhd, in: tagged)) }
                 continue
             }
             var entry = VDIReport(uuid: vdi, size: volume.size, utilisation: volume.size)

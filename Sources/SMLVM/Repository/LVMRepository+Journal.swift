@@ -1,0 +1,195 @@
+import SMCore
+
+extension FaultPoint {
+    /// vdi_create on a VHD SR: the VHD is written on the temporary volume, not yet renamed.
+    public enum LVMCreate: String, NamedFaultPoint {
+        case journaled = "lvm-create.journaled"
+        case written = "lvm-create.written"
+    }
+
+    /// vdi_snapshot on a VHD SR (Docs/LVMSR.md, "Snapshot and clone").
+    public enum LVMSnapshot: String, NamedFaultPoint {
+        case journaled = "lvm-snapshot.journaled"
+        case childCreated = "lvm-snapshot.child-created"
+        case sourceRenamed = "lvm-snapshot.source-renamed"
+        case committed = "lvm-snapshot.committed"
+    }
+
+    /// vdi_resize of a VHD VDI: the VHD has its new size, the size tag not yet.
+    public enum LVMResize: String, NamedFaultPoint {
+        case journaled = "lvm-resize.journaled"
+        case resized = "lvm-resize.vhd-resized"
+    }
+
+    /// vdi_clone on a VHD SR of a VDI without children.
+    public enum LVMClone: String, NamedFaultPoint {
+        case journaled = "lvm-clone.journaled"
+        case childrenCreated = "lvm-clone.children-created"
+        case baseRenamed = "lvm-clone.base-renamed"
+        case destinationRenamed = "lvm-clone.destination-renamed"
+        case committed = "lvm-clone.committed"
+    }
+}
+
+/// An intent record of a VHD SR: one tag of the volume group, `sm_intent=<operation>:<UUID>...`,
+/// added (one metadata commit) before the first step of a multi-step change and removed after
+/// the last. It lives in the group's own metadata, so whichever host runs the next verb on the
+/// SR sees it and settles it (`LVMRepository.recover`).
+struct LVMIntent: Equatable {
+    enum Operation: String {
+        /// vdi_create: `create:<VDI>`.
+        case create
+        /// vdi_snapshot: `snapshot:<source>:<destination>`.
+        case snapshot
+        /// vdi_clone of a VDI without children: `clone:<source>:<destination>:<base>`.
+        case clone
+        /// vdi_clone of a VDI with children (a new child of it): `clone-child:<source>:<destination>`.
+        case cloneChild = "clone-child"
+        /// vdi_resize of a VHD VDI: `resize:<VDI>`.
+        case resize
+    }
+
+    var operation: Operation
+    var vdis: [CanonicalUUID]
+
+    static let prefix = "sm_intent="
+
+    var tag: String { Self.prefix + ([operation.rawValue] + vdis.map(\.string)).joined(separator: ":") }
+
+    init(_ operation: Operation, _ vdis: [CanonicalUUID]) {
+        self.operation = operation
+        self.vdis = vdis
+    }
+
+    /// Parses a group tag; nil for a tag that is not an intent record. EIO for a record that is
+    /// damaged (unknown operation, wrong number of UUIDs).
+    init?(tag: String) throws(StorageError) {
+        guard tag.hasPrefix(Self.prefix) else { return nil }
+        let parts = tag.dropFirst(Self.prefix.count).split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+        guard let operation = Operation(rawValue: parts[0]) else { throw .io("unknown intent record '\(tag)'") }
+        var vdis: [CanonicalUUID] = []
+        for part in parts.dropFirst() {
+            guard let uuid = CanonicalUUID(part), uuid.string == part else { throw .io("damaged intent record '\(tag)'") }
+            vdis.append(uuid)
+        }
+        let expected =
+            switch operation {
+            case .create, .resize: 1
+            case .snapshot, .cloneChild: 2
+            case .clone: 3
+            }
+        guard vdis.count == expected else { throw .io("damaged intent record '\(tag)'") }
+        self.operation = operation
+        self.vdis = vdis
+    }
+}
+
+extension LVMRepository {
+    /// The temporary name a new VHD is written under before its rename publishes it.
+    static func temporaryName(for vdi: CanonicalUUID) -> String { "\(logicalVolumeName(for: vdi)).new" }
+
+    /// Settles every intent record in the group's tags. `held` names the VDIs whose host locks
+    /// the running verb holds (the dispatcher's); the others a record names are locked here
+    /// without waiting, and a record whose VDIs are busy (a live operation on this host) is left
+    /// for the next pass. Each step of a replay is one LVM command and each is idempotent, so a
+    /// crash during recovery is recovered by the next pass. Returns true when it changed anything.
+    ///
+    /// A record that cannot be replayed stays and is logged; the verb fails (EIO) only when the
+    /// record names one of `held`.
+    @discardableResult
+    func recover(sr: CanonicalUUID, group: VolumeGroup, tags: [String], holding held: Set<CanonicalUUID>) throws(StorageError) -> Bool {
+        var changed = false
+        var blocking: StorageError?
+        for tag in tags where tag.hasPrefix(LVMIntent.prefix) {
+            let intent: LVMIntent
+            do throws(StorageError) {
+                guard let parsed = try LVMIntent(tag: tag) else { continue }
+                intent = parsed
+            } catch {
+                OperationLog.note(host: host, "SR \(sr): intent record \(tag) cannot be read; left in place")
+                continue
+            }
+            var locks: [HostLock] = []
+            defer { locks.forEach { $0.release() } }
+            var busy = false
+            for vdi in intent.vdis where !held.contains(vdi) {
+                guard let lock = try? HostLock.acquire("\(host.lockDirectory)/\(sr)/\(vdi)", mode: .exclusive, timeout: 0) else {
+                    busy = true
+                    break
+                }
+                locks.append(lock)
+            }
+            if busy { continue }
+            do throws(StorageError) {
+                let outcome = try replay(intent, group: group)
+                try group.changeTags(removing: [tag])
+                changed = true
+                OperationLog.note(host: host, "SR \(sr): recovered \(tag): \(outcome)")
+            } catch {
+                OperationLog.note(host: host, "SR \(sr): recovery of \(tag) failed, record left: \(error.message)")
+                if blocking == nil, let vdi = intent.vdis.first(where: held.contains) {
+                    blocking = .io(
+                        "VDI \(vdi) is named by an interrupted \(intent.operation.rawValue) in SR \(sr) "
+                            + "that cannot be completed (\(error.message))")
+                }
+            }
+        }
+        if let blocking { throw blocking }
+        return changed
+    }
+
+    /// Completes or rolls back one record from what the group holds. Every rename is the commit
+    /// of its step: the state is read back from the volume names alone.
+    private func replay(_ intent: LVMIntent, group: VolumeGroup) throws(StorageError) -> RecoveryOutcome {
+        let names = Set(try group.contents().volumes.map(\.name))
+        func exists(_ name: String) -> Bool { names.contains(name) }
+        func remove(_ name: String) throws(StorageError) { if exists(name) { try group.logicalVolume(name).remove() } }
+        func rename(_ from: String, _ to: String) throws(StorageError) {
+            if exists(from), !exists(to) { try group.logicalVolume(from).rename(to: to) }
+        }
+        let vdis = intent.vdis
+        switch intent.operation {
+        case .create:
+            try remove(Self.temporaryName(for: vdis[0]))
+            return .rolledBack
+        case .snapshot:
+            let (source, destination) = (vdis[0], vdis[1])
+            let sourceName = Self.logicalVolumeName(for: source)
+            if exists(sourceName), !exists(Self.logicalVolumeName(for: destination)) {
+                // Before the source's rename: the child is not yet anything's.
+                try remove(Self.temporaryName(for: source))
+                return .rolledBack
+            }
+            try rename(Self.temporaryName(for: source), sourceName)
+            return .rolledForward
+        case .clone:
+            let (source, destination, base) = (vdis[0], vdis[1], vdis[2])
+            if exists(Self.logicalVolumeName(for: source)), !exists(Self.logicalVolumeName(for: base)) {
+                try remove(Self.temporaryName(for: source))
+                try remove(Self.temporaryName(for: destination))
+                return .rolledBack
+            }
+            try rename(Self.temporaryName(for: destination), Self.logicalVolumeName(for: destination))
+            try rename(Self.temporaryName(for: source), Self.logicalVolumeName(for: source))
+            return .rolledForward
+        case .cloneChild:
+            try remove(Self.temporaryName(for: vdis[1]))
+            return .rolledBack
+        case .resize:
+            // The VHD is the authority: its size goes into the tag (whether or not it changed).
+            let name = Self.logicalVolumeName(for: vdis[0])
+            guard let found = try group.logicalVolume(named: name)?.volume else { return .rolledBack }
+            let volume = group.logicalVolume(name)
+            let wasActive = found.activation == .active
+            if !wasActive { try volume.activate() }
+            defer { if !wasActive { try? volume.deactivate() } }
+            guard Self.isBlockDevice(volume.path) else {
+                throw .io("\(volume.qualifiedName): the VHD's size cannot be read (LVM activation is disabled on this host)")
+            }
+            let size = try VHDImage.openBlockDevice(volume.path).size
+            let old = found.tags.filter { $0.hasPrefix(VDITags.sizePrefix) }
+            try volume.changeTags(adding: ["\(VDITags.sizePrefix)\(size)"], removing: old.filter { $0 != "\(VDITags.sizePrefix)\(size)" })
+            return .rolledForward
+        }
+    }
+}
