@@ -136,11 +136,31 @@ public struct VHDRepository: Sendable {
     public func attach(_ vdi: CanonicalUUID) throws(StorageError) -> AttachResult {
         try requireAttached()
         guard fileExists(vdi), !(isHidden(vdi)) else { throw .noSuchVDI(vdi.string, sr: sr.string) }
-        do throws(StorageError) { _ = try VHDChain.open(vdiPath(vdi), confinedTo: root) } catch {
+        let chain: VHDChain
+        do throws(StorageError) { chain = try VHDChain.open(vdiPath(vdi), confinedTo: root) } catch {
             throw error.reworded("VDI \(vdi) cannot be attached: \(error.message); run sr_check")
         }
+        if !attachState.isVDIAttached(vdi) { try repairBeforeWriter(vdi, leaf: chain.leaf) }
         try attachState.markVDIAttached(vdi, path: vdiPath(vdi))
         return AttachResult(path: vdiPath(vdi), type: Self.contentType)
+    }
+
+    /// Before a writer starts on a VDI (its first vdi_attach on this host): footers that a crash
+    /// left different or missing are made one again (`VHDImage.repairFooters`), as resize,
+    /// snapshot and clone do. A power cut in the middle of a write that adds a block can leave
+    /// the file longer than its last footer, ending in zeros: the footer is written at the new
+    /// end before the block, but the filesystem's writeback may have made a zeroed page before
+    /// it durable, and the file size with it (Docs/power-loss.md, finding 3). Reads still work
+    /// (the copy at 0), so only a writer needs it mended, and only a leaf is touched (rewriting
+    /// a parent's footers would change the time its children record).
+    func repairBeforeWriter(_ vdi: CanonicalUUID, leaf: VHDImage) throws(StorageError) {
+        if !leaf.endFooterDamaged, try leaf.footersAgree() { return }
+        guard try tree().childrenOf(vdi).isEmpty else { return }
+        let image = try VHDImage.open(vdiPath(vdi), writable: true)
+        if try image.repairFooters() {
+            OperationLog.note(
+                host: host, "vdi_attach \(sr): VDI \(vdi) had footers left different or missing by an interrupted write; repaired")
+        }
     }
 
     /// Forgets this host's attachment. Idempotent.
