@@ -198,7 +198,8 @@ import Testing
 
     /// Without targetIQN the iSCSI drivers list the portal's targets from a sendtargets
     /// discovery that iscsiadm is told not to record (`-o nonpersistent`), a node record that
-    /// appears anyway is deleted again, and nothing logs in;
+    /// appears anyway is deleted again (that record only: not another interface's record of the
+    /// same target and portal), and nothing logs in;
     /// LUNid is not needed. Stand-in iscsiadm (ISCSIDriverTests.FakeInitiator): this host has no
     /// initiator; the real discovery and LUN listing are the VM lane's (iscsi-smoke.sh).
     @Test(.timeLimit(.minutes(1))) func iscsiTargets() throws {
@@ -206,6 +207,12 @@ import Testing
         for driver in ISCSIDriverTests.drivers {
             try? FileManager.default.removeItem(atPath: fake.argvLog)
             try? FileManager.default.removeItem(atPath: fake.nodeDirectory)
+            // A record sr_attach made through its own interface, for the same target and portal:
+            // the probe's record beside it is removed, it stays.
+            let kept = "\(fake.nodeDirectory)/\(ISCSIDriverTests.iqn)/127.0.0.1,3260,1/sm-kept"
+            try FileManager.default.createDirectory(
+                atPath: (kept as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try "node.name = \(ISCSIDriverTests.iqn)\n".write(toFile: kept, atomically: true, encoding: .utf8)
             let probe = try Probe(try fake.scratch.run(driver, ["<dconf><target>127.0.0.1</target></dconf>", "sr_probe"]))
             #expect(probe.driver == driver)
             let targets = probe.all("target")
@@ -217,7 +224,8 @@ import Testing
             // not): the probe removes what it finds new, and never logs in.
             #expect(
                 argv == "-m discovery -t sendtargets -p 127.0.0.1:3260 -o nonpersistent\n"
-                    + "-m node -T \(ISCSIDriverTests.iqn) -o delete\n")
+                    + "-m node -T \(ISCSIDriverTests.iqn) -p 127.0.0.1:3260 -I default -o delete\n")
+            #expect(FileManager.default.fileExists(atPath: kept))
         }
     }
 

@@ -57,14 +57,27 @@ public enum ISCSIProbe {
         return report
     }
 
-    /// iscsiadm's records before a probe: the node records (one directory per target IQN) and
-    /// the sendtargets discovery record of the portal. What the probe's discovery and login add
-    /// is removed again afterwards (`iscsiadm -o delete`; a failure is noted in the operations
-    /// log, the probe's answer stands).
+    /// iscsiadm's records before a probe: every node record (`<node_dir>/<IQN>/<address>,<port>,<tag>`,
+    /// a directory of one file per interface, or one file in older layouts) and the sendtargets
+    /// discovery record of the portal. What the probe's discovery and login add is removed again
+    /// afterwards, record by record (`iscsiadm -o delete`; a failure is noted in the operations
+    /// log, the probe's answer stands): a login through the `default` interface beside records of
+    /// other interfaces for the same target (sr_attach's) adds one record, and only it goes.
     struct Records {
+        /// One node record: its target, its portal and, in the per-interface layout, its interface.
+        struct Record: Hashable, Comparable {
+            var target: String
+            var portal: String
+            var interface: String?
+
+            static func < (left: Record, right: Record) -> Bool {
+                (left.target, left.portal, left.interface ?? "") < (right.target, right.portal, right.interface ?? "")
+            }
+        }
+
         let nodeDirectory: String
         let endpoint: ISCSIPortal
-        let targets: Set<String>
+        let records: Set<Record>
         let hadDiscovery: Bool
 
         /// `<node_dir>/../send_targets/<address>,<port>`, where open-iscsi keeps discovery records.
@@ -74,16 +87,47 @@ public enum ISCSIProbe {
             "\(Syscall.parentDirectory(of: nodeDirectory))/send_targets/\(endpoint.address),\(endpoint.port)"
         }
 
+        /// The node records under `nodeDirectory` now.
+        static func list(_ nodeDirectory: String) -> Set<Record> {
+            var found: Set<Record> = []
+            for target in (try? Syscall.directoryEntries(nodeDirectory)) ?? [] {
+                for portal in (try? Syscall.directoryEntries("\(nodeDirectory)/\(target)")) ?? [] {
+                    let path = "\(nodeDirectory)/\(target)/\(portal)"
+                    guard Syscall.isDirectory(path) else {
+                        found.insert(Record(target: target, portal: portal))
+                        continue
+                    }
+                    for interface in (try? Syscall.directoryEntries(path)) ?? [] {
+                        found.insert(Record(target: target, portal: portal, interface: interface))
+                    }
+                }
+            }
+            return found
+        }
+
+        /// The `-p` operand of a record's portal directory name `<address>,<port>,<tag>`.
+        static func portalOperand(_ name: String) -> String? {
+            let fields = name.split(separator: ",", omittingEmptySubsequences: false)
+            guard fields.count >= 3, let port = UInt16(fields[fields.count - 2]) else { return nil }
+            let address = fields[..<(fields.count - 2)].joined(separator: ",")
+            return ISCSIPortal(address: address, port: port, groupTag: String(fields[fields.count - 1])).text
+        }
+
         init(nodeDirectory: String, endpoint: ISCSIPortal) {
             self.nodeDirectory = nodeDirectory
             self.endpoint = endpoint
-            targets = Set((try? Syscall.directoryEntries(nodeDirectory)) ?? [])
+            records = Self.list(nodeDirectory)
             hadDiscovery = Syscall.exists(Self.discoveryRecord(nodeDirectory, endpoint))
         }
 
         func removeNew(host: HostEnvironment, driver: String) {
-            let now = Set((try? Syscall.directoryEntries(nodeDirectory)) ?? [])
-            var commands = now.subtracting(targets).sorted().map { ["-m", "node", "-T", $0, "-o", "delete"] }
+            var commands: [[String]] = []
+            for record in Self.list(nodeDirectory).subtracting(records).sorted() {
+                var arguments = ["-m", "node", "-T", record.target]
+                if let portal = Self.portalOperand(record.portal) { arguments += ["-p", portal] }
+                if let interface = record.interface { arguments += ["-I", interface] }
+                commands.append(arguments + ["-o", "delete"])
+            }
             if !hadDiscovery && Syscall.exists(discoveryRecord) {
                 commands.append(["-m", "discoverydb", "-t", "sendtargets", "-p", endpoint.text, "-o", "delete"])
             }
