@@ -29,7 +29,8 @@ import Testing
                   *discovery*)
                     mkdir -p '\(nodeDirectory)/\(ISCSIDriverTests.iqn)/127.0.0.1,3260,1'
                     printf '# BEGIN RECORD 2.1.8\\nnode.name = \(ISCSIDriverTests.iqn)\\nnode.session.auth.authmethod = None\\n# END RECORD\\n' > '\(record)'
-                    echo '127.0.0.1:3260,1 \(ISCSIDriverTests.iqn)'; exit 0 ;;
+                    # Twice, as iscsiadm prints a target once per interface discovery ran through.
+                    echo '127.0.0.1:3260,1 \(ISCSIDriverTests.iqn)'; echo '127.0.0.1:3260,1 \(ISCSIDriverTests.iqn)'; exit 0 ;;
                   *--login*) echo 'iscsiadm: Login failed' >&2; exit \(loginStatus) ;;
                   *) exit 0 ;;
                 esac

@@ -146,11 +146,14 @@ public enum ISCSIProbe {
         let output = try ISCSIAdm.run(
             ["-m", "discovery", "-t", "sendtargets", "-p", endpoint, "-o", "nonpersistent"],
             what: "discovery at \(endpoint)")
+        // iscsiadm prints a target once per interface the portal's discovery ran through (a
+        // discovery record sr_attach made binds its own interface): each target is listed once.
+        var seen: Set<String> = []
         return output.standardOutput.split(whereSeparator: \.isNewline).compactMap { line in
             ISCSIPortal.parseDiscovery(String(line)).map {
                 ProbedTarget(iqn: $0.iqn, portal: $0.portal.text, groupTag: $0.portal.groupTag)
             }
-        }
+        }.filter { seen.insert("\($0.iqn) \($0.portal) \($0.groupTag)").inserted }
     }
 
     /// The target's LUNs at `portal`, after waiting up to `lunTimeout` for the first one's
