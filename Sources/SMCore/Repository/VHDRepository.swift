@@ -80,6 +80,14 @@ public struct VHDRepository: Sendable {
             throw error
         }
         FaultPoint.Create.written.reach()
+        try publish(temporary, as: vdi, holding: image)
+    }
+
+    /// Gives a VHD written under a claimed temporary name (vdi_create, vdi_import) its VDI name:
+    /// linked, never replacing (EEXIST when the VDI appeared meanwhile), the temporary name
+    /// removed, the directory fsynced. The claim (`image`'s descriptor) is held until the
+    /// temporary name is gone, so that no sweeper takes it for abandoned.
+    func publish(_ temporary: String, as vdi: CanonicalUUID, holding image: VHDImage) throws(StorageError) {
         let linked: Bool
         do throws(StorageError) {
             linked = try Syscall.linkNoReplace(temporary, vdiPath(vdi))
@@ -88,7 +96,7 @@ public struct VHDRepository: Sendable {
             throw error
         }
         try Syscall.unlinkIfPresent(temporary)
-        withExtendedLifetime(image) {}  // the claim (the image's descriptor) is held until the name is gone
+        withExtendedLifetime(image) {}
         guard linked else { throw .vdiExists(vdi.string, sr: sr.string) }
         try Syscall.fsyncDirectory(root)
     }

@@ -48,22 +48,17 @@ extension VHDRepository {
         ClaimedTemporary.removeIfAbandoned(temporary)
         let claimed = try ClaimedTemporary.create(temporary)
         let image: VHDImage
-        let linked: Bool
         do throws(StorageError) {
             image = try VHDImage.create(at: temporary, size: virtualSize, uniqueID: CanonicalUUID.random().bytes, claimed: claimed)
             let sink = try VHDFileSink(image)
             try plan.copy(into: sink)
             try sink.finish()
             FaultPoint.Import.written.reach()
-            linked = try Syscall.linkNoReplace(temporary, vdiPath(vdi))
         } catch {
             try? Syscall.unlinkIfPresent(temporary)
             throw error
         }
-        try Syscall.unlinkIfPresent(temporary)
-        withExtendedLifetime(image) {}  // the claim (the image's descriptor) is held until the name is gone
-        guard linked else { throw .vdiExists(vdi.string, sr: sr.string) }
-        try Syscall.fsyncDirectory(root)
+        try publish(temporary, as: vdi, holding: image)
     }
 }
 
