@@ -32,19 +32,7 @@ extension VHDImage {
             guard capacity >= minimum else { throw .malformed("\(path) holds \(capacity) bytes, too few for a dynamic VHD") }
             let atZero = try? VHDFooter(bytes: try descriptor.read(count: VHDFooter.size, at: 0, path: path))
             guard let first = atZero else { throw .malformed("\(path): no valid VHD footer at offset 0") }
-            guard first.diskType != .fixed else { throw .malformed("fixed VHDs are not supported") }
-            guard first.dataOffset <= capacity - UInt64(VHDDynamicHeader.size) else {
-                throw .malformed("header offset \(first.dataOffset) lies outside the device")
-            }
-            let header = try VHDDynamicHeader(
-                bytes: try descriptor.read(count: VHDDynamicHeader.size, at: first.dataOffset, path: path))
-            guard header.tableOffset <= maximumOffset else { throw .malformed("BAT offset \(header.tableOffset) is not an offset") }
-            for locator in header.parentLocators where !locator.isEmpty && locator.dataOffset > maximumOffset {
-                throw .malformed("parent locator offset \(locator.dataOffset) is not an offset")
-            }
-            guard UInt64(header.maxTableEntries) * blockSize >= first.currentSize else {
-                throw .malformed("BAT holds \(header.maxTableEntries) entries, too few for size \(first.currentSize)")
-            }
+            let header = try readHeader(descriptor, footer: first, size: capacity, path: path, medium: "device")
             let image = VHDImage(
                 path: path, writable: writable, descriptor: descriptor, footer: first, header: header,
                 endFooterDamaged: false)

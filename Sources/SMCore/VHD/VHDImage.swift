@@ -95,22 +95,7 @@ public final class VHDImage {
                     throw .malformed("no valid footer at the end of the file or at offset 0")
                 }
             }
-            guard footer.diskType != .fixed else { throw .malformed("fixed VHDs are not supported") }
-            // Subtracted, not added: a damaged offset near UInt64.max must not overflow.
-            guard footer.dataOffset <= size - UInt64(VHDDynamicHeader.size) else {
-                throw .malformed("header offset \(footer.dataOffset) lies outside the file")
-            }
-            let header = try VHDDynamicHeader(bytes: try descriptor.read(count: VHDDynamicHeader.size, at: footer.dataOffset, path: path))
-            // Offsets no file can have: the sums of offsets and lengths below must not overflow.
-            guard header.tableOffset <= maximumOffset else {
-                throw .malformed("BAT offset \(header.tableOffset) is not a file offset")
-            }
-            for locator in header.parentLocators where !locator.isEmpty && locator.dataOffset > maximumOffset {
-                throw .malformed("parent locator offset \(locator.dataOffset) is not a file offset")
-            }
-            guard UInt64(header.maxTableEntries) * blockSize >= footer.currentSize else {
-                throw .malformed("BAT holds \(header.maxTableEntries) entries, too few for size \(footer.currentSize)")
-            }
+            let header = try readHeader(descriptor, footer: footer, size: size, path: path)
             let image = VHDImage(
                 path: path, writable: writable, descriptor: descriptor, footer: footer, header: header,
                 endFooterDamaged: damaged)
@@ -120,6 +105,30 @@ public final class VHDImage {
             descriptor.closeIgnoringErrors()
             throw error
         }
+    }
+
+    /// The dynamic header `footer` points at, checked against a file (or device) of `size` bytes:
+    /// not a fixed VHD, the header inside, no offset that no file can have (the sums of offsets
+    /// and lengths computed later must not overflow), a BAT large enough for the size.
+    static func readHeader(
+        _ descriptor: FileDescriptor, footer: VHDFooter, size: UInt64, path: String, medium: String = "file"
+    ) throws(StorageError) -> VHDDynamicHeader {
+        guard footer.diskType != .fixed else { throw .malformed("fixed VHDs are not supported") }
+        // Subtracted, not added: a damaged offset near UInt64.max must not overflow.
+        guard footer.dataOffset <= size - UInt64(VHDDynamicHeader.size) else {
+            throw .malformed("header offset \(footer.dataOffset) lies outside the \(medium)")
+        }
+        let header = try VHDDynamicHeader(bytes: try descriptor.read(count: VHDDynamicHeader.size, at: footer.dataOffset, path: path))
+        guard header.tableOffset <= maximumOffset else {
+            throw .malformed("BAT offset \(header.tableOffset) is not a \(medium) offset")
+        }
+        for locator in header.parentLocators where !locator.isEmpty && locator.dataOffset > maximumOffset {
+            throw .malformed("parent locator offset \(locator.dataOffset) is not a \(medium) offset")
+        }
+        guard UInt64(header.maxTableEntries) * blockSize >= footer.currentSize else {
+            throw .malformed("BAT holds \(header.maxTableEntries) entries, too few for size \(footer.currentSize)")
+        }
+        return header
     }
 
     /// The BAT room reserved at creation, in entries: enough for the size, padded to 4 KiB of
