@@ -175,6 +175,21 @@ if [ "$from_all" = 1 ] && [ "${SM_VM_LANES:-2}" != 1 ] && [ "${SM_VM_LANE_CHILD:
             passed=$((passed + lane_passed)); failed=$((failed + lane_failed))
             [ "$status" -gt "$verdict" ] && verdict=$status
         done
+        # Every lane's results again, at the end: a CI log is often read from its tail, where the
+        # first lane's report would otherwise scroll away behind the second lane's output. A failed
+        # group's last lines come with it, without the kernel's console messages (the full output
+        # is above, prefixed by its lane).
+        echo
+        echo "VM lane: the lanes' results together"
+        for lane in $(printf '%s\n' "${!lane_groups[@]}" | sort -n); do
+            sed -n '/^VM lane results/,$p' "$lane_dir/$lane.log" | grep -E '^  [a-z0-9-]+ +(PASS|FAIL|NO RESULT)|^ +FAIL: |^VM LANE INFRASTRUCTURE' \
+                | sed "s/^/[lane $lane] /" || true
+            grep -E '^  [a-z0-9-]+ +FAIL ' "$lane_dir/$lane.log" | awk '{ print $1 }' | while read -r group; do
+                echo "[lane $lane] the last lines of $group:"
+                awk -v g="$group" '$0 ~ "^===== VM group " g ": start" { keep = 1; n = 0 } keep && !/^\[ *[0-9]+\.[0-9]+\] / { line[n++ % 25] = $0 } $0 ~ "^===== VM group " g ": (PASS|FAIL)" { keep = 0; last = n } END { for (i = (last > 25 ? last - 25 : 0); i < last; i++) print line[i % 25] }' \
+                    "$lane_dir/$lane.log" | sed "s/^/[lane $lane] | /"
+            done
+        done
         echo "VM lane: all lanes done in $(( $(date +%s) - lane_start )) s"
         echo "vm: $passed passed, $failed failed"
         exit "$verdict"
