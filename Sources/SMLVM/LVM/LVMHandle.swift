@@ -33,9 +33,21 @@ public struct LVMOutcome: Sendable {
 /// `/dev/null` (LVM prompts there; commands run with `-qq` so that every prompt is answered
 /// "no"), and standard error too unless `--verbose`. liblvm2cmd keeps global state, so only one
 /// handle may be open at a time, and only from one thread.
+///
+/// With lvmlockd (a shared volume group) every command after the first runs in a fresh LVM
+/// context (`lvm2_exit`, `lvm2_init`): liblvm2cmd keeps per-command lock choices in its context
+/// and never resets them (`lockd_vg_default_sh`, set by `lvs`, `vgs` and activation, stays set),
+/// so an `lvextend` or `lvremove` after an `lvs` in the same context took lvmlockd's VG lock
+/// **shared** and wrote the metadata while another host did the same: a lost update (the VM
+/// lane's `lvm-shared` churn lost a volume so; lvmlockd logged "res_update ... version on non-ex
+/// lock"). A local group has no VG lock, and keeps one context for the process.
 public final class LVMHandle {
     private let library: LVM2Library
-    private let handle: UnsafeMutableRawPointer
+    /// nil only when a fresh context could not be made (every later command is then EIO).
+    private var handle: UnsafeMutableRawPointer?
+    private let systemDirectory: String
+    /// Commands run in the current context (a shared group's next command gets a fresh one).
+    private var commandsInContext = 0
     private let configuration: String
     /// Whether the handle runs with lvmlockd (shared volume groups) or without.
     public let locking: VolumeGroupLocking
@@ -52,10 +64,25 @@ public final class LVMHandle {
         self.locking = locking
         let systemDirectory = try LVMSystemDirectory(host: host, locking: locking).prepare()
         setenv("LVM_SUPPRESS_FD_WARNINGS", "1", 1)
+        let library = try LVM2Library.shared()
+        handle = try Self.context(library, systemDirectory: systemDirectory)
+        self.library = library
+        self.systemDirectory = systemDirectory
+        Self.isOpen = true
+        Diagnostics.debug("liblvm2cmd opened with system directory \(systemDirectory)")
+    }
+
+    deinit {
+        if let handle { library.exit(handle) }
+        Self.isOpen = false
+    }
+
+    /// A new LVM context (`lvm2_init`) reading its configuration from `systemDirectory`, its log
+    /// lines going to `captureLogLine`.
+    private static func context(_ library: LVM2Library, systemDirectory: String) throws(StorageError) -> UnsafeMutableRawPointer {
+        library.setLogFunction(captureLogLine)
         let previousSystemDirectory = Syscall.environment("LVM_SYSTEM_DIR")
         setenv("LVM_SYSTEM_DIR", systemDirectory, 1)
-        let library = try LVM2Library.shared()
-        library.setLogFunction(captureLogLine)
         let savedMask = umask(0o022)
         umask(savedMask)
         let opened = library.initialise()
@@ -66,22 +93,26 @@ public final class LVMHandle {
             unsetenv("LVM_SYSTEM_DIR")
         }
         guard let opened else { throw .io("liblvm2cmd could not be initialised (lvm2_init failed)") }
-        self.library = library
-        handle = opened
-        Self.isOpen = true
-        Diagnostics.debug("liblvm2cmd opened with system directory \(systemDirectory)")
+        return opened
     }
 
-    deinit {
-        library.exit(handle)
-        Self.isOpen = false
+    /// A shared group's commands each get a fresh context (see the type's comment).
+    private func freshContextIfShared() throws(StorageError) {
+        guard locking.isShared, commandsInContext > 0 || handle == nil else { return }
+        if let handle { library.exit(handle) }
+        handle = nil
+        handle = try Self.context(library, systemDirectory: systemDirectory)
+        commandsInContext = 0
     }
 
     /// Runs `command` (with `-qq` added by the caller where prompts are possible) and returns what
-    /// LVM said, success or not. Throws only when the command line cannot be written (EINVAL).
+    /// LVM said, success or not. Throws only when the command line cannot be written (EINVAL) or
+    /// a shared group's fresh context cannot be made (EIO).
     public func attempt(_ command: LVMCommand) throws(StorageError) -> LVMOutcome {
         let line = try command.configured(configuration).line()
         let start = Syscall.monotonicNow()
+        try freshContextIfShared()
+        commandsInContext += 1
         LogCapture.reset()
         let diversion = StreamDiversion(keepStandardError: Diagnostics.verbose)
         let savedMask = umask(0o022)

@@ -165,8 +165,35 @@ churner2=$!
 status1=0; wait "$churner1" || status1=$?
 status2=0; wait "$churner2" || status2=$?
 echo "  $((rounds * 2)) rounds ($((rounds * 2 * 5 / 2)) verbs) in $(seconds_since "$start") s"
-[ "$status1" = 0 ] || vm_fail "host 1's churn failed: $(cat /run/h1/churn.log)"
-[ "$status2" = 0 ] || vm_fail "host 2's churn failed: $(cat /run/h2/churn.log)"
+# What LVM and the drivers recorded, for a churn that failed: each host's view of the group, the
+# metadata archive (one file per change, before it: the command and the sequence number) and the
+# hosts' operations logs.
+churn_evidence() {
+    local h file
+    for h in h1 h2; do
+        echo "----- $h: lvs"
+        lvm_on $h lvs --noheadings -o lv_name,lv_size,lv_tags "$vg" 2>&1 | head -40
+        echo "----- $h: SMlog (last 40 lines)"
+        tail -40 "/run/$h/SMlog" 2>&1
+    done
+    echo "----- metadata archive (seqno, host, command)"
+    for file in $(ls -tr /etc/lvm/archive/"${vg}"_* 2>/dev/null); do
+        printf '%s %s %s\n' "$(grep -m1 -o '^seqno = [0-9]*' "$file")" "$(grep -m1 -o '^creation_host = "[^"]*"' "$file")" \
+            "$(grep -m1 -o '^description = .*' "$file")"
+    done
+}
+# Every metadata change held lvmlockd's VG lock exclusively: lvmlockd refuses (and logs) a version
+# update from a client whose VG lock is not ex, which is how a change made under a shared lock
+# shows (liblvm2cmd once kept `lvs`'s shared lock mode for the next command: lost updates).
+for h in h1 h2; do
+    unlocked=$(on $h lvmlockctl --dump 2>/dev/null | grep -c "version on non-ex lock" || true)
+    [ "$unlocked" = 0 ] || { churn_evidence; vm_fail "$h changed the group's metadata $unlocked time(s) without the VG lock held exclusively (lvmlockd: version on non-ex lock)"; }
+done
+if [ "$status1" != 0 ] || [ "$status2" != 0 ]; then
+    churn_evidence
+    [ "$status1" = 0 ] || vm_fail "host 1's churn failed: $(cat /run/h1/churn.log)"
+    vm_fail "host 2's churn failed: $(cat /run/h2/churn.log)"
+fi
 
 vm_step "vgck is clean; lvs and sr_scan on both hosts agree with the model"
 vm_check "vgck" lvm_on h1 vgck "$vg"
@@ -180,6 +207,11 @@ for h in h1 h2; do
     listed=$(vm_xml_values uuid <<< "$DRIVER_OUT" | grep -vx "$sr" | sort)
     [ "$listed" = "$(cut -d' ' -f1 <<< "$expected")" ] || vm_fail "$h's sr_scan lists [$listed], the model [$expected]"
 done
+if [ "${SM_LVM_SHARED_CHURN_ONLY:-0}" = 1 ]; then
+    # A knob for chasing the churn: SM_VM_ENV="SM_LVM_SHARED_ROUNDS=20 SM_LVM_SHARED_CHURN_ONLY=1".
+    echo "  SM_LVM_SHARED_CHURN_ONLY=1: the rest of the group is not run (NOT a full pass)"
+    exit 0
+fi
 
 vm_step "a VDI attached on host 1 is EBUSY on host 2 (attach, delete, resize); attachable there after host 1 detaches"
 host_expect 0 h1 vdi_create "$sr" "$busy_vdi" $((16 * mib))
