@@ -290,15 +290,17 @@ extension LVMRepository {
                 try parentVolume.rename(to: childName)
             }
             if let now = try group.logicalVolume(named: childName)?.volume {
-                let merged = group.logicalVolume(childName)
-                try takeTags(of: asideTags, onto: merged, now: try VDITags(tags: now.tags, volume: childName))
-                deflateAfterMerge(merged, extentSize: extentSize)
-                if now.isOpen != true { try? merged.deactivate() }
+                try takeTags(of: asideTags, onto: group.logicalVolume(childName), now: try VDITags(tags: now.tags, volume: childName))
             }
             try group.logicalVolume(asideName).remove()
+            finishMerged(childName, group: group, extentSize: extentSize)
             return .rolledForward
         }
-        guard names.contains(parentName), names.contains(childName) else { return .rolledForward }
+        guard names.contains(parentName), names.contains(childName) else {
+            // Done but the record (or C gone): the merged volume may still be inflated.
+            if !names.contains(parentName) { finishMerged(childName, group: group, extentSize: extentSize) }
+            return .rolledForward
+        }
         if let found = try group.logicalVolume(named: parentName)?.volume, found.activation == .active || found.activation == .unknown {
             let volume = group.logicalVolume(parentName)
             if Self.isBlockDevice(volume.path), found.isOpen != true {
@@ -317,6 +319,28 @@ extension LVMRepository {
             try? group.logicalVolume(childName).deactivate()
         }
         return .rolledBack
+    }
+
+    /// After a merge recovered forward: the merged volume deflated to what its VHD occupies and
+    /// deactivated, unless it is open (a user: it stays as it is). Best effort, logged.
+    private func finishMerged(_ name: String, group: VolumeGroup, extentSize: UInt64) {
+        guard case .some(.some(let found)) = try? group.logicalVolume(named: name)?.volume, found.isOpen != true else { return }
+        // An inflated leaf attached here keeps its size (its writer must never run out of room).
+        let prefix = "VG_XenStorage-"
+        if group.name.hasPrefix(prefix), let sr = CanonicalUUID(String(group.name.dropFirst(prefix.count))),
+            let vdi = Self.vdi(fromLogicalVolume: name), attachState(sr).isVDIAttached(vdi)
+        {
+            return
+        }
+        let volume = group.logicalVolume(name)
+        if found.activation != .active {
+            do throws(StorageError) { try volume.activate() } catch {
+                OperationLog.note(host: host, "\(volume.qualifiedName) not deflated after a merge: \(error.message)")
+                return
+            }
+        }
+        deflateAfterMerge(volume, extentSize: extentSize)
+        try? volume.deactivate()
     }
 
     private func activateNamed(_ names: [String], group: VolumeGroup) throws(StorageError) -> [LogicalVolume] {
