@@ -69,7 +69,14 @@ extension LVMRepository {
                         result.skipped[volume.vdi] = "\(group.name)/\(volume.report.name) is open"
                         continue
                     }
-                    try group.logicalVolume(volume.report.name).remove()
+                    do throws(StorageError) {
+                        try group.logicalVolume(volume.report.name).remove()
+                    } catch {
+                        // E.g. active on another host of a shared group: that host reads it.
+                        result.skipped[volume.vdi] = error.message
+                        OperationLog.note(host: host, "sr_gc \(sr): not removing hidden VDI \(volume.vdi) now: \(error.message)")
+                        continue
+                    }
                     result.reclaimed.append(volume.vdi)
                     OperationLog.note(host: host, "sr_gc \(sr): removed hidden VDI \(volume.vdi) (no children)")
                     progressed = true
@@ -163,7 +170,13 @@ extension LVMRepository {
         let parentVolume = group.logicalVolume(h.report.name)
         let childVolume = group.logicalVolume(c.report.name)
         // Activation is checked before the record: without a device nothing can be merged.
-        let activated = try activateForMerge([h, c], group: group)
+        let activated: [LogicalVolume]
+        do throws(StorageError) {
+            activated = try activateForMerge([h, c], group: group)
+        } catch {
+            // E.g. C active on another host of a shared group (its leaf in use there).
+            return "cannot activate the pair here: \(error.message)"
+        }
         guard Self.isBlockDevice(parentVolume.path), Self.isBlockDevice(childVolume.path) else {
             for volume in activated { try? volume.deactivate() }
             return "no device to merge on (LVM activation is disabled on this host)"

@@ -49,6 +49,14 @@ check_bytes() {
     done
     deactivate_all
 }
+# The merged child and the leaf (which reads through it) read their bytes.
+check_pair() {
+    activate_all
+    for vdi in "$child" "$leaf"; do
+        [ "$(vdi_digest "$vdi")" = "${expected[$vdi]}" ] || vm_fail "$1: VDI $vdi does not read its bytes"
+    done
+    deactivate_all
+}
 # Level L writes 1 MiB at L * 768 KiB: every level overlaps the one before (parent and child hold
 # the same sectors, so a merge overwrites some of the parent's and adds blocks it lacks).
 blocks_through() {
@@ -142,17 +150,15 @@ for point in lvm-coalesce.journaled lvm-coalesce.merged lvm-coalesce.child-set-a
     grep -q "<uuid>$child</uuid>" <<< "$DRIVER_OUT" || vm_fail "$point: sr_scan does not list $child"
     outcome=$(grep -F "recovered sm_intent=coalesce:$hidden" /var/log/SMlog | tail -1 | sed 's/.*: //')
     echo "  $point: recovery ${outcome:-did nothing}"
-    activate_all
-    for vdi in "$child" "$leaf"; do
-        [ "$(vdi_digest "$vdi")" = "${expected[$vdi]}" ] || vm_fail "after recovery at $point: VDI $vdi does not read its bytes"
-    done
-    deactivate_all
+    check_pair "after recovery at $point"
     start=$(date +%s%N)
     vm_driver_ok LVMSR "$dconf" sr_gc "$sr"
     echo "  sr_gc after recovery: $((($(date +%s%N) - start) / 1000000)) ms"
     check_merged "$hidden" "$child" "$level"
-    check_bytes "after sr_gc following $point"
+    check_pair "after sr_gc following $point"
 done
+# Only H and C are written by a merge; the leaf reads through the merged volume. All of them once:
+check_bytes "after every fault point"
 
 vm_step "a child attached on this host is not merged; detached, it is (a merge into the leaf)"
 hidden=$(snap_at "$depth")
