@@ -8,7 +8,9 @@
 # changes, the SMlog names the bytes); kill -9 at every lvm-coalesce fault point is recovered by
 # the next verb; a child attached on this host is not merged; sr_check finds a leftover temporary
 # and is clean at the end. Not in `all` (run by hand).
-# Measured: (filled in after the first run)
+# Measured (this machine, this guest alone beside no other VM, load about 4 from the guest itself,
+# debug build): PASS in 504.9 s (chain 131 s, the six fault points 287 s); an earlier run with
+# 8 levels and full read-backs after every step took 590.7 s. Fits the 600 s limit, narrowly.
 . "$VM_LIB"
 
 sr=6e1f0a2b-7c3d-4e5f-9a0b-1c2d3e4f5a66
