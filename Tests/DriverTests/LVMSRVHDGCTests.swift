@@ -215,3 +215,67 @@ import Testing
         #expect(smlog(f).contains("a raw SR (thick volumes, no chains): nothing to collect"))
     }
 }
+
+/// The merge's data steps on block devices (loop devices, no device-mapper needed), as sr_gc runs
+/// them: H's device sized by the space rule (`LVMSpacePlan.coalesceExtents`), C larger than H
+/// (a leaf resized after its snapshot) so that absorbing grows H's BAT and may move its blocks on
+/// the device, C's sectors copied in, H takes C's identity: H alone then reads exactly what C
+/// read through the chain, its end footer is found again, it fits the device, and a child of C
+/// opens through it.
+@Suite(.serialized) struct LVMCoalesceOnBlockDeviceTests {
+    @Test(.timeLimit(.minutes(3))) func absorbIntoALargerChildOnDevices() throws {
+        let scratch = try Scratch("lvm-coalesce")
+        let (parentSize, childSize): (UInt64, UInt64) = (8 << 20, 40 << 20)
+        let extent: UInt64 = 4 << 20
+        let (parentBytes, childBytes): (UInt64, UInt64) = (8 << 20, 12 << 20)
+        let wanted = LVMSpacePlan.coalesceExtents(
+            parentBytes: parentBytes, childBytes: childBytes, parentSize: parentSize, childSize: childSize, extentSize: extent)
+        let parentDevice = try LoopDevice(size: wanted * extent, in: scratch.path("data"))
+        defer { parentDevice.release() }
+        let childDevice = try LoopDevice(size: childBytes, in: scratch.path("data"))
+        defer { childDevice.release() }
+        let grandchildDevice = try LoopDevice(size: 4 << 20, in: scratch.path("data"))
+        defer { grandchildDevice.release() }
+        let parentID = CanonicalUUID.random().bytes
+        do {
+            let parent = try VHDImage.createOnBlockDevice(at: parentDevice.path, size: parentSize, uniqueID: parentID)
+            try parent.write(at: 0, bytes: [UInt8](repeating: 0x11, count: 3 << 20))
+            try parent.write(at: 6 << 20, bytes: [UInt8](repeating: 0x22, count: 4096))
+            #expect(parent.occupiedBytes <= parentBytes)
+        }
+        let parent = try VHDImage.openBlockDevice(parentDevice.path)
+        let childID = CanonicalUUID.random().bytes
+        let parentName = String(parentDevice.path.split(separator: "/").last!)
+        try VHDImage.createOnBlockDevice(
+            at: childDevice.path, size: childSize, uniqueID: childID,
+            differencing: VHDImage.DifferencingSetup(
+                parentUniqueID: parentID, parentTimestamp: parent.footer.timestamp, parentFileName: parentName))
+        do {
+            let chain = try VHDChain.open(childDevice.path, writable: true, blockDevices: true)
+            try chain.write(at: 1 << 20, bytes: [UInt8](repeating: 0x33, count: 2 << 20))
+            try chain.write(at: 30 << 20, bytes: [UInt8](repeating: 0x44, count: 1 << 20))
+        }
+        let expected = try VHDChain.open(childDevice.path, blockDevices: true).read(at: 0, count: Int(childSize))
+        let child = try VHDImage.openBlockDevice(childDevice.path)
+        #expect(child.occupiedBytes <= childBytes)
+
+        let target = try VHDImage.openBlockDevice(parentDevice.path, writable: true)
+        try target.absorb(child)
+        try target.takeIdentity(of: child.footer)
+        let merged = try VHDImage.openBlockDevice(parentDevice.path)
+        #expect(!merged.endFooterDamaged)
+        #expect(merged.size == childSize)
+        #expect(merged.footer.uniqueID == childID && merged.footer.timestamp == child.footer.timestamp)
+        #expect(merged.occupiedBytes <= wanted * extent)
+        #expect(try merged.read(at: 0, count: Int(childSize)) == expected)
+
+        // A child of C finds the merged volume as its parent (unique id and name).
+        try VHDImage.createOnBlockDevice(
+            at: grandchildDevice.path, size: childSize, uniqueID: CanonicalUUID.random().bytes,
+            differencing: VHDImage.DifferencingSetup(
+                parentUniqueID: childID, parentTimestamp: child.footer.timestamp, parentFileName: parentName))
+        let chain = try VHDChain.open(grandchildDevice.path, blockDevices: true)
+        #expect(chain.length == 2)
+        #expect(try chain.read(at: 0, count: Int(childSize)) == expected)
+    }
+}
