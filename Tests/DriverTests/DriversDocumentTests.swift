@@ -68,8 +68,9 @@ import Testing
             }
         }
         #expect(reasons["LVMSR"] != nil && reasons["LVMSR"] == reasons["LVMoISCSISR"])
-        // The LVM table's own reason (VHD chains on LVs are not coalesced yet), not the default one.
-        #expect(reasons["LVMSR"]?["sr_gc"]?.contains("VHD chains on logical volumes") == true)
+        // The LVM table's own reason, not the default one; sr_gc and sr_check are implemented.
+        #expect(reasons["LVMSR"]?["vdi_lock"]?.contains("no persistent VDI locks") == true)
+        #expect(reasons["LVMSR"]?["sr_gc"] == nil && reasons["LVMSR"]?["sr_check"] == nil)
     }
 
     /// Arguments that the dispatcher accepts for `verb`.

@@ -10,7 +10,7 @@ extension LVMRepository: SRRepository {}
 public protocol LVMRepositoryDriver: RepositoryDriver where Repository == LVMRepository {}
 
 extension LVMRepositoryDriver {
-    /// No persistent locks; no coalescing or checking of VHD chains yet.
+    /// No persistent locks.
     public static var unsupportedVerbs: [Verb: UnsupportedReason] { LVMUnsupported.table }
 
     /// Copy-on-write of a VHD VDI (an SR made with dconf `vdi_type=vhd`); ENOSYS for a raw one.
@@ -21,18 +21,17 @@ extension LVMRepositoryDriver {
     public func vdiClone(sr: CanonicalUUID, source: CanonicalUUID, destination: CanonicalUUID) throws {
         try repository(for: sr).cloneVDI(sr: sr, source: source, destination: destination)
     }
+
+    /// Checks the VHD chains of a VHD SR (a raw SR has none: clean); problems are reported.
+    public func srCheck(sr: CanonicalUUID) throws -> SRCheckReport { try repository(for: sr).check(sr: sr) }
+
+    /// Coalesces and reclaims a VHD SR's hidden VDIs; a raw SR has nothing to collect (success).
+    public func srGC(sr: CanonicalUUID) throws { try repository(for: sr).collectGarbage(sr: sr) }
 }
 
 /// The reasons of `LVMRepositoryDriver.unsupportedVerbs`.
 enum LVMUnsupported {
     static let noLocks = UnsupportedReason("not supported: LVM SRs keep no persistent VDI locks")
-    static let noChains = UnsupportedReason(
-        "not implemented yet: coalescing VHD chains on logical volumes (deleted parents stay hidden until then)")
-    static let noMetadata = UnsupportedReason(
-        "not implemented yet: checking VHD chains on logical volumes (LVM checks its own metadata: vgck)")
 
-    static let table: [Verb: UnsupportedReason] = [
-        .vdiLock: noLocks, .vdiUnlock: noLocks,
-        .srGC: noChains, .srCheck: noMetadata
-    ]
+    static let table: [Verb: UnsupportedReason] = [.vdiLock: noLocks, .vdiUnlock: noLocks]
 }

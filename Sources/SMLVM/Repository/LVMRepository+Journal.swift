@@ -29,6 +29,16 @@ extension FaultPoint {
         case destinationRenamed = "lvm-clone.destination-renamed"
         case committed = "lvm-clone.committed"
     }
+
+    /// sr_gc coalescing hidden H into its only child C on a VHD SR (Docs/LVMSR.md, "sr_gc").
+    public enum LVMCoalesce: String, NamedFaultPoint {
+        case journaled = "lvm-coalesce.journaled"
+        case merged = "lvm-coalesce.merged"
+        case setAside = "lvm-coalesce.child-set-aside"
+        case identityWritten = "lvm-coalesce.identity-written"
+        case renamed = "lvm-coalesce.renamed"
+        case committed = "lvm-coalesce.committed"
+    }
 }
 
 /// An intent record of a VHD SR: one tag of the volume group, `sm_intent=<operation>:<UUID>...`,
@@ -47,6 +57,8 @@ struct LVMIntent: Equatable {
         case cloneChild = "clone-child"
         /// vdi_resize of a VHD VDI: `resize:<VDI>`.
         case resize
+        /// sr_gc merging hidden H into its only child C: `coalesce:<H>:<C>`.
+        case coalesce
     }
 
     var operation: Operation
@@ -75,7 +87,7 @@ struct LVMIntent: Equatable {
         let expected =
             switch operation {
             case .create, .resize: 1
-            case .snapshot, .cloneChild: 2
+            case .snapshot, .cloneChild, .coalesce: 2
             case .clone: 3
             }
         guard vdis.count == expected else { throw .io("damaged intent record '\(tag)'") }
@@ -175,6 +187,8 @@ extension LVMRepository {
         case .cloneChild:
             try remove(Self.temporaryName(for: vdis[1]))
             return .rolledBack
+        case .coalesce:
+            return try replayCoalesce(parent: vdis[0], child: vdis[1], group: group, names: names)
         case .resize:
             // The VHD is the authority: its size goes into the tag (whether or not it changed).
             let name = Self.logicalVolumeName(for: vdis[0])
