@@ -12,13 +12,13 @@
 # -t unsafe (no flush at the end), as ours does not fsync stdout either. Import: qemu-img runs
 # with -t writeback (it flushes the new file at the end), as ours fsyncs the new VDI before
 # publishing it. Every output is checked (cmp, qemu-img compare).
-# Uses the release build (built if missing: swift build -c release --product FileSR).
+# Uses the release build (built if missing: swift build -c release --static-swift-stdlib --product FileSR).
 # Environment: BENCH_DIR (work area, default a new directory under /var/tmp), BENCH_RUNS (5),
 # SM_BIN_DIR (binaries, default .build/release).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${SM_BIN_DIR:-$PWD/.build/release}
-[ -x "$BIN/FileSR" ] || swift build -c release --product FileSR
+[ -x "$BIN/FileSR" ] || swift build -c release --static-swift-stdlib --product FileSR
 RUNS=${BENCH_RUNS:-5}
 SIZE=${BENCH_SIZE:-$((1 << 30))}
 PERCENT=${BENCH_DATA_PERCENT:-50}

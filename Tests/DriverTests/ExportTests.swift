@@ -227,6 +227,30 @@ import Testing
         #expect(quiet.status == 0 && quiet.standardError.isEmpty, "\(quiet)")
     }
 
+    /// A sparse raw file whose holes end inside blocks (data from 3.5 MiB, a hole from 4 MiB to
+    /// 7.5 MiB, data again to the end), as vdi_export's 512 KiB pieces leave them: the import
+    /// skips only whole blocks of hole and reads every byte of the others from their start
+    /// (SEEK_DATA moved the offset to the data once, and the block was read from there: EIO).
+    @Test func importsAFileWhoseHolesEndInsideBlocks() throws {
+        let sr = try CopyOnWriteSR("sm-export-holes")
+        let size = 8 << 20
+        let file = sr.scratch.path("holes.raw")
+        #expect(FileManager.default.createFile(atPath: file, contents: nil))
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: file))
+        var expected = [UInt8](repeating: 0, count: size)
+        for (start, seed) in [(7 << 19, UInt64(1)), (15 << 19, 2)] {
+            let data = pattern(1 << 19, seed: seed)
+            try handle.seek(toOffset: UInt64(start))
+            try handle.write(contentsOf: data)
+            expected.replaceSubrange(start..<start + data.count, with: data)
+        }
+        try handle.close()
+        let imported = newUUID()
+        let result = try Self.shell(sr, "\"$FileSR\" \"$DCONF\" vdi_import \(sr.sr) \(imported) raw \(size) < \(file)")
+        #expect(result.status == 0, "\(result)")
+        #expect(try sr.read(imported) == expected)
+    }
+
     /// A VHD that qemu-img made (blocks in the order qemu-io wrote them, not disk order; a size
     /// from its CHS geometry, not a multiple of 2 MiB) imports with the same bytes; the VDI is
     /// that size rounded up to 2 MiB, the rest zeros.

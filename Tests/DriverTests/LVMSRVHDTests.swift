@@ -210,20 +210,6 @@ import Testing
         _ = try ok(f, "vdi_delete", f.sr, c)
     }
 
-    /// vdi_export of a VHD VDI is ENOSYS before anything is activated or written: read raw, its
-    /// volume would give the VHD's metadata as the disk's bytes (Docs/export.md).
-    @Test(.timeLimit(.minutes(2))) func exportOfAVHDVDIIsRefused() throws {
-        let f = try vhdSR()
-        defer { f.tearDown() }
-        let vdi = newUUID()
-        try plant(f, "LV-\(vdi)")
-        let result = try call(f, "vdi_export", f.sr, vdi, "raw")
-        #expect(result.status == 38, "\(result)")
-        #expect(result.reason.contains("is a VHD on logical volumes"), "\(result)")
-        #expect(result.standardOutput.isEmpty)
-        #expect(try volumeNames(f) == ["LV-\(vdi)"])
-    }
-
     /// Recovery of each intent record from the state its fault point leaves (the VM lane's
     /// lvm-vhd group reaches the same states with kill -9): the next verb (sr_scan here) rolls
     /// back before the commit rename and forward after it, and removes the record; any VDI the

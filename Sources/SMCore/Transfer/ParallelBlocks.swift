@@ -14,8 +14,10 @@ import Synchronization
 /// (pread, pwrite, copy_file_range at explicit offsets) on descriptors shared read-only, buffers
 /// per worker, no shared mutable state but what it locks itself.
 final class ParallelBlocks: @unchecked Sendable {
-    /// Threads in all (the caller included): enough to overlap one block's copy with another's.
-    static let threads = 4
+    /// Threads in all (the caller included): enough to overlap one block's read with another's
+    /// write, one per online CPU (at least two, at most four): more only wait for the output
+    /// file's lock and take the CPU from the ones that hold it.
+    static let threads = max(2, min(4, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))))
 
     struct State {
         var next = 0

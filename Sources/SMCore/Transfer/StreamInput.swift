@@ -79,14 +79,18 @@ final class StreamInput {
 
     /// Passes the next `length` bytes without reading them when the stream is a regular file
     /// that holds no data there (a hole: zeros by definition, SEEK_DATA says so) and is long
-    /// enough; false (nothing consumed) otherwise.
-    func skipHole(_ length: UInt64) -> Bool {
+    /// enough; false (nothing consumed) otherwise. EIO only when the offset cannot be put back.
+    func skipHole(_ length: UInt64) throws(StorageError) -> Bool {
         guard length > 0, isRegularFile, case .success(let current) = Syscall.attempt({ lseek(descriptor.rawValue, 0, SEEK_CUR) }),
             let status = try? descriptor.status(path: name), UInt64(status.st_size) >= UInt64(current) + length
         else { return false }
+        // SEEK_DATA moves the offset to the data it finds: put it back when that lies inside.
         switch Syscall.attempt({ lseek(descriptor.rawValue, current, Self.seekData) }) {
         case .success(let data) where UInt64(data) >= UInt64(current) + length: break
         case .failure(.noSuchAddressOrDevice): break  // ENXIO: no data after `current` at all
+        case .success:
+            _ = try Syscall.call("lseek", path: name) { try descriptor.seek(offset: Int64(current), from: .start) }
+            return false
         default: return false
         }
         guard case .success = Syscall.attempt({ lseek(descriptor.rawValue, current + off_t(length), SEEK_SET) }) else { return false }

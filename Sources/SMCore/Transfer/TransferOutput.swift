@@ -7,8 +7,8 @@ import SystemPackage
 /// Where vdi_export writes: stdout, a pipe or a file, from its current offset on.
 ///
 /// A fresh regular file (no append mode, nothing past the current offset: `> file`) is
-/// *seekable*: runs of zeros are skipped (holes, the file stays sparse) and blocks a VHD holds
-/// whole are copied inside the kernel; at the end the file is cut to the exact length and its
+/// *seekable*: runs of zeros are skipped (holes, the file stays sparse) and blocks are written at
+/// their offsets, several at once; at the end the file is cut to the exact length and its
 /// offset left there. Anything else (a pipe, a terminal refused earlier, a file opened to append
 /// or over old contents) gets every byte, zeros included, in order.
 final class TransferOutput {

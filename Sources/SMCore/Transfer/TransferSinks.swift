@@ -4,21 +4,22 @@ import SystemPackage
     import Glibc
 #endif
 
-/// Blocks into a new dynamic VHD that nothing lists yet (vdi_import on a file-based SR): each
-/// block of data is placed after the previous one (a full bitmap, the data 4 KiB aligned), its
-/// BAT entry set; blocks of zeros are not written at all. Without fsyncs on the way: the file is
-/// published only after `finish` has written the footers and synced it once.
-final class VHDFileSink: TransferSink {
+/// Blocks into a new dynamic VHD that nothing lists yet (vdi_import on a file-based SR, or onto
+/// a new logical volume of a VHD LVM SR, which must hold every block written): each block of
+/// data is placed after the previous one (a full bitmap, the data 4 KiB aligned), its BAT entry
+/// set; blocks of zeros are not written at all. Without fsyncs on the way: the VHD is published
+/// only after `finish` has written the footers and synced it once.
+public final class VHDFileSink: TransferSink {
     let image: VHDImage
     var next: UInt64
 
-    init(_ image: VHDImage) throws(StorageError) {
+    public init(_ image: VHDImage) throws(StorageError) {
         self.image = image
         image.durable = false
         next = try image.placeNewBlock()
     }
 
-    func write(block: Int, _ data: UnsafeRawBufferPointer) throws(StorageError) {
+    public func write(block: Int, _ data: UnsafeRawBufferPointer) throws(StorageError) {
         if TransferBlock.isZero(data) { return }
         guard next / VHDImage.sectorSize < UInt64(VHDImage.unallocated) else {
             throw .io("\(image.path): no room for block \(block): past what a BAT entry can address")
@@ -37,7 +38,7 @@ final class VHDFileSink: TransferSink {
         next += VDIExport.VHDLayout.stride
     }
 
-    func finish() throws(StorageError) {
+    public func finish() throws(StorageError) {
         try image.writeFooters()
         try image.sync()
     }

@@ -33,11 +33,15 @@ public protocol TransferSource {
     /// True when `allocation` comes from metadata (a VHD's BATs); false for a raw device, whose
     /// every block is "allocated" and whose zero blocks are only found by reading them.
     var knowsAllocation: Bool { get }
+    /// The guest bytes from `offset` on (`buffer.count` of them, all inside the disk).
+    func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(StorageError)
+}
+
+extension TransferSource {
     /// The guest bytes of `block` (`buffer.count` is the block's length).
-    func read(block: Int, into buffer: UnsafeMutableRawBufferPointer) throws(StorageError)
-    /// Copies the block's bytes to `output` at `offset` inside the kernel when one file holds the
-    /// whole block as it is read; false (nothing written) when it must be read instead.
-    func copy(block: Int, to output: FileDescriptor, at offset: UInt64, path: String) throws(StorageError) -> Bool
+    public func read(block: Int, into buffer: UnsafeMutableRawBufferPointer) throws(StorageError) {
+        try read(at: UInt64(block) * TransferBlock.size, into: buffer)
+    }
 }
 
 /// A VDI of a file-based SR: its VHD chain, read flattened (leaf first, unallocated sectors
@@ -62,27 +66,8 @@ public struct VHDChainSource: TransferSource {
         return allocated
     }
 
-    public func read(block: Int, into buffer: UnsafeMutableRawBufferPointer) throws(StorageError) {
-        try chain.read(at: UInt64(block) * TransferBlock.size, into: buffer)
-    }
-
-    /// In-kernel copy when the nearest file of the chain that has the block holds every sector
-    /// of it (a full bitmap): then nothing beneath it is read.
-    public func copy(block: Int, to output: FileDescriptor, at offset: UInt64, path: String) throws(StorageError) -> Bool {
-        let end = UInt64(block + 1) * TransferBlock.size
-        for image in chain.images {
-            let table = try image.allocationTable()
-            guard block < table.count, block < image.blockCount, table[block] != VHDImage.unallocated else { continue }
-            guard end <= size, end <= image.size, let bitmap = try image.bitmap(ofBlock: block), bitmap.allSatisfy({ $0 == 0xFF }) else {
-                return false
-            }
-            let data = UInt64(table[block]) * VHDImage.sectorSize + VHDImage.bitmapSize
-            let count = Int(TransferBlock.size)
-            let copied = try Syscall.copyRange(from: image.descriptor, at: data, to: output, at: offset, count: count, path: image.path)
-            guard copied == count else { throw .malformed("\(image.path): block \(block) data lies past the end of the file") }
-            return true
-        }
-        return false
+    public func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(StorageError) {
+        try chain.read(at: offset, into: buffer)
     }
 }
 
@@ -102,14 +87,12 @@ public struct RawDiskSource: TransferSource {
 
     public func allocation() throws(StorageError) -> [Bool] { [Bool](repeating: true, count: TransferBlock.count(size)) }
 
-    public func read(block: Int, into buffer: UnsafeMutableRawBufferPointer) throws(StorageError) {
-        let got = try descriptor.read(into: buffer, at: UInt64(block) * TransferBlock.size, path: path)
+    public func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(StorageError) {
+        let got = try descriptor.read(into: buffer, at: offset, path: path)
         guard got == buffer.count else {
-            throw .io("\(path): read \(got) of \(buffer.count) bytes of block \(block): the device is shorter than \(size) bytes")
+            throw .io("\(path): read \(got) of \(buffer.count) bytes at \(offset): the device is shorter than \(size) bytes")
         }
     }
-
-    public func copy(block: Int, to output: FileDescriptor, at offset: UInt64, path: String) throws(StorageError) -> Bool { false }
 }
 
 extension Array where Element == UInt8 {

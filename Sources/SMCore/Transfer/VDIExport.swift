@@ -17,7 +17,7 @@ public enum VDIExport {
     }
 
     /// Every byte of the disk in order. Into a seekable file, blocks at their offsets, several at
-    /// once, unallocated blocks and blocks that read as zeros left as holes; into a pipe, in
+    /// once, unallocated blocks and pieces that read as zeros left as holes; into a pipe, in
     /// order, unallocated blocks as written zeros.
     static func writeRaw(_ source: TransferSource, to stream: TransferOutput, progress: TransferProgress) throws(StorageError) {
         let allocated = try source.allocation()
@@ -25,7 +25,7 @@ public enum VDIExport {
             // Every block has its place in the file: several at once, holes skipped.
             try inParallel(
                 source, blocks: allocated.indices.map { ($0, UInt64($0) * TransferBlock.size, allocated[$0]) }, to: stream,
-                progress: progress, holes: true)
+                progress: progress)
             stream.skipWritten(source.size)
             return
         }
@@ -49,16 +49,26 @@ public enum VDIExport {
         }
     }
 
+    /// How much of a block one worker reads and then writes in one go: small enough that the
+    /// bytes just read are still in the core's cache when they are written.
+    static let piece = 512 * 1024
+
     /// Writes blocks of `source` into a seekable `stream` at their offsets (from the stream's
-    /// start), a few at once (`ParallelBlocks`): an in-kernel copy where the source allows it,
-    /// otherwise read and written; with `holes`, a block that reads as zeros is not written.
-    /// Blocks marked not present are holes (nothing read, nothing written).
+    /// start), a few at once (`ParallelBlocks`), each in pieces read into a buffer and written
+    /// (pread, pwrite); a piece that reads as zeros is not written (the file is fresh there, so
+    /// it reads as zeros). Blocks marked not present are holes (nothing read, nothing written).
+    ///
+    /// Not `copy_file_range`: on a filesystem without shared extents (ext4) the kernel copies
+    /// then from the source's page cache to the output's while holding the output's inode lock,
+    /// so every copy waits for the others and reads memory no cache holds; with a buffer, the
+    /// reads (one copy each) run beside the writes, and each write copies from bytes still in
+    /// the cache, as qemu-img's do (Docs/performance.md).
     static func inParallel(
         _ source: TransferSource, blocks: [(block: Int, offset: UInt64, present: Bool)], to stream: TransferOutput,
-        progress: TransferProgress, holes: Bool
+        progress: TransferProgress
     ) throws(StorageError) {
         let buffers = (0..<ParallelBlocks.threads).map { _ in
-            UnsafeMutableRawBufferPointer.allocate(byteCount: Int(TransferBlock.size), alignment: Int(VHDImage.dataAlignment))
+            UnsafeMutableRawBufferPointer.allocate(byteCount: piece, alignment: Int(VHDImage.dataAlignment))
         }
         defer { buffers.forEach { $0.deallocate() } }
         try ParallelBlocks.run(count: blocks.count) { index, worker throws(StorageError) in
@@ -66,17 +76,17 @@ public enum VDIExport {
             let length = TransferBlock.length(block, of: source.size)
             defer { progress.advance(UInt64(length)) }
             guard present else { return }
-            let at = stream.base + offset
-            if length == Int(TransferBlock.size), try source.copy(block: block, to: stream.descriptor, at: at, path: stream.name) { return }
             let buffer = buffers[worker]
-            if length < buffer.count {
-                UnsafeMutableRawBufferPointer(rebasing: buffer[length...]).initializeMemory(as: UInt8.self, repeating: 0)
+            var start = 0
+            while start < length {
+                let slice = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<min(piece, length - start)])
+                try source.read(at: UInt64(block) * TransferBlock.size + UInt64(start), into: slice)
+                if !TransferBlock.isZero(UnsafeRawBufferPointer(slice)) {
+                    let at = stream.base + offset + UInt64(start)
+                    try stream.descriptor.writeAll(UnsafeRawBufferPointer(slice), at: at, path: stream.name)
+                }
+                start += slice.count
             }
-            let slice = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<length])
-            try source.read(block: block, into: slice)
-            if holes, TransferBlock.isZero(UnsafeRawBufferPointer(slice)) { return }
-            let written = holes ? UnsafeRawBufferPointer(slice) : UnsafeRawBufferPointer(buffer)
-            try stream.descriptor.writeAll(written, at: at, path: stream.name)
         }
     }
 
@@ -161,7 +171,7 @@ public enum VDIExport {
                 try stream.descriptor.writeAll(fullBitmap, at: stream.base + layout.start(ofNth: index), path: stream.name)
             }
             let places = present.enumerated().map { ($1, layout.start(ofNth: $0) + VHDImage.bitmapSize, true) }
-            try inParallel(source, blocks: places, to: stream, progress: progress, holes: false)
+            try inParallel(source, blocks: places, to: stream, progress: progress)
             stream.skipWritten(layout.footerOffset - bitmaps)
             try stream.write(footer)
             if progress.done < source.size { progress.advance(source.size - progress.done) }

@@ -134,7 +134,7 @@ public final class VDIImport {
             for block in 0..<TransferBlock.count(size) {
                 let length = TransferBlock.length(block, of: size)
                 // A hole of a sparse file is zeros: not read, not written (sinks zero what they are not given).
-                if input.skipHole(UInt64(length)) {
+                if try input.skipHole(UInt64(length)) {
                     progress.advance(UInt64(length))
                     continue
                 }
