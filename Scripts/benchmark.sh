@@ -4,7 +4,7 @@
 # measurement beside its reference in the same run, and ends with one table: operation, ours,
 # reference, ratio, goal, met. Docs/performance.md keeps the latest table and the machine.
 #
-#   Scripts/benchmark.sh [--quick] [startup] [filesr] [cow] [lvm] [rbd]   (default: startup filesr cow)
+#   Scripts/benchmark.sh [--quick] [startup] [filesr] [cow] [lvm] [lvm-chain] [rbd]   (default: startup filesr cow)
 #
 # --quick: fewer rounds (about 3 minutes in all on 2 shared cores instead of about 5 per part).
 #
@@ -15,6 +15,8 @@
 #   benchmark-lvm.sh, benchmark-rbd.sh) and print their own ratio tables above the summary;
 #   filesr (metadata verbs beside qemu-img, fsync counts, sr_scan at 1k/10k/50k VDIs and its peak
 #   RSS) and cow (chain reads, coalescing beside cp + sync, its peak RSS) add their rows to it.
+#   lvm-chain boots the VM lane (Scripts/benchmark-lvm-chain.sh: VHD snapshot/clone by chain depth
+#   and the sr_gc merge on LVs, with real activation; about 6 minutes) and prints its own table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 quick=()
@@ -82,8 +84,9 @@ for part in "${parts[@]}"; do
         filesr) echo "== FileSR verbs (Scripts/benchmark-filesr.py)"; Scripts/benchmark-filesr.py "${quick[@]}" ;;
         cow) echo "== copy-on-write (Scripts/benchmark-cow.sh)"; Scripts/benchmark-cow.sh "${quick[@]}" ;;
         lvm) echo "== LVM (Scripts/benchmark-lvm.sh)"; Scripts/benchmark-lvm.sh ;;
+        lvm-chain) echo "== VHD chains on LVM, in the VM lane (Scripts/benchmark-lvm-chain.sh)"; Scripts/benchmark-lvm-chain.sh ;;
         rbd) echo "== RBD (Scripts/benchmark-rbd.sh)"; Scripts/benchmark-rbd.sh ;;
-        *) echo "benchmark.sh: unknown part '$part' (startup filesr cow lvm rbd)" >&2; exit 22 ;;
+        *) echo "benchmark.sh: unknown part '$part' (startup filesr cow lvm lvm-chain rbd)" >&2; exit 22 ;;
     esac
 done
 
