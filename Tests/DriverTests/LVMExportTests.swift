@@ -7,17 +7,10 @@ import Testing
 /// written (the refusals, the space check, that nothing is left behind). The round trips that
 /// read and write the VHDs on activated volumes are the VM lane's `lvm-export` group.
 @Suite(.serialized) struct LVMExportTests {
-    static func dconf(_ f: LVMSRFixture) -> String { "<dconf><device>\(f.dconfDevices)</device><vdi_type>vhd</vdi_type></dconf>" }
+    static func dconf(_ f: LVMSRFixture) -> String { f.vhdDconf() }
 
     /// A VHD SR of one loop device, made and attached.
-    func vhdSR(megabytes: UInt64 = 64) throws -> LVMSRFixture {
-        let f = try LVMSRFixture(devices: 1, megabytes: megabytes)
-        for verb in ["sr_create", "sr_attach"] {
-            let result = try f.scratch.run("LVMSR", [Self.dconf(f), verb, f.sr] + (verb == "sr_create" ? ["0"] : []))
-            #expect(result.status == 0, "\(verb): \(result)")
-        }
-        return f
-    }
+    func vhdSR(megabytes: UInt64 = 64) throws -> LVMSRFixture { try LVMSRFixture.vhdSR(megabytes: megabytes) }
 
     /// Runs `command` in /bin/sh with the fixture's environment; `$LVMSR` and `$DCONF` are set.
     func shell(_ f: LVMSRFixture, _ command: String) throws -> ProductResult {

@@ -9,28 +9,19 @@ import Testing
 /// The merge itself, and kill -9 at each fault point, are the VM lane's `lvm-vhd-gc` group; the
 /// states here are planted with LVM's own tools, as in `LVMSRVHDTests`.
 @Suite(.serialized) struct LVMSRVHDGCTests {
-    static func dconf(_ f: LVMSRFixture, type: String = "vhd") -> String {
-        "<dconf><device>\(f.dconfDevices)</device><vdi_type>\(type)</vdi_type></dconf>"
-    }
+    static func dconf(_ f: LVMSRFixture, type: String = "vhd") -> String { f.vhdDconf(type: type) }
 
     func call(_ f: LVMSRFixture, _ verb: String, _ arguments: String...) throws -> ProductResult {
-        try f.scratch.run("LVMSR", [Self.dconf(f), verb] + arguments)
+        try f.vhdCall(verb, arguments)
     }
 
     func ok(_ f: LVMSRFixture, _ verb: String, _ arguments: String..., sourceLocation: SourceLocation = #_sourceLocation) throws
         -> ProductResult
     {
-        let result = try f.scratch.run("LVMSR", [Self.dconf(f), verb] + arguments)
-        #expect(result.status == 0, "\(verb) \(arguments): \(result)", sourceLocation: sourceLocation)
-        return result
+        try f.vhdOK(verb, arguments, sourceLocation: sourceLocation)
     }
 
-    func vhdSR(megabytes: UInt64 = 64) throws -> LVMSRFixture {
-        let f = try LVMSRFixture(devices: 1, megabytes: megabytes)
-        _ = try ok(f, "sr_create", f.sr, "0")
-        _ = try ok(f, "sr_attach", f.sr)
-        return f
-    }
+    func vhdSR(megabytes: UInt64 = 64) throws -> LVMSRFixture { try LVMSRFixture.vhdSR(megabytes: megabytes) }
 
     func plant(
         _ f: LVMSRFixture, _ name: String, size: UInt64 = 8 << 20, parent: String? = nil, hidden: Bool = false, extents: Int = 1

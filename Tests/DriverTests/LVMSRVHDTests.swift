@@ -9,27 +9,20 @@ import Testing
 /// fault point, are the VM lane's `lvm-vhd` group; here the state each fault point leaves is
 /// planted with LVM's own tools (the same names and tags the group observes) and recovered.
 @Suite(.serialized) struct LVMSRVHDTests {
-    static func vhdDconf(_ f: LVMSRFixture) -> String { "<dconf><device>\(f.dconfDevices)</device><vdi_type>vhd</vdi_type></dconf>" }
+    static func vhdDconf(_ f: LVMSRFixture) -> String { f.vhdDconf() }
 
     func call(_ f: LVMSRFixture, _ verb: String, _ arguments: String...) throws -> ProductResult {
-        try f.scratch.run("LVMSR", [Self.vhdDconf(f), verb] + arguments)
+        try f.vhdCall(verb, arguments)
     }
 
     func ok(_ f: LVMSRFixture, _ verb: String, _ arguments: String..., sourceLocation: SourceLocation = #_sourceLocation) throws
         -> ProductResult
     {
-        let result = try f.scratch.run("LVMSR", [Self.vhdDconf(f), verb] + arguments)
-        #expect(result.status == 0, "\(verb) \(arguments): \(result)", sourceLocation: sourceLocation)
-        return result
+        try f.vhdOK(verb, arguments, sourceLocation: sourceLocation)
     }
 
     /// A VHD SR made and attached; returns the fixture.
-    func vhdSR(megabytes: UInt64 = 64) throws -> LVMSRFixture {
-        let f = try LVMSRFixture(devices: 1, megabytes: megabytes)
-        _ = try ok(f, "sr_create", f.sr, "0")
-        _ = try ok(f, "sr_attach", f.sr)
-        return f
-    }
+    func vhdSR(megabytes: UInt64 = 64) throws -> LVMSRFixture { try LVMSRFixture.vhdSR(megabytes: megabytes) }
 
     /// A VDI volume as vdi_create, snapshot or clone leave it: tags only (no VHD can be written
     /// without activation; nothing here reads one).
