@@ -25,7 +25,7 @@ func driverDependencies(_ driver: String) -> [Target.Dependency] {
 /// libgcc_s are loaded before `main`; `sm-lvm-drivers` holds both for the package. RBDSR stays
 /// dynamic (Ceph's libraries have no archives).
 /// lock-util and sm-vhd stay dynamic too: each static copy would carry ICU's 30 MB of data (the
-/// package installs lock-util as a link to sm-drivers, which answers as lock-util by that name).
+/// package installs both as links to sm-drivers, which answers as either by that name).
 func linkage(_ product: String) -> [LinkerSetting] {
     if lvmDrivers.contains(product) || product == "sm-lvm-drivers" {
         let linker = Context.packageDirectory + "/Scripts/ld-static-dependencies"
@@ -86,14 +86,17 @@ let package = Package(
             ]
         ),
         .executableTarget(name: "lock-util", dependencies: ["LockUtility"]),
-        .executableTarget(
-            name: "sm-vhd",
+        // sm-vhd's command line, a module for the same reason.
+        .target(
+            name: "VHDCommand",
             dependencies: [
                 "SMCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser")
             ]
         ),
-        .executableTarget(name: "sm-drivers", dependencies: ["SMCore", "LockUtility"], linkerSettings: linkage("sm-drivers")),
+        .executableTarget(name: "sm-vhd", dependencies: ["VHDCommand"]),
+        .executableTarget(
+            name: "sm-drivers", dependencies: ["SMCore", "LockUtility", "VHDCommand"], linkerSettings: linkage("sm-drivers")),
         .executableTarget(
             name: "sm-lvm-drivers", dependencies: ["SMCore", "SMLVM"], linkerSettings: linkage("sm-lvm-drivers")),
         .testTarget(

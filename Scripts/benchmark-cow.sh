@@ -15,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${SM_BIN_DIR:-$PWD/.build/release}
-if [ ! -x "$BIN/FileSR" ] || [ ! -x "$BIN/sm-vhd" ]; then
+if [ ! -x "$BIN/FileSR" ] || [ ! -x "$BIN/sm-drivers" ]; then
     swift build -c release --static-swift-stdlib
 fi
 RUNS=${BENCH_RUNS:-5}
@@ -25,6 +25,9 @@ SUMMARY=${SM_BENCH_SUMMARY:-/dev/null}
 WORK=${BENCH_DIR:-$(mktemp -d /var/tmp/sm-bench.XXXXXX)}
 mkdir -p "$WORK/data" "$WORK/run" "$WORK/lock"
 trap 'rm -rf "$WORK"' EXIT
+# sm-vhd as the package installs it: a link to the static multi-call executable (Docs/package.md).
+ln -s "$(realpath "$BIN/sm-drivers")" "$WORK/sm-vhd"
+VHD=$WORK/sm-vhd
 export SM_RUN_DIR=$WORK/run SM_LOCK_DIR=$WORK/lock SM_LOG_FILE=$WORK/SMlog SM_CONFIG=$WORK/none SM_GC_AFTER_DELETE=0
 DCONF="<dconf><location>$WORK/data</location></dconf>"
 GiB=$((1 << 30)); TiB=$((1 << 40)); MiB=$((1 << 20))
@@ -68,22 +71,22 @@ if part read; then
 echo "== reading 256 MiB through a 30-deep chain vs a raw sequential read (warm cache, median of $RUNS)"
 sr=$(new_sr); vdi=$(uuid)
 sm vdi_create "$sr" "$vdi" $((256 * MiB))
-head -c $((256 * MiB)) /dev/urandom | "$BIN/sm-vhd" write "$WORK/data/$sr/$vdi.vhd" 0
+head -c $((256 * MiB)) /dev/urandom | "$VHD" write "$WORK/data/$sr/$vdi.vhd" 0
 for level in $(seq 29); do
     sm vdi_snapshot "$sr" "$vdi" "$(uuid)"
     # Each level holds a few scattered 64 KiB pieces, so reads visit every level.
     for piece in 0 1 2 3; do
-        head -c 65536 /dev/urandom | "$BIN/sm-vhd" write "$WORK/data/$sr/$vdi.vhd" $(( (level * 7919 + piece * 60013) % 4000 * 65536 ))
+        head -c 65536 /dev/urandom | "$VHD" write "$WORK/data/$sr/$vdi.vhd" $(( (level * 7919 + piece * 60013) % 4000 * 65536 ))
     done
 done
-echo "chain length: $("$BIN/sm-vhd" chain "$WORK/data/$sr/$vdi.vhd" | wc -l)"
-"$BIN/sm-vhd" read "$WORK/data/$sr/$vdi.vhd" > "$WORK/raw.bin"
+echo "chain length: $("$VHD" chain "$WORK/data/$sr/$vdi.vhd" | wc -l)"
+"$VHD" read "$WORK/data/$sr/$vdi.vhd" > "$WORK/raw.bin"
 sync "$WORK/raw.bin"
 # Wall time and CPU time (user + system) of each side (bash's time, in ms); a warm-up read of each
 # first. On a loaded machine the wall time of a cached read is mostly waiting for a core, so the
 # CPU time is given beside it.
 read_once() { (TIMEFORMAT='%3R %3U %3S'; { time sh -c "$1 > /dev/null"; } 2> "$WORK/read.time"); awk '{ printf "%.3f %.3f\n", $1 * 1000, ($2 + $3) * 1000 }' "$WORK/read.time"; }
-chain_command="'$BIN/sm-vhd' read '$WORK/data/$sr/$vdi.vhd'"; raw_command="cat '$WORK/raw.bin'"
+chain_command="'$VHD' read '$WORK/data/$sr/$vdi.vhd'"; raw_command="cat '$WORK/raw.bin'"
 read_once "$chain_command" >/dev/null; read_once "$raw_command" >/dev/null
 chain=(); raw=(); chain_cpu=(); raw_cpu=()
 for round in $(seq $((RUNS * 2 + 1))); do
@@ -113,9 +116,9 @@ merge_round() {
     local data=$1 sr vdi snapshot
     sr=$(new_sr); vdi=$(uuid); snapshot=$(uuid)
     sm vdi_create "$sr" "$vdi" $((2 * data))
-    head -c "$data" /dev/urandom | "$BIN/sm-vhd" write "$WORK/data/$sr/$vdi.vhd" "$data"
+    head -c "$data" /dev/urandom | "$VHD" write "$WORK/data/$sr/$vdi.vhd" "$data"
     sm vdi_snapshot "$sr" "$vdi" "$snapshot"
-    head -c "$data" /dev/urandom | "$BIN/sm-vhd" write "$WORK/data/$sr/$vdi.vhd" 0
+    head -c "$data" /dev/urandom | "$VHD" write "$WORK/data/$sr/$vdi.vhd" 0
     sync
     cp "$WORK/data/$sr/$vdi.vhd" "$WORK/child.copy"; rm -f "$WORK/child.copy"; sync
     copies+=("$(timed cp "$WORK/data/$sr/$vdi.vhd" "$WORK/child.copy")"); rm -f "$WORK/child.copy"; sync

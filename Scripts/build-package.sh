@@ -71,12 +71,13 @@ for driver in "${drivers[@]}"; do
     ln -s "../libexec/sm/$driver" "$root/usr/sbin/$driver"
     ln -s "$package" "$root/usr/share/bash-completion/completions/$driver"
 done
-# lock-util is sm-drivers run by that name (Sources/sm-drivers): fully static like the drivers,
-# where its own executable would load libxml2 and ICU at every call.
-ln -s ../libexec/sm/sm-drivers "$root/usr/sbin/lock-util"
-cmp -s <("$bin/lock-util" --help) <("$root/usr/sbin/lock-util" --help) \
-    || { echo "build-package.sh: sm-drivers does not answer as lock-util" >&2; exit 1; }
-install -m 755 -s "$bin/sm-vhd" "$root/usr/sbin/"
+# lock-util and sm-vhd are sm-drivers run by those names (Sources/sm-drivers): fully static like
+# the drivers, where their own executables would load libxml2 and ICU at every call.
+for tool in lock-util sm-vhd; do
+    ln -s ../libexec/sm/sm-drivers "$root/usr/sbin/$tool"
+    cmp -s <("$bin/$tool" --help) <("$root/usr/sbin/$tool" --help) \
+        || { echo "build-package.sh: sm-drivers does not answer as $tool" >&2; exit 1; }
+done
 install -m 644 packaging/bash-completion "$root/usr/share/bash-completion/completions/$package"
 install -m 644 packaging/sm.conf "$root/etc/sm/sm.conf"
 install -m 644 packaging/logrotate "$root/etc/logrotate.d/$package"
