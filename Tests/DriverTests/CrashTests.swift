@@ -88,6 +88,28 @@ import Testing
         }
     }
 
+    /// Delete of a leaf whose parent is visible: one unlink and no record. Killed right after the
+    /// unlink, the VDI is gone and nothing needs recovery; the snapshot it left (read-only, now
+    /// a leaf) deleted the same way leaves its attribute file behind, which a VDI created again
+    /// under that UUID must not take (it would be read-only).
+    @Test(.timeLimit(.minutes(1))) func deleteOfALeafWithAVisibleParent() throws {
+        let (sr, vdi, data) = try populated()
+        let snapshot = newUUID()
+        try sr.expectOK("vdi_snapshot", sr.sr, vdi, snapshot)
+        #expect(try sr.listed()[snapshot]?.readOnly == true)
+        _ = try crash(
+            sr, FaultPoint.Delete.unlinked, "vdi_delete", [sr.sr, vdi], before: [vdi: data, snapshot: data], after: [snapshot: data])
+        try sr.expectClean()
+        _ = try crash(sr, FaultPoint.Delete.unlinked, "vdi_delete", [sr.sr, snapshot], before: [snapshot: data], after: [:])
+        #expect(FileManager.default.fileExists(atPath: "\(sr.root)/.sm/vdi/\(snapshot)"), "the crash leaves the attributes")
+        #expect(try sr.files().isEmpty)
+        try sr.expectClean()
+        try sr.expectOK("vdi_create", sr.sr, snapshot, String(4 << 20))
+        #expect(try sr.listed()[snapshot]?.readOnly == false)
+        #expect(!FileManager.default.fileExists(atPath: "\(sr.root)/.sm/vdi/\(snapshot)"))
+        #expect(try sr.read(snapshot) == [UInt8](repeating: 0, count: 4 << 20))
+    }
+
     /// Coalescing killed at every step: before and after read the same, and the next sr_gc finishes.
     @Test(.timeLimit(.minutes(1)), arguments: FaultPoint.Coalesce.allCases) func coalesce(point: FaultPoint.Coalesce) throws {
         let (sr, vdi, _) = try populated()

@@ -62,6 +62,9 @@ public struct VHDRepository: Sendable {
     public func create(_ vdi: CanonicalUUID, size: UInt64) throws(StorageError) {
         try requireAttached()
         guard !fileExists(vdi) else { throw .vdiExists(vdi.string, sr: sr.string) }
+        // Attributes a crash left from a deleted VDI of this UUID (vdi_delete of a leaf removes
+        // them after its unlink) must not become the new VDI's.
+        try metadata.remove(vdi)
         let virtualSize = Self.roundedSize(size)
         let needed = UInt64(VHDFooter.size * 2 + VHDDynamicHeader.size) + VHDImage.reservedEntries(for: virtualSize) * 4
         let fileSystem = try Syscall.fileSystemStatus(root)
