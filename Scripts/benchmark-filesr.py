@@ -249,6 +249,7 @@ if "fsync" in options.parts and STRACE:
     a, b, c, d = (str(uuid.uuid4()) for _ in range(4))
     # The SR's first journaled verb also creates .sm/journal (two more fsyncs, once per SR): not counted.
     run(filesr("vdi_create", sr, b, str(GiB)))
+    run(filesr("vdi_resize", sr, b, str(2 * GiB)))  # journaled (a plain leaf's delete is not)
     run(filesr("vdi_delete", sr, b))
     counts = [("vdi_create 1 GiB", syncs(filesr("vdi_create", sr, a, str(GiB))),
                "qemu-img create vpc", syncs(qemu_create(f"{work}/ref/a.vhd", GiB)))]
