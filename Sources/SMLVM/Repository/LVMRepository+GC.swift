@@ -5,9 +5,10 @@ import SMCore
 /// loses a link and H's extents come back.
 ///
 /// One collector per SR on this host (`<lock_dir>/<SR>/gc`); each merge holds H's and C's host
-/// locks (without waiting: a busy VDI is skipped). In a shared group (LVMoISCSISR) every LVM
-/// command holds the group's lock and H and C are activated exclusively, so a C active on
-/// another host (its leaf in use there) cannot be activated here and is skipped.
+/// locks (without waiting: a busy VDI is skipped). In a shared group (LVMoISCSISR) one collector
+/// per group across hosts (the `sm-gc` volume's exclusive LV lock, `takePoolCollectorLock`),
+/// every LVM command holds the group's lock, and H and C are activated exclusively, so a pair
+/// another host reads (C active there, or H held shared by a VDI below it) is skipped.
 ///
 /// A merge, each step one LVM commit or a durable VHD write (fault points in brackets):
 /// 1. the space check (before anything): the group's free extents must hold H grown by C's
