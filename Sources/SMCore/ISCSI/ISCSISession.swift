@@ -112,12 +112,16 @@ public struct ISCSISession {
     }
 
     /// For sr_create and sr_delete: runs `body` with the target logged in, then logs out again
-    /// unless an SR on this host uses the session.
+    /// unless an SR on this host uses the session. An SR deleted while attached here (its host
+    /// state, which names the session, went with it) no longer counts as a user.
     public func withSession<T>(for sr: CanonicalUUID, _ body: (ISCSIPortal) throws -> T) throws -> T {
         let lock = try lockTarget()
         defer { lock.release() }
         let portal = try attachedPortal(for: sr) ?? login()
         let result = Result { try body(portal) }
+        if case .success = result, attachedPortal(for: sr) == nil {
+            try? Syscall.unlinkIfPresent("\(usersDirectory(portal))/\(sr)")
+        }
         let users = ((try? Syscall.directoryEntries(usersDirectory(portal))) ?? []).filter { CanonicalUUID($0) != nil }
         if users.isEmpty {
             do throws(StorageError) {

@@ -67,12 +67,14 @@ public struct LogicalVolume {
         }
     }
 
-    /// Activates the volume (`lvchange --activate y`; in a shared group `ey`, exclusively: LVM
-    /// takes the volume's lock from lvmlockd first and keeps it until deactivation). With
-    /// activation disabled by configuration LVM does nothing and reports success. EBUSY when
-    /// another host has the volume active.
-    public func activate() throws(StorageError) {
-        try runLocked(LVMCommand("lvchange", ["-qq", "--activate", lvm.locking.isShared ? "ey" : "y", qualifiedName]))
+    /// Activates the volume (`lvchange --activate y`; in a shared group `ey`, exclusively, or
+    /// with `shared` `sy`, read by several hosts at once: LVM takes the volume's lock from
+    /// lvmlockd in that mode first and keeps it until deactivation). With activation disabled by
+    /// configuration LVM does nothing and reports success. EBUSY when another host has the
+    /// volume active in a mode that excludes this one (an exclusive lock excludes every other).
+    public func activate(shared: Bool = false) throws(StorageError) {
+        let mode = lvm.locking.isShared ? (shared ? "sy" : "ey") : "y"
+        try runLocked(LVMCommand("lvchange", ["-qq", "--activate", mode, qualifiedName]))
     }
 
     /// Deactivates the volume; LVM refuses while it is open.

@@ -70,6 +70,12 @@ public struct SanlockLockspace: Sendable, Equatable {
         return found ? hosts : nil
     }
 
+    /// The hosts this host's sanlock lists under the lock space now (`hosts(in:)`); EIO when
+    /// sanlock cannot be asked.
+    public func currentHosts() throws(StorageError) -> [Host]? {
+        hosts(in: try ExternalCommand.run("sanlock", ["client", "gets", "-h", "1"]).standardOutput)
+    }
+
     /// The hosts other than `hostID` listed under this lock space in `output`; nil when the lock
     /// space is not listed (not started on this host).
     public func otherHosts(in output: String, excluding hostID: Int) -> [Host]? {

@@ -22,11 +22,17 @@ extension LVMRepository {
         _ = try vhdState(sr: sr, group: group, holding: [])
         let contents: (group: VolumeGroup.Report, volumes: [LogicalVolume.Report])
         do { contents = try group.contents() } catch { throw explain(error, sr: sr, group: group) }
-        // A record whose VDIs are locked here is a live operation: its VDIs are skipped.
+        // A record whose VDIs are locked here, or of another host that sanlock does not know
+        // dead, is a live operation: its VDIs are skipped.
         var busy: Set<CanonicalUUID> = []
         var live: Set<String> = []
-        for tag in contents.group.tags {
-            guard let intent = (try? LVMIntent(tag: tag)) ?? nil else { continue }
+        let records = contents.group.tags.compactMap { tag in ((try? LVMIntent(tag: tag)) ?? nil).map { (tag, $0) } }
+        for ((tag, intent), ownership) in zip(records, ownerships(of: records.map(\.1), group: group)) {
+            if case .liveHost = ownership {
+                busy.formUnion(intent.vdis)
+                live.insert(tag)
+                continue
+            }
             var locks: [HostLock] = []
             defer { locks.forEach { $0.release() } }
             for vdi in intent.vdis {

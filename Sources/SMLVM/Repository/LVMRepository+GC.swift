@@ -5,9 +5,10 @@ import SMCore
 /// loses a link and H's extents come back.
 ///
 /// One collector per SR on this host (`<lock_dir>/<SR>/gc`); each merge holds H's and C's host
-/// locks (without waiting: a busy VDI is skipped). In a shared group (LVMoISCSISR) every LVM
-/// command holds the group's lock and H and C are activated exclusively, so a C active on
-/// another host (its leaf in use there) cannot be activated here and is skipped.
+/// locks (without waiting: a busy VDI is skipped). In a shared group (LVMoISCSISR) one collector
+/// per group across hosts (the `sm-gc` volume's exclusive LV lock, `takePoolCollectorLock`),
+/// every LVM command holds the group's lock, and H and C are activated exclusively, so a pair
+/// another host reads (C active there, or H held shared by a VDI below it) is skipped.
 ///
 /// A merge, each step one LVM commit or a durable VHD write (fault points in brackets):
 /// 1. the space check (before anything): the group's free extents must hold H grown by C's
@@ -47,6 +48,26 @@ extension LVMRepository {
         }
         let gcLock = try HostLock.acquire("\(host.lockDirectory)/\(sr)/gc", mode: .exclusive, timeout: host.lockTimeout)
         defer { gcLock.release() }
+        // One collector per shared group at a time, across hosts: the pool's collector lock.
+        var poolLock: LogicalVolume?
+        if locking.isShared {
+            switch try takePoolCollectorLock(group: group, extentSize: try group.report().extentSize) {
+            case .failure(let error):
+                OperationLog.note(
+                    host: host,
+                    "sr_gc \(sr): another host's collector holds the pool's collector lock; nothing done here (\(error.message))")
+                return result
+            case .success(let volume): poolLock = volume
+            }
+        }
+        defer {
+            if let poolLock {
+                do throws(StorageError) { try poolLock.deactivate() } catch {
+                    OperationLog.note(
+                        host: host, "sr_gc \(sr): the pool's collector lock \(poolLock.qualifiedName) not released: \(error.message)")
+                }
+            }
+        }
         while true {
             let (report, volumes) = try vhdState(sr: sr, group: group, holding: [])
             if let reason = Self.unsound(volumes) {
@@ -174,14 +195,15 @@ extension LVMRepository {
         do throws(StorageError) {
             activated = try activateForMerge([h, c], group: group)
         } catch {
-            // E.g. C active on another host of a shared group (its leaf in use there).
-            return "cannot activate the pair here: \(error.message)"
+            // E.g. C active on another host of a shared group (its leaf in use there), or H
+            // active shared there (read by a VDI of that host): a merge needs both exclusively.
+            return "the merge needs both volumes exclusively on this host: \(error.message)"
         }
         guard Self.isBlockDevice(parentVolume.path), Self.isBlockDevice(childVolume.path) else {
             for volume in activated { try? volume.deactivate() }
             return "no device to merge on (LVM activation is disabled on this host)"
         }
-        let intent = LVMIntent(.coalesce, [parent, child])
+        let intent = self.intent(.coalesce, [parent, child])
         do throws(StorageError) {
             try group.changeTags(adding: [intent.tag])
         } catch {
@@ -227,10 +249,12 @@ extension LVMRepository {
         return nil
     }
 
-    /// Activates the volumes that are not active; returns those it activated.
+    /// Activates the volumes that are not active (in a shared group each of them, exclusively:
+    /// `lvs` reports only this host's activation, and the merge must hold every other host off);
+    /// returns those it activated.
     private func activateForMerge(_ volumes: [VDIVolume], group: VolumeGroup) throws(StorageError) -> [LogicalVolume] {
         var activated: [LogicalVolume] = []
-        for volume in volumes where volume.report.activation != .active {
+        for volume in volumes where locking.isShared || volume.report.activation != .active {
             let logicalVolume = group.logicalVolume(volume.report.name)
             do throws(StorageError) {
                 try logicalVolume.activate()

@@ -41,10 +41,14 @@ extension FaultPoint {
     }
 }
 
-/// An intent record of a VHD SR: one tag of the volume group, `sm_intent=<operation>:<UUID>...`,
-/// added (one metadata commit) before the first step of a multi-step change and removed after
-/// the last. It lives in the group's own metadata, so whichever host runs the next verb on the
-/// SR sees it and settles it (`LVMRepository.recover`).
+/// An intent record of a VHD SR: one tag of the volume group,
+/// `sm_intent=<operation>:<UUID>...:host=<host>[:sanlock=<id>]`, added (one metadata commit)
+/// before the first step of a multi-step change and removed after the last. It lives in the
+/// group's own metadata, so whichever host runs the next verb on the SR sees it; it names the
+/// host that wrote it (its identity, `host_id`, and in a shared group its sanlock host id), and
+/// another host settles it only once sanlock knows that host dead or gone (`LVMRepository.recover`,
+/// `RecordOwnership`). A record without a host (written before records named one) is settled as
+/// it always was: by whichever host finds its VDIs free of its own host locks.
 struct LVMIntent: Equatable {
     enum Operation: String {
         /// vdi_create: `create:<VDI>`.
@@ -61,28 +65,65 @@ struct LVMIntent: Equatable {
         case coalesce
     }
 
+    /// The host that wrote a record: its identity (`host_id`, by default the short host name)
+    /// and, in a shared group, the sanlock host id its leases are held under (which is what
+    /// sanlock judges alive or dead).
+    struct Owner: Equatable {
+        var host: String
+        var sanlockHostID: Int?
+
+        /// How a message names the host: `h1 (sanlock host id 1)`.
+        var description: String { sanlockHostID.map { "\(host) (sanlock host id \($0))" } ?? host }
+    }
+
     var operation: Operation
     var vdis: [CanonicalUUID]
+    /// Nil for a record written before records named their host.
+    var owner: Owner?
 
     static let prefix = "sm_intent="
+    static let hostField = "host="
+    static let sanlockField = "sanlock="
 
-    var tag: String { Self.prefix + ([operation.rawValue] + vdis.map(\.string)).joined(separator: ":") }
+    var tag: String {
+        var parts = [operation.rawValue] + vdis.map(\.string)
+        if let owner {
+            parts.append(Self.hostField + owner.host)
+            if let id = owner.sanlockHostID { parts.append(Self.sanlockField + String(id)) }
+        }
+        return Self.prefix + parts.joined(separator: ":")
+    }
 
-    init(_ operation: Operation, _ vdis: [CanonicalUUID]) {
+    init(_ operation: Operation, _ vdis: [CanonicalUUID], owner: Owner? = nil) {
         self.operation = operation
         self.vdis = vdis
+        self.owner = owner
     }
 
     /// Parses a group tag; nil for a tag that is not an intent record. EIO for a record that is
-    /// damaged (unknown operation, wrong number of UUIDs).
+    /// damaged (unknown operation, wrong number of UUIDs, a host field that is not one).
     init?(tag: String) throws(StorageError) {
         guard tag.hasPrefix(Self.prefix) else { return nil }
         let parts = tag.dropFirst(Self.prefix.count).split(separator: ":", omittingEmptySubsequences: false).map(String.init)
         guard let operation = Operation(rawValue: parts[0]) else { throw .io("unknown intent record '\(tag)'") }
         var vdis: [CanonicalUUID] = []
+        var host: String?
+        var sanlockHostID: Int?
         for part in parts.dropFirst() {
-            guard let uuid = CanonicalUUID(part), uuid.string == part else { throw .io("damaged intent record '\(tag)'") }
-            vdis.append(uuid)
+            if part.hasPrefix(Self.hostField), host == nil, sanlockHostID == nil {
+                let name = String(part.dropFirst(Self.hostField.count))
+                guard !name.isEmpty else { throw .io("damaged intent record '\(tag)'") }
+                host = name
+            } else if part.hasPrefix(Self.sanlockField), host != nil, sanlockHostID == nil {
+                guard
+                    let id = ArgumentParsing.boundedDecimal(
+                        String(part.dropFirst(Self.sanlockField.count)), in: VolumeGroupLocking.hostIDRange)
+                else { throw .io("damaged intent record '\(tag)'") }
+                sanlockHostID = id
+            } else {
+                guard host == nil, let uuid = CanonicalUUID(part), uuid.string == part else { throw .io("damaged intent record '\(tag)'") }
+                vdis.append(uuid)
+            }
         }
         let expected =
             switch operation {
@@ -93,6 +134,7 @@ struct LVMIntent: Equatable {
         guard vdis.count == expected else { throw .io("damaged intent record '\(tag)'") }
         self.operation = operation
         self.vdis = vdis
+        self.owner = host.map { Owner(host: $0, sanlockHostID: sanlockHostID) }
     }
 }
 
@@ -103,8 +145,11 @@ extension LVMRepository {
     /// Settles every intent record in the group's tags. `held` names the VDIs whose host locks
     /// the running verb holds (the dispatcher's); the others a record names are locked here
     /// without waiting, and a record whose VDIs are busy (a live operation on this host) is left
-    /// for the next pass. Each step of a replay is one LVM command and each is idempotent, so a
-    /// crash during recovery is recovered by the next pass. Returns true when it changed anything.
+    /// for the next pass. A record of another host of a shared group is settled only once sanlock
+    /// reports that host dead or gone (`RecordOwnership`); until then it is left, and a verb on a
+    /// VDI it names is EBUSY naming the host. Each step of a replay is one LVM command and each
+    /// is idempotent, so a crash during recovery is recovered by the next pass. Returns true when
+    /// it changed anything.
     ///
     /// A record that cannot be replayed stays and is logged; the verb fails (EIO) only when the
     /// record names one of `held`.
@@ -112,14 +157,29 @@ extension LVMRepository {
     func recover(sr: CanonicalUUID, group: VolumeGroup, tags: [String], holding held: Set<CanonicalUUID>) throws(StorageError) -> Bool {
         var changed = false
         var blocking: StorageError?
+        var records: [(tag: String, intent: LVMIntent)] = []
         for tag in tags where tag.hasPrefix(LVMIntent.prefix) {
-            let intent: LVMIntent
             do throws(StorageError) {
                 guard let parsed = try LVMIntent(tag: tag) else { continue }
-                intent = parsed
+                records.append((tag, parsed))
             } catch {
                 OperationLog.note(host: host, "SR \(sr): intent record \(tag) cannot be read; left in place")
+            }
+        }
+        let ownerships = ownerships(of: records.map(\.intent), group: group)
+        for ((tag, intent), ownership) in zip(records, ownerships) {
+            switch ownership {
+            case .thisHost: break
+            case .liveHost(let owner, let state):
+                OperationLog.note(
+                    host: host, "SR \(sr): \(tag) is of host \(owner.description), which sanlock reports \(state); left in place")
+                if blocking == nil, let vdi = intent.vdis.first(where: held.contains) {
+                    blocking = .recordOfLiveHost(vdi, intent: intent, owner: owner, state: state)
+                }
                 continue
+            case .goneHost(let owner, let state):
+                OperationLog.note(
+                    host: host, "SR \(sr): \(tag) is of host \(owner.description), which sanlock reports \(state); settling it")
             }
             var locks: [HostLock] = []
             defer { locks.forEach { $0.release() } }

@@ -110,8 +110,8 @@ extension LVMRepository {
 
 extension LVMRepository {
     /// vdi_export of a VHD VDI: the leaf and its ancestors that are not active are activated
-    /// for the call (in a shared group exclusively, as vdi_attach does: EBUSY while another host
-    /// has one active), the chain read through the VHD engine on their devices (only the blocks
+    /// for the call (in a shared group as vdi_attach does: the leaf exclusively, EBUSY while
+    /// another host has it active; the ancestors shared), the chain read through the VHD engine on their devices (only the blocks
     /// some BAT of the chain holds), and what this call activated is deactivated again, except a
     /// volume that a VDI attached on this host meanwhile reads through. EBUSY while the VDI is
     /// attached or open on this host; EIO where LVM activation is disabled (no device to read).
@@ -125,8 +125,8 @@ extension LVMRepository {
         let links = [leaf] + (try volumes.ancestors(of: vdi))
         var activated: [VDIVolume] = []
         defer { deactivate(activated, group: group, volumes: volumes, sr: sr, verb: "vdi_export") }
-        for volume in links.reversed() where volume.report.activation != .active {
-            try group.logicalVolume(volume.report.name).activate()
+        for volume in links.reversed() where locking.isShared || volume.report.activation != .active {
+            try group.logicalVolume(volume.report.name).activate(shared: volume.vdi != vdi)
             activated.append(volume)
         }
         let path = group.logicalVolume(leaf.report.name).path
@@ -183,7 +183,7 @@ extension LVMRepository {
             let what = plan.dataBlocks == nil ? "a raw stream of \(plan.size) bytes" : "a VHD stream of \(blocks) blocks of data"
             throw .noRoomForWorstCase("vdi_import of VDI \(vdi) from \(what)", extents: needed, in: report)
         }
-        let intent = LVMIntent(.create, [vdi])
+        let intent = self.intent(.create, [vdi])
         try group.changeTags(adding: [intent.tag])
         do throws(StorageError) {
             let volume = try group.createLogicalVolume(

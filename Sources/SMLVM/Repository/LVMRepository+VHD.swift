@@ -44,7 +44,7 @@ extension LVMRepository {
         guard needed <= report.freeExtentCount else {
             throw .noRoomForWorstCase("vdi_create of VDI \(vdi)", extents: needed, in: report)
         }
-        let intent = LVMIntent(.create, [vdi])
+        let intent = self.intent(.create, [vdi])
         try group.changeTags(adding: [intent.tag])
         FaultPoint.LVMCreate.journaled.reach()
         do throws(StorageError) {
@@ -93,7 +93,7 @@ extension LVMRepository {
         }
         try requireSpace("vdi_snapshot of VDI \(source)", children: 1, volume: volume, report: report)
         let parent = try prepareParent(group: group, volume: volume, extentSize: report.extentSize)
-        let intent = LVMIntent(.snapshot, [source, destination])
+        let intent = self.intent(.snapshot, [source, destination])
         try group.changeTags(adding: [intent.tag])
         FaultPoint.LVMSnapshot.journaled.reach()
         try settling(intent, sr: sr, group: group) { () throws(StorageError) in
@@ -119,7 +119,7 @@ extension LVMRepository {
         let parent = try prepareParent(group: group, volume: volume, extentSize: report.extentSize)
         let size = volume.tags.virtualSize
         if hasChildren {
-            let intent = LVMIntent(.cloneChild, [source, destination])
+            let intent = self.intent(.cloneChild, [source, destination])
             try group.changeTags(adding: [intent.tag])
             try settling(intent, sr: sr, group: group) { () throws(StorageError) in
                 let child = try writeNewVHD(
@@ -131,7 +131,7 @@ extension LVMRepository {
             return
         }
         let base = CanonicalUUID.random()
-        let intent = LVMIntent(.clone, [source, destination, base])
+        let intent = self.intent(.clone, [source, destination, base])
         try group.changeTags(adding: [intent.tag])
         FaultPoint.LVMClone.journaled.reach()
         try settling(intent, sr: sr, group: group) { () throws(StorageError) in
@@ -235,8 +235,8 @@ extension LVMRepository {
     // MARK: vdi_attach, vdi_detach
 
     /// vdi_attach of a VHD VDI: inflates a leaf (a VDI without children) to the full size of its
-    /// VHD (ENOSPC when the group cannot hold that), activates it and its ancestors, checks the chain opens, and
-    /// returns the leaf's device with type `vhd`.
+    /// VHD (ENOSPC when the group cannot hold that), activates it and its ancestors
+    /// (`activateChain`), checks the chain opens, and returns the leaf's device with type `vhd`.
     func attachVHD(sr: CanonicalUUID, vdi: CanonicalUUID, group: VolumeGroup) throws(StorageError) -> AttachResult {
         let (report, volumes) = try vhdState(sr: sr, group: group, holding: [vdi])
         guard let leaf = volumes.byVDI[vdi], !leaf.tags.hidden else { throw .noSuchVDI(vdi.string, sr: sr.string) }
@@ -250,8 +250,15 @@ extension LVMRepository {
             }
             try group.logicalVolume(leaf.report.name).extend(toExtents: wanted)
         }
-        for volume in ancestors.reversed() + [leaf] where volume.report.activation != .active {
-            try group.logicalVolume(volume.report.name).activate()
+        do throws(StorageError) {
+            try activateChain(leaf: leaf, ancestors: ancestors, group: group)
+        } catch {
+            // E.g. the leaf active on another host: the ancestors' shared locks are not kept.
+            let needed = readByAttached(sr: sr, volumes: volumes, except: vdi)
+            for volume in ancestors where !needed.contains(volume.vdi) {
+                try? group.logicalVolume(volume.report.name).deactivate()
+            }
+            throw error
         }
         let path = group.logicalVolume(leaf.report.name).path
         if Self.isBlockDevice(path) {
@@ -264,6 +271,23 @@ extension LVMRepository {
         }
         try attachState(sr).markVDIAttached(vdi, path: path)
         return AttachResult(path: path, type: Self.vhdContentType)
+    }
+
+    /// Activates a chain for reading through it, root first: in a shared group every ancestor
+    /// shared (`-asy`: read-only, several hosts may read one base at once) and the leaf
+    /// exclusively (`-aey`: a leaf is active on one host at a time), each asked of lvmlockd even
+    /// when `lvs` calls it active (it reports only this host's device-mapper, and the lock is
+    /// what matters); in a local group whatever is not active. Returns what it activated (in a
+    /// shared group, everything). EBUSY when another host has the leaf active, or an ancestor
+    /// exclusively (a merge in progress there); what this call activated stays for the caller.
+    @discardableResult
+    func activateChain(leaf: VDIVolume, ancestors: [VDIVolume], group: VolumeGroup) throws(StorageError) -> [VDIVolume] {
+        var activated: [VDIVolume] = []
+        for volume in ancestors.reversed() + [leaf] where locking.isShared || volume.report.activation != .active {
+            try group.logicalVolume(volume.report.name).activate(shared: volume.vdi != leaf.vdi)
+            activated.append(volume)
+        }
+        return activated
     }
 
     /// vdi_detach of a VHD VDI: EBUSY while the device is open; deflates the leaf to the bytes
@@ -279,15 +303,23 @@ extension LVMRepository {
             let wanted = report.extents(for: occupied)
             if wanted < report.extents(for: leaf.report.size) { try logicalVolume.reduce(toExtents: wanted) }
         }
+        let needed = readByAttached(sr: sr, volumes: volumes, except: vdi)
+        // In a shared group each is deactivated whatever `lvs` says here: that drops this host's
+        // LV lock, which a merge elsewhere needs.
+        for volume in [leaf] + ((try? volumes.ancestors(of: vdi)) ?? []) where !needed.contains(volume.vdi) {
+            if locking.isShared || volume.report.activation != .inactive { try group.logicalVolume(volume.report.name).deactivate() }
+        }
+        try attachState(sr).clearVDIAttached(vdi)
+    }
+
+    /// The VDIs that a VDI attached on this host (other than `vdi`) reads through, itself included.
+    func readByAttached(sr: CanonicalUUID, volumes: VDIVolumes, except vdi: CanonicalUUID) -> Set<CanonicalUUID> {
         var needed: Set<CanonicalUUID> = []
         for other in attachState(sr).attachedVDIs() where other != vdi && volumes.byVDI[other] != nil {
             needed.insert(other)
             for ancestor in (try? volumes.ancestors(of: other)) ?? [] { needed.insert(ancestor.vdi) }
         }
-        for volume in [leaf] + ((try? volumes.ancestors(of: vdi)) ?? []) where !needed.contains(volume.vdi) {
-            if volume.report.activation != .inactive { try group.logicalVolume(volume.report.name).deactivate() }
-        }
-        try attachState(sr).clearVDIAttached(vdi)
+        return needed
     }
 
     // MARK: vdi_resize
@@ -325,7 +357,7 @@ extension LVMRepository {
         guard Self.isBlockDevice(logicalVolume.path) else {
             throw .io("\(logicalVolume.qualifiedName): no device to resize the VHD on (LVM activation is disabled on this host)")
         }
-        let intent = LVMIntent(.resize, [vdi])
+        let intent = self.intent(.resize, [vdi])
         try group.changeTags(adding: [intent.tag])
         FaultPoint.LVMResize.journaled.reach()
         try settling(intent, sr: sr, group: group) { () throws(StorageError) in

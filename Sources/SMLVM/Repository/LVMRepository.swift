@@ -29,6 +29,9 @@ public final class LVMRepository {
     public let locking: VolumeGroupLocking
     /// The VDI type sr_create records (dconf `vdi_type`); every other verb follows the group's tag.
     public let vdiType: LVMVDIType
+    /// This host's view of the other hosts of a shared group (sanlock's), nil for a local group:
+    /// it decides whose intent records may be settled here (`RecordOwnership`).
+    var poolView: PoolView?
     private var openHandle: LVMHandle?
 
     public init(devices: [String], host: HostEnvironment, locking: VolumeGroupLocking = .local, vdiType: LVMVDIType = .raw) {
@@ -36,6 +39,7 @@ public final class LVMRepository {
         self.host = host
         self.locking = locking
         self.vdiType = vdiType
+        if case .sanlock(let hostID) = locking { poolView = .sanlock(hostID: hostID) }
     }
 
     public static func volumeGroupName(for sr: CanonicalUUID) -> String { "VG_XenStorage-\(sr)" }
@@ -102,8 +106,13 @@ public final class LVMRepository {
     public func delete(sr: CanonicalUUID) throws(StorageError) {
         for path in devices { _ = try BlockDevice(path: path) }
         let group = try volumeGroup(sr)
-        if let report = try group.reportIfPresent() {
+        if var report = try group.reportIfPresent() {
             try group.startLockspace()
+            if report.logicalVolumeCount == 1, try group.logicalVolume(named: Self.poolCollectorName) != nil {
+                // Only the pool's collector lock is left (sr_gc of a shared VHD SR made it).
+                try group.logicalVolume(Self.poolCollectorName).remove()
+                report = try group.report()
+            }
             guard report.logicalVolumeCount == 0 else {
                 throw .srNotEmpty(sr.string, count: Int(report.logicalVolumeCount))
             }

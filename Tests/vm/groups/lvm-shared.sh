@@ -32,6 +32,18 @@
 # it until sanlock calls the dead host DEAD: host_dead_seconds = 8 × io_timeout + 60 s = 76 s
 # from its first read of the leases (asserted: no sooner; Docs/LVMoISCSISR.md); a host id out of
 # range is EINVAL with no session made.
+#
+# And a VHD SR (dconf vdi_type=vhd) on LUN 2 of the same target, attached by both hosts: a base
+# with data cloned, host 1 attaching one child and host 2 the other at once (the base copy active
+# shared, -asy, on both; each leaf exclusive: host 2 cannot attach host 1's); host 1's sr_gc skips
+# a merge whose parent host 2 reads (attached below it), nothing written; host 1's sr_gc paused
+# with its merge journaled holds the pool's collector lock (the sm-gc volume's LV lock) and host
+# 2's sr_gc at the same time does nothing: the pair is merged once; host 1's vdi_snapshot killed
+# (kill -9) at lvm-snapshot.child-created while host 2 attaches, writes and detaches a VDI: its
+# record names host 1 (host=h1:sanlock=1); host 2 leaves it (sr_scan, sr_check) and a verb on its
+# VDI is EBUSY naming host 1, also right after host 1's daemons are killed (its lease still
+# lives); host 2 settles it once its sanlock reports host 1 DEAD (the SMlog says so), and every
+# VDI reads what the model says; host 2 deletes the VHD SR while host 1 is dead, with no wait.
 . "$VM_LIB"
 
 iqn=iqn.2007-10.test.sm-vm-lane:lvm-shared
@@ -39,23 +51,40 @@ sr=3a4b5c6d-7e8f-4a0b-9c1d-2e3f4a5b6c7d
 busy_vdi=4b5c6d7e-8f9a-4b1c-8d2e-3f4a5b6c7d8e
 dead_vdi=5c6d7e8f-9a0b-4c2d-9e3f-4a5b6c7d8e9f
 vg="VG_XenStorage-$sr"
-rounds=${SM_LVM_SHARED_ROUNDS:-4}
+vsr=6e7f8a9b-0c1d-4e2f-8a3b-4c5d6e7f8a9b
+vvg="VG_XenStorage-$vsr"
+# Raw churn rounds per host: 2 (was 4 before the VHD part was added, which they pay for).
+rounds=${SM_LVM_SHARED_ROUNDS:-2}
 mib=$((1024 * 1024))
 guest_name=$(hostname)
 declare -A holder
 
 seconds_since() { echo "$1 $(date +%s.%N)" | awk '{ printf "%.1f", $2 - $1 }'; }
 filter() { echo "devices { global_filter = [ \"a|^/dev/disk/by-path/ip-127\\.0\\.0\\.$1:3260-|\", \"r|.*|\" ] }"; }
-dconf() { echo "<dconf><target>127.0.0.$1</target><targetIQN>$iqn</targetIQN><LUNid>1</LUNid></dconf>"; }
+# LUN 1 is the raw SR; with VHD=1, LUN 2 and vdi_type=vhd: the VHD SR.
+dconf() {
+    if [ "${VHD:-0}" = 1 ]; then
+        echo "<dconf><target>127.0.0.$1</target><targetIQN>$iqn</targetIQN><LUNid>2</LUNid><vdi_type>vhd</vdi_type></dconf>"
+    else
+        echo "<dconf><target>127.0.0.$1</target><targetIQN>$iqn</targetIQN><LUNid>1</LUNid></dconf>"
+    fi
+}
 
-vm_step "tgtd: $iqn with LUN 1 = $VM_DISK at 127.0.0.1 and 127.0.0.2; iscsid; hosts h1 and h2 with sanlock and lvmlockd"
-vm_check "modprobe" modprobe -a iscsi_tcp sd_mod dm_mod
+vm_step "tgtd: $iqn with LUN 1 (raw SR) and LUN 2 (VHD SR) = slices of $VM_DISK at 127.0.0.1 and 127.0.0.2; iscsid; hosts h1 and h2 with sanlock and lvmlockd"
+vm_check "modprobe" modprobe -a iscsi_tcp sd_mod dm_mod loop
+# Slices (loop devices), not files in the guest's RAM: sanlock writes the whole lvmlock volume
+# (Docs/LVMoISCSISR.md; the iscsi-drivers group does the same).
+lun1=$(losetup -f --show --offset 0 --sizelimit $((3 << 30)) "$VM_DISK") || vm_fail "no loop device for LUN 1"
+vm_on_exit losetup -d "$lun1"
+lun2=$(losetup -f --show --offset $((3 << 30)) --sizelimit $((1 << 30)) "$VM_DISK") || vm_fail "no loop device for LUN 2"
+vm_on_exit losetup -d "$lun2"
 tgtd || vm_fail "tgtd did not start"
 vm_on_exit tgtadm --op delete --mode system
 vm_on_exit tgtadm --lld iscsi --op delete --mode target --tid 1 --force
 vm_wait_for 10 tgtadm --lld iscsi --op show --mode target
 vm_check "target" tgtadm --lld iscsi --op new --mode target --tid 1 -T "$iqn"
-vm_check "LUN 1" tgtadm --lld iscsi --op new --mode logicalunit --tid 1 --lun 1 -b "$VM_DISK"
+vm_check "LUN 1" tgtadm --lld iscsi --op new --mode logicalunit --tid 1 --lun 1 -b "$lun1"
+vm_check "LUN 2" tgtadm --lld iscsi --op new --mode logicalunit --tid 1 --lun 2 -b "$lun2"
 vm_check "bind" tgtadm --lld iscsi --op bind --mode target --tid 1 -I ALL
 echo "InitiatorName=iqn.2007-10.test.sm-vm-lane:guest" > /etc/iscsi/initiatorname.iscsi
 iscsid || vm_fail "iscsid did not start"
@@ -246,6 +275,104 @@ lvm_on h1 vgs --noheadings -o vg_name "$vg" 2>/dev/null | grep -q "$vg" || vm_fa
 [ "$(iscsiadm -m session 2>/dev/null | grep -c 127.0.0.2)" = 0 ] || vm_fail "h2's refused sr_delete left its session"
 host_expect 0 h2 sr_attach "$sr"
 
+# ---- VHD SR (LUN 2, vdi_type=vhd): shared ancestors, the pool's collector, a host killed in a snapshot
+vbase=7f8a9b0c-1d2e-4f3a-9b4c-5d6e7f8a9b0c
+vclone=8a9b0c1d-2e3f-4a4b-8c5d-6e7f8a9b0c1d
+vsnap=9b0c1d2e-3f4a-4b5c-9d6e-7f8a9b0c1d2e
+vkilled=0c1d2e3f-4a5b-4c6d-8e7f-8a9b0c1d2e3f
+vsize=$((16 * mib))
+vwork=/tmp/lvm-shared-vhd
+mkdir -p "$vwork"
+vlv() { echo "/dev/$vvg/LV-$1"; }
+# The guest bytes of a VHD VDI through its chain, by the VHD engine (the VDI attached).
+vdigest() { "$SM_BIN_DIR/sm-vhd" read "$(vlv "$1")" 0 "$vsize" | sha256sum | cut -d' ' -f1; }
+model_digest() { sha256sum < "$vwork/$1" | cut -d' ' -f1; }
+# Writes 1 MiB of random data at MiB $3 of VDI $2 (attached) and into its model $1.
+vwrite() {
+    head -c $mib /dev/urandom > "$vwork/chunk"
+    "$SM_BIN_DIR/sm-vhd" write "$(vlv "$2")" $(($3 * mib)) < "$vwork/chunk" || vm_fail "sm-vhd write to $2 failed"
+    dd if="$vwork/chunk" of="$vwork/$1" bs=$mib seek="$3" conv=notrunc status=none
+}
+vrecords() { lvm_on h2 vgs --noheadings -o vg_tags "$vvg" 2>/dev/null | tr -d ' ' | tr ',' '\n' | grep '^sm_intent=' || true; }
+
+vm_step "VHD SR on LUN 2: host 1 sr_create (vdi_type=vhd), both hosts sr_attach at once"
+VHD=1 host_expect 0 h1 sr_create "$vsr" 0
+VHD=1 host_driver h1 sr_attach "$vsr" > /dev/null &
+attacher=$!
+VHD=1 host_expect 0 h2 sr_attach "$vsr"
+wait "$attacher" || vm_fail "h1: sr_attach of the VHD SR failed"
+VHD=1 host_expect 0 h1 sr_attach "$vsr"
+
+vm_step "a base with data, cloned: host 1 attaches one child and host 2 the other at once (the base copy active shared on both)"
+VHD=1 host_expect 0 h1 vdi_create "$vsr" "$vbase" "$vsize"
+VHD=1 host_expect 0 h1 vdi_attach "$vsr" "$vbase"
+truncate -s "$vsize" "$vwork/base"
+vwrite base "$vbase" 0
+VHD=1 host_expect 0 h1 vdi_detach "$vsr" "$vbase"
+VHD=1 host_expect 0 h1 vdi_clone "$vsr" "$vbase" "$vclone"
+cp "$vwork/base" "$vwork/clone"
+VHD=1 host_expect 0 h1 vdi_attach "$vsr" "$vbase"
+# Before ancestors were activated shared this was EBUSY: host 1 held the base copy exclusively.
+VHD=1 host_expect 0 h2 vdi_attach "$vsr" "$vclone"
+copy=$(lvm_on h2 lvs --noheadings -o lv_name "$vvg" | tr -d ' ' | grep '^LV-' | grep -v -e "LV-$vbase" -e "LV-$vclone" | sed 's/^LV-//')
+[ "$(wc -w <<< "$copy")" = 1 ] || vm_fail "expected one base copy volume after vdi_clone, found [$copy]"
+[ "$(vdigest "$vbase")" = "$(model_digest base)" ] || vm_fail "h1's leaf does not read the base's bytes"
+[ "$(vdigest "$vclone")" = "$(model_digest clone)" ] || vm_fail "h2's clone does not read the base's bytes"
+vwrite base "$vbase" 2
+vwrite clone "$vclone" 3
+[ "$(vdigest "$vbase")" = "$(model_digest base)" ] || vm_fail "h1's leaf does not read back its write"
+[ "$(vdigest "$vclone")" = "$(model_digest clone)" ] || vm_fail "h2's clone does not read back its write"
+# The leaf stays exclusive: host 2 cannot attach host 1's. (One kernel: a host's deactivation of
+# the base copy removes the device-mapper device the other host also reads through, so every
+# read is done before this refusal, which lets go of host 2's shared lock, and the detaches.)
+VHD=1 host_expect 16 h2 vdi_attach "$vsr" "$vbase"
+grep -q "active on another host" <<< "$DRIVER_ERR" || vm_fail "h2's vdi_attach of h1's leaf does not say why: $DRIVER_ERR"
+VHD=1 host_expect 0 h1 vdi_detach "$vsr" "$vbase"
+VHD=1 host_expect 0 h2 vdi_detach "$vsr" "$vclone"
+
+vm_step "sr_gc: a merge whose parent host 2 reads (active shared there) is skipped; two hosts' sr_gc at once merge once"
+VHD=1 host_expect 0 h2 vdi_snapshot "$vsr" "$vclone" "$vsnap"
+VHD=1 host_expect 0 h2 vdi_delete "$vsr" "$vsnap"
+VHD=1 host_expect 0 h2 vdi_attach "$vsr" "$vclone"
+VHD=1 host_expect 0 h1 sr_gc "$vsr"
+grep -q "not coalescing $vsnap into $vclone now: the merge needs both volumes exclusively on this host: logical volume $vvg/LV-$vsnap is active on another host" /run/h1/SMlog \
+    || vm_fail "h1's sr_gc did not skip the merge of a parent h2 reads: $(grep "sr_gc $vsr" /run/h1/SMlog | tail -3)"
+[ -z "$(vrecords)" ] || vm_fail "a skipped merge left a record: $(vrecords)"
+[ "$(vdigest "$vclone")" = "$(model_digest clone)" ] || vm_fail "the clone's bytes changed under a skipped merge"
+VHD=1 host_expect 0 h2 vdi_detach "$vsr" "$vclone"
+# h1's collector pauses 10 s with its merge journaled, holding the pool's collector lock.
+HOST_ENV=SM_FAULT_PAUSE=lvm-coalesce.journaled:10 VHD=1 host_driver h1 sr_gc "$vsr" > /dev/null &
+collector=$!
+coalesce_journaled() { vrecords | grep -q '^sm_intent=coalesce:'; }
+vm_wait_for 90 coalesce_journaled
+VHD=1 host_expect 0 h2 sr_gc "$vsr"
+grep -q "sr_gc $vsr: another host's collector holds the pool's collector lock" /run/h2/SMlog \
+    || vm_fail "h2's sr_gc ran beside h1's: $(grep "sr_gc $vsr" /run/h2/SMlog | tail -3)"
+wait "$collector" || vm_fail "h1's paused sr_gc failed"
+merges=$(cat /run/h1/SMlog /run/h2/SMlog | grep -c "sr_gc $vsr: coalesced $vsnap into $vclone" || true)
+[ "$merges" = 1 ] || vm_fail "the pair was merged $merges times, expected once"
+echo "  h1 merged $vsnap into $vclone; h2's sr_gc at the same time did nothing (the collector lock)"
+
+vm_step "host 1 killed (kill -9) in vdi_snapshot at lvm-snapshot.child-created while host 2 runs verbs"
+(
+    VHD=1 host_driver h2 vdi_attach "$vsr" "$vclone" && [ "$DRIVER_STATUS" = 0 ] || exit 1
+    vwrite clone "$vclone" 5
+    VHD=1 host_driver h2 vdi_detach "$vsr" "$vclone" && [ "$DRIVER_STATUS" = 0 ]
+) > "$vwork/h2-verbs.log" 2>&1 &
+verbs=$!
+HOST_ENV=SM_FAULT_POINT=lvm-snapshot.child-created VHD=1 host_expect 137 h1 vdi_snapshot "$vsr" "$vbase" "$vkilled"
+wait "$verbs" || vm_fail "h2's verbs beside h1's snapshot failed: $(cat "$vwork/h2-verbs.log")"
+record="sm_intent=snapshot:$vbase:$vkilled:host=h1:sanlock=1"
+[ "$(vrecords)" = "$record" ] || vm_fail "h1's snapshot left records [$(vrecords)], expected [$record]"
+
+vm_step "host 1 lives: host 2 leaves its record (sr_scan, sr_check go on; a verb on its VDI is EBUSY naming host 1)"
+VHD=1 host_expect 0 h2 sr_scan "$vsr"
+[ "$(vrecords)" = "$record" ] || vm_fail "h2's sr_scan settled live h1's record: [$(vrecords)]"
+lvm_on h2 lvs --noheadings -o lv_name "$vvg" | grep -q "LV-$vbase.new" || vm_fail "h1's temporary volume went"
+VHD=1 host_expect 16 h2 vdi_attach "$vsr" "$vbase"
+grep -q "h1 (sanlock host id 1), which sanlock reports LIVE" <<< "$DRIVER_ERR" || vm_fail "the EBUSY does not name host 1: $DRIVER_ERR"
+VHD=1 host_expect 0 h2 sr_check "$vsr"
+
 vm_step "host 1 dies holding a VDI (its sanlock and lvmlockd killed; no watchdog): host 2 gets EBUSY until host 1's lease has expired, then attaches it"
 host_expect 0 h1 vdi_create "$sr" "$dead_vdi" $((8 * mib))
 host_expect 0 h1 vdi_attach "$sr" "$dead_vdi"
@@ -261,6 +388,11 @@ daemons=$(host_daemons h1)
 kill -9 $daemons || vm_fail "cannot kill host 1's daemons $daemons"
 died=$(date +%s.%N)
 host_expect 16 h2 vdi_attach "$sr" "$dead_vdi"
+# Host 1's lease still lives (sanlock calls a host DEAD only host_dead_seconds after its last
+# renewal): host 2 leaves its VHD SR's snapshot record.
+VHD=1 host_expect 0 h2 sr_scan "$vsr"
+record_left_after=$(seconds_since "$died")
+[ "$(vrecords)" = "$record" ] || vm_fail "h2 settled h1's record right after h1 died, while its lease lived: [$(vrecords)]"
 until host_driver h2 vdi_attach "$sr" "$dead_vdi"; [ "$DRIVER_STATUS" != 16 ]; do
     awk -v s="$(seconds_since "$died")" 'BEGIN { exit !(s > 240) }' && vm_fail "host 2's vdi_attach still EBUSY 240 s after host 1 died"
     sleep 5
@@ -269,6 +401,37 @@ done
 echo "  host 2 attached host 1's VDI $(seconds_since "$died") s after host 1 died"
 host_expect 0 h2 vdi_detach "$sr" "$dead_vdi"
 host_expect 0 h2 vdi_delete "$sr" "$dead_vdi"
+
+vm_step "host 1 is dead: host 2 settles its snapshot record once sanlock reports it DEAD; every VHD VDI's bytes as before"
+until VHD=1 host_driver h2 sr_scan "$vsr"; [ -z "$(vrecords)" ]; do
+    [ "$DRIVER_STATUS" = 0 ] || vm_fail "h2's sr_scan exited $DRIVER_STATUS: $DRIVER_ERR"
+    awk -v s="$(seconds_since "$died")" 'BEGIN { exit !(s > 240) }' && vm_fail "h1's record still there 240 s after host 1 died"
+    sleep 5
+done
+echo "  h2 settled host 1's snapshot record $(seconds_since "$died") s after host 1 died (first sr_scan after its kill left it: $record_left_after s)"
+grep -q "$record is of host h1 (sanlock host id 1), which sanlock reports DEAD; settling it" /run/h2/SMlog \
+    || vm_fail "h2 did not settle h1's record on sanlock's DEAD: $(grep -F "$record" /run/h2/SMlog | tail -3)"
+listed=$(vm_xml_values uuid <<< "$DRIVER_OUT" | grep -vx "$vsr" | sort | tr '\n' ' ')
+[ "$listed" = "$(printf '%s\n' "$vbase" "$vclone" "$copy" | sort | tr '\n' ' ')" ] || vm_fail "after recovery sr_scan lists [$listed]"
+lvm_on h2 lvs --noheadings -o lv_name "$vvg" | grep -q '\.new' && vm_fail "a temporary volume is left"
+for pair in "$vbase:base" "$vclone:clone"; do
+    VHD=1 host_expect 0 h2 vdi_attach "$vsr" "${pair%%:*}"
+    [ "$(vdigest "${pair%%:*}")" = "$(model_digest "${pair##*:}")" ] || vm_fail "VDI ${pair%%:*} does not read its bytes after recovery"
+    VHD=1 host_expect 0 h2 vdi_detach "$vsr" "${pair%%:*}"
+done
+echo "  both VDIs read what the model says"
+VHD=1 host_expect 0 h2 sr_check "$vsr"
+grep -q "<clean>True</clean>" <<< "$DRIVER_OUT" || vm_fail "sr_check is not clean: $DRIVER_OUT"
+
+vm_step "host 2: delete the VHD SR's VDIs and the SR (host 1 dead: no wait; the collector's lock volume goes with it)"
+for vdi in "$vbase" "$vclone" "$copy"; do VHD=1 host_expect 0 h2 vdi_delete "$vsr" "$vdi"; done
+VHD=1 host_expect 0 h2 sr_gc "$vsr"
+# Deleted while attached: a detach first would stop the lock space, and sr_delete, joining it
+# afresh, would wait host_dead_seconds again (the raw SR's last step proves that). The session
+# then no longer counts the SR as a user (host 2's logout is checked at the end).
+VHD=1 host_expect 0 h2 sr_delete "$vsr"
+[ -z "$(lvm_on h2 vgs --noheadings -o vg_name "$vvg" 2>/dev/null)" ] || vm_fail "$vvg still exists"
+lockspaces h2 | grep -q "lvm_VG_XenStorage-${vsr:0:8}" && vm_fail "h2's lock space of the deleted $vvg is still started: $(lockspaces h2)"
 
 vm_step "host 2: sr_detach (its lock space already stopped by hand: still succeeds), sr_delete (host 1 is dead); the group is gone"
 vm_check "lockstop by hand" lvm_on h2 vgchange --lockstop "$vg"
