@@ -28,6 +28,16 @@ public final class CephSession {
     /// Omap values read ahead by `readObjectAndMap(keys:)`, by object then key (nil: known absent);
     /// `mapValue` answers from here, the writers forget what they change.
     private var mapCache: [String: [String: String?]] = [:]
+    /// Images opened through this session and not yet closed (`RBDImage` counts them).
+    var openImages = 0
+
+    /// Set by an executable that ends with `_exit` right after its verb (RBDSR's main): `close()`
+    /// then leaves the connection to the process's exit instead of `rados_shutdown`, whose
+    /// teardown (joining librados' threads, freeing its maps) is several milliseconds of every
+    /// verb and changes nothing on the cluster: the OSDs and monitors drop a client's sessions
+    /// when its sockets close, as they do after a shutdown. Only when every image is closed
+    /// (watches and exclusive locks released); otherwise `close()` shuts down as usual.
+    public nonisolated(unsafe) static var leaveConnectionToProcessExit = false
 
     /// Connects as `client.<user>` and opens the pool. ENODEV when no monitor answers within the
     /// timeout or the pool does not exist; EIO when cephx refuses the credentials.
@@ -139,7 +149,9 @@ public final class CephSession {
         guard !closed else { return }
         closed = true
         rados_ioctx_destroy(ioContext)
-        rados_shutdown(cluster)
+        if !Self.leaveConnectionToProcessExit || openImages > 0 {
+            rados_shutdown(cluster)
+        }
         diversion?.restore()
         diversion = nil
     }

@@ -16,6 +16,7 @@ final class RBDImage {
 
     let name: String
     private let handle: rbd_image_t
+    private let session: CephSession
 
     /// Opens `name`; ENODEV when it does not exist. `readOnly` opens take no lock and no watch.
     init(_ session: CephSession, name: String, readOnly: Bool = true) throws(StorageError) {
@@ -27,9 +28,14 @@ final class RBDImage {
         guard code == 0, let image else { throw .ceph(code, "opening RBD image \(name)") }
         self.name = name
         handle = image
+        self.session = session
+        session.openImages += 1
     }
 
-    deinit { rbd_close(handle) }
+    deinit {
+        rbd_close(handle)
+        session.openImages -= 1
+    }
 
     /// Opens `name` read-only; nil when there is no such image.
     static func openIfPresent(_ session: CephSession, name: String, readOnly: Bool = true) throws(StorageError) -> RBDImage? {
