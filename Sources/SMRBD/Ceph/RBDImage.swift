@@ -114,16 +114,24 @@ final class RBDImage {
     }
 
     var headerObject: String {
-        get throws(StorageError) { "rbd_header.\(try identifier)" }
+        get throws(StorageError) { Self.headerObject(id: try identifier) }
     }
+
+    /// The header object of the image with RBD id `id` (librbd's name for it).
+    static func headerObject(id: String) -> String { "rbd_header.\(id)" }
+
+    /// The omap key under which librbd keeps the image metadata entry `key` in the header object
+    /// (`metadata_<key>`, cls_rbd's layout, which `rbd image-meta` reads too).
+    static func metadataMapKey(_ key: String) -> String { "metadata_\(key)" }
 
     func resize(to size: UInt64) throws(StorageError) {
         let code = rbd_resize(handle, size)
         guard code == 0 else { throw .ceph(code, "resizing \(name)") }
     }
 
-    /// The clone parent (`image@snapshot` in the same pool), nil for an image without one.
-    func parent() throws(StorageError) -> (image: String, namespace: String, snapshot: String)? {
+    /// The clone parent (`image@snapshot` in the same pool, and the parent's RBD id), nil for an
+    /// image without one.
+    func parent() throws(StorageError) -> (image: String, namespace: String, snapshot: String, id: String)? {
         var image = rbd_linked_image_spec_t()
         var snapshot = rbd_snap_spec_t()
         let code = rbd_get_parent(handle, &image, &snapshot)
@@ -133,7 +141,10 @@ final class RBDImage {
             rbd_linked_image_spec_cleanup(&image)
             rbd_snap_spec_cleanup(&snapshot)
         }
-        return (String(cString: image.image_name), String(cString: image.pool_namespace), String(cString: snapshot.name))
+        return (
+            String(cString: image.image_name), String(cString: image.pool_namespace), String(cString: snapshot.name),
+            String(cString: image.image_id)
+        )
     }
 
     struct Snapshot: Equatable {
