@@ -88,7 +88,8 @@ extension RBDRepository {
     public func deleteVDI(sr: CanonicalUUID, vdi: CanonicalUUID) throws(StorageError) {
         try requireAttached(sr)
         if state(sr).isVDIAttached(vdi) { throw StorageError.vdiAttached(vdi.string) }
-        try withSR(sr, prefetch: [vdi]) { session throws(StorageError) in
+        try withSR(sr, prefetch: [vdi], prefetchKeys: [Self.cloneIndexKey(vdi.string)]) { session throws(StorageError) in
+            if try deleteIndexedClone(session, vdi) { return }
             guard let found = try locate(session, vdi, knownHidden: false) else { return }
             switch found.location {
             case .image(let name):
@@ -118,7 +119,7 @@ extension RBDRepository {
                 if let parent, let intent {
                     try reclaim(session, image: parent.image, snapshot: parent.snapshot, parentID: parent.id)
                     FaultPoint.RBDDelete.reclaimed.reach()
-                    try finish(intent, session)
+                    try finish(intent, session, alsoRemove: [Self.cloneIndexKey(name)])
                 }
             case .snapshot(let imageName, let name):
                 let image = found.image
@@ -138,6 +139,48 @@ extension RBDRepository {
                 try finish(intent, session, alsoRemove: [Self.snapshotIndexKey(name)])
             }
         }
+    }
+
+    /// The clone index key of a clone image in the marker's omap; its value is
+    /// `<parent image> <parent snapshot> <parent RBD id>`. vdi_clone of an image writes it in the
+    /// same omap write as its intent record; it goes with the clone (vdi_delete's last write, a
+    /// rollback's, or before a hidden clone is reclaimed), so that an entry never outlives its image
+    /// except for an image removed behind RBDSR's back (then it names a parent that a reclaim
+    /// leaves alone unless that snapshot is hidden and without clones, which is always safe).
+    static func cloneIndexKey(_ image: String) -> String { "clone.\(image)" }
+
+    /// vdi_delete of a clone the clone index knows (the entry came with the marker): its parent is
+    /// known without opening it, so the delete is the intent record, `rbd_remove` (whose own
+    /// checks answer the questions the open answered: ENOTEMPTY when it has snapshots, EBUSY
+    /// while a client watches it or holds its exclusive lock), the parent's hidden mark (one omap
+    /// read) and the record's removal. When `rbd_remove` refuses, the record goes and the general
+    /// path decides (hide it, or EBUSY), as before. False when the index does not know `vdi` (or a
+    /// snapshot VDI of that UUID is indexed): the general path runs.
+    private func deleteIndexedClone(_ session: CephSession, _ vdi: CanonicalUUID) throws(StorageError) -> Bool {
+        let name = vdi.string
+        guard try session.mapValue(Self.snapshotIndexKey(name), in: Self.markerObject) == nil,
+            let entry = try session.mapValue(Self.cloneIndexKey(name), in: Self.markerObject)
+        else { return false }
+        let words = entry.split(separator: " ").map(String.init)
+        guard words.count == 3 else { return false }
+        let (parent, snapshot, parentID) = (words[0], words[1], words[2])
+        let intent = RBDIntent(vdi: name, kind: .deleteImage(parent: parent, snapshot: snapshot))
+        try record(intent, session)
+        FaultPoint.RBDDelete.intentWritten.reach()
+        let code = RBDImage.removeAnswering(session, name: name)
+        if code == -ENOTEMPTY || code == -EBUSY {
+            try finish(intent, session)
+            return false
+        }
+        guard code == 0 || code == -ENOENT else {
+            try finish(intent, session)
+            throw .ceph(code, "removing RBD image \(name)")
+        }
+        FaultPoint.RBDDelete.removed.reach()
+        try reclaim(session, image: parent, snapshot: snapshot, parentID: parentID)
+        FaultPoint.RBDDelete.reclaimed.reach()
+        try finish(intent, session, alsoRemove: [Self.cloneIndexKey(name)])
+        return true
     }
 
     /// The clone parent of `image` when it is in the SR's namespace (with the parent's RBD id).
@@ -189,6 +232,9 @@ extension RBDRepository {
             try image.metadata(RBDTree.hiddenKey) == name, try image.snapshots().isEmpty
         else { return }
         let parent = try sameNamespaceParent(session, image)
+        // Its clone index entry first: an entry must not outlive the image (a crash between the two
+        // leaves a hidden image without one, which this path reclaims without it).
+        if parent != nil { try session.removeMapValue(Self.cloneIndexKey(name), in: Self.markerObject) }
         try RBDImage.remove(session, name: name)
         if let parent { try reclaim(session, image: parent.image, snapshot: parent.snapshot, parentID: parent.id) }
     }
@@ -265,7 +311,10 @@ extension RBDRepository {
                 }
                 let base = CanonicalUUID.random().string
                 let intent = RBDIntent(vdi: destination.string, kind: .clone(image: name, base: base))
-                try record(intent, session, alsoSet: [(Self.snapshotIndexKey(base), name)])
+                let cloneEntry = "\(name) \(base) \(try image.identifier)"
+                try record(
+                    intent, session,
+                    alsoSet: [(Self.snapshotIndexKey(base), name), (Self.cloneIndexKey(destination.string), cloneEntry)])
                 FaultPoint.RBDClone.intentWritten.reach()
                 try image.setMetadata(RBDTree.baseCopyKey(base), "1")
                 FaultPoint.RBDClone.baseCopyMarked.reach()

@@ -73,8 +73,14 @@ final class RBDImage {
     }
 
     static func remove(_ session: CephSession, name: String) throws(StorageError) {
-        let code = rbd_remove(session.ioContext, name)
+        let code = removeAnswering(session, name: name)
         guard code == 0 || code == -ENOENT else { throw .ceph(code, "removing RBD image \(name)") }
+    }
+
+    /// `rbd_remove`'s own answer: 0, or a negative errno (ENOENT: no such image; ENOTEMPTY: it
+    /// has snapshots; EBUSY: a client watches it or holds its exclusive lock).
+    static func removeAnswering(_ session: CephSession, name: String) -> Int32 {
+        rbd_remove(session.ioContext, name)
     }
 
     /// Every image in the session's namespace (names only).
