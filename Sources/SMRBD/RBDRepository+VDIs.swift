@@ -268,6 +268,7 @@ extension RBDRepository {
     public func snapshotVDI(sr: CanonicalUUID, source: CanonicalUUID, destination: CanonicalUUID) throws(StorageError) {
         try requireAttached(sr)
         try withSR(sr, prefetch: [source, destination]) { session throws(StorageError) in
+            if try snapshotOfImage(session, sr: sr, source: source, destination: destination) { return }
             let (location, image) = try visible(session, source, sr: sr, writable: true)
             if try locate(session, destination) != nil { throw StorageError.vdiExists(destination.string, sr: sr.string) }
             guard case .image(let name) = location else {
@@ -278,6 +279,57 @@ extension RBDRepository {
             FaultPoint.RBDSnapshot.indexed.reach()
             try image.createSnapshot(destination.string)
         }
+    }
+
+    /// vdi_snapshot of an image when the snapshot index has no entry for `destination` (it came
+    /// with the marker): the same checks and steps as the general path, with the round trips that
+    /// do not depend on each other in flight together. The index entry (nothing to overwrite) and
+    /// a stat of the destination's image id object go out before the source opens; the source's
+    /// hidden mark (an omap read of its header) goes with the lock check. The entry is written
+    /// before the snapshot is made, as in the general path, and removed again when a check
+    /// refuses (a crash in between leaves what `rbd-snapshot.indexed` leaves: an entry naming no
+    /// snapshot, which `locate` ignores). False when the source is no image or the index knows
+    /// the destination: the general path runs, nothing done.
+    private func snapshotOfImage(
+        _ session: CephSession, sr: CanonicalUUID, source: CanonicalUUID, destination: CanonicalUUID
+    ) throws(StorageError) -> Bool {
+        let key = Self.snapshotIndexKey(destination.string)
+        guard try session.mapValue(key, in: Self.markerObject) == nil else { return false }
+        let indexed = session.startSettingMapValue(key, source.string, in: Self.markerObject)
+        let destinationImage = session.startStat(RBDImage.idObject(name: destination.string))
+        do throws(StorageError) {
+            guard let image = try RBDImage.openIfPresent(session, name: source.string, readOnly: false) else {
+                try withdraw(key, indexed, session)
+                return false
+            }
+            let header = try image.headerObject
+            let hidden = session.startReadingMapKey(RBDImage.metadataMapKey(RBDTree.hiddenKey), in: header)
+            let holder = try RBDLocks(session: session, headerObject: header, vdi: source).holders().first
+            if hidden.foundValue == source.string { throw StorageError.noSuchVDI(source.string, sr: sr.string) }
+            guard hidden.wait() >= 0 || hidden.wait() == -ENOENT else { throw .ceph(hidden.wait(), "reading the marks of \(source)") }
+            switch destinationImage.wait() {
+            case 0: throw StorageError.vdiExists(destination.string, sr: sr.string)
+            case -ENOENT: break
+            case let code: throw .ceph(code, "looking up image \(destination)")
+            }
+            if state(sr).isVDIAttached(source) { throw StorageError.vdiAttached(source.string) }
+            if let holder {
+                throw StorageError(code: .resourceBusy, message: "VDI \(source) is locked by user '\(holder.cookie)'; run vdi_unlock first")
+            }
+            let code = indexed.wait()
+            guard code == 0 else { throw .ceph(code, "writing \(key) in the omap of \(Self.markerObject)") }
+            FaultPoint.RBDSnapshot.indexed.reach()
+            try image.createSnapshot(destination.string)
+            return true
+        } catch {
+            try? withdraw(key, indexed, session)
+            throw error
+        }
+    }
+
+    /// Removes an index entry written ahead of a check that refused.
+    private func withdraw(_ key: String, _ written: PendingOperation, _ session: CephSession) throws(StorageError) {
+        if written.wait() == 0 { try session.removeMapValue(key, in: Self.markerObject) }
     }
 
     /// A writable RBD clone named `destination`. From a snapshot VDI: a clone of it. From an

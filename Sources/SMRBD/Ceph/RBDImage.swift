@@ -123,6 +123,9 @@ final class RBDImage {
         get throws(StorageError) { Self.headerObject(id: try identifier) }
     }
 
+    /// The object that holds a (format 2) image's RBD id; it exists exactly while the image does.
+    static func idObject(name: String) -> String { "rbd_id.\(name)" }
+
     /// The header object of the image with RBD id `id` (librbd's name for it).
     static func headerObject(id: String) -> String { "rbd_header.\(id)" }
 
