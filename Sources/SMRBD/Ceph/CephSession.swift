@@ -59,6 +59,7 @@ public final class CephSession {
             // A Force that breaks a lock must not blocklist the owner's address (see RBDLocks).
             ("rbd_blocklist_on_break_lock", "false"),
             ("rbd_cache", "false"),
+            ("ms_async_op_threads", "1"),
             ("auth_client_required", "cephx")
         ]
         if !credentials.monitors.isEmpty { settings.append(("mon_host", credentials.libradosMonitors)) }
