@@ -385,6 +385,7 @@ extension RBDRepository {
     public func resizeVDI(sr: CanonicalUUID, vdi: CanonicalUUID, size: UInt64) throws(StorageError) {
         try requireAttached(sr)
         try withSR(sr, prefetch: [vdi]) { session throws(StorageError) in
+            if try resizeImage(session, sr: sr, vdi: vdi, size: size) { return }
             let (location, image) = try visible(session, vdi, sr: sr, writable: true)
             guard case .image = location else {
                 throw StorageError(code: .notPermitted, message: "VDI \(vdi) is a read-only snapshot; it cannot be resized")
@@ -399,6 +400,34 @@ extension RBDRepository {
             try requireRoom(session, adding: size - current, what: "growing VDI \(vdi)")
             try image.resize(to: size)
         }
+    }
+
+    /// vdi_resize of an image VDI: the general path's checks and answers, with the image's hidden
+    /// mark (an omap read of its header) in flight while the pool's quota is read. False when
+    /// `vdi` is no image (the general path answers: EPERM for a snapshot, ENODEV).
+    private func resizeImage(_ session: CephSession, sr: CanonicalUUID, vdi: CanonicalUUID, size: UInt64) throws(StorageError) -> Bool {
+        guard let image = try RBDImage.openIfPresent(session, name: vdi.string, readOnly: false) else { return false }
+        let hidden = session.startReadingMapKey(RBDImage.metadataMapKey(RBDTree.hiddenKey), in: try image.headerObject)
+        let size = Self.rounded(size)
+        let current = try image.size
+        var room: StorageError?
+        if size > current {
+            do throws(StorageError) {
+                try requireRoom(session, adding: size - current, what: "growing VDI \(vdi)")
+            } catch {
+                room = error
+            }
+        }
+        if hidden.foundValue == vdi.string { throw StorageError.noSuchVDI(vdi.string, sr: sr.string) }
+        guard hidden.wait() >= 0 || hidden.wait() == -ENOENT else { throw .ceph(hidden.wait(), "reading the marks of \(vdi)") }
+        if state(sr).isVDIAttached(vdi) { throw StorageError.vdiAttached(vdi.string) }
+        guard size >= current else {
+            throw StorageError.invalid("new-size \(size) is smaller than VDI \(vdi)'s \(current) bytes; VDIs only grow")
+        }
+        guard size > current else { return true }
+        if let room { throw room }
+        try image.resize(to: size)
+        return true
     }
 
     /// Maps the VDI with the kernel client (a snapshot read-only) and returns

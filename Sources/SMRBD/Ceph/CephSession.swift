@@ -439,10 +439,11 @@ public final class CephSession {
     }
 
     /// The pool's byte quota (`ceph osd pool set-quota <pool> max_bytes`), nil when none is set.
-    /// Read from the OSD map (`osd dump`): `osd pool get-quota` also reports usage, which needs
-    /// a manager, and fails without one.
+    /// Read from the OSD map's pools (`osd pool ls detail`, answered by the monitors; its reply
+    /// grows with the pools, where `osd dump`'s grows with the OSDs too): `osd pool get-quota`
+    /// also reports usage, which needs a manager, and fails without one.
     func poolByteQuota() throws(StorageError) -> UInt64? {
-        let reply = Array(try monitorCommand(#"{"prefix":"osd dump","format":"json"}"#).utf8)
+        let reply = Array(try monitorCommand(#"{"prefix":"osd pool ls","detail":"detail","format":"json"}"#).utf8)
         guard let pool = Self.find(Array(#""pool_name":"\#(credentials.pool)""#.utf8), in: reply, from: 0),
             let field = Self.find(Array(#""quota_max_bytes":"#.utf8), in: reply, from: pool)
         else { return nil }
