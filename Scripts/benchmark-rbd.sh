@@ -17,15 +17,16 @@
 # client would (it names a log file and an admin socket, which the command line then opens);
 # With RBD_LEAN=1 it adds `--log_to_file=false --admin_socket=`, the settings RBDSR runs with. Every RBDSR call connects to the cluster afresh, as the `rbd`
 # command does. Usage: Scripts/benchmark-rbd.sh [runs]   (root; SM_BIN_DIR picks the binaries,
-# default: a release build of RBDSR)
+# default: a release build of RBDSR as the package ships it, with the Swift standard library
+# linked statically, like the other benchmarks)
 set -euo pipefail
 RUNS=${1:-10}
 cd "$(dirname "$0")/.."
 if [ -n "${SM_BIN_DIR:-}" ]; then
     RBDSR="$SM_BIN_DIR/RBDSR"
 else
-    swift build -c release --product RBDSR >/dev/null
-    RBDSR="$(swift build -c release --show-bin-path)/RBDSR"
+    swift build -c release --static-swift-stdlib --product RBDSR >/dev/null
+    RBDSR="$(swift build -c release --static-swift-stdlib --show-bin-path)/RBDSR"
 fi
 work=$(mktemp -d /tmp/sm-rbd-bench.XXXXXX)
 cluster="$work/cluster"

@@ -106,14 +106,16 @@ extension RBDRepository {
                 if try image.snapshots().contains(where: { $0.name == base }) { try image.removeSnapshot(base) }
                 try image.removeMetadata(RBDTree.baseCopyKey(base))
             }
-            try finish(intent, session, alsoRemove: [RBDRepository.snapshotIndexKey(base)])
+            try finish(intent, session, alsoRemove: [RBDRepository.snapshotIndexKey(base), RBDRepository.cloneIndexKey(intent.vdi)])
         case .deleteImage(let parent, let snapshot):
             if try RBDImage.openIfPresent(session, name: intent.vdi) == nil {
                 // Removed; the reclaim up its chain may have stopped anywhere: sweep the SR.
                 Diagnostics.debug("recovery: completing vdi_delete of \(intent.vdi) (a clone of \(parent)@\(snapshot))")
                 try reclaimAll(session)
+                try finish(intent, session, alsoRemove: [RBDRepository.cloneIndexKey(intent.vdi)])
+            } else {
+                try finish(intent, session)
             }
-            try finish(intent, session)
         case .deleteSnapshot(let name):
             if let image = try RBDImage.openIfPresent(session, name: name),
                 try image.snapshots().contains(where: { $0.name == intent.vdi })

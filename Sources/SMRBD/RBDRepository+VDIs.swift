@@ -88,7 +88,8 @@ extension RBDRepository {
     public func deleteVDI(sr: CanonicalUUID, vdi: CanonicalUUID) throws(StorageError) {
         try requireAttached(sr)
         if state(sr).isVDIAttached(vdi) { throw StorageError.vdiAttached(vdi.string) }
-        try withSR(sr, prefetch: [vdi]) { session throws(StorageError) in
+        try withSR(sr, prefetch: [vdi], prefetchKeys: [Self.cloneIndexKey(vdi.string)]) { session throws(StorageError) in
+            if try deleteIndexedClone(session, vdi) { return }
             guard let found = try locate(session, vdi, knownHidden: false) else { return }
             switch found.location {
             case .image(let name):
@@ -116,9 +117,9 @@ extension RBDRepository {
                 }
                 FaultPoint.RBDDelete.removed.reach()
                 if let parent, let intent {
-                    try reclaim(session, image: parent.image, snapshot: parent.snapshot)
+                    try reclaim(session, image: parent.image, snapshot: parent.snapshot, parentID: parent.id)
                     FaultPoint.RBDDelete.reclaimed.reach()
-                    try finish(intent, session)
+                    try finish(intent, session, alsoRemove: [Self.cloneIndexKey(name)])
                 }
             case .snapshot(let imageName, let name):
                 let image = found.image
@@ -140,10 +141,54 @@ extension RBDRepository {
         }
     }
 
-    /// The clone parent of `image` when it is in the SR's namespace.
-    private func sameNamespaceParent(_ session: CephSession, _ image: RBDImage) throws(StorageError) -> (image: String, snapshot: String)? {
+    /// The clone index key of a clone image in the marker's omap; its value is
+    /// `<parent image> <parent snapshot> <parent RBD id>`. vdi_clone of an image writes it in the
+    /// same omap write as its intent record; it goes with the clone (vdi_delete's last write, a
+    /// rollback's, or before a hidden clone is reclaimed), so that an entry never outlives its image
+    /// except for an image removed behind RBDSR's back (then it names a parent that a reclaim
+    /// leaves alone unless that snapshot is hidden and without clones, which is always safe).
+    static func cloneIndexKey(_ image: String) -> String { "clone.\(image)" }
+
+    /// vdi_delete of a clone the clone index knows (the entry came with the marker): its parent is
+    /// known without opening it, so the delete is the intent record, `rbd_remove` (whose own
+    /// checks answer the questions the open answered: ENOTEMPTY when it has snapshots, EBUSY
+    /// while a client watches it or holds its exclusive lock), the parent's hidden mark (one omap
+    /// read) and the record's removal. When `rbd_remove` refuses, the record goes and the general
+    /// path decides (hide it, or EBUSY), as before. False when the index does not know `vdi` (or a
+    /// snapshot VDI of that UUID is indexed): the general path runs.
+    private func deleteIndexedClone(_ session: CephSession, _ vdi: CanonicalUUID) throws(StorageError) -> Bool {
+        let name = vdi.string
+        guard try session.mapValue(Self.snapshotIndexKey(name), in: Self.markerObject) == nil,
+            let entry = try session.mapValue(Self.cloneIndexKey(name), in: Self.markerObject)
+        else { return false }
+        let words = entry.split(separator: " ").map(String.init)
+        guard words.count == 3 else { return false }
+        let (parent, snapshot, parentID) = (words[0], words[1], words[2])
+        let intent = RBDIntent(vdi: name, kind: .deleteImage(parent: parent, snapshot: snapshot))
+        try record(intent, session)
+        FaultPoint.RBDDelete.intentWritten.reach()
+        let code = RBDImage.removeAnswering(session, name: name)
+        if code == -ENOTEMPTY || code == -EBUSY {
+            try finish(intent, session)
+            return false
+        }
+        guard code == 0 || code == -ENOENT else {
+            try finish(intent, session)
+            throw .ceph(code, "removing RBD image \(name)")
+        }
+        FaultPoint.RBDDelete.removed.reach()
+        try reclaim(session, image: parent, snapshot: snapshot, parentID: parentID)
+        FaultPoint.RBDDelete.reclaimed.reach()
+        try finish(intent, session, alsoRemove: [Self.cloneIndexKey(name)])
+        return true
+    }
+
+    /// The clone parent of `image` when it is in the SR's namespace (with the parent's RBD id).
+    private func sameNamespaceParent(
+        _ session: CephSession, _ image: RBDImage
+    ) throws(StorageError) -> (image: String, snapshot: String, id: String)? {
         guard let parent = try image.parent(), parent.namespace == (session.namespace ?? "") else { return nil }
-        return (parent.image, parent.snapshot)
+        return (parent.image, parent.snapshot, parent.id)
     }
 
     /// What RBDSR keeps about a removed snapshot: its base-copy mark, its index entry, then its
@@ -160,8 +205,16 @@ extension RBDRepository {
 
     /// After a clone of `image@snapshot` went: removes that snapshot if it is hidden and has no
     /// clones left (or forgets it, if a crash removed it already), then its image if hidden and
-    /// without snapshots, and so on up.
-    func reclaim(_ session: CephSession, image name: String, snapshot: String) throws(StorageError) {
+    /// without snapshots, and so on up. With the image's RBD id (`parentID`), the common case (the
+    /// snapshot is not hidden: nothing to do) is one omap read of its header object, where librbd
+    /// keeps the hidden mark, instead of opening the image (a dozen messages, its own parent's too).
+    func reclaim(_ session: CephSession, image name: String, snapshot: String, parentID: String? = nil) throws(StorageError) {
+        if let parentID,
+            try session.mapValue(
+                RBDImage.metadataMapKey(RBDTree.hiddenKey(snapshot)), in: RBDImage.headerObject(id: parentID)) == nil
+        {
+            return
+        }
         guard let image = try RBDImage.openIfPresent(session, name: name),
             try image.metadata(RBDTree.hiddenKey(snapshot)) != nil
         else { return }
@@ -179,8 +232,11 @@ extension RBDRepository {
             try image.metadata(RBDTree.hiddenKey) == name, try image.snapshots().isEmpty
         else { return }
         let parent = try sameNamespaceParent(session, image)
+        // Its clone index entry first: an entry must not outlive the image (a crash between the two
+        // leaves a hidden image without one, which this path reclaims without it).
+        if parent != nil { try session.removeMapValue(Self.cloneIndexKey(name), in: Self.markerObject) }
         try RBDImage.remove(session, name: name)
-        if let parent { try reclaim(session, image: parent.image, snapshot: parent.snapshot) }
+        if let parent { try reclaim(session, image: parent.image, snapshot: parent.snapshot, parentID: parent.id) }
     }
 
     /// Removes every hidden snapshot without clones and every hidden image without snapshots:
@@ -212,6 +268,7 @@ extension RBDRepository {
     public func snapshotVDI(sr: CanonicalUUID, source: CanonicalUUID, destination: CanonicalUUID) throws(StorageError) {
         try requireAttached(sr)
         try withSR(sr, prefetch: [source, destination]) { session throws(StorageError) in
+            if try snapshotOfImage(session, sr: sr, source: source, destination: destination) { return }
             let (location, image) = try visible(session, source, sr: sr, writable: true)
             if try locate(session, destination) != nil { throw StorageError.vdiExists(destination.string, sr: sr.string) }
             guard case .image(let name) = location else {
@@ -222,6 +279,57 @@ extension RBDRepository {
             FaultPoint.RBDSnapshot.indexed.reach()
             try image.createSnapshot(destination.string)
         }
+    }
+
+    /// vdi_snapshot of an image when the snapshot index has no entry for `destination` (it came
+    /// with the marker): the same checks and steps as the general path, with the round trips that
+    /// do not depend on each other in flight together. The index entry (nothing to overwrite) and
+    /// a stat of the destination's image id object go out before the source opens; the source's
+    /// hidden mark (an omap read of its header) goes with the lock check. The entry is written
+    /// before the snapshot is made, as in the general path, and removed again when a check
+    /// refuses (a crash in between leaves what `rbd-snapshot.indexed` leaves: an entry naming no
+    /// snapshot, which `locate` ignores). False when the source is no image or the index knows
+    /// the destination: the general path runs, nothing done.
+    private func snapshotOfImage(
+        _ session: CephSession, sr: CanonicalUUID, source: CanonicalUUID, destination: CanonicalUUID
+    ) throws(StorageError) -> Bool {
+        let key = Self.snapshotIndexKey(destination.string)
+        guard try session.mapValue(key, in: Self.markerObject) == nil else { return false }
+        let indexed = session.startSettingMapValue(key, source.string, in: Self.markerObject)
+        let destinationImage = session.startStat(RBDImage.idObject(name: destination.string))
+        do throws(StorageError) {
+            guard let image = try RBDImage.openIfPresent(session, name: source.string, readOnly: false) else {
+                try withdraw(key, indexed, session)
+                return false
+            }
+            let header = try image.headerObject
+            let hidden = session.startReadingMapKey(RBDImage.metadataMapKey(RBDTree.hiddenKey), in: header)
+            let holder = try RBDLocks(session: session, headerObject: header, vdi: source).holders().first
+            if hidden.foundValue == source.string { throw StorageError.noSuchVDI(source.string, sr: sr.string) }
+            guard hidden.wait() >= 0 || hidden.wait() == -ENOENT else { throw .ceph(hidden.wait(), "reading the marks of \(source)") }
+            switch destinationImage.wait() {
+            case 0: throw StorageError.vdiExists(destination.string, sr: sr.string)
+            case -ENOENT: break
+            case let code: throw .ceph(code, "looking up image \(destination)")
+            }
+            if state(sr).isVDIAttached(source) { throw StorageError.vdiAttached(source.string) }
+            if let holder {
+                throw StorageError(code: .resourceBusy, message: "VDI \(source) is locked by user '\(holder.cookie)'; run vdi_unlock first")
+            }
+            let code = indexed.wait()
+            guard code == 0 else { throw .ceph(code, "writing \(key) in the omap of \(Self.markerObject)") }
+            FaultPoint.RBDSnapshot.indexed.reach()
+            try image.createSnapshot(destination.string)
+            return true
+        } catch {
+            try? withdraw(key, indexed, session)
+            throw error
+        }
+    }
+
+    /// Removes an index entry written ahead of a check that refused.
+    private func withdraw(_ key: String, _ written: PendingOperation, _ session: CephSession) throws(StorageError) {
+        if written.wait() == 0 { try session.removeMapValue(key, in: Self.markerObject) }
     }
 
     /// A writable RBD clone named `destination`. From a snapshot VDI: a clone of it. From an
@@ -255,7 +363,10 @@ extension RBDRepository {
                 }
                 let base = CanonicalUUID.random().string
                 let intent = RBDIntent(vdi: destination.string, kind: .clone(image: name, base: base))
-                try record(intent, session, alsoSet: [(Self.snapshotIndexKey(base), name)])
+                let cloneEntry = "\(name) \(base) \(try image.identifier)"
+                try record(
+                    intent, session,
+                    alsoSet: [(Self.snapshotIndexKey(base), name), (Self.cloneIndexKey(destination.string), cloneEntry)])
                 FaultPoint.RBDClone.intentWritten.reach()
                 try image.setMetadata(RBDTree.baseCopyKey(base), "1")
                 FaultPoint.RBDClone.baseCopyMarked.reach()
@@ -274,6 +385,7 @@ extension RBDRepository {
     public func resizeVDI(sr: CanonicalUUID, vdi: CanonicalUUID, size: UInt64) throws(StorageError) {
         try requireAttached(sr)
         try withSR(sr, prefetch: [vdi]) { session throws(StorageError) in
+            if try resizeImage(session, sr: sr, vdi: vdi, size: size) { return }
             let (location, image) = try visible(session, vdi, sr: sr, writable: true)
             guard case .image = location else {
                 throw StorageError(code: .notPermitted, message: "VDI \(vdi) is a read-only snapshot; it cannot be resized")
@@ -288,6 +400,34 @@ extension RBDRepository {
             try requireRoom(session, adding: size - current, what: "growing VDI \(vdi)")
             try image.resize(to: size)
         }
+    }
+
+    /// vdi_resize of an image VDI: the general path's checks and answers, with the image's hidden
+    /// mark (an omap read of its header) in flight while the pool's quota is read. False when
+    /// `vdi` is no image (the general path answers: EPERM for a snapshot, ENODEV).
+    private func resizeImage(_ session: CephSession, sr: CanonicalUUID, vdi: CanonicalUUID, size: UInt64) throws(StorageError) -> Bool {
+        guard let image = try RBDImage.openIfPresent(session, name: vdi.string, readOnly: false) else { return false }
+        let hidden = session.startReadingMapKey(RBDImage.metadataMapKey(RBDTree.hiddenKey), in: try image.headerObject)
+        let size = Self.rounded(size)
+        let current = try image.size
+        var room: StorageError?
+        if size > current {
+            do throws(StorageError) {
+                try requireRoom(session, adding: size - current, what: "growing VDI \(vdi)")
+            } catch {
+                room = error
+            }
+        }
+        if hidden.foundValue == vdi.string { throw StorageError.noSuchVDI(vdi.string, sr: sr.string) }
+        guard hidden.wait() >= 0 || hidden.wait() == -ENOENT else { throw .ceph(hidden.wait(), "reading the marks of \(vdi)") }
+        if state(sr).isVDIAttached(vdi) { throw StorageError.vdiAttached(vdi.string) }
+        guard size >= current else {
+            throw StorageError.invalid("new-size \(size) is smaller than VDI \(vdi)'s \(current) bytes; VDIs only grow")
+        }
+        guard size > current else { return true }
+        if let room { throw room }
+        try image.resize(to: size)
+        return true
     }
 
     /// Maps the VDI with the kernel client (a snapshot read-only) and returns

@@ -31,20 +31,21 @@ public struct RBDRepository {
     /// Connects into the SR's namespace; ENODEV when the namespace or its marker is missing.
     /// Recovers what crashed verbs left (RBDRepository+Recovery.swift) before `body` runs.
     /// The snapshot index entries of `prefetch` are read with the marker (for `locate`: no round trip of their own).
+    /// `prefetchKeys` are further marker omap keys read in the same way (the clone index).
     func withSR<T>(
-        _ sr: CanonicalUUID, prefetch: [CanonicalUUID] = [],
+        _ sr: CanonicalUUID, prefetch: [CanonicalUUID] = [], prefetchKeys: [String] = [],
         _ body: (CephSession) throws(StorageError) -> T
     ) throws(StorageError) -> T {
-        try withRecoveredSR(sr, prefetch: prefetch) { session, _ throws(StorageError) in try body(session) }
+        try withRecoveredSR(sr, prefetch: prefetch, prefetchKeys: prefetchKeys) { session, _ throws(StorageError) in try body(session) }
     }
 
     /// As `withSR`; `body` also gets the intents left waiting (their writer may still be alive).
     func withRecoveredSR<T>(
-        _ sr: CanonicalUUID, prefetch: [CanonicalUUID] = [],
+        _ sr: CanonicalUUID, prefetch: [CanonicalUUID] = [], prefetchKeys: [String] = [],
         _ body: (CephSession, [RBDIntent]) throws(StorageError) -> T
     ) throws(StorageError) -> T {
         try withSession { session throws(StorageError) in
-            let records = try requireSR(sr, session, prefetch: prefetch.map { Self.snapshotIndexKey($0.string) })
+            let records = try requireSR(sr, session, prefetch: prefetch.map { Self.snapshotIndexKey($0.string) } + prefetchKeys)
             let waiting = records.isEmpty ? [] : try recover(records, session)
             return try body(session, waiting)
         }

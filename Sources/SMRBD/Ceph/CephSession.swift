@@ -28,6 +28,16 @@ public final class CephSession {
     /// Omap values read ahead by `readObjectAndMap(keys:)`, by object then key (nil: known absent);
     /// `mapValue` answers from here, the writers forget what they change.
     private var mapCache: [String: [String: String?]] = [:]
+    /// Images opened through this session and not yet closed (`RBDImage` counts them).
+    var openImages = 0
+
+    /// Set by an executable that ends with `_exit` right after its verb (RBDSR's main): `close()`
+    /// then leaves the connection to the process's exit instead of `rados_shutdown`, whose
+    /// teardown (joining librados' threads, freeing its maps) is several milliseconds of every
+    /// verb and changes nothing on the cluster: the OSDs and monitors drop a client's sessions
+    /// when its sockets close, as they do after a shutdown. Only when every image is closed
+    /// (watches and exclusive locks released); otherwise `close()` shuts down as usual.
+    public nonisolated(unsafe) static var leaveConnectionToProcessExit = false
 
     /// Connects as `client.<user>` and opens the pool. ENODEV when no monitor answers within the
     /// timeout or the pool does not exist; EIO when cephx refuses the credentials.
@@ -49,6 +59,7 @@ public final class CephSession {
             // A Force that breaks a lock must not blocklist the owner's address (see RBDLocks).
             ("rbd_blocklist_on_break_lock", "false"),
             ("rbd_cache", "false"),
+            ("ms_async_op_threads", "1"),
             ("auth_client_required", "cephx")
         ]
         if !credentials.monitors.isEmpty { settings.append(("mon_host", credentials.libradosMonitors)) }
@@ -139,7 +150,9 @@ public final class CephSession {
         guard !closed else { return }
         closed = true
         rados_ioctx_destroy(ioContext)
-        rados_shutdown(cluster)
+        if !Self.leaveConnectionToProcessExit || openImages > 0 {
+            rados_shutdown(cluster)
+        }
         diversion?.restore()
         diversion = nil
     }
@@ -289,6 +302,50 @@ public final class CephSession {
         guard code == 0 || code == -ENOENT else { throw .ceph(code, "removing \(keys) from the omap of \(object)") }
     }
 
+    // MARK: Operations issued without waiting (librados aio)
+
+    /// Starts setting `key` to `value` in the omap of `object`; `wait()` answers 0 or a negative errno.
+    func startSettingMapValue(_ key: String, _ value: String, in object: String) -> PendingOperation {
+        mapCache[object]?[key] = nil
+        let pending = PendingOperation()
+        let operation = rados_create_write_op()
+        pending.writeOperation = operation
+        key.withCString { keyPointer in
+            value.withCString { valuePointer in
+                var keys: [UnsafePointer<CChar>?] = [keyPointer]
+                var values: [UnsafePointer<CChar>?] = [valuePointer]
+                var keyLengths = [key.utf8.count]
+                var valueLengths = [value.utf8.count]
+                // librados copies keys and values into the operation here.
+                rados_write_op_omap_set2(operation, &keys, &values, &keyLengths, &valueLengths, 1)
+            }
+        }
+        pending.start { rados_aio_write_op_operate(operation, ioContext, $0, object, nil, 0) }
+        return pending
+    }
+
+    /// Starts a stat of `object`; `wait()` answers 0, -ENOENT when it does not exist, or an errno.
+    func startStat(_ object: String) -> PendingOperation {
+        let pending = PendingOperation()
+        pending.start { rados_aio_stat(ioContext, object, $0, pending.size, pending.modified) }
+        return pending
+    }
+
+    /// Starts reading whether `key` is in the omap of `object`; `wait()` answers 0 (then
+    /// `foundKey` says) or a negative errno (-ENOENT: no such object).
+    func startReadingMapKey(_ key: String, in object: String) -> PendingOperation {
+        let pending = PendingOperation()
+        let operation = rados_create_read_op()
+        pending.readOperation = operation
+        key.withCString { keyPointer in
+            var keys: [UnsafePointer<CChar>?] = [keyPointer]
+            var keyLengths = [key.utf8.count]
+            rados_read_op_omap_get_vals_by_keys2(operation, &keys, 1, &keyLengths, pending.iterator, pending.status)
+        }
+        pending.start { rados_aio_read_op_operate(operation, ioContext, $0, object, 0) }
+        return pending
+    }
+
     /// The content of `object` and the omap entries whose keys begin with `prefix`, in one read
     /// (one round trip); nil when the object does not exist. The values of `keys` are read in the
     /// same operation and kept for `mapValue`.
@@ -382,10 +439,11 @@ public final class CephSession {
     }
 
     /// The pool's byte quota (`ceph osd pool set-quota <pool> max_bytes`), nil when none is set.
-    /// Read from the OSD map (`osd dump`): `osd pool get-quota` also reports usage, which needs
-    /// a manager, and fails without one.
+    /// Read from the OSD map's pools (`osd pool ls detail`, answered by the monitors; its reply
+    /// grows with the pools, where `osd dump`'s grows with the OSDs too): `osd pool get-quota`
+    /// also reports usage, which needs a manager, and fails without one.
     func poolByteQuota() throws(StorageError) -> UInt64? {
-        let reply = Array(try monitorCommand(#"{"prefix":"osd dump","format":"json"}"#).utf8)
+        let reply = Array(try monitorCommand(#"{"prefix":"osd pool ls","detail":"detail","format":"json"}"#).utf8)
         guard let pool = Self.find(Array(#""pool_name":"\#(credentials.pool)""#.utf8), in: reply, from: 0),
             let field = Self.find(Array(#""quota_max_bytes":"#.utf8), in: reply, from: pool)
         else { return nil }
@@ -421,6 +479,77 @@ extension StorageError {
             return .io("\(what): refused by the cluster (\(errno.symbolicName)); check the caps of the dconf user")
         default: return .io("\(what) failed: \(errno.symbolicName) \(errno)")
         }
+    }
+}
+
+/// One librados operation issued without waiting. `wait()` waits for it (once) and answers its
+/// return code; what it wrote (stat, omap read) lives here until then. Waited for in `deinit` too,
+/// so that no operation outlives its buffers.
+final class PendingOperation {
+    private var completion: rados_completion_t?
+    private var code: Int32?
+    var writeOperation: rados_write_op_t?
+    var readOperation: rados_read_op_t?
+    let size = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
+    let modified = UnsafeMutablePointer<time_t>.allocate(capacity: 1)
+    let iterator = UnsafeMutablePointer<rados_omap_iter_t?>.allocate(capacity: 1)
+    let status = UnsafeMutablePointer<Int32>.allocate(capacity: 1)
+
+    init() {
+        iterator.initialize(to: nil)
+        status.initialize(to: 0)
+    }
+
+    /// Runs `issue` with a new completion; a refusal to issue is the answer.
+    func start(_ issue: (rados_completion_t?) -> Int32) {
+        var created: rados_completion_t?
+        guard rados_aio_create_completion2(nil, nil, &created) == 0, let created else {
+            code = -ENOMEM
+            return
+        }
+        let issued = issue(created)
+        if issued < 0 {
+            rados_aio_release(created)
+            code = issued
+        } else {
+            completion = created
+        }
+    }
+
+    @discardableResult func wait() -> Int32 {
+        if let code { return code }
+        guard let completion else { return -EINVAL }
+        rados_aio_wait_for_complete(completion)
+        var result = rados_aio_get_return_value(completion)
+        rados_aio_release(completion)
+        self.completion = nil
+        if result >= 0, readOperation != nil, status.pointee < 0 { result = status.pointee }
+        code = result
+        return result
+    }
+
+    /// An omap key read's value (waits for it); nil when the key or the object is absent or the
+    /// read failed (`wait()` tells which).
+    var foundValue: String? {
+        guard wait() >= 0, let iterator = iterator.pointee else { return nil }
+        var name: UnsafeMutablePointer<CChar>?
+        var value: UnsafeMutablePointer<CChar>?
+        var nameLength = 0
+        var valueLength = 0
+        guard rados_omap_get_next2(iterator, &name, &value, &nameLength, &valueLength) == 0, name != nil else { return nil }
+        guard let value else { return "" }
+        return String(decoding: UnsafeRawBufferPointer(start: value, count: valueLength), as: UTF8.self)
+    }
+
+    deinit {
+        wait()
+        if let iterator = iterator.pointee { rados_omap_get_end(iterator) }
+        if let writeOperation { rados_release_write_op(writeOperation) }
+        if let readOperation { rados_release_read_op(readOperation) }
+        size.deallocate()
+        modified.deallocate()
+        iterator.deallocate()
+        status.deallocate()
     }
 }
 

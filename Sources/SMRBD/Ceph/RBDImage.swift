@@ -16,6 +16,7 @@ final class RBDImage {
 
     let name: String
     private let handle: rbd_image_t
+    private let session: CephSession
 
     /// Opens `name`; ENODEV when it does not exist. `readOnly` opens take no lock and no watch.
     init(_ session: CephSession, name: String, readOnly: Bool = true) throws(StorageError) {
@@ -27,9 +28,14 @@ final class RBDImage {
         guard code == 0, let image else { throw .ceph(code, "opening RBD image \(name)") }
         self.name = name
         handle = image
+        self.session = session
+        session.openImages += 1
     }
 
-    deinit { rbd_close(handle) }
+    deinit {
+        rbd_close(handle)
+        session.openImages -= 1
+    }
 
     /// Opens `name` read-only; nil when there is no such image.
     static func openIfPresent(_ session: CephSession, name: String, readOnly: Bool = true) throws(StorageError) -> RBDImage? {
@@ -67,8 +73,14 @@ final class RBDImage {
     }
 
     static func remove(_ session: CephSession, name: String) throws(StorageError) {
-        let code = rbd_remove(session.ioContext, name)
+        let code = removeAnswering(session, name: name)
         guard code == 0 || code == -ENOENT else { throw .ceph(code, "removing RBD image \(name)") }
+    }
+
+    /// `rbd_remove`'s own answer: 0, or a negative errno (ENOENT: no such image; ENOTEMPTY: it
+    /// has snapshots; EBUSY: a client watches it or holds its exclusive lock).
+    static func removeAnswering(_ session: CephSession, name: String) -> Int32 {
+        rbd_remove(session.ioContext, name)
     }
 
     /// Every image in the session's namespace (names only).
@@ -108,16 +120,27 @@ final class RBDImage {
     }
 
     var headerObject: String {
-        get throws(StorageError) { "rbd_header.\(try identifier)" }
+        get throws(StorageError) { Self.headerObject(id: try identifier) }
     }
+
+    /// The object that holds a (format 2) image's RBD id; it exists exactly while the image does.
+    static func idObject(name: String) -> String { "rbd_id.\(name)" }
+
+    /// The header object of the image with RBD id `id` (librbd's name for it).
+    static func headerObject(id: String) -> String { "rbd_header.\(id)" }
+
+    /// The omap key under which librbd keeps the image metadata entry `key` in the header object
+    /// (`metadata_<key>`, cls_rbd's layout, which `rbd image-meta` reads too).
+    static func metadataMapKey(_ key: String) -> String { "metadata_\(key)" }
 
     func resize(to size: UInt64) throws(StorageError) {
         let code = rbd_resize(handle, size)
         guard code == 0 else { throw .ceph(code, "resizing \(name)") }
     }
 
-    /// The clone parent (`image@snapshot` in the same pool), nil for an image without one.
-    func parent() throws(StorageError) -> (image: String, namespace: String, snapshot: String)? {
+    /// The clone parent (`image@snapshot` in the same pool, and the parent's RBD id), nil for an
+    /// image without one.
+    func parent() throws(StorageError) -> (image: String, namespace: String, snapshot: String, id: String)? {
         var image = rbd_linked_image_spec_t()
         var snapshot = rbd_snap_spec_t()
         let code = rbd_get_parent(handle, &image, &snapshot)
@@ -127,7 +150,10 @@ final class RBDImage {
             rbd_linked_image_spec_cleanup(&image)
             rbd_snap_spec_cleanup(&snapshot)
         }
-        return (String(cString: image.image_name), String(cString: image.pool_namespace), String(cString: snapshot.name))
+        return (
+            String(cString: image.image_name), String(cString: image.pool_namespace), String(cString: snapshot.name),
+            String(cString: image.image_id)
+        )
     }
 
     struct Snapshot: Equatable {
