@@ -3,6 +3,9 @@
 # runs each for a fixed number of inputs from its seed corpus; fails if any target crashes,
 # leaks memory past ASan's checks, times out on one input or breaks a property it checks.
 #   SM_FUZZ_RUNS     inputs per target (default 20000)
+#   SM_FUZZ_SECONDS  time budget per target (default 180): a target stops there even short of
+#                    its runs, and the line printed says how many it ran (CI's time is bounded;
+#                    a run whose inputs grew slow once took over 25 minutes for one target)
 #   SM_FUZZ_SEED     libFuzzer's random seed (default 1: the same run every time; 0 = random)
 #   SM_FUZZ_TARGETS  space-separated subset of the targets (default: all)
 #   SM_FUZZ_SECRET_ORACLE  1 (default): fuzz-dconf also fails when an error line shows a secret
@@ -11,6 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${SM_FUZZ_RUNS:-20000}
+seconds=${SM_FUZZ_SECONDS:-180}
 seed=${SM_FUZZ_SEED:-1}
 targets=${SM_FUZZ_TARGETS:-"fuzz-dconf fuzz-intent fuzz-vhd-structures fuzz-vhd-file fuzz-vhd-chain"}
 start=$(date +%s)
@@ -50,10 +54,11 @@ for target in $targets; do
     mkdir -p "$work"
     log=Fuzz/.build/$target.log
     target_start=$(date +%s)
-    if "$binaries/$target" "$work" "Fuzz/corpus/$target" -runs="$runs" -seed="$seed" -max_len=$length \
+    if "$binaries/$target" "$work" "Fuzz/corpus/$target" -runs="$runs" -max_total_time="$seconds" -seed="$seed" -max_len=$length \
         -dict="Fuzz/dictionaries/$dictionary" -timeout=20 -rss_limit_mb=2048 -detect_leaks=0 -print_final_stats=1 \
         -artifact_prefix="Fuzz/.build/crashes/$target-" >"$log" 2>&1; then
-        echo "$target: $runs runs, $(grep -o 'cov: [0-9]*' "$log" | tail -1), $(( $(date +%s) - target_start )) s"
+        done_runs=$(sed -n 's/^stat::number_of_executed_units: //p' "$log" | tail -1)
+        echo "$target: ${done_runs:-?} of $runs runs$([ "${done_runs:-0}" -lt "$runs" ] && echo " (stopped at the $seconds s budget)"), $(grep -o 'cov: [0-9]*' "$log" | tail -1), $(( $(date +%s) - target_start )) s"
     else
         echo "$target: FAILED after $(( $(date +%s) - target_start )) s (log: $log)"
         grep -E "ERROR|property violated|Fatal error|SUMMARY|Test unit written" "$log" | head -10 || tail -20 "$log"

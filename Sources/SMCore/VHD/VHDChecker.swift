@@ -71,17 +71,17 @@ public enum VHDChecker {
             if header.parentTimestamp > now &+ 300 { problems.append("parent timestamp \(header.parentTimestamp) is in the future") }
         }
         // Extents: everything that occupies the file must lie before the end footer and not overlap.
-        var extents: [(start: UInt64, end: UInt64, what: String)] = [
-            (0, UInt64(VHDFooter.size), "footer copy"),
-            (footer.dataOffset, footer.dataOffset + UInt64(VHDDynamicHeader.size), "dynamic header"),
-            (footerOffset, fileSize, "footer")
+        var extents: [Extent] = [
+            Extent(0, UInt64(VHDFooter.size), "footer copy"),
+            Extent(footer.dataOffset, footer.dataOffset + UInt64(VHDDynamicHeader.size), "dynamic header"),
+            Extent(footerOffset, fileSize, "footer")
         ]
         guard header.tableOffset <= fileSize else {
             problems.append("BAT offset \(header.tableOffset) lies past the end of the file")
             return problems
         }
         let tableEnd = header.tableOffset + UInt64(header.maxTableEntries) * 4
-        extents.append((header.tableOffset, tableEnd, "BAT"))
+        extents.append(Extent(header.tableOffset, tableEnd, "BAT"))
         // blktap's end of metadata: the header and the BAT padded to a whole sector, then the
         // batmap and the locators below. No data block may begin before it.
         var metadataEnd = max(footer.dataOffset + UInt64(VHDDynamicHeader.size), roundUpToSector(tableEnd))
@@ -116,7 +116,7 @@ public enum VHDChecker {
                 problems.append("\(name) at \(locator.dataOffset) lies past the end of the file")
                 continue
             }
-            extents.append((locator.dataOffset, locator.dataOffset + locator.dataSpaceInBytes, name))
+            extents.append(Extent(locator.dataOffset, locator.dataOffset + locator.dataSpaceInBytes, name))
             metadataEnd = max(metadataEnd, locator.dataOffset + locator.dataSpaceInBytes)
             let data = read(Int(min(locator.dataLength, 4096)), at: locator.dataOffset)
             let target = VHDChain.decodeLocator(platformCode: locator.platformCode, data)
@@ -160,7 +160,7 @@ public enum VHDChecker {
                 blockProblem("BAT entry \(block) points past the end of the file (block at \(start), footer at \(footerOffset))")
                 continue
             }
-            extents.append((start, end, "block \(block)"))
+            extents.append(Extent(start, end, block: block))
         }
         extents.sort { $0.start < $1.start }
         for (first, second) in zip(extents, extents.dropFirst()) where first.end > second.start {
@@ -173,6 +173,32 @@ public enum VHDChecker {
             problems += batmapProblems(read: read, header: header, footer: footer, tableBytes: tableBytes)
         }
         return problems
+    }
+
+    /// A range of the file that something occupies. A data block is named by its number, its
+    /// words made only for a problem: a BAT of a million entries (a 2 TiB disk, or a damaged
+    /// table) kept a string per block and was most of the check's time and memory.
+    struct Extent {
+        var start: UInt64
+        var end: UInt64
+        var block: Int
+        var name: String
+
+        init(_ start: UInt64, _ end: UInt64, _ name: String) {
+            self.start = start
+            self.end = end
+            self.block = -1
+            self.name = name
+        }
+
+        init(_ start: UInt64, _ end: UInt64, block: Int) {
+            self.start = start
+            self.end = end
+            self.block = block
+            self.name = ""
+        }
+
+        var what: String { block >= 0 ? "block \(block)" : name }
     }
 
     /// How many problems of single blocks are spelled out before the rest are only counted.
@@ -191,14 +217,14 @@ public enum VHDChecker {
     }
 
     /// The batmap header sector and the map it names, when the header is there (metadata blocks must follow).
-    static func batmapExtents(read: (Int, UInt64) -> [UInt8], header: VHDDynamicHeader) -> [(start: UInt64, end: UInt64, what: String)] {
+    static func batmapExtents(read: (Int, UInt64) -> [UInt8], header: VHDDynamicHeader) -> [Extent] {
         let headerOffset = roundUpToSector(header.tableOffset + UInt64(header.maxTableEntries) * 4)
         let bytes = read(512, headerOffset)
         guard bytes.count == 512, Array(bytes[0..<8]) == Array("tdbatmap".utf8) else { return [] }
         let mapOffset = bytes.bigEndian64(at: 8)
         let mapSectors = UInt64(bytes.bigEndian32(at: 16))
-        guard mapOffset <= VHDImage.maximumOffset else { return [(headerOffset, headerOffset + 512, "batmap header")] }
-        return [(headerOffset, headerOffset + 512, "batmap header"), (mapOffset, mapOffset + mapSectors * 512, "batmap")]
+        guard mapOffset <= VHDImage.maximumOffset else { return [Extent(headerOffset, headerOffset + 512, "batmap header")] }
+        return [Extent(headerOffset, headerOffset + 512, "batmap header"), Extent(mapOffset, mapOffset + mapSectors * 512, "batmap")]
     }
 
     /// The footer rules beyond what parsing enforces.
