@@ -76,9 +76,8 @@ public final class VHDImage {
     /// Only a regular file is opened: a symbolic link, FIFO, device or directory under a VHD's
     /// name is refused (EIO), never followed or waited on (`Syscall.openRegularFile`).
     public static func open(_ path: String, writable: Bool = false) throws(StorageError) -> VHDImage {
-        let descriptor = try Syscall.openRegularFile(path, writable ? .readWrite : .readOnly)
+        let (descriptor, status) = try Syscall.openRegularFileWithStatus(path, writable ? .readWrite : .readOnly)
         do throws(StorageError) {
-            let status = try descriptor.status(path: path)
             let size = UInt64(status.st_size)
             guard size >= UInt64(VHDFooter.size + VHDDynamicHeader.size + VHDFooter.size) else {
                 throw .malformed("file is \(size) bytes, too short for a dynamic VHD")
