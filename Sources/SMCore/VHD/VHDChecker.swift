@@ -15,9 +15,8 @@
 public enum VHDChecker {
     /// Problems of the file at `path`; empty when it is sound.
     public static func problems(ofFile path: String, now: UInt32 = VHDTime.now()) -> [String] {
-        guard let descriptor = try? Syscall.openRegularFile(path, .readOnly) else { return ["cannot open \(path)"] }
+        guard let (descriptor, status) = try? Syscall.openRegularFileWithStatus(path, .readOnly) else { return ["cannot open \(path)"] }
         defer { descriptor.closeIgnoringErrors() }
-        guard let status = try? descriptor.status(path: path) else { return ["cannot stat \(path)"] }
         let fileSize = UInt64(status.st_size)
         /// Offsets and counts come from the file: anything past its end is not read (and not allocated).
         func read(_ count: Int, at offset: UInt64) -> [UInt8] {
@@ -179,26 +178,35 @@ public enum VHDChecker {
     /// words made only for a problem: a BAT of a million entries (a 2 TiB disk, or a damaged
     /// table) kept a string per block and was most of the check's time and memory.
     struct Extent {
+        enum Owner {
+            case named(String)
+            case block(Int)
+        }
+
         var start: UInt64
         var end: UInt64
-        var block: Int
-        var name: String
+        var owner: Owner
 
         init(_ start: UInt64, _ end: UInt64, _ name: String) {
-            self.start = start
-            self.end = end
-            self.block = -1
-            self.name = name
+            self.init(start: start, end: end, owner: .named(name))
         }
 
         init(_ start: UInt64, _ end: UInt64, block: Int) {
-            self.start = start
-            self.end = end
-            self.block = block
-            self.name = ""
+            self.init(start: start, end: end, owner: .block(block))
         }
 
-        var what: String { block >= 0 ? "block \(block)" : name }
+        init(start: UInt64, end: UInt64, owner: Owner) {
+            self.start = start
+            self.end = end
+            self.owner = owner
+        }
+
+        var what: String {
+            switch owner {
+            case .named(let name): name
+            case .block(let block): "block \(block)"
+            }
+        }
     }
 
     /// How many problems of single blocks are spelled out before the rest are only counted.
