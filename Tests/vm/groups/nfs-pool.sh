@@ -5,7 +5,7 @@
 # mount_dir, log_file, claim_lease) and SMlog. Both sr_attach the same SR (NFSv4.1, served by the
 # guest's kernel nfsd on the bridge).
 #
-# For $POOL_DURATION seconds (300 in CI) each host runs a random mix of vdi_create, vdi_snapshot,
+# For $POOL_DURATION seconds (240 in CI) each host runs a random mix of vdi_create, vdi_snapshot,
 # vdi_clone, vdi_resize, vdi_delete, sr_scan, vdi_lock + sm-vhd writes + vdi_unlock, reads
 # checked against the model, and sr_gc on its OWN VDIs, with the background collector after
 # every delete; meanwhile sr_gc is started on both hosts at once every few seconds. Every verb
@@ -20,7 +20,7 @@
 . "$VM_REPO/Tests/vm/pool-hosts.sh"
 . "$VM_REPO/Tests/vm/pool-model.sh"
 
-POOL_DURATION=${POOL_DURATION:-300}
+POOL_DURATION=${POOL_DURATION:-240}
 POOL_LEASE=${POOL_LEASE:-6}
 POOL_GC_EVERY=${POOL_GC_EVERY:-4}
 export_dir=/srv/nfs-sm
