@@ -35,6 +35,16 @@ struct PoolHost {
         #expect(result.status == 0, "host \(name): \(verb) \(arguments): \(result)", sourceLocation: sourceLocation)
     }
 
+    /// When (seconds since 1970, from its SMlog) this host decided each takeover of a lapsed claim.
+    func takeovers() -> [Double] {
+        let log = (try? String(contentsOfFile: scratch.path("SMlog"), encoding: .utf8)) ?? ""
+        let format = ISO8601DateFormatter()
+        format.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return log.components(separatedBy: "\n").filter { $0.contains("has lapsed; taking it over") }.compactMap { line in
+            format.date(from: String(line.prefix { $0 != " " }))?.timeIntervalSince1970
+        }
+    }
+
     /// How many merges this host's operations log records.
     func merges() -> Int {
         let log = (try? String(contentsOfFile: scratch.path("SMlog"), encoding: .utf8)) ?? ""
@@ -119,10 +129,18 @@ struct PoolHost {
         #expect(try cow.read(leaf) == data)
         #expect(try cow.read(other) == otherData)
 
-        // Once the lease has lapsed (4 s), B's next verb recovers it (after waiting one lease).
+        // Once the lease has lapsed (4 s), B's next verb recovers it (after waiting one lease),
+        // taking over the claims of the record's two VDIs side by side: one wait, not one each.
         Thread.sleep(forTimeInterval: max(0, 5 - Date().timeIntervalSince(start)))
+        let before = hosts[1].takeovers().count
         try hosts[1].expectOK("sr_scan", sr)
         #expect(try FileManager.default.contentsOfDirectory(atPath: journal).isEmpty)
+        let takeovers = hosts[1].takeovers().dropFirst(before)
+        #expect(takeovers.count == 2, "takeovers of the record's claims: \(takeovers)")
+        if let first = takeovers.min(), let last = takeovers.max() {
+            // Each takeover waits B's lease (2 s) before it returns: one after another they are 2 s apart.
+            #expect(last - first < 1, "the record's claims were taken over one lease after another (\(last - first) s apart)")
+        }
         try hosts[1].expectOK("sr_gc", sr)
         #expect(try cow.read(leaf) == data)
         #expect(try cow.read(other) == otherData)

@@ -1,3 +1,5 @@
+import Synchronization
+
 /// Who may change a VDI of an SR that several hosts share: a process holds the VDI's host-local
 /// lock (against the other processes of its host) and its claim on the shared storage (against
 /// the other hosts: `SharedClaim`). Verbs wait for both; the collector and the recovery pass
@@ -21,17 +23,43 @@ public final class VDIHold {
 extension VHDRepository {
     /// The host-local lock and the shared claim of `vdi` if both are free now, nil otherwise
     /// (including when the claims cannot be read: whoever asks treats the VDI as busy).
-    func tryHoldVDI(_ vdi: CanonicalUUID) -> VDIHold? {
-        guard let local = try? HostLock.acquire("\(host.lockDirectory)/\(sr)/\(vdi)", mode: .exclusive, timeout: 0) else {
+    func tryHoldVDI(_ vdi: CanonicalUUID) -> VDIHold? { tryHoldVDIs([vdi])?.first }
+
+    /// The holds of every VDI of `vdis` (in that order) if all can be had now, nil otherwise (and
+    /// nothing is kept). The host-local locks first, all of them, so that a VDI busy on this host
+    /// costs no wait; then the shared claims side by side: a claim another host let lapse is
+    /// taken over with a wait of one lease (`SharedClaim`), and a recovery or a merge that
+    /// needs two or three of them waits that lease once, not once for each.
+    func tryHoldVDIs(_ vdis: [CanonicalUUID]) -> [VDIHold]? {
+        var locals: [HostLock] = []
+        for vdi in vdis {
+            guard let local = try? HostLock.acquire("\(host.lockDirectory)/\(sr)/\(vdi)", mode: .exclusive, timeout: 0) else {
+                locals.forEach { $0.release() }
+                return nil
+            }
+            locals.append(local)
+        }
+        let claims = Claims(count: vdis.count)
+        let (root, host) = (self.root, self.host)
+        SideBySide.run(vdis.count) { index in
+            var holder = ""
+            let claim = try? SharedClaim.tryAcquire(vdis[index].string, srRoot: root, host: host, holder: &holder)
+            if claim == nil, !holder.isEmpty { Diagnostics.debug("VDI \(vdis[index]) is claimed by \(holder)") }
+            claims.taken.withLock { $0[index] = claim }
+        }
+        let taken = claims.taken.withLock { $0 }
+        guard taken.allSatisfy({ $0 != nil }) else {
+            taken.forEach { $0?.release() }
+            locals.forEach { $0.release() }
             return nil
         }
-        var holder = ""
-        guard let claim = try? SharedClaim.tryAcquire(vdi.string, srRoot: root, host: host, holder: &holder) else {
-            if !holder.isEmpty { Diagnostics.debug("VDI \(vdi) is claimed by \(holder)") }
-            local.release()
-            return nil
-        }
-        return VDIHold(local: local, shared: claim)
+        return zip(locals, taken).map { VDIHold(local: $0, shared: $1!) }
+    }
+
+    /// The claims `tryHoldVDIs` takes on its threads.
+    final class Claims: Sendable {
+        let taken: Mutex<[SharedClaim?]>
+        init(count: Int) { taken = Mutex(Array(repeating: nil, count: count)) }
     }
 
     /// The shared claims of the VDIs a verb names (the dispatcher holds their host-local locks),

@@ -104,13 +104,9 @@ extension VHDRepository {
 
     /// Merges hidden `parent` with its only child; nil when done, else why it was skipped.
     func coalesce(_ parent: CanonicalUUID, into child: CanonicalUUID) throws(StorageError) -> String? {
-        guard let parentLock = tryHoldVDI(parent), let childLock = tryHoldVDI(child) else {
-            return "VDI \(parent) or \(child) is busy"
-        }
-        defer {
-            childLock.release()
-            parentLock.release()
-        }
+        // Both claims side by side: two lapsed ones cost one lease, not two.
+        guard let holds = tryHoldVDIs([parent, child]) else { return "VDI \(parent) or \(child) is busy" }
+        defer { holds.reversed().forEach { $0.release() } }
         do throws(StorageError) { try ensureUnlocked(child) } catch { return error.message }
         let tree = try tree()
         guard tree.unsound.isEmpty else { return "unreadable VHDs or broken chains in the SR (run sr_check)" }

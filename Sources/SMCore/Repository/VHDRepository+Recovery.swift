@@ -24,17 +24,9 @@ extension VHDRepository {
         }
         var blocking: StorageError?
         for entry in entries {
-            var locks: [VDIHold] = []
-            var busy = false
-            for vdi in Self.namedVDIs(entry.record) where !held.contains(vdi) {
-                guard let lock = tryHoldVDI(vdi) else {
-                    busy = true
-                    break
-                }
-                locks.append(lock)
-            }
+            // Its VDIs' claims are taken side by side: lapsed ones cost one lease in all.
+            guard let locks = tryHoldVDIs(Self.namedVDIs(entry.record).filter { !held.contains($0) }) else { continue }
             defer { locks.forEach { $0.release() } }
-            if busy { continue }
             // Another host's record is not locked by us (`claimAbandoned`): a process that held
             // these VDIs just before may have settled and removed it.
             if Syscall.lstatus(entry.path) == nil { continue }

@@ -38,34 +38,12 @@ final class ParallelBlocks: @unchecked Sendable {
         let work = ParallelBlocks(count: count, body: body)
         var helpers: [pthread_t] = []
         for worker in 1..<max(1, min(threads, count)) {
-            let context = Unmanaged.passRetained(Helper(work: work, worker: worker)).toOpaque()
-            var thread = pthread_t()
-            let created = pthread_create(
-                &thread, nil,
-                { context in
-                    guard let context else { return nil }
-                    let helper = Unmanaged<Helper>.fromOpaque(context).takeRetainedValue()
-                    helper.work.loop(worker: helper.worker)
-                    return nil
-                }, context)
-            if created == 0 {
-                helpers.append(thread)
-            } else {
-                Unmanaged<Helper>.fromOpaque(context).release()  // runs on this thread's share instead
-            }
+            // No thread to be had: its share runs on this one instead.
+            if let thread = Threads.start({ work.loop(worker: worker) }) { helpers.append(thread) }
         }
         work.loop(worker: 0)
         for thread in helpers { pthread_join(thread, nil) }
         if let failure = work.state.withLock({ $0.failure }) { throw failure }
-    }
-
-    final class Helper {
-        let work: ParallelBlocks
-        let worker: Int
-        init(work: ParallelBlocks, worker: Int) {
-            self.work = work
-            self.worker = worker
-        }
     }
 
     func loop(worker: Int) {
