@@ -39,13 +39,21 @@ public struct VHDRepository: Sendable {
     }
 
     /// Every VHD file in the SR, hidden ones included, sorted.
-    public func allVDIFiles() throws(StorageError) -> [CanonicalUUID] {
-        try Syscall.directoryEntries(root).compactMap { name -> CanonicalUUID? in
-            guard name.hasSuffix(Self.vhdSuffix) else { return nil }
-            let stem = String(name.dropLast(Self.vhdSuffix.count))
+    public func allVDIFiles() throws(StorageError) -> [CanonicalUUID] { try allVDIFilesWithTypes().map(\.vdi) }
+
+    /// `allVDIFiles`, each with whether the listing called it a regular file (readdir's type).
+    func allVDIFilesWithTypes() throws(StorageError) -> [(vdi: CanonicalUUID, listedRegular: Bool)] {
+        let entries: [(name: String, type: UInt8)]
+        switch Syscall.listDirectoryWithTypes(root) {
+        case .success(let found): entries = found
+        case .failure(let code): throw .system(code, "readdir", path: root)
+        }
+        return entries.compactMap { entry -> (vdi: CanonicalUUID, listedRegular: Bool)? in
+            guard entry.name.hasSuffix(Self.vhdSuffix) else { return nil }
+            let stem = String(entry.name.dropLast(Self.vhdSuffix.count))
             guard let uuid = CanonicalUUID(stem), uuid.string == stem else { return nil }
-            return uuid
-        }.sorted()
+            return (uuid, entry.type == UInt8(DT_REG))
+        }.sorted { $0.vdi < $1.vdi }
     }
 
     /// The size rounded up to a whole number of 2 MiB blocks.
@@ -268,10 +276,10 @@ public struct VHDRepository: Sendable {
             damaged = []
             occupied = 0
             var vanished = false
-            for vdi in try allVDIFiles() {
+            for (vdi, listedRegular) in try allVDIFilesWithTypes() {
                 let path = vdiPath(vdi)
                 do throws(StorageError) {
-                    let image = try VHDImage.open(path)
+                    let image = try VHDImage.open(path, listedRegular: listedRegular)
                     let status: stat
                     if let opened = image.statusAtOpen { status = opened } else { status = try image.descriptor.status(path: path) }
                     let utilisation = UInt64(status.st_blocks) * 512

@@ -51,19 +51,26 @@ extension Syscall {
 
     /// The names in a directory, `.` and `..` included; the errno of opendir or readdir.
     public static func listDirectory(_ path: String) -> Result<[String], Errno> {
+        listDirectoryWithTypes(path).map { $0.map(\.name) }
+    }
+
+    /// `listDirectory` with each entry's type as readdir gives it (`DT_REG`, `DT_DIR`, ...;
+    /// `DT_UNKNOWN` where the filesystem does not say): a hint taken at the listing, which the
+    /// file may no longer match when it is opened.
+    public static func listDirectoryWithTypes(_ path: String) -> Result<[(name: String, type: UInt8)], Errno> {
         guard let handle = opendir(path) else { return .failure(Errno(rawValue: errno)) }
         defer { closedir(handle) }
-        var names: [String] = []
+        var entries: [(name: String, type: UInt8)] = []
         while true {
             errno = 0
             guard let entry = readdir(handle) else {
                 let code = errno
-                return code == 0 ? .success(names) : .failure(Errno(rawValue: code))
+                return code == 0 ? .success(entries) : .failure(Errno(rawValue: code))
             }
             let name = withUnsafePointer(to: entry.pointee.d_name) { pointer in
                 pointer.withMemoryRebound(to: CChar.self, capacity: Int(NAME_MAX) + 1) { String(cString: $0) }
             }
-            names.append(name)
+            entries.append((name, entry.pointee.d_type))
         }
     }
 

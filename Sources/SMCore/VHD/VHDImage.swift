@@ -75,8 +75,9 @@ public final class VHDImage {
     /// Opens an existing VHD; the footer at the end is preferred, the copy at 0 is the fallback.
     /// Only a regular file is opened: a symbolic link, FIFO, device or directory under a VHD's
     /// name is refused (EIO), never followed or waited on (`Syscall.openRegularFile`).
-    public static func open(_ path: String, writable: Bool = false) throws(StorageError) -> VHDImage {
-        let (descriptor, status) = try Syscall.openRegularFileWithStatus(path, writable ? .readWrite : .readOnly)
+    public static func open(_ path: String, writable: Bool = false, listedRegular: Bool = false) throws(StorageError) -> VHDImage {
+        let (descriptor, status) = try Syscall.openRegularFileWithStatus(
+            path, writable ? .readWrite : .readOnly, listedRegular: listedRegular)
         do throws(StorageError) {
             let size = UInt64(status.st_size)
             guard size >= UInt64(VHDFooter.size + VHDDynamicHeader.size + VHDFooter.size) else {
