@@ -37,6 +37,42 @@ import Testing
         try sr.expectClean()
     }
 
+    /// A merged child of 32 MiB or more is closed for the last time by a keeper after sr_gc has
+    /// exited (its page cache and blocks are freed outside the call): the keeper ends with
+    /// sr_gc, so no process holds the replaced file a moment later, and the data is as before.
+    @Test(.timeLimit(.minutes(1))) func largeMergedChildIsFreedOnceTheCallHasEnded() throws {
+        let sr = try CopyOnWriteSR()
+        let vdi = try sr.create(size: 64 << 20)
+        try sr.write(vdi, at: 0, pattern(8 << 20, seed: 20))
+        let snapshot = newUUID()
+        try sr.expectOK("vdi_snapshot", sr.sr, vdi, snapshot)
+        try sr.write(vdi, at: 16 << 20, pattern(40 << 20, seed: 21))
+        let expected = try sr.read(vdi)
+        try sr.expectOK("vdi_delete", sr.sr, snapshot)
+        let replaced = try FileManager.default.attributesOfItem(atPath: sr.path(vdi))[.systemFileNumber] as? UInt64
+        try sr.expectOK("sr_gc", sr.sr)
+        #expect(try sr.files() == [vdi])
+        #expect(try FileManager.default.attributesOfItem(atPath: sr.path(vdi))[.systemFileNumber] as? UInt64 != replaced)
+        #expect(try sr.read(vdi) == expected)
+        // Every process's open files: none may be a file of the SR that has no name any more.
+        func holders() -> [String] {
+            let processes = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+            return processes.filter { Int($0) != nil }.flatMap { pid -> [String] in
+                let descriptors = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []
+                return descriptors.compactMap { descriptor in
+                    guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\(descriptor)"),
+                        target.hasPrefix(sr.root + "/"), target.hasSuffix(" (deleted)")
+                    else { return nil }
+                    return "process \(pid) holds \(target)"
+                }
+            }
+        }
+        let deadline = Date().addingTimeInterval(5)
+        while !holders().isEmpty && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        #expect(holders().isEmpty, "the replaced child is still open 5 s after sr_gc: \(holders())")
+        try sr.expectClean()
+    }
+
     /// A child that is attached is never replaced under its user: sr_gc leaves the merge for later.
     @Test(.timeLimit(.minutes(1))) func attachedChildIsNotCoalesced() throws {
         let sr = try CopyOnWriteSR()

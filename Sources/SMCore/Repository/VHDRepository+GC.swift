@@ -102,6 +102,9 @@ extension VHDRepository {
         }
     }
 
+    /// A merged child's file at least this large is closed by a keeper after this process exits.
+    static let keptOnExitBytes: UInt64 = 32 << 20
+
     /// Merges hidden `parent` with its only child; nil when done, else why it was skipped.
     func coalesce(_ parent: CanonicalUUID, into child: CanonicalUUID) throws(StorageError) -> String? {
         // Both claims side by side: two lapsed ones cost one lease, not two.
@@ -139,6 +142,12 @@ extension VHDRepository {
             try Syscall.rename(vdiPath(parent), vdiPath(child))
             try Syscall.fsyncDirectory(root)
             FaultPoint.Coalesce.renamed.reach()
+            // C's old file has no name now; its last close frees its page cache and blocks
+            // (66 of 396 ms for 256 MiB on ext4): a large one is left to a keeper that closes
+            // it once this process has exited (DetachedProcess.keepUntilExit).
+            if let status = source.statusAtOpen, UInt64(status.st_blocks) * 512 >= Self.keptOnExitBytes {
+                DetachedProcess.keepUntilExit(source.descriptor)
+            }
             try metadata.remove(parent)
             try entry.finish()
         } catch {

@@ -28,6 +28,16 @@ extension Syscall {
         return a.st_dev == b.st_dev && a.st_ino == b.st_ino
     }
 
+    /// Starts the writeback of `count` bytes at `offset` (sync_file_range with
+    /// SYNC_FILE_RANGE_WRITE) and returns without waiting for it: a long copy whose end is an
+    /// fsync gets its pages to the disk while it copies the next ones, instead of all of them in
+    /// that fsync. It promises nothing (the fsync still does); a filesystem that cannot is
+    /// ignored.
+    public static func startWriteback(_ descriptor: FileDescriptor, at offset: UInt64, count: Int) {
+        let syncFileRangeWrite: UInt32 = 2  // SYNC_FILE_RANGE_WRITE
+        _ = glibcSyncFileRange(descriptor.rawValue, off_t(offset), off_t(count), syncFileRangeWrite)
+    }
+
     /// Copies `count` bytes between two files inside the kernel (copy_file_range), falling back
     /// to read and write where the filesystem cannot; returns how many bytes the source had.
     public static func copyRange(
@@ -101,3 +111,6 @@ private func glibcCopyFileRange(
 
 @_silgen_name("fallocate")
 private func glibcFallocate(_ descriptor: Int32, _ mode: Int32, _ offset: off_t, _ length: off_t) -> Int32
+
+@_silgen_name("sync_file_range")
+private func glibcSyncFileRange(_ descriptor: Int32, _ offset: off_t, _ count: off_t, _ flags: UInt32) -> Int32

@@ -37,6 +37,9 @@ extension VHDImage {
                     from: child.descriptor, at: childData + offset, to: descriptor, at: destination + offset,
                     count: count, path: child.path)
                 guard got == count else { throw .malformed("\(child.path): block \(block) data lies past the end of the file") }
+                // To the disk while the next blocks are copied: the barrier after the copy
+                // then finds it written (256 MiB: that fsync 101 -> 2 ms; sr_gc 210 -> 143 ms, 1 GiB 2.6 -> 0.54 s).
+                Syscall.startWriteback(descriptor, at: destination + offset, count: count)
             }
             if block < table.count, table[block] != Self.unallocated, let bitmap = try bitmap(ofBlock: block) {
                 let blockStart = UInt64(table[block]) * Self.sectorSize
