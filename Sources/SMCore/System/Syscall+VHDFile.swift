@@ -32,7 +32,7 @@ extension Syscall {
     /// SYNC_FILE_RANGE_WRITE) and returns without waiting for it: a long copy whose end is an
     /// fsync gets its pages to the disk while it copies the next ones, instead of all of them in
     /// that fsync. It promises nothing (the fsync still does); a filesystem that cannot is
-    /// ignored.
+    /// ignored. A `count` of 0 means to the end of the file.
     public static func startWriteback(_ descriptor: FileDescriptor, at offset: UInt64, count: Int) {
         let syncFileRangeWrite: UInt32 = 2  // SYNC_FILE_RANGE_WRITE
         _ = glibcSyncFileRange(descriptor.rawValue, off_t(offset), off_t(count), syncFileRangeWrite)

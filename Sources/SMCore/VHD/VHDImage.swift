@@ -198,7 +198,13 @@ public final class VHDImage {
             }
             for (offset, data) in locatorWrites { try descriptor.writeAll(data, at: offset, path: path) }
             try descriptor.writeAll(footer.bytes, at: footerOffset, path: path)
-            if synced { try descriptor.sync(path: path) }
+            if synced {
+                try descriptor.sync(path: path)
+            } else {
+                // Its writeback begins now, while the caller prepares the rest of its batch (a
+                // clone's second child, links, attributes): the caller's sync() finds it done.
+                Syscall.startWriteback(descriptor, at: 0, count: 0)
+            }
         } catch {
             descriptor.closeIgnoringErrors()
             // A device is never unlinked: only a file this call created.
