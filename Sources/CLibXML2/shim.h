@@ -4,4 +4,5 @@
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 #include <libxml/xmlsave.h>
+#include <libxml/xmlwriter.h>
 #include <libxml/xmlerror.h>

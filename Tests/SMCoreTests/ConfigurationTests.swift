@@ -106,9 +106,21 @@ import Testing
         }
     }
 
-    /// The result document has DESIGN.md's declaration and escapes text.
+    /// The result document has DESIGN.md's declaration, escapes text, and is indented as libxml2's
+    /// formatted save wrote it before the streaming writer (the same bytes for these cases).
     @Test func rendersResults() {
         let text = ResultDocument.render(ResultElement("sr", children: [ResultElement("path", "/a<b&c"), ResultElement("ok", true)]))
         #expect(text == "<?xml version=\"1.0\" ?>\n<sr>\n  <path>/a&lt;b&amp;c</path>\n  <ok>True</ok>\n</sr>\n")
+        // Empty text, an element without children, nesting, text that is not ASCII.
+        let nested = ResultDocument.render(
+            ResultElement(
+                "sr",
+                children: [
+                    ResultElement("label", ""), ResultElement("vdis", children: []),
+                    ResultElement("vdi", children: [ResultElement("name_label", "disque \u{e9}t\u{e9} > 2")])
+                ]))
+        #expect(
+            nested == "<?xml version=\"1.0\" ?>\n<sr>\n  <label></label>\n  <vdis/>\n  <vdi>\n"
+                + "    <name_label>disque \u{e9}t\u{e9} &gt; 2</name_label>\n  </vdi>\n</sr>\n")
     }
 }
