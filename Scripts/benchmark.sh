@@ -27,7 +27,8 @@ rounds=${ROUNDS:-100}
 [ ${#quick[@]} -eq 0 ] || rounds=${ROUNDS:-30}
 # SM_BIN_DIR: release binaries already built (the build is skipped).
 if [ -n "${SM_BIN_DIR:-}" ]; then
-    bin=$SM_BIN_DIR
+    # Absolute: the start-up part runs the multi-call executables through links made elsewhere.
+    bin=$(cd "$SM_BIN_DIR" && pwd)
 else
     swift build -c release --static-swift-stdlib >/dev/null 2>&1 || swift build -c release --static-swift-stdlib
     bin=$(swift build -c release --static-swift-stdlib --show-bin-path)
@@ -64,7 +65,13 @@ startup() {
             printf '%s %s\n' "$program" "$(perf stat -x, -e task-clock "$program" --help 2>&1 >/dev/null | grep task-clock | cut -d, -f1)"
         done
     done > "$samples"
-    median() { awk -v p="$1" '$1 == p { print $2 }' "$samples" | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+    # A program that did not run (a broken link, perf refusing) has no number: stop, never a 0 ms row.
+    median() {
+        awk -v p="$1" '$1 == p && $2 ~ /^[0-9.]+$/ { print $2 }' "$samples" | sort -n | awk -v p="$1" -v n="$rounds" '
+            { v[NR] = $1 }
+            END { if (NR != n) { print "benchmark: " p " --help gave " NR " of " n " measurements" > "/dev/stderr"; exit 1 }
+                  print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+    }
     local true_ms c_ms file_ms ext_ms lvm_ms rbd_ms lock_ms
     true_ms=$(median /bin/true); c_ms=$(median "$c"); file_ms=$(median "$bin/FileSR"); ext_ms=$(median "$work/EXTSR")
     lvm_ms=$(median "$work/LVMSR"); rbd_ms=$(median "$bin/RBDSR"); lock_ms=$(median "$work/lock-util")
