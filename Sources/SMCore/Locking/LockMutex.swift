@@ -10,6 +10,11 @@ public struct MutexPolicy: Sendable, Equatable {
     public var retries: Int
     public var maximumSleep: Double
     public var staleAge: Double
+    /// Whether a mutex whose contents name a process of the caller's host (an id `sm-<pid>`)
+    /// that no longer exists is removed at once: that process was killed while it held the
+    /// mutex, and nobody else will release it before it is `staleAge` old. Only for files no
+    /// other program locks (`SharedClaim`'s): lock-util's callers choose their ids freely.
+    public var removesMutexesOfGoneProcesses = false
 
     public init(retries: Int = 16, maximumSleep: Double = 0.5, staleAge: Double = 30) {
         self.retries = retries
@@ -86,6 +91,7 @@ final class LockMutex {
         let path = target.mutexPath
         var attempt = 0
         var removedStale = false
+        var removedGone = false
         while true {
             switch Syscall.createExclusively(path) {
             case .success(let descriptor):
@@ -94,6 +100,10 @@ final class LockMutex {
                 break
             case .failure(let code):
                 return .failure(.failure(.openFailed, "cannot create the lock mutex \(path): \(errnoText(code))", errno: code))
+            }
+            if policy.removesMutexesOfGoneProcesses && !removedGone && removeIfTakerGone(target, host: owner.host) {
+                removedGone = true
+                continue
             }
             if (force && attempt == 0 || attempt >= policy.retries) && !removedStale {
                 switch removeIfStale(target, policy: policy) {
@@ -193,6 +203,35 @@ final class LockMutex {
             return .success(true)
         case .failure(let code):
             return .failure(.failure(.removeFailed, "cannot remove the stale lock mutex \(path): \(errnoText(code))", errno: code))
+        }
+    }
+
+    /// Removes the mutex if its contents (`<mutex>.<host>.sm-<pid>.x<r|w>`, written right after
+    /// its creation) name a process of `host` that no longer exists; true when removed. Empty
+    /// contents (a taker between its create and its write) or any other id are left alone.
+    private static func removeIfTakerGone(_ target: LockTarget, host: String) -> Bool {
+        let path = target.mutexPath
+        guard case .success(let seen) = Syscall.linkStatus(path), (seen.st_mode & S_IFMT) == S_IFREG,
+            let bytes = try? Syscall.readRegularFile(path, limit: 4096)
+        else { return false }
+        let prefix = "\(path).\(host).sm-"
+        let contents = String(decoding: bytes, as: UTF8.self)
+        guard contents.hasPrefix(prefix) else { return false }
+        let rest = contents.dropFirst(prefix.count)
+        guard let dot = rest.firstIndex(of: "."), let pid = Int32(rest[..<dot]), pid > 0, Syscall.processIsGone(pid) else {
+            return false
+        }
+        // Remove exactly the mutex whose contents were read, not one another caller made since.
+        guard case .success(let again) = Syscall.linkStatus(path),
+            again.st_ino == seen.st_ino, again.st_dev == seen.st_dev,
+            again.modificationTime == seen.modificationTime
+        else { return false }
+        switch Syscall.remove(path) {
+        case .success, .failure(.noSuchFileOrDirectory):
+            Diagnostics.debug("removed lock mutex \(path) of process \(pid) of this host, which no longer exists")
+            return true
+        case .failure:
+            return false
         }
     }
 

@@ -24,7 +24,9 @@ import SystemPackage
 ///   once (`_exit(EIO)`, after its `EIO:` line): every operation that holds claims is
 ///   crash-safe, and stopping is the only way to be sure it no longer writes what another host
 ///   now owns.
-/// - Releasing: the lock file is removed. A killed process's claims stay until judged gone.
+/// - Releasing: the lock file is removed. A killed process's claims stay until judged gone; a
+///   short-term mutex it held (killed inside a take or a release) is removed by the next taker
+///   at once when it names a process of this host that no longer exists (`MutexPolicy`).
 public final class SharedClaim: @unchecked Sendable {
     public let name: String
     let lock: PersistentLock
@@ -57,6 +59,8 @@ public final class SharedClaim: @unchecked Sendable {
         let lease = host.claimLease
         var lock = PersistentLock(target: target, owner: owner(host))
         lock.durableLockFiles = false
+        // A process of this host killed while it held the claim's mutex: removed at once.
+        lock.policy.removesMutexesOfGoneProcesses = true
         for _ in 0..<3 {
             let outcome = lock.lock(mode: .writer, force: false, lease: lease)
             switch outcome.status {
