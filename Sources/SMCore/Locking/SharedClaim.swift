@@ -25,7 +25,7 @@ import SystemPackage
 ///   crash-safe, and stopping is the only way to be sure it no longer writes what another host
 ///   now owns.
 /// - Releasing: the lock file is removed. A killed process's claims stay until judged gone; a
-///   short-term mutex it held (killed inside a take or a release) is removed by the next taker
+///   short-term mutex it held (killed inside a take or a refresh) is removed by the next taker
 ///   at once when it names a process of this host that no longer exists (`MutexPolicy`).
 public final class SharedClaim: @unchecked Sendable {
     public let name: String
