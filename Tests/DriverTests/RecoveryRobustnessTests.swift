@@ -84,9 +84,8 @@ import Testing
         #expect(try sr.run("vdi_attach", sr.sr, named).status == 0)
     }
 
-    /// A leaf delete killed after its parent was reclaimed still reclaims the hidden grandparent.
-    @Test(.timeLimit(.minutes(1))) func leafDeleteRecoveryReclaimsEveryAncestor() throws {
-        let sr = try CopyOnWriteSR("sm-robust")
+    /// A leaf with data under two hidden ancestors (each snapshot of it deleted again).
+    func leafUnderTwoHiddenAncestors(_ sr: CopyOnWriteSR) throws -> (leaf: String, parent: String, grandparent: String) {
         let leaf = try sr.create()
         try sr.write(leaf, at: 0, pattern(1 << 20, seed: 3))
         let grandparent = newUUID()
@@ -95,6 +94,13 @@ import Testing
         try sr.expectOK("vdi_snapshot", sr.sr, leaf, parent)
         try sr.expectOK("vdi_delete", sr.sr, grandparent)
         try sr.expectOK("vdi_delete", sr.sr, parent)
+        return (leaf, parent, grandparent)
+    }
+
+    /// A leaf delete killed after its parent was reclaimed still reclaims the hidden grandparent.
+    @Test(.timeLimit(.minutes(1))) func leafDeleteRecoveryReclaimsEveryAncestor() throws {
+        let sr = try CopyOnWriteSR("sm-robust")
+        let (leaf, parent, grandparent) = try leafUnderTwoHiddenAncestors(sr)
         #expect(try sr.files() == [grandparent, leaf, parent].sorted())
         let killed = try sr.run("vdi_delete", [sr.sr, leaf], environment: ["SM_FAULT_POINT": FaultPoint.Delete.ancestorReclaimed.rawValue])
         #expect(killed.status == 128 + 9, "\(killed)")
@@ -106,20 +112,13 @@ import Testing
     }
 
     /// A process of this host killed while it held the short-term mutex of a VDI's claim (a few
-    /// file operations of every claim taken or given up) leaves that mutex behind. Recovery must
+    /// file operations of every claim taken or refreshed) leaves that mutex behind. Recovery must
     /// still reclaim that VDI: the mutex names a process that no longer exists, so it is removed
     /// at once instead of after the 30 s in which the claim would look busy (the random-kill
     /// test found a hidden ancestor left over this way).
     @Test(.timeLimit(.minutes(1))) func recoveryRemovesAClaimMutexOfAKilledProcessHere() throws {
         let sr = try CopyOnWriteSR("sm-robust")
-        let leaf = try sr.create()
-        try sr.write(leaf, at: 0, pattern(1 << 20, seed: 5))
-        let grandparent = newUUID()
-        let parent = newUUID()
-        try sr.expectOK("vdi_snapshot", sr.sr, leaf, grandparent)
-        try sr.expectOK("vdi_snapshot", sr.sr, leaf, parent)
-        try sr.expectOK("vdi_delete", sr.sr, grandparent)
-        try sr.expectOK("vdi_delete", sr.sr, parent)
+        let (leaf, _, grandparent) = try leafUnderTwoHiddenAncestors(sr)
         let killed = try sr.run("vdi_delete", [sr.sr, leaf], environment: ["SM_FAULT_POINT": FaultPoint.Delete.journaled.rawValue])
         #expect(killed.status == 128 + 9, "\(killed)")
         // The mutex as a killed claimant of this host leaves it (LockMutex writes the link name
