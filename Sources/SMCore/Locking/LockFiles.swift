@@ -56,18 +56,18 @@ public struct LockTarget: Sendable, Equatable {
     }
 
     /// Parses a directory entry as a lock file of this target: `<base>.xenlk.<host>.<id>.f<r|w>`
-    /// with a host free of dots and a non-empty id. Anything else (the mutex, links, temporary
-    /// files, `.bak`, `.new`, other targets) is nil.
-    public func parseLockName(_ name: String) -> (owner: LockOwner, mode: LockMode)? {
+    /// with a host free of dots and a non-empty id (kind `x`: a link's name). Anything else (the
+    /// mutex, links, temporary files, `.bak`, `.new`, other targets) is nil.
+    public func parseLockName(_ name: String, kind: Character = "f") -> (owner: LockOwner, mode: LockMode)? {
         // Bytes, not Characters: String comparison would equate canonically equivalent names.
         let bytes = Array(name.utf8)
         let prefix = Array((baseName + Self.mutexSuffix + ".").utf8)
         guard bytes.count > prefix.count + 3, bytes.starts(with: prefix) else { return nil }
         let suffix = bytes[(bytes.count - 3)...]
         let mode: LockMode
-        if suffix.elementsEqual(".fw".utf8) {
+        if suffix.elementsEqual(".\(kind)w".utf8) {
             mode = .writer
-        } else if suffix.elementsEqual(".fr".utf8) {
+        } else if suffix.elementsEqual(".\(kind)r".utf8) {
             mode = .reader
         } else {
             return nil
@@ -97,6 +97,13 @@ public struct LockOwner: Sendable, Hashable, CustomStringConvertible {
     }
 
     public var description: String { "'\(id)' on host \(host)" }
+
+    /// The owner this product's own processes lock as (`sm-<pid>`), on `host`.
+    public static func process(on host: String) -> LockOwner { LockOwner(host: host, id: "sm-\(getpid())") }
+
+    /// The process an owner of the form `sm-<pid>` names; nil for any other id (lock-util's
+    /// callers choose theirs freely).
+    public var processID: Int32? { id.hasPrefix("sm-") ? Int32(id.dropFirst(3)) : nil }
 
     /// `gethostname()` up to the first dot ("the host's short name"); `localhost` if unset.
     public static func shortHostName() -> String {

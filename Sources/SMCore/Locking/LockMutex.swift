@@ -193,45 +193,51 @@ final class LockMutex {
         }
         guard now - seen.modificationTime > policy.staleAge else { return .success(false) }
         // Remove exactly the mutex judged stale, not one another caller made since.
-        guard case .success(let again) = Syscall.linkStatus(path),
-            again.st_ino == seen.st_ino, again.st_dev == seen.st_dev,
-            again.modificationTime == seen.modificationTime
-        else { return .success(true) }
-        switch Syscall.remove(path) {
-        case .success, .failure(.noSuchFileOrDirectory):
+        switch removeIfUnchanged(path, seen: seen) {
+        case .changed:
+            return .success(true)
+        case .removed:
             Diagnostics.debug("removed stale lock mutex \(path) (\(wholeSeconds(now - seen.modificationTime)) s old)")
             return .success(true)
-        case .failure(let code):
+        case .failed(let code):
             return .failure(.failure(.removeFailed, "cannot remove the stale lock mutex \(path): \(errnoText(code))", errno: code))
         }
     }
 
-    /// Removes the mutex if its contents (`<mutex>.<host>.sm-<pid>.x<r|w>`, written right after
-    /// its creation) name a process of `host` that no longer exists; true when removed. Empty
-    /// contents (a taker between its create and its write) or any other id are left alone.
+    /// Removes the mutex if its contents (the taker's link path, `<mutex>.<host>.sm-<pid>.x<r|w>`,
+    /// written right after its creation) name a process of `host` that no longer exists; true
+    /// when removed. Empty contents (a taker between its create and its write) or any other id
+    /// are left alone.
     private static func removeIfTakerGone(_ target: LockTarget, host: String) -> Bool {
         let path = target.mutexPath
         guard case .success(let seen) = Syscall.linkStatus(path), (seen.st_mode & S_IFMT) == S_IFREG,
             let bytes = try? Syscall.readRegularFile(path, limit: 4096)
         else { return false }
-        let prefix = "\(path).\(host).sm-"
         let contents = String(decoding: bytes, as: UTF8.self)
-        guard contents.hasPrefix(prefix) else { return false }
-        let rest = contents.dropFirst(prefix.count)
-        guard let dot = rest.firstIndex(of: "."), let pid = Int32(rest[..<dot]), pid > 0, Syscall.processIsGone(pid) else {
-            return false
-        }
-        // Remove exactly the mutex whose contents were read, not one another caller made since.
+        let name = contents.split(separator: "/", omittingEmptySubsequences: false).last.map(String.init) ?? ""
+        guard let (owner, mode) = target.parseLockName(name, kind: "x"), contents == target.linkPath(owner, mode: mode),
+            owner.host == host, let pid = owner.processID, pid > 0, Syscall.processIsGone(pid),
+            case .removed = removeIfUnchanged(path, seen: seen)
+        else { return false }
+        Diagnostics.debug("removed lock mutex \(path) of process \(pid) of this host, which no longer exists")
+        return true
+    }
+
+    private enum Removal {
+        case removed, changed
+        case failed(Errno)
+    }
+
+    /// Removes `path` only if it is still the file `seen` described (device, inode, mtime), not
+    /// one another caller made since.
+    private static func removeIfUnchanged(_ path: String, seen: stat) -> Removal {
         guard case .success(let again) = Syscall.linkStatus(path),
             again.st_ino == seen.st_ino, again.st_dev == seen.st_dev,
             again.modificationTime == seen.modificationTime
-        else { return false }
+        else { return .changed }
         switch Syscall.remove(path) {
-        case .success, .failure(.noSuchFileOrDirectory):
-            Diagnostics.debug("removed lock mutex \(path) of process \(pid) of this host, which no longer exists")
-            return true
-        case .failure:
-            return false
+        case .success, .failure(.noSuchFileOrDirectory): return .removed
+        case .failure(let code): return .failed(code)
         }
     }
 

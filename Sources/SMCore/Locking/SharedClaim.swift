@@ -45,7 +45,7 @@ public final class SharedClaim: @unchecked Sendable {
     public static func directory(srRoot: String) -> String { "\(srRoot)/.sm/claims" }
 
     /// This process's owner name on `host`.
-    static func owner(_ host: HostEnvironment) -> LockOwner { LockOwner(host: host.identity, id: "sm-\(getpid())") }
+    static func owner(_ host: HostEnvironment) -> LockOwner { LockOwner.process(on: host.identity) }
 
     /// Takes the claim on `name`, or answers nil when a live holder has it (who, in `holder`).
     /// EIO when the shared storage cannot be used.
@@ -136,7 +136,7 @@ public final class SharedClaim: @unchecked Sendable {
         let here = holders.filter { $0.owner.host == host.identity }
         if here.count == holders.count {
             let dead = here.filter { holder in
-                guard holder.owner.id.hasPrefix("sm-"), let pid = Int32(holder.owner.id.dropFirst(3)) else { return false }
+                guard let pid = holder.owner.processID else { return false }
                 return Syscall.processIsGone(pid)
             }
             return dead.count == holders.count ? .deadHere(dead.map(\.path)) : .live
