@@ -7,8 +7,11 @@ let drivers = ["FileSR", "EXTSR", "NFSSR", "LVMSR", "ISCSISR", "LVMoISCSISR", "E
 /// Drivers built on the LVM substrate.
 let lvmDrivers: Set<String> = ["LVMSR", "LVMoISCSISR"]
 
+/// Drivers that load a substrate's libraries with dlopen at their first call to it.
+let dlopenDrivers = lvmDrivers.union(["RBDSR"])
+
 /// The module each driver executable links beyond SMCore: only LVM drivers load liblvm2cmd,
-/// only RBDSR loads librbd and librados.
+/// only RBDSR loads librbd and librados (each with dlopen, when first needed).
 func driverDependencies(_ driver: String) -> [Target.Dependency] {
     if lvmDrivers.contains(driver) { return ["SMLVM"] }
     if driver == "RBDSR" { return ["SMRBD"] }
@@ -19,19 +22,19 @@ func driverDependencies(_ driver: String) -> [Target.Dependency] {
 /// them all, are fully static in release builds: no dynamic loader, no symbol lookups, no
 /// relocations of a dozen shared libraries at every start (Docs/performance.md measures it).
 /// Debian ships the static archives of libxml2 and its dependencies (ICU, liblzma, zlib) and of
-/// libblkid. The LVM drivers load liblvm2cmd (which has no archive) with dlopen, which needs the
-/// dynamic loader: they are dynamic executables with those same archives and libstdc++ linked in
-/// (Scripts/ld-static-dependencies) and not position-independent, so that only libc, libm and
-/// libgcc_s are loaded before `main`; `sm-lvm-drivers` holds both for the package. RBDSR stays
-/// dynamic (Ceph's libraries have no archives).
-/// lock-util and sm-vhd stay dynamic too: each static copy would carry ICU's 30 MB of data (the
-/// package installs both as links to sm-drivers, which answers as either by that name).
+/// libblkid. The LVM drivers load liblvm2cmd (which has no archive), and RBDSR librbd and
+/// librados (neither has one), with dlopen, which needs the dynamic loader: they are dynamic
+/// executables with those same archives, libstdc++ and libgcc's unwinder linked in
+/// (Scripts/ld-static-dependencies, which also drops the standard library's export of every
+/// symbol and its `$ORIGIN` search path) and not position-independent, so that only libc and
+/// libm are loaded before `main`; `sm-lvm-drivers` holds both LVM drivers for the package.
+/// lock-util and sm-vhd stay dynamic in their own builds: each static copy would carry ICU's 30 MB
+/// of data (the package installs both as links to sm-drivers, which answers as either by that name).
 func linkage(_ product: String) -> [LinkerSetting] {
-    if lvmDrivers.contains(product) || product == "sm-lvm-drivers" {
+    if dlopenDrivers.contains(product) || product == "sm-lvm-drivers" {
         let linker = Context.packageDirectory + "/Scripts/ld-static-dependencies"
         return [.unsafeFlags(["-use-ld=\(linker)", "-Xclang-linker", "-no-pie"], .when(configuration: .release))]
     }
-    guard product != "RBDSR" else { return [] }
     let archives = ["icuuc", "icudata", "lzma", "z", "stdc++", "m"]
     return [.unsafeFlags(["-static-executable"] + archives.map { "-l\($0)" }, .when(configuration: .release))]
 }
@@ -56,7 +59,9 @@ let package = Package(
         .systemLibrary(name: "CLibUUID", pkgConfig: "uuid", providers: [.apt(["uuid-dev"])]),
         .systemLibrary(name: "CNettle", pkgConfig: "nettle", providers: [.apt(["nettle-dev"])]),
         .systemLibrary(name: "CLVM2Cmd", providers: [.apt(["liblvm2-dev"])]),
-        .systemLibrary(name: "CRBD", providers: [.apt(["librbd-dev", "librados-dev"])]),
+        // librbd's and librados' declarations and a table of their functions filled with dlopen
+        // (Sources/CRBD/include/CRBD.h); needs librbd-dev and librados-dev, links neither.
+        .target(name: "CRBD"),
         .target(
             name: "SMCore",
             dependencies: [

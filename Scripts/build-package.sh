@@ -110,10 +110,14 @@ depends=$(cd "$stage" && dpkg-shlibdeps -O -e"root/usr/libexec/sm/${drivers[0]}"
     $(for executable in "${drivers[@]:1}"; do printf -- '-eroot/usr/libexec/sm/%s ' "$executable"; done) \
     -eroot/usr/sbin/lock-util -eroot/usr/sbin/sm-vhd 2>/dev/null | sed -n 's/^shlibs:Depends=//p')
 [ -n "$depends" ] || { echo "build-package.sh: dpkg-shlibdeps found no dependencies" >&2; exit 1; }
-# The LVM drivers load liblvm2cmd with dlopen (Sources/SMLVM/LVM/LVM2Library.swift), which
-# dpkg-shlibdeps cannot see: the package of that soname, by name.
-lvm2cmd=$(dpkg-query -S liblvm2cmd.so.2.03 | head -1 | cut -d: -f1)
-depends="$depends, $lvm2cmd"
+# The LVM drivers load liblvm2cmd with dlopen (Sources/SMLVM/LVM/LVM2Library.swift), RBDSR
+# librados and librbd (Sources/CRBD), which dpkg-shlibdeps cannot see: the package of each
+# soname, by name.
+for soname in liblvm2cmd.so.2.03 librados.so.2 librbd.so.1; do
+    provider=$(dpkg-query -S "$soname" | head -1 | cut -d: -f1)
+    [ -n "$provider" ] || { echo "build-package.sh: no installed package has $soname" >&2; exit 1; }
+    depends="$depends, $provider"
+done
 
 # Executables with static archives in them (every executable links libxml2 through SMCore; one
 # that does not load libxml2.so carries it): lintian overrides for each (the reason is in

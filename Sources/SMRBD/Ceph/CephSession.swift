@@ -43,9 +43,10 @@ public final class CephSession {
     /// timeout or the pool does not exist; EIO when cephx refuses the credentials.
     public init(credentials: CephCredentials) throws(StorageError) {
         self.credentials = credentials
+        try CephLibrary.load()
         let diversion = StandardErrorDiversion()
         var handle: rados_t?
-        var code = rados_create(&handle, credentials.user)
+        var code = ceph.rados_create(&handle, credentials.user)
         guard code == 0, let handle else {
             diversion.restore()
             throw .ceph(code, "rados_create for client.\(credentials.user)")
@@ -65,9 +66,9 @@ public final class CephSession {
         if !credentials.monitors.isEmpty { settings.append(("mon_host", credentials.libradosMonitors)) }
         if let keyring = credentials.keyring { settings.append(("keyring", keyring)) }
         if let conf = credentials.configurationFile {
-            code = rados_conf_read_file(handle, conf)
+            code = ceph.rados_conf_read_file(handle, conf)
             if code != 0 {
-                rados_shutdown(handle)
+                ceph.rados_shutdown(handle)
                 diversion.restore()
                 throw .invalid(
                     "librados could not read dconf conf \(conf) (\(Errno(rawValue: -code).symbolicName)); "
@@ -75,35 +76,35 @@ public final class CephSession {
             }
         }
         for (option, value) in settings {
-            code = rados_conf_set(handle, option, value)
+            code = ceph.rados_conf_set(handle, option, value)
             guard code == 0 else {
-                rados_shutdown(handle)
+                ceph.rados_shutdown(handle)
                 diversion.restore()
                 throw .ceph(code, "setting librados option \(option)")
             }
         }
         if credentials.monitors.isEmpty {
             var buffer = [CChar](repeating: 0, count: 1024)
-            let found = rados_conf_get(handle, "mon_host", &buffer, buffer.count) == 0 && buffer[0] != 0
+            let found = ceph.rados_conf_get(handle, "mon_host", &buffer, buffer.count) == 0 && buffer[0] != 0
             guard found else {
-                rados_shutdown(handle)
+                ceph.rados_shutdown(handle)
                 diversion.restore()
                 throw .invalid("dconf has no monitors and dconf conf \(credentials.configurationFile ?? "") names none (mon host)")
             }
         }
         if let key = credentials.key {
-            code = rados_conf_set(handle, "key", key)
+            code = ceph.rados_conf_set(handle, "key", key)
             guard code == 0 else {
-                rados_shutdown(handle)
+                ceph.rados_shutdown(handle)
                 diversion.restore()
                 throw .invalid("librados refused the dconf key (\(Errno(rawValue: -code).symbolicName))")
             }
         }
         let start = Syscall.monotonicNow()
-        code = rados_connect(handle)
+        code = ceph.rados_connect(handle)
         let seconds = Syscall.monotonicNow() - start
         guard code == 0 else {
-            rados_shutdown(handle)
+            ceph.rados_shutdown(handle)
             diversion.restore()
             let monitors =
                 credentials.monitors.isEmpty
@@ -127,9 +128,9 @@ public final class CephSession {
             }
         }
         var context: rados_ioctx_t?
-        code = rados_ioctx_create(handle, credentials.pool, &context)
+        code = ceph.rados_ioctx_create(handle, credentials.pool, &context)
         guard code == 0, let context else {
-            rados_shutdown(handle)
+            ceph.rados_shutdown(handle)
             diversion.restore()
             if code == -ENOENT {
                 throw StorageError(
@@ -149,9 +150,9 @@ public final class CephSession {
     public func close() {
         guard !closed else { return }
         closed = true
-        rados_ioctx_destroy(ioContext)
+        ceph.rados_ioctx_destroy(ioContext)
         if !Self.leaveConnectionToProcessExit || openImages > 0 {
-            rados_shutdown(cluster)
+            ceph.rados_shutdown(cluster)
         }
         diversion?.restore()
         diversion = nil
@@ -159,7 +160,7 @@ public final class CephSession {
 
     /// Points the I/O context (and every image opened through it) at `namespace`.
     func use(namespace: String) {
-        rados_ioctx_set_namespace(ioContext, namespace)
+        ceph.rados_ioctx_set_namespace(ioContext, namespace)
         self.namespace = namespace
     }
 
@@ -167,18 +168,18 @@ public final class CephSession {
 
     func namespaceExists(_ name: String) throws(StorageError) -> Bool {
         var exists = false
-        let code = rbd_namespace_exists(ioContext, name, &exists)
+        let code = ceph.rbd_namespace_exists(ioContext, name, &exists)
         guard code == 0 else { throw .ceph(code, "looking up RBD namespace \(credentials.pool)/\(name)") }
         return exists
     }
 
     func createNamespace(_ name: String) throws(StorageError) {
-        let code = rbd_namespace_create(ioContext, name)
+        let code = ceph.rbd_namespace_create(ioContext, name)
         guard code == 0 else { throw .ceph(code, "creating RBD namespace \(credentials.pool)/\(name)") }
     }
 
     func removeNamespace(_ name: String) throws(StorageError) {
-        let code = rbd_namespace_remove(ioContext, name)
+        let code = ceph.rbd_namespace_remove(ioContext, name)
         guard code == 0 || code == -ENOENT else { throw .ceph(code, "removing RBD namespace \(credentials.pool)/\(name)") }
     }
 
@@ -188,7 +189,7 @@ public final class CephSession {
     func readObject(_ name: String, limit: Int = 4096) throws(StorageError) -> [UInt8]? {
         var buffer = [UInt8](repeating: 0, count: limit)
         let count = buffer.withUnsafeMutableBufferPointer { pointer in
-            pointer.baseAddress!.withMemoryRebound(to: CChar.self, capacity: limit) { rados_read(ioContext, name, $0, limit, 0) }
+            pointer.baseAddress!.withMemoryRebound(to: CChar.self, capacity: limit) { ceph.rados_read(ioContext, name, $0, limit, 0) }
         }
         if count == -ENOENT { return nil }
         guard count >= 0 else { throw .ceph(count, "reading object \(name)") }
@@ -198,14 +199,14 @@ public final class CephSession {
     func writeObject(_ name: String, _ bytes: [UInt8]) throws(StorageError) {
         let code = bytes.withUnsafeBufferPointer { pointer in
             pointer.baseAddress!.withMemoryRebound(to: CChar.self, capacity: bytes.count) {
-                rados_write_full(ioContext, name, $0, bytes.count)
+                ceph.rados_write_full(ioContext, name, $0, bytes.count)
             }
         }
         guard code == 0 else { throw .ceph(code, "writing object \(name)") }
     }
 
     func removeObject(_ name: String) throws(StorageError) {
-        let code = rados_remove(ioContext, name)
+        let code = ceph.rados_remove(ioContext, name)
         guard code == 0 || code == -ENOENT else { throw .ceph(code, "removing object \(name)") }
     }
 
@@ -214,16 +215,16 @@ public final class CephSession {
     /// Sets `key` to `value` in the omap of `object` (created if absent).
     func setMapValue(_ key: String, _ value: String, in object: String) throws(StorageError) {
         mapCache[object]?[key] = nil
-        let operation = rados_create_write_op()
-        defer { rados_release_write_op(operation) }
+        let operation = ceph.rados_create_write_op()
+        defer { ceph.rados_release_write_op(operation) }
         let code = key.withCString { keyPointer in
             value.withCString { valuePointer -> Int32 in
                 var keys: [UnsafePointer<CChar>?] = [keyPointer]
                 var values: [UnsafePointer<CChar>?] = [valuePointer]
                 var keyLengths = [key.utf8.count]
                 var valueLengths = [value.utf8.count]
-                rados_write_op_omap_set2(operation, &keys, &values, &keyLengths, &valueLengths, 1)
-                return rados_write_op_operate(operation, ioContext, object, nil, 0)
+                ceph.rados_write_op_omap_set2(operation, &keys, &values, &keyLengths, &valueLengths, 1)
+                return ceph.rados_write_op_operate(operation, ioContext, object, nil, 0)
             }
         }
         guard code == 0 else { throw .ceph(code, "writing \(key) in the omap of \(object)") }
@@ -232,13 +233,13 @@ public final class CephSession {
     /// Removes `key` from the omap of `object`; success when it is not there.
     func removeMapValue(_ key: String, in object: String) throws(StorageError) {
         mapCache[object]?[key] = nil
-        let operation = rados_create_write_op()
-        defer { rados_release_write_op(operation) }
+        let operation = ceph.rados_create_write_op()
+        defer { ceph.rados_release_write_op(operation) }
         let code = key.withCString { keyPointer -> Int32 in
             var keys: [UnsafePointer<CChar>?] = [keyPointer]
             var keyLengths = [key.utf8.count]
-            rados_write_op_omap_rm_keys2(operation, &keys, &keyLengths, 1)
-            return rados_write_op_operate(operation, ioContext, object, nil, 0)
+            ceph.rados_write_op_omap_rm_keys2(operation, &keys, &keyLengths, 1)
+            return ceph.rados_write_op_operate(operation, ioContext, object, nil, 0)
         }
         guard code == 0 || code == -ENOENT else { throw .ceph(code, "removing \(key) from the omap of \(object)") }
     }
@@ -246,17 +247,17 @@ public final class CephSession {
     /// The value of `key` in the omap of `object`, nil when absent.
     func mapValue(_ key: String, in object: String) throws(StorageError) -> String? {
         if let cached = mapCache[object]?[key] { return cached }
-        let operation = rados_create_read_op()
-        defer { rados_release_read_op(operation) }
+        let operation = ceph.rados_create_read_op()
+        defer { ceph.rados_release_read_op(operation) }
         var iterator: rados_omap_iter_t?
         var status: Int32 = 0
         let code = key.withCString { keyPointer -> Int32 in
             var keys: [UnsafePointer<CChar>?] = [keyPointer]
             var keyLengths = [key.utf8.count]
-            rados_read_op_omap_get_vals_by_keys2(operation, &keys, 1, &keyLengths, &iterator, &status)
-            return rados_read_op_operate(operation, ioContext, object, 0)
+            ceph.rados_read_op_omap_get_vals_by_keys2(operation, &keys, 1, &keyLengths, &iterator, &status)
+            return ceph.rados_read_op_operate(operation, ioContext, object, 0)
         }
-        defer { if let iterator { rados_omap_get_end(iterator) } }
+        defer { if let iterator { ceph.rados_omap_get_end(iterator) } }
         if code == -ENOENT { return nil }
         guard code == 0 else { throw .ceph(code, "reading \(key) from the omap of \(object)") }
         guard status == 0 else { throw .ceph(status, "reading \(key) from the omap of \(object)") }
@@ -265,7 +266,7 @@ public final class CephSession {
         var value: UnsafeMutablePointer<CChar>?
         var nameLength = 0
         var valueLength = 0
-        guard rados_omap_get_next2(iterator, &name, &value, &nameLength, &valueLength) == 0, name != nil, let value else {
+        guard ceph.rados_omap_get_next2(iterator, &name, &value, &nameLength, &valueLength) == 0, name != nil, let value else {
             return nil
         }
         return String(decoding: UnsafeRawBufferPointer(start: value, count: valueLength), as: UTF8.self)
@@ -274,8 +275,8 @@ public final class CephSession {
     /// Sets several keys of the omap of `object` (created if absent) in one atomic write.
     func setMapValues(_ pairs: [(key: String, value: String)], in object: String) throws(StorageError) {
         for pair in pairs { mapCache[object]?[pair.key] = nil }
-        let operation = rados_create_write_op()
-        defer { rados_release_write_op(operation) }
+        let operation = ceph.rados_create_write_op()
+        defer { ceph.rados_release_write_op(operation) }
         let keys = pairs.map { strdup($0.key) }
         let values = pairs.map { strdup($0.value) }
         defer { (keys + values).forEach { free($0) } }
@@ -283,22 +284,22 @@ public final class CephSession {
         var valuePointers = values.map { UnsafePointer<CChar>($0) }
         var keyLengths = pairs.map { $0.key.utf8.count }
         var valueLengths = pairs.map { $0.value.utf8.count }
-        rados_write_op_omap_set2(operation, &keyPointers, &valuePointers, &keyLengths, &valueLengths, pairs.count)
-        let code = rados_write_op_operate(operation, ioContext, object, nil, 0)
+        ceph.rados_write_op_omap_set2(operation, &keyPointers, &valuePointers, &keyLengths, &valueLengths, pairs.count)
+        let code = ceph.rados_write_op_operate(operation, ioContext, object, nil, 0)
         guard code == 0 else { throw .ceph(code, "writing \(pairs.map(\.key)) in the omap of \(object)") }
     }
 
     /// Removes several keys from the omap of `object` in one write; success when absent.
     func removeMapValues(_ keys: [String], in object: String) throws(StorageError) {
         for key in keys { mapCache[object]?[key] = nil }
-        let operation = rados_create_write_op()
-        defer { rados_release_write_op(operation) }
+        let operation = ceph.rados_create_write_op()
+        defer { ceph.rados_release_write_op(operation) }
         let copies = keys.map { strdup($0) }
         defer { copies.forEach { free($0) } }
         var pointers = copies.map { UnsafePointer<CChar>($0) }
         var lengths = keys.map { $0.utf8.count }
-        rados_write_op_omap_rm_keys2(operation, &pointers, &lengths, keys.count)
-        let code = rados_write_op_operate(operation, ioContext, object, nil, 0)
+        ceph.rados_write_op_omap_rm_keys2(operation, &pointers, &lengths, keys.count)
+        let code = ceph.rados_write_op_operate(operation, ioContext, object, nil, 0)
         guard code == 0 || code == -ENOENT else { throw .ceph(code, "removing \(keys) from the omap of \(object)") }
     }
 
@@ -308,7 +309,7 @@ public final class CephSession {
     func startSettingMapValue(_ key: String, _ value: String, in object: String) -> PendingOperation {
         mapCache[object]?[key] = nil
         let pending = PendingOperation()
-        let operation = rados_create_write_op()
+        let operation = ceph.rados_create_write_op()
         pending.writeOperation = operation
         key.withCString { keyPointer in
             value.withCString { valuePointer in
@@ -317,17 +318,17 @@ public final class CephSession {
                 var keyLengths = [key.utf8.count]
                 var valueLengths = [value.utf8.count]
                 // librados copies keys and values into the operation here.
-                rados_write_op_omap_set2(operation, &keys, &values, &keyLengths, &valueLengths, 1)
+                ceph.rados_write_op_omap_set2(operation, &keys, &values, &keyLengths, &valueLengths, 1)
             }
         }
-        pending.start { rados_aio_write_op_operate(operation, ioContext, $0, object, nil, 0) }
+        pending.start { ceph.rados_aio_write_op_operate(operation, ioContext, $0, object, nil, 0) }
         return pending
     }
 
     /// Starts a stat of `object`; `wait()` answers 0, -ENOENT when it does not exist, or an errno.
     func startStat(_ object: String) -> PendingOperation {
         let pending = PendingOperation()
-        pending.start { rados_aio_stat(ioContext, object, $0, pending.size, pending.modified) }
+        pending.start { ceph.rados_aio_stat(ioContext, object, $0, pending.size, pending.modified) }
         return pending
     }
 
@@ -335,14 +336,14 @@ public final class CephSession {
     /// `foundKey` says) or a negative errno (-ENOENT: no such object).
     func startReadingMapKey(_ key: String, in object: String) -> PendingOperation {
         let pending = PendingOperation()
-        let operation = rados_create_read_op()
+        let operation = ceph.rados_create_read_op()
         pending.readOperation = operation
         key.withCString { keyPointer in
             var keys: [UnsafePointer<CChar>?] = [keyPointer]
             var keyLengths = [key.utf8.count]
-            rados_read_op_omap_get_vals_by_keys2(operation, &keys, 1, &keyLengths, pending.iterator, pending.status)
+            ceph.rados_read_op_omap_get_vals_by_keys2(operation, &keys, 1, &keyLengths, pending.iterator, pending.status)
         }
-        pending.start { rados_aio_read_op_operate(operation, ioContext, $0, object, 0) }
+        pending.start { ceph.rados_aio_read_op_operate(operation, ioContext, $0, object, 0) }
         return pending
     }
 
@@ -353,8 +354,8 @@ public final class CephSession {
         _ object: String, prefix: String, keys: [String] = [],
         limit: Int = 4096
     ) throws(StorageError) -> (content: [UInt8], map: [String: String])? {
-        let operation = rados_create_read_op()
-        defer { rados_release_read_op(operation) }
+        let operation = ceph.rados_create_read_op()
+        defer { ceph.rados_release_read_op(operation) }
         var buffer = [UInt8](repeating: 0, count: limit)
         var bytesRead = 0
         var readStatus: Int32 = 0
@@ -369,17 +370,17 @@ public final class CephSession {
         var keyLengths = keys.map { $0.utf8.count }
         let code = buffer.withUnsafeMutableBufferPointer { pointer -> Int32 in
             pointer.baseAddress!.withMemoryRebound(to: CChar.self, capacity: limit) { bytes in
-                rados_read_op_read(operation, 0, limit, bytes, &bytesRead, &readStatus)
-                rados_read_op_omap_get_vals2(operation, "", prefix, 1024, &iterator, &more, &mapStatus)
+                ceph.rados_read_op_read(operation, 0, limit, bytes, &bytesRead, &readStatus)
+                ceph.rados_read_op_omap_get_vals2(operation, "", prefix, 1024, &iterator, &more, &mapStatus)
                 if !keys.isEmpty {
-                    rados_read_op_omap_get_vals_by_keys2(operation, &keyPointers, keys.count, &keyLengths, &keysIterator, &keysStatus)
+                    ceph.rados_read_op_omap_get_vals_by_keys2(operation, &keyPointers, keys.count, &keyLengths, &keysIterator, &keysStatus)
                 }
-                return rados_read_op_operate(operation, ioContext, object, 0)
+                return ceph.rados_read_op_operate(operation, ioContext, object, 0)
             }
         }
         defer {
-            if let iterator { rados_omap_get_end(iterator) }
-            if let keysIterator { rados_omap_get_end(keysIterator) }
+            if let iterator { ceph.rados_omap_get_end(iterator) }
+            if let keysIterator { ceph.rados_omap_get_end(keysIterator) }
         }
         if code == -ENOENT { return nil }
         guard code >= 0 else { throw .ceph(code, "reading object \(object)") }
@@ -401,7 +402,7 @@ public final class CephSession {
             var value: UnsafeMutablePointer<CChar>?
             var nameLength = 0
             var valueLength = 0
-            guard rados_omap_get_next2(iterator, &name, &value, &nameLength, &valueLength) == 0, let name else { break }
+            guard ceph.rados_omap_get_next2(iterator, &name, &value, &nameLength, &valueLength) == 0, let name else { break }
             map[String(decoding: UnsafeRawBufferPointer(start: name, count: nameLength), as: UTF8.self)] =
                 value.map { String(decoding: UnsafeRawBufferPointer(start: $0, count: valueLength), as: UTF8.self) } ?? ""
         }
@@ -411,7 +412,7 @@ public final class CephSession {
     /// librados' value of a configuration option after the conf file and dconf were applied.
     func configurationValue(_ option: String) -> String? {
         var buffer = [CChar](repeating: 0, count: 4096)
-        guard rados_conf_get(cluster, option, &buffer, buffer.count) == 0 else { return nil }
+        guard ceph.rados_conf_get(cluster, option, &buffer, buffer.count) == 0 else { return nil }
         return RBDImage.text(buffer)
     }
 
@@ -426,12 +427,12 @@ public final class CephSession {
         let code = json.withCString { command -> Int32 in
             var commands: [UnsafePointer<CChar>?] = [command]
             return commands.withUnsafeMutableBufferPointer { list in
-                rados_mon_command(cluster, list.baseAddress, 1, nil, 0, &output, &outputLength, &status, &statusLength)
+                ceph.rados_mon_command(cluster, list.baseAddress, 1, nil, 0, &output, &outputLength, &status, &statusLength)
             }
         }
         defer {
-            if let output { rados_buffer_free(output) }
-            if let status { rados_buffer_free(status) }
+            if let output { ceph.rados_buffer_free(output) }
+            if let status { ceph.rados_buffer_free(status) }
         }
         guard code == 0 else { throw .ceph(code, "monitor command \(json)") }
         guard let output else { return "" }
@@ -503,13 +504,13 @@ final class PendingOperation {
     /// Runs `issue` with a new completion; a refusal to issue is the answer.
     func start(_ issue: (rados_completion_t?) -> Int32) {
         var created: rados_completion_t?
-        guard rados_aio_create_completion2(nil, nil, &created) == 0, let created else {
+        guard ceph.rados_aio_create_completion2(nil, nil, &created) == 0, let created else {
             code = -ENOMEM
             return
         }
         let issued = issue(created)
         if issued < 0 {
-            rados_aio_release(created)
+            ceph.rados_aio_release(created)
             code = issued
         } else {
             completion = created
@@ -519,9 +520,9 @@ final class PendingOperation {
     @discardableResult func wait() -> Int32 {
         if let code { return code }
         guard let completion else { return -EINVAL }
-        rados_aio_wait_for_complete(completion)
-        var result = rados_aio_get_return_value(completion)
-        rados_aio_release(completion)
+        _ = ceph.rados_aio_wait_for_complete(completion)
+        var result = ceph.rados_aio_get_return_value(completion)
+        ceph.rados_aio_release(completion)
         self.completion = nil
         if result >= 0, readOperation != nil, status.pointee < 0 { result = status.pointee }
         code = result
@@ -536,16 +537,16 @@ final class PendingOperation {
         var value: UnsafeMutablePointer<CChar>?
         var nameLength = 0
         var valueLength = 0
-        guard rados_omap_get_next2(iterator, &name, &value, &nameLength, &valueLength) == 0, name != nil else { return nil }
+        guard ceph.rados_omap_get_next2(iterator, &name, &value, &nameLength, &valueLength) == 0, name != nil else { return nil }
         guard let value else { return "" }
         return String(decoding: UnsafeRawBufferPointer(start: value, count: valueLength), as: UTF8.self)
     }
 
     deinit {
         wait()
-        if let iterator = iterator.pointee { rados_omap_get_end(iterator) }
-        if let writeOperation { rados_release_write_op(writeOperation) }
-        if let readOperation { rados_release_read_op(readOperation) }
+        if let iterator = iterator.pointee { ceph.rados_omap_get_end(iterator) }
+        if let writeOperation { ceph.rados_release_write_op(writeOperation) }
+        if let readOperation { ceph.rados_release_read_op(readOperation) }
         size.deallocate()
         modified.deallocate()
         iterator.deallocate()

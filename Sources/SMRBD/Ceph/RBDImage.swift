@@ -23,8 +23,8 @@ final class RBDImage {
         var image: rbd_image_t?
         let code =
             readOnly
-            ? rbd_open_read_only(session.ioContext, name, &image, nil)
-            : rbd_open(session.ioContext, name, &image, nil)
+            ? ceph.rbd_open_read_only(session.ioContext, name, &image, nil)
+            : ceph.rbd_open(session.ioContext, name, &image, nil)
         guard code == 0, let image else { throw .ceph(code, "opening RBD image \(name)") }
         self.name = name
         handle = image
@@ -33,7 +33,7 @@ final class RBDImage {
     }
 
     deinit {
-        rbd_close(handle)
+        _ = ceph.rbd_close(handle)
         session.openImages -= 1
     }
 
@@ -53,22 +53,22 @@ final class RBDImage {
 
     static func create(_ session: CephSession, name: String, size: UInt64) throws(StorageError) {
         var options: rbd_image_options_t?
-        rbd_image_options_create(&options)
-        defer { rbd_image_options_destroy(options) }
-        _ = rbd_image_options_set_uint64(options, Int32(RBD_IMAGE_OPTION_FORMAT), 2)
-        _ = rbd_image_options_set_uint64(options, Int32(RBD_IMAGE_OPTION_FEATURES), features)
-        let code = rbd_create4(session.ioContext, name, size, options)
+        ceph.rbd_image_options_create(&options)
+        defer { ceph.rbd_image_options_destroy(options) }
+        _ = ceph.rbd_image_options_set_uint64(options, Int32(RBD_IMAGE_OPTION_FORMAT), 2)
+        _ = ceph.rbd_image_options_set_uint64(options, Int32(RBD_IMAGE_OPTION_FEATURES), features)
+        let code = ceph.rbd_create4(session.ioContext, name, size, options)
         guard code == 0 else { throw .ceph(code, "creating RBD image \(name)") }
     }
 
     /// A copy-on-write child `child` of `parent@snapshot` (protected first), with `features`.
     static func clone(_ session: CephSession, parent: String, snapshot: String, child: String) throws(StorageError) {
         var options: rbd_image_options_t?
-        rbd_image_options_create(&options)
-        defer { rbd_image_options_destroy(options) }
-        _ = rbd_image_options_set_uint64(options, Int32(RBD_IMAGE_OPTION_FORMAT), 2)
-        _ = rbd_image_options_set_uint64(options, Int32(RBD_IMAGE_OPTION_FEATURES), features)
-        let code = rbd_clone3(session.ioContext, parent, snapshot, session.ioContext, child, options)
+        ceph.rbd_image_options_create(&options)
+        defer { ceph.rbd_image_options_destroy(options) }
+        _ = ceph.rbd_image_options_set_uint64(options, Int32(RBD_IMAGE_OPTION_FORMAT), 2)
+        _ = ceph.rbd_image_options_set_uint64(options, Int32(RBD_IMAGE_OPTION_FEATURES), features)
+        let code = ceph.rbd_clone3(session.ioContext, parent, snapshot, session.ioContext, child, options)
         guard code == 0 else { throw .ceph(code, "cloning \(parent)@\(snapshot) to \(child)") }
     }
 
@@ -80,7 +80,7 @@ final class RBDImage {
     /// `rbd_remove`'s own answer: 0, or a negative errno (ENOENT: no such image; ENOTEMPTY: it
     /// has snapshots; EBUSY: a client watches it or holds its exclusive lock).
     static func removeAnswering(_ session: CephSession, name: String) -> Int32 {
-        rbd_remove(session.ioContext, name)
+        ceph.rbd_remove(session.ioContext, name)
     }
 
     /// Every image in the session's namespace (names only).
@@ -89,13 +89,13 @@ final class RBDImage {
         while true {
             var specs = [rbd_image_spec_t](repeating: rbd_image_spec_t(), count: capacity)
             var count = capacity
-            let code = rbd_list2(session.ioContext, &specs, &count)
+            let code = ceph.rbd_list2(session.ioContext, &specs, &count)
             if code == -ERANGE, count > capacity {
                 capacity = count
                 continue
             }
             guard code == 0 else { throw .ceph(code, "listing RBD images") }
-            defer { rbd_image_spec_list_cleanup(&specs, count) }
+            defer { ceph.rbd_image_spec_list_cleanup(&specs, count) }
             return specs.prefix(count).map { String(cString: $0.name) }
         }
     }
@@ -103,7 +103,7 @@ final class RBDImage {
     var size: UInt64 {
         get throws(StorageError) {
             var value: UInt64 = 0
-            let code = rbd_get_size(handle, &value)
+            let code = ceph.rbd_get_size(handle, &value)
             guard code == 0 else { throw .ceph(code, "reading the size of \(name)") }
             return value
         }
@@ -113,7 +113,7 @@ final class RBDImage {
     var identifier: String {
         get throws(StorageError) {
             var buffer = [CChar](repeating: 0, count: 128)
-            let code = rbd_get_id(handle, &buffer, buffer.count)
+            let code = ceph.rbd_get_id(handle, &buffer, buffer.count)
             guard code == 0 else { throw .ceph(code, "reading the id of \(name)") }
             return Self.text(buffer)
         }
@@ -134,7 +134,7 @@ final class RBDImage {
     static func metadataMapKey(_ key: String) -> String { "metadata_\(key)" }
 
     func resize(to size: UInt64) throws(StorageError) {
-        let code = rbd_resize(handle, size)
+        let code = ceph.rbd_resize(handle, size)
         guard code == 0 else { throw .ceph(code, "resizing \(name)") }
     }
 
@@ -143,12 +143,12 @@ final class RBDImage {
     func parent() throws(StorageError) -> (image: String, namespace: String, snapshot: String, id: String)? {
         var image = rbd_linked_image_spec_t()
         var snapshot = rbd_snap_spec_t()
-        let code = rbd_get_parent(handle, &image, &snapshot)
+        let code = ceph.rbd_get_parent(handle, &image, &snapshot)
         if code == -ENOENT { return nil }
         guard code == 0 else { throw .ceph(code, "reading the parent of \(name)") }
         defer {
-            rbd_linked_image_spec_cleanup(&image)
-            rbd_snap_spec_cleanup(&snapshot)
+            ceph.rbd_linked_image_spec_cleanup(&image)
+            ceph.rbd_snap_spec_cleanup(&snapshot)
         }
         return (
             String(cString: image.image_name), String(cString: image.pool_namespace), String(cString: snapshot.name),
@@ -168,35 +168,35 @@ final class RBDImage {
         while true {
             var infos = [rbd_snap_info_t](repeating: rbd_snap_info_t(), count: Int(capacity) + 1)
             var count = capacity
-            let code = rbd_snap_list(handle, &infos, &count)
+            let code = ceph.rbd_snap_list(handle, &infos, &count)
             if code == -ERANGE {
                 capacity = max(count, capacity * 2)
                 continue
             }
             guard code >= 0 else { throw .ceph(code, "listing the snapshots of \(name)") }
-            defer { rbd_snap_list_end(&infos) }
+            defer { ceph.rbd_snap_list_end(&infos) }
             return infos.prefix(Int(code)).map { Snapshot(id: $0.id, name: String(cString: $0.name), size: $0.size) }
                 .sorted { $0.id < $1.id }
         }
     }
 
     func createSnapshot(_ snapshot: String) throws(StorageError) {
-        let code = rbd_snap_create(handle, snapshot)
+        let code = ceph.rbd_snap_create(handle, snapshot)
         guard code == 0 else { throw .ceph(code, "creating snapshot \(name)@\(snapshot)") }
     }
 
     func removeSnapshot(_ snapshot: String) throws(StorageError) {
         if try isProtected(snapshot) {
-            let code = rbd_snap_unprotect(handle, snapshot)
+            let code = ceph.rbd_snap_unprotect(handle, snapshot)
             guard code == 0 else { throw .ceph(code, "unprotecting snapshot \(name)@\(snapshot)") }
         }
-        let code = rbd_snap_remove(handle, snapshot)
+        let code = ceph.rbd_snap_remove(handle, snapshot)
         guard code == 0 || code == -ENOENT else { throw .ceph(code, "removing snapshot \(name)@\(snapshot)") }
     }
 
     func isProtected(_ snapshot: String) throws(StorageError) -> Bool {
         var value: Int32 = 0
-        let code = rbd_snap_is_protected(handle, snapshot, &value)
+        let code = ceph.rbd_snap_is_protected(handle, snapshot, &value)
         guard code == 0 else { throw .ceph(code, "reading the protection of \(name)@\(snapshot)") }
         return value != 0
     }
@@ -204,13 +204,13 @@ final class RBDImage {
     /// Protects the snapshot (clone v1 needs it; v2 accepts it), unless it already is.
     func protect(_ snapshot: String) throws(StorageError) {
         guard try !isProtected(snapshot) else { return }
-        let code = rbd_snap_protect(handle, snapshot)
+        let code = ceph.rbd_snap_protect(handle, snapshot)
         guard code == 0 || code == -EBUSY else { throw .ceph(code, "protecting snapshot \(name)@\(snapshot)") }
     }
 
     /// Reads at `snapshot` (nil: the head) from now on.
     func select(snapshot: String?) throws(StorageError) {
-        let code = rbd_snap_set(handle, snapshot)
+        let code = ceph.rbd_snap_set(handle, snapshot)
         guard code == 0 else { throw .ceph(code, "selecting snapshot \(name)@\(snapshot ?? "-")") }
     }
 
@@ -219,7 +219,7 @@ final class RBDImage {
     func usedBytes(since: String?, size: UInt64) throws(StorageError) -> UInt64 {
         var total: UInt64 = 0
         let code = withUnsafeMutablePointer(to: &total) { pointer in
-            rbd_diff_iterate2(
+            ceph.rbd_diff_iterate2(
                 handle, since, 0, size, 0, 1,
                 { _, length, exists, argument in
                     if exists != 0 { argument!.assumingMemoryBound(to: UInt64.self).pointee += UInt64(length) }
@@ -233,18 +233,18 @@ final class RBDImage {
     /// Images cloned from `name@snapshot`.
     func children(of snapshot: String) throws(StorageError) -> [String] {
         try select(snapshot: snapshot)
-        defer { _ = rbd_snap_set(handle, nil) }
+        defer { _ = ceph.rbd_snap_set(handle, nil) }
         var capacity = 16
         while true {
             var specs = [rbd_linked_image_spec_t](repeating: rbd_linked_image_spec_t(), count: capacity)
             var count = capacity
-            let code = rbd_list_children3(handle, &specs, &count)
+            let code = ceph.rbd_list_children3(handle, &specs, &count)
             if code == -ERANGE, count > capacity {
                 capacity = count
                 continue
             }
             guard code >= 0 else { throw .ceph(code, "listing the clones of \(name)@\(snapshot)") }
-            defer { rbd_linked_image_spec_list_cleanup(&specs, count) }
+            defer { ceph.rbd_linked_image_spec_list_cleanup(&specs, count) }
             return specs.prefix(count).filter { !$0.trash }.map { String(cString: $0.image_name) }
         }
     }
@@ -257,7 +257,7 @@ final class RBDImage {
     /// asks it to hand the lock over and waits (a krbd map does; another RBDSR claim does when
     /// its verb ends); false when the owner refuses outright.
     func claim() throws(StorageError) -> Bool {
-        let code = rbd_lock_acquire(handle, RBD_LOCK_MODE_EXCLUSIVE)
+        let code = ceph.rbd_lock_acquire(handle, RBD_LOCK_MODE_EXCLUSIVE)
         switch -code {
         case 0: return true
         case EROFS, EBUSY, EAGAIN: return false
@@ -272,17 +272,17 @@ final class RBDImage {
         var mode = RBD_LOCK_MODE_EXCLUSIVE
         var owners = [UnsafeMutablePointer<CChar>?](repeating: nil, count: 8)
         var ownerCount = owners.count
-        var code = rbd_lock_get_owners(handle, &mode, &owners, &ownerCount)
+        var code = ceph.rbd_lock_get_owners(handle, &mode, &owners, &ownerCount)
         if code == -ENOENT { return false }
         guard code >= 0 else { throw .ceph(code, "reading the exclusive lock owner of \(name)") }
         let ownerNames = owners.prefix(ownerCount).compactMap { $0.map { String(cString: $0) } }
-        rbd_lock_get_owners_cleanup(&owners, ownerCount)
+        ceph.rbd_lock_get_owners_cleanup(&owners, ownerCount)
         guard !ownerNames.isEmpty else { return false }
         var watchers = [rbd_image_watcher_t](repeating: rbd_image_watcher_t(), count: 64)
         var watcherCount = watchers.count
-        code = rbd_watchers_list(handle, &watchers, &watcherCount)
+        code = ceph.rbd_watchers_list(handle, &watchers, &watcherCount)
         guard code >= 0 else { throw .ceph(code, "listing the watchers of \(name)") }
-        defer { rbd_watchers_list_cleanup(&watchers, watcherCount) }
+        defer { ceph.rbd_watchers_list_cleanup(&watchers, watcherCount) }
         let live = watchers.prefix(watcherCount).flatMap { watcher in
             [watcher.addr.map { String(cString: $0) } ?? "", "client.\(watcher.id)"]
         }
@@ -294,19 +294,19 @@ final class RBDImage {
     func metadata(_ key: String) throws(StorageError) -> String? {
         var buffer = [CChar](repeating: 0, count: 256)
         var length = buffer.count
-        let code = rbd_metadata_get(handle, key, &buffer, &length)
+        let code = ceph.rbd_metadata_get(handle, key, &buffer, &length)
         if code == -ENOENT { return nil }
         guard code == 0 else { throw .ceph(code, "reading metadata \(key) of \(name)") }
         return Self.text(buffer)
     }
 
     func setMetadata(_ key: String, _ value: String) throws(StorageError) {
-        let code = rbd_metadata_set(handle, key, value)
+        let code = ceph.rbd_metadata_set(handle, key, value)
         guard code == 0 else { throw .ceph(code, "writing metadata \(key) of \(name)") }
     }
 
     func removeMetadata(_ key: String) throws(StorageError) {
-        let code = rbd_metadata_remove(handle, key)
+        let code = ceph.rbd_metadata_remove(handle, key)
         guard code == 0 || code == -ENOENT else { throw .ceph(code, "removing metadata \(key) of \(name)") }
     }
 
@@ -316,7 +316,7 @@ final class RBDImage {
         var values = [CChar](repeating: 0, count: 16384)
         var keysLength = keys.count
         var valuesLength = values.count
-        let code = rbd_metadata_list(handle, prefix, 0, &keys, &keysLength, &values, &valuesLength)
+        let code = ceph.rbd_metadata_list(handle, prefix, 0, &keys, &keysLength, &values, &valuesLength)
         guard code >= 0 else { throw .ceph(code, "listing metadata of \(name)") }
         func strings(_ buffer: [CChar], _ length: Int) -> [String] {
             buffer.prefix(min(length, buffer.count)).split(separator: 0, omittingEmptySubsequences: false).dropLast()

@@ -41,7 +41,7 @@ struct RBDLocks {
         var clientsLength = clients.count
         var cookiesLength = cookies.count
         var addressesLength = addresses.count
-        let count = rados_list_lockers(
+        let count = ceph.rados_list_lockers(
             session.ioContext, object, name, &exclusive, &tag, &tagLength, &clients,
             &clientsLength, &cookies, &cookiesLength, &addresses, &addressesLength)
         if count == -ENOENT { return [] }
@@ -55,18 +55,18 @@ struct RBDLocks {
     /// ENOLCK, unless `force`, which breaks that holder's lock first.
     func lock(user: String, force: Bool) throws(StorageError) {
         // The common case first: nobody holds it (one round trip).
-        let first = rados_lock_exclusive(session.ioContext, object, name, user, "SM vdi_lock", nil, 0)
+        let first = ceph.rados_lock_exclusive(session.ioContext, object, name, user, "SM vdi_lock", nil, 0)
         if first == 0 { return }
         guard first == -EBUSY || first == -EEXIST else { throw .ceph(first, "taking \(name)") }
         for holder in try holders() where holder.cookie != user {
             guard force else {
                 throw StorageError(code: .noLocks, message: "VDI lock \(name) is held by user '\(holder.cookie)'; Force breaks it")
             }
-            let code = rados_break_lock(session.ioContext, object, name, holder.client, holder.cookie)
+            let code = ceph.rados_break_lock(session.ioContext, object, name, holder.client, holder.cookie)
             guard code == 0 || code == -ENOENT else { throw .ceph(code, "breaking \(name) of '\(holder.cookie)'") }
         }
         if try holders().contains(where: { $0.cookie == user }) { return }
-        let code = rados_lock_exclusive(session.ioContext, object, name, user, "SM vdi_lock", nil, 0)
+        let code = ceph.rados_lock_exclusive(session.ioContext, object, name, user, "SM vdi_lock", nil, 0)
         switch -code {
         case 0, EEXIST: return
         case EBUSY: throw StorageError(code: .noLocks, message: "VDI lock \(name) was taken by another user meanwhile")
@@ -80,7 +80,7 @@ struct RBDLocks {
             guard holder.cookie == user else {
                 throw StorageError(code: .noLocks, message: "VDI lock \(name) is held by user '\(holder.cookie)', not '\(user)'")
             }
-            let code = rados_break_lock(session.ioContext, object, name, holder.client, holder.cookie)
+            let code = ceph.rados_break_lock(session.ioContext, object, name, holder.client, holder.cookie)
             guard code == 0 || code == -ENOENT else { throw .ceph(code, "releasing \(name)") }
         }
     }
