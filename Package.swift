@@ -27,11 +27,11 @@ func driverDependencies(_ driver: String) -> [Target.Dependency] {
 /// executables with those same archives, libstdc++ and libgcc's unwinder linked in
 /// (Scripts/ld-static-dependencies, which also drops the standard library's export of every
 /// symbol and its `$ORIGIN` search path) and not position-independent, so that only libc and
-/// libm are loaded before `main`; `sm-lvm-drivers` holds both LVM drivers for the package.
+/// libm are loaded before `main`; `sm-dynamic-drivers` holds all three for the package.
 /// lock-util and sm-vhd stay dynamic in their own builds: each static copy would carry ICU's 30 MB
 /// of data (the package installs both as links to sm-drivers, which answers as either by that name).
 func linkage(_ product: String) -> [LinkerSetting] {
-    if dlopenDrivers.contains(product) || product == "sm-lvm-drivers" {
+    if dlopenDrivers.contains(product) || product == "sm-dynamic-drivers" {
         let linker = Context.packageDirectory + "/Scripts/ld-static-dependencies"
         return [.unsafeFlags(["-use-ld=\(linker)", "-Xclang-linker", "-no-pie"], .when(configuration: .release))]
     }
@@ -46,7 +46,7 @@ let package = Package(
         .executable(name: "lock-util", targets: ["lock-util"]),
         .executable(name: "sm-vhd", targets: ["sm-vhd"]),
         .executable(name: "sm-drivers", targets: ["sm-drivers"]),
-        .executable(name: "sm-lvm-drivers", targets: ["sm-lvm-drivers"])
+        .executable(name: "sm-dynamic-drivers", targets: ["sm-dynamic-drivers"])
     ] + drivers.map { .executable(name: $0, targets: [$0]) },
     dependencies: [
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
@@ -103,7 +103,7 @@ let package = Package(
         .executableTarget(
             name: "sm-drivers", dependencies: ["SMCore", "LockUtility", "VHDCommand"], linkerSettings: linkage("sm-drivers")),
         .executableTarget(
-            name: "sm-lvm-drivers", dependencies: ["SMCore", "SMLVM"], linkerSettings: linkage("sm-lvm-drivers")),
+            name: "sm-dynamic-drivers", dependencies: ["SMCore", "SMLVM", "SMRBD"], linkerSettings: linkage("sm-dynamic-drivers")),
         .testTarget(
             name: "SMCoreTests",
             dependencies: ["SMCore"]

@@ -30,10 +30,10 @@ bin=$(swift build -c release --static-swift-stdlib --show-bin-path)
 mapfile -t drivers < <(swift package dump-package | python3 -c '
 import json, sys
 for product in json.load(sys.stdin)["products"]:
-    if "executable" in product["type"] and product["name"] not in ("lock-util", "sm-vhd", "sm-drivers", "sm-lvm-drivers"):
+    if "executable" in product["type"] and product["name"] not in ("lock-util", "sm-vhd", "sm-drivers", "sm-dynamic-drivers"):
         print(product["name"])')
 [ ${#drivers[@]} -ge 7 ] || { echo "build-package.sh: cannot read the driver list from Package.swift" >&2; exit 1; }
-multicall=(sm-drivers sm-lvm-drivers)
+multicall=(sm-drivers sm-dynamic-drivers)
 for executable in "${drivers[@]}" lock-util sm-vhd "${multicall[@]}"; do
     [ -x "$bin/$executable" ] || { echo "build-package.sh: $bin/$executable was not built" >&2; exit 1; }
 done
@@ -50,8 +50,8 @@ install -d -m 755 "$root"/{DEBIAN,usr/libexec/sm,usr/sbin,usr/share/man/man8,etc
     "$root/usr/share/doc/$package" "$root/usr/share/bash-completion/completions"
 
 # A driver that a multi-call executable holds is installed as a link to it: sm-drivers (fully
-# static) holds the drivers that need only SMCore, sm-lvm-drivers the LVM drivers (each copy would
-# carry libxml2 and ICU's data again); the others (RBDSR) as themselves.
+# static) holds the drivers that need only SMCore, sm-dynamic-drivers the LVM drivers and RBDSR
+# (each copy would carry libxml2 and ICU's data again); a driver neither holds, as itself.
 for executable in "${multicall[@]}"; do install -m 755 -s "$bin/$executable" "$root/usr/libexec/sm/$executable"; done
 for driver in "${drivers[@]}"; do
     holder=""
@@ -133,7 +133,7 @@ if [ ${#embedding[@]} -gt 0 ]; then
         if ! readelf -d "$root/$executable" 2>/dev/null | grep -q NEEDED; then
             echo "$package: statically-linked-binary [$executable]"
         elif readelf -h "$root/$executable" | grep -q "Type: *EXEC"; then
-            echo "$package: hardening-no-pie [$executable]"   # sm-lvm-drivers: Docs/package.md
+            echo "$package: hardening-no-pie [$executable]"   # sm-dynamic-drivers: Docs/package.md
         fi
         echo "$package: embedded-library libxml2 [$executable]"
         echo "$package: embedded-library zlib [$executable]"

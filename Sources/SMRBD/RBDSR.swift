@@ -1,5 +1,9 @@
 import SMCore
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// RBDSR: virtual disks on Ceph RBD. The SR is an RBD namespace of a pool, each VDI an RBD
 /// image or an RBD snapshot; snapshot and clone are RBD's own (O(1)); attach maps with the
 /// kernel client. All cluster work is in-process through librados and librbd; see
@@ -50,3 +54,20 @@ public struct RBDSR: RepositoryDriver {
 }
 
 extension RBDRepository: SRRepository {}
+
+extension RBDSR {
+    /// RBDSR's entry point (its own executable's and the multi-call `sm-dynamic-drivers`' when run
+    /// by that name): as `DriverMain.run`, but the process ends with `_exit` once the verb has
+    /// answered. By then every image is closed (watches and exclusive locks released), and what
+    /// `rados_shutdown` and `exit` would still do (join librados' threads, free its maps, run
+    /// libceph-common's static destructors) is several milliseconds of every verb that change
+    /// nothing outside this process (`CephSession.leaveConnectionToProcessExit`). The answer is
+    /// written through unbuffered descriptors; stdio is flushed all the same.
+    public static func main() -> Never {
+        signal(SIGPIPE, SIG_IGN)
+        CephSession.leaveConnectionToProcessExit = true
+        let status = DriverMain.execute(RBDSR.self, arguments: Array(CommandLine.arguments.dropFirst()))
+        fflush(nil)
+        _exit(status)
+    }
+}

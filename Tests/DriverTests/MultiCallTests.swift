@@ -26,19 +26,21 @@ import Testing
         #expect(try FileManager.default.contentsOfDirectory(atPath: scratch.path("data")) == [sr])
     }
 
-    /// sm-lvm-drivers holds the LVM drivers the same way (dynamic: it loads liblvm2cmd with dlopen).
-    @Test(.timeLimit(.minutes(1))) func lvmDriversAnswerByName() throws {
-        let scratch = try Scratch("sm-multicall-lvm")
-        for driver in ["LVMSR", "LVMoISCSISR"] {
+    /// sm-dynamic-drivers holds the LVM drivers and RBDSR the same way (dynamic: they load
+    /// liblvm2cmd, librados and librbd with dlopen).
+    @Test(.timeLimit(.minutes(1))) func dynamicDriversAnswerByName() throws {
+        let scratch = try Scratch("sm-multicall-dynamic")
+        for driver in ["LVMSR", "LVMoISCSISR", "RBDSR"] {
             let link = scratch.path(driver)
-            try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: Product.path("sm-lvm-drivers"))
+            try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: Product.path("sm-dynamic-drivers"))
             let help = try Product.runProgram(link, ["--help"], environment: scratch.environment)
             #expect(help.status == 0)
             #expect(help.standardOutput == (try Product.run(driver, ["--help"])).standardOutput, "\(driver)")
         }
-        let anonymous = try Product.run("sm-lvm-drivers", ["<dconf/>", "sr_scan", newUUID()], environment: scratch.environment)
+        let anonymous = try Product.run("sm-dynamic-drivers", ["<dconf/>", "sr_scan", newUUID()], environment: scratch.environment)
         #expect(anonymous.status == 22)
-        #expect(anonymous.reason.hasPrefix("EINVAL: run as 'sm-lvm-drivers': this executable holds the drivers LVMSR, LVMoISCSISR"))
+        #expect(
+            anonymous.reason.hasPrefix("EINVAL: run as 'sm-dynamic-drivers': this executable holds the drivers LVMSR, LVMoISCSISR, RBDSR"))
     }
 
     /// Run as lock-util (the package's /usr/sbin/lock-util is a link to it), sm-drivers is

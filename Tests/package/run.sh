@@ -48,11 +48,11 @@ step "files"
 for path in /usr/sbin/lock-util /usr/sbin/sm-vhd /etc/sm/sm.conf /etc/logrotate.d/$package; do
     [ -e "$path" ] || fail "$path is missing"
 done
-drivers=$(cd /usr/libexec/sm && ls | grep -vx -e sm-drivers -e sm-lvm-drivers)
+drivers=$(cd /usr/libexec/sm && ls | grep -vx -e sm-drivers -e sm-dynamic-drivers)
 [ -n "$drivers" ] || fail "/usr/libexec/sm holds no drivers"
 for driver in $drivers; do
     [ "$(readlink "/usr/sbin/$driver")" = "../libexec/sm/$driver" ] || fail "/usr/sbin/$driver does not lead to /usr/libexec/sm/$driver"
-    # A driver held by a multi-call executable (sm-drivers, sm-lvm-drivers) is a link to it, which
+    # A driver held by a multi-call executable (sm-drivers, sm-dynamic-drivers) is a link to it, which
     # must answer by that name.
     "/usr/libexec/sm/$driver" --help | head -1 | grep -q "^Usage: $driver " || fail "/usr/libexec/sm/$driver does not answer as $driver"
     man -w "$driver" >/dev/null 2>&1 || fail "man has no page for $driver"
