@@ -43,7 +43,7 @@ public struct RBDSR: RepositoryDriver {
         try repository.unlockVDI(sr: sr, vdi: vdi, user: user)
     }
 
-    public static let unsupportedVerbs: [Verb: UnsupportedReason] = [
+    public static let unsupportedVerbs: UnsupportedVerbTable = [
         .srGC: UnsupportedReason("not needed: RBD keeps no chains to coalesce, and hidden VDIs go with their last clone"),
         .srProbe: UnsupportedReason(
             "not offered yet (Docs/probe.md): each SR is an RBD namespace of the pool; list them with "

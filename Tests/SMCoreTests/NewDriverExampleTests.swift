@@ -13,7 +13,7 @@ struct ScratchSR: VHDRepositoryDriver {
     static let name = "ScratchSR"
     static let requiredKeys = ["scratch"]
     static let overview = "ScratchSR keeps scratch VDIs as VHD files in <scratch>/<SR-UUID>/."
-    static let unsupportedVerbs: [Verb: UnsupportedReason] = [
+    static let unsupportedVerbs: UnsupportedVerbTable = [
         .vdiLock: UnsupportedReason("scratch disks are never shared, so they take no persistent lock"),
         .vdiUnlock: UnsupportedReason("scratch disks are never shared, so they take no persistent lock"),
         .srGC: UnsupportedReason("scratch SRs are thrown away whole, never collected")

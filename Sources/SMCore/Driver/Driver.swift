@@ -16,7 +16,7 @@ public protocol Driver {
     static var overview: String { get }
     /// The verbs this driver does not offer, each with why (UnsupportedVerbs.swift): what their
     /// ENOSYS line, `--help` and Docs/drivers.md say.
-    static var unsupportedVerbs: [Verb: UnsupportedReason] { get }
+    static var unsupportedVerbs: UnsupportedVerbTable { get }
 
     init(configuration: DeviceConfiguration, host: HostEnvironment) throws
 
@@ -69,7 +69,7 @@ extension Driver {
     public static var requiredKeys: [String] { [] }
     public static var optionalKeys: [String] { [] }
     public static var overview: String { "\(name): not implemented yet; every verb answers ENOSYS." }
-    public static var unsupportedVerbs: [Verb: UnsupportedReason] { [:] }
+    public static var unsupportedVerbs: UnsupportedVerbTable { [:] }
 
     private func unsupported(_ verb: Verb) -> StorageError { Self.unsupported(verb) }
 

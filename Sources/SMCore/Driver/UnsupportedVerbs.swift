@@ -15,6 +15,28 @@ public struct UnsupportedReason: Sendable, Hashable {
     public static let notImplementedYet = UnsupportedReason("not implemented yet")
 }
 
+/// A driver's table of unsupported verbs and their reasons, written as a dictionary literal
+/// (`[.vdiLock: reason]`). Not a `Dictionary`: making a `[Verb: UnsupportedReason]` at run time
+/// looks up `Verb`'s `Hashable` conformance, which scans every conformance record of the
+/// executable, and `--help` or an EINVAL answer would pay that (page faults of those records
+/// included) for a table of a dozen entries at most (Docs/performance.md).
+public struct UnsupportedVerbTable: Sendable, ExpressibleByDictionaryLiteral {
+    private let entries: [(verb: Verb, reason: UnsupportedReason)]
+
+    public init(dictionaryLiteral elements: (Verb, UnsupportedReason)...) {
+        var entries: [(verb: Verb, reason: UnsupportedReason)] = []
+        for (verb, reason) in elements {
+            precondition(!entries.contains { $0.verb == verb }, "\(verb.rawValue) is twice in an unsupported-verb table")
+            entries.append((verb, reason))
+        }
+        self.entries = entries
+    }
+
+    public subscript(verb: Verb) -> UnsupportedReason? { entries.first { $0.verb == verb }?.reason }
+
+    public var isEmpty: Bool { entries.isEmpty }
+}
+
 extension Driver {
     /// ENOSYS for `verb` with the reason this driver's table gives; each `<placeholder>` of the
     /// table's text (as `--help` shows it) that `filling` names is replaced by this call's value.

@@ -33,7 +33,7 @@ public struct ISCSISR: Driver {
     }
 
     /// The LUNs are provisioned on the array: nothing is created, deleted or resized here.
-    public static let unsupportedVerbs: [Verb: UnsupportedReason] = {
+    public static let unsupportedVerbs: UnsupportedVerbTable = {
         let provisioned = "not supported: the SR's VDIs are the target's LUNs, provisioned on the storage array"
         let noLocks = UnsupportedReason("not supported: ISCSISR keeps no persistent VDI locks")
         let raw = UnsupportedReason(

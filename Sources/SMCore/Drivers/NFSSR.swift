@@ -61,7 +61,7 @@ public struct NFSSR: VHDRepositoryDriver {
         }
     }
 
-    public static let unsupportedVerbs: [Verb: UnsupportedReason] = [
+    public static let unsupportedVerbs: UnsupportedVerbTable = [
         .srDelete: UnsupportedReason(
             "not offered for NFS, a shared substrate (as the spec says); once no host has the SR "
                 + "attached, remove <serverpath>/<SR-UUID> on the server")

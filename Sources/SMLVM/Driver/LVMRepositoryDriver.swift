@@ -11,7 +11,7 @@ public protocol LVMRepositoryDriver: RepositoryDriver where Repository == LVMRep
 
 extension LVMRepositoryDriver {
     /// No persistent locks.
-    public static var unsupportedVerbs: [Verb: UnsupportedReason] { LVMUnsupported.table }
+    public static var unsupportedVerbs: UnsupportedVerbTable { LVMUnsupported.table }
 
     /// Copy-on-write of a VHD VDI (an SR made with dconf `vdi_type=vhd`); ENOSYS for a raw one.
     public func vdiSnapshot(sr: CanonicalUUID, source: CanonicalUUID, destination: CanonicalUUID) throws {
@@ -33,5 +33,5 @@ extension LVMRepositoryDriver {
 enum LVMUnsupported {
     static let noLocks = UnsupportedReason("not supported: LVM SRs keep no persistent VDI locks")
 
-    static let table: [Verb: UnsupportedReason] = [.vdiLock: noLocks, .vdiUnlock: noLocks]
+    static let table: UnsupportedVerbTable = [.vdiLock: noLocks, .vdiUnlock: noLocks]
 }
