@@ -1,9 +1,10 @@
-// librbd and librados (librbd-dev, librados-dev): their declarations, and a table of the functions
-// SMRBD calls, filled by sm_ceph_load() with dlopen and dlsym. Nothing links the libraries: they
-// and their forty dependencies (libceph-common, Boost, ...) cost RBDSR about 11 ms at every start,
-// and --help, a refused argument or a verb answered without the cluster never call Ceph
-// (Docs/performance.md). Each field has the type of the function it holds, taken from the
-// library's own header (__typeof__), so a call through the table is checked as a direct call is.
+// librbd and librados (librbd-dev, librados-dev): their declarations, and a table of the
+// functions SMRBD calls, filled by sm_ceph_load() with dlopen and dlsym. Nothing links the
+// libraries: they and the thirty-odd libraries they need (libceph-common, Boost, ...) cost RBDSR
+// about 11 ms at every start, and --help, a refused argument or a verb answered without the
+// cluster never call Ceph (Docs/performance.md). Each field has the type of the function it
+// holds, taken from the library's own header (__typeof__), so a call through the table is checked
+// as a direct call is.
 #ifndef SM_CRBD_H
 #define SM_CRBD_H
 

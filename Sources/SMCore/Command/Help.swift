@@ -15,7 +15,7 @@ enum Help {
         if !D.optionalKeys.isEmpty { text += "Optional dconf keys: \(join(D.optionalKeys, ", "))\n" }
         text += "\nVerbs:\n"
         for verb in Verb.allCases {
-            let signature = join(([verb.rawValue] + verb.argumentNames), " ")
+            let signature = join([verb.rawValue] + verb.argumentNames, " ")
             text += "  \(signature)\n"
         }
         if !D.unsupportedVerbs.isEmpty {
@@ -35,12 +35,24 @@ enum Help {
     }
 
     static func verb<D: Driver>(_ verb: Verb, driver: D.Type) -> String {
-        var text = "Usage: \(D.name) <dconf> \(join(([verb.rawValue] + verb.argumentNames), " "))\n\n"
+        var text = "Usage: \(D.name) <dconf> \(join([verb.rawValue] + verb.argumentNames, " "))\n\n"
         text += verb.summary + "\n\n"
         if let reason = D.unsupportedVerbs[verb] { text += "\(D.name) answers ENOSYS: \(reason.text)\n\n" }
         text += "Errors:\n"
         for (name, meaning) in verb.errorCodes {
             text += "  \(name.padding(7)) \(meaning)\n"
+        }
+        return text
+    }
+
+    /// `[String].joined(separator:)` without the standard library's generic entry point, whose
+    /// first call looks up an associated type's conformance by scanning every conformance record
+    /// of the executable and page-faulting them in (Docs/performance.md: `--help` is all start-up).
+    private static func join(_ items: [String], _ separator: String) -> String {
+        var text = ""
+        for (index, item) in items.enumerated() {
+            if index > 0 { text += separator }
+            text += item
         }
         return text
     }
@@ -50,16 +62,4 @@ extension String {
     func padding(_ width: Int) -> String {
         count >= width ? self : self + String(repeating: " ", count: width - count)
     }
-}
-
-/// `[String].joined(separator:)` without the standard library's generic entry point, whose first
-/// call looks up an associated type's conformance by scanning every conformance record of the
-/// executable (about 0.04 ms in a driver's start-up; `--help` is all start-up).
-func join(_ items: [String], _ separator: String) -> String {
-    var text = ""
-    for (index, item) in items.enumerated() {
-        if index > 0 { text += separator }
-        text += item
-    }
-    return text
 }

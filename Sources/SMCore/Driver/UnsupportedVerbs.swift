@@ -18,8 +18,8 @@ public struct UnsupportedReason: Sendable, Hashable {
 /// A driver's table of unsupported verbs and their reasons, written as a dictionary literal
 /// (`[.vdiLock: reason]`). Not a `Dictionary`: making a `[Verb: UnsupportedReason]` at run time
 /// looks up `Verb`'s `Hashable` conformance, which scans every conformance record of the
-/// executable, and `--help` or an EINVAL answer would pay that (page faults of those records
-/// included) for a table of a dozen entries at most (Docs/performance.md).
+/// executable, and `--help` would pay that (page faults of those records included) for a table
+/// of a dozen entries at most (Docs/performance.md).
 public struct UnsupportedVerbTable: Sendable, ExpressibleByDictionaryLiteral {
     private let entries: [(verb: Verb, reason: UnsupportedReason)]
 

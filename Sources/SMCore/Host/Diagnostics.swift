@@ -28,7 +28,7 @@ public enum Diagnostics {
 
     /// The whole text, in as many writes as it takes. Not `writeAll`: swift-system's generic
     /// version, unspecialised here, looks up a conformance at its first call by scanning every
-    /// conformance record of the executable (about 0.04 ms of a driver's start-up).
+    /// conformance record of the executable and page-faulting them in (Docs/performance.md).
     private static func write(_ text: String, to descriptor: FileDescriptor) throws {
         var text = text
         try text.withUTF8 { bytes in
