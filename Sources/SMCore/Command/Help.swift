@@ -11,17 +11,17 @@ enum Help {
             @FILE to read it from a file, or @- to read it from stdin.
 
             """
-        if !D.requiredKeys.isEmpty { text += "Required dconf keys: \(join(D.requiredKeys, ", "))\n" }
-        if !D.optionalKeys.isEmpty { text += "Optional dconf keys: \(join(D.optionalKeys, ", "))\n" }
+        if !D.requiredKeys.isEmpty { text += "Required dconf keys: \(D.requiredKeys.joinedText(separator: ", "))\n" }
+        if !D.optionalKeys.isEmpty { text += "Optional dconf keys: \(D.optionalKeys.joinedText(separator: ", "))\n" }
         text += "\nVerbs:\n"
         for verb in Verb.allCases {
-            let signature = join([verb.rawValue] + verb.argumentNames, " ")
+            let signature = ([verb.rawValue] + verb.argumentNames).joinedText(separator: " ")
             text += "  \(signature)\n"
         }
         if !D.unsupportedVerbs.isEmpty {
             text += "\nUnsupported verbs:\n"
             for line in D.unsupportedVerbLines {
-                text += "  \(join(line.verbs.map(\.rawValue), ", ")): ENOSYS, \(line.reason.text)\n"
+                text += "  \(line.verbs.map(\.rawValue).joinedText(separator: ", ")): ENOSYS, \(line.reason.text)\n"
             }
         }
         text += """
@@ -35,24 +35,12 @@ enum Help {
     }
 
     static func verb<D: Driver>(_ verb: Verb, driver: D.Type) -> String {
-        var text = "Usage: \(D.name) <dconf> \(join([verb.rawValue] + verb.argumentNames, " "))\n\n"
+        var text = "Usage: \(D.name) <dconf> \(([verb.rawValue] + verb.argumentNames).joinedText(separator: " "))\n\n"
         text += verb.summary + "\n\n"
         if let reason = D.unsupportedVerbs[verb] { text += "\(D.name) answers ENOSYS: \(reason.text)\n\n" }
         text += "Errors:\n"
         for (name, meaning) in verb.errorCodes {
             text += "  \(name.padding(7)) \(meaning)\n"
-        }
-        return text
-    }
-
-    /// `[String].joined(separator:)` without the standard library's generic entry point, whose
-    /// first call looks up an associated type's conformance by scanning every conformance record
-    /// of the executable and page-faulting them in (Docs/performance.md: `--help` is all start-up).
-    private static func join(_ items: [String], _ separator: String) -> String {
-        var text = ""
-        for (index, item) in items.enumerated() {
-            if index > 0 { text += separator }
-            text += item
         }
         return text
     }

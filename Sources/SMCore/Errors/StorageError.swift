@@ -15,7 +15,7 @@ public struct StorageError: Error, Equatable, CustomStringConvertible, Sendable 
     public init(code: Errno, message: String, cause: Cause? = nil) {
         self.code = code
         // One line, whatever a substrate handed us.
-        self.message = message.split(whereSeparator: \.isNewline).joined(separator: " ")
+        self.message = message.split(whereSeparator: \.isNewline).map(String.init).joinedText(separator: " ")
         self.cause = cause
     }
 

@@ -12,7 +12,7 @@ public enum OperationLog {
         result: String, seconds: Double
     ) {
         let line =
-            "\(timestamp()) \(driver)[\(getpid())] \(verb) \(uuids.map(\.string).joined(separator: " ")) "
+            "\(timestamp()) \(driver)[\(getpid())] \(verb) \(uuids.map(\.string).joinedText(separator: " ")) "
             + "result=\(result) duration=\(formatMilliseconds(seconds))ms\n"
         do throws(StorageError) {
             try appendLine(line, to: host.logFile)

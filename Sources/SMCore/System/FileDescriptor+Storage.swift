@@ -7,19 +7,37 @@ import SystemPackage
 #endif
 
 /// Open files are swift-system `FileDescriptor`s: open, positioned reads and writes, resize and
-/// close are swift-system's (which retries EINTR and short writes itself). These few methods add
+/// close are swift-system's (which retries EINTR itself). Bytes in contiguous storage are written
+/// with its non-generic `write` in a loop (short writes continue): its generic `writeAll`, not
+/// specialised here, looks up a conformance at its first call by scanning every conformance record
+/// of the executable (Docs/performance.md); other sequences still go through it. These few methods add
 /// what SMCore needs on top: failures as `StorageError` naming the operation and the file's path
 /// (the errno kept as the cause), reads that fill their buffer unless the file ends, and the
 /// calls swift-system does not have (fsync, fstat into a `stat`, futimens).
 extension FileDescriptor {
     /// Writes all of `bytes` at `offset` (pwrite; the file offset is not moved).
     public func writeAll(_ bytes: some Sequence<UInt8>, at offset: UInt64, path: String) throws(StorageError) {
-        try Syscall.call("write", path: path) { _ = try writeAll(toAbsoluteOffset: Int64(offset), bytes) }
+        try Syscall.call("write", path: path) {
+            let written: Void? = try bytes.withContiguousStorageIfAvailable { buffer in
+                var done = 0
+                while done < buffer.count {
+                    let rest = UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: buffer[done...]))
+                    done += try write(toAbsoluteOffset: Int64(offset) + Int64(done), rest)
+                }
+            }
+            if written == nil { _ = try writeAll(toAbsoluteOffset: Int64(offset), bytes) }
+        }
     }
 
     /// Writes all of `bytes` at the current offset: a pipe, or a file opened to append.
     public func writeAll(_ bytes: some Sequence<UInt8>, path: String) throws(StorageError) {
-        try Syscall.call("write", path: path) { _ = try writeAll(bytes) }
+        try Syscall.call("write", path: path) {
+            let written: Void? = try bytes.withContiguousStorageIfAvailable { buffer in
+                var done = 0
+                while done < buffer.count { done += try write(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: buffer[done...]))) }
+            }
+            if written == nil { _ = try writeAll(bytes) }
+        }
     }
 
     /// Reads up to `buffer.count` bytes at `offset` into `buffer`; returns how many (fewer only
