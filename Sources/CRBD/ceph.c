@@ -7,6 +7,7 @@
 static struct sm_ceph_api table;
 static const char *failure;
 static char reason[512];
+static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 /// dlerror's string lives only until its next call: kept here.
 static void failed(void) {
@@ -14,7 +15,6 @@ static void failed(void) {
     snprintf(reason, sizeof reason, "%s", error ? error : "dlopen failed, no reason given");
     failure = reason;
 }
-static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 static void load(void) {
     // RTLD_GLOBAL, as when the libraries were linked: what Ceph loads itself resolves against them.

@@ -26,17 +26,11 @@ public enum Diagnostics {
         }
     }
 
-    /// The whole text, in as many writes as it takes. Not `writeAll`: swift-system's generic
-    /// version, unspecialised here, looks up a conformance at its first call by scanning every
-    /// conformance record of the executable and page-faulting them in (Docs/performance.md).
+    /// The whole text. Not swift-system's `writeAll`: its generic version, unspecialised here,
+    /// looks up a conformance at its first call by scanning every conformance record of the
+    /// executable and page-faulting them in (Docs/performance.md).
     private static func write(_ text: String, to descriptor: FileDescriptor) throws {
         var text = text
-        try text.withUTF8 { bytes in
-            var rest = UnsafeRawBufferPointer(bytes)
-            while !rest.isEmpty {
-                let written = try descriptor.write(rest)
-                rest = UnsafeRawBufferPointer(rebasing: rest[written...])
-            }
-        }
+        try text.withUTF8 { try descriptor.writeWhole(UnsafeRawBufferPointer($0)) }
     }
 }

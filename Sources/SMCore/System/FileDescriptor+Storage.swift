@@ -32,12 +32,16 @@ extension FileDescriptor {
     /// Writes all of `bytes` at the current offset: a pipe, or a file opened to append.
     public func writeAll(_ bytes: some Sequence<UInt8>, path: String) throws(StorageError) {
         try Syscall.call("write", path: path) {
-            let written: Void? = try bytes.withContiguousStorageIfAvailable { buffer in
-                var done = 0
-                while done < buffer.count { done += try write(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: buffer[done...]))) }
-            }
+            let written: Void? = try bytes.withContiguousStorageIfAvailable { try writeWhole(UnsafeRawBufferPointer($0)) }
             if written == nil { _ = try writeAll(bytes) }
         }
+    }
+
+    /// Writes all of `buffer` at the current offset with the non-generic `write`, as many times as
+    /// it takes; swift-system's errors as they are (`Diagnostics` words its own).
+    func writeWhole(_ buffer: UnsafeRawBufferPointer) throws {
+        var rest = buffer
+        while !rest.isEmpty { rest = UnsafeRawBufferPointer(rebasing: rest[try write(rest)...]) }
     }
 
     /// Reads up to `buffer.count` bytes at `offset` into `buffer`; returns how many (fewer only
