@@ -162,7 +162,7 @@ public struct RBDRepository {
                 var previous: String?
                 for snapshot in record.snapshots {
                     defer { previous = snapshot.name }
-                    guard let uuid = CanonicalUUID(snapshot.name), uuid.string == snapshot.name,
+                    guard let uuid = CanonicalUUID(canonical: snapshot.name),
                         !record.isHidden(snapshot: snapshot.name), !unfinished.contains(snapshot.name)
                     else { continue }
                     try image.select(snapshot: snapshot.name)
@@ -176,7 +176,7 @@ public struct RBDRepository {
                     vdis.append(entry)
                 }
                 try image.select(snapshot: nil)
-                guard let uuid = CanonicalUUID(record.name), uuid.string == record.name, !record.isHidden,
+                guard let uuid = CanonicalUUID(canonical: record.name), !record.isHidden,
                     !unfinished.contains(record.name)
                 else { continue }
                 var entry = VDIReport(

@@ -240,7 +240,7 @@ struct PoolHost {
     /// model holds afterwards.
     @Test(.timeLimit(.minutes(4))) func disjointVerbsWhileBothCollect() throws {
         let rounds = Int(ProcessInfo.processInfo.environment["SM_POOL_ROUNDS"] ?? "") ?? 4
-        let work = try hosts.enumerated().map { index, host in
+        let work = hosts.enumerated().map { index, host in
             { () throws -> [String: [UInt8]] in
                 var model: [String: [UInt8]] = [:]
                 for round in 0..<rounds {

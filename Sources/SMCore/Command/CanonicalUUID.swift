@@ -1,63 +1,80 @@
-/// An SR or VDI identifier in the canonical 8-4-4-4-12 hexadecimal form, stored lower-case.
+import CLibUUID
+
+/// An SR or VDI identifier in the canonical 8-4-4-4-12 hexadecimal form, printed lower-case.
 ///
 /// Parsing happens before any path is built from a UUID, so `../etc` can never reach the disk.
+/// The value is the UUID's 16 bytes held inline (big-endian, as in RFC 4122 and in VHD footers):
+/// hashing, comparing and sorting touch no heap string (a 50,000-VDI sr_scan spent a tenth of its
+/// time hashing and comparing 36-character strings), and the text is made when asked for.
 public struct CanonicalUUID: Hashable, Comparable, CustomStringConvertible, Sendable {
-    public let string: String
+    /// Bytes 0-7 and 8-15, big-endian: ordering them as numbers orders the canonical text.
+    let high: UInt64
+    let low: UInt64
 
-    /// Accepts exactly 36 characters: hex digits (either case) with dashes at 8, 13, 18 and 23.
+    /// Accepts exactly 36 characters: hex digits (either case) with dashes at 8, 13, 18 and 23
+    /// (libuuid's `uuid_parse`; the length is checked first, so a NUL inside the text is refused).
     public init?(_ text: String) {
-        let bytes = Array(text.utf8)
-        guard bytes.count == 36 else { return nil }
-        var lowered = [UInt8]()
-        lowered.reserveCapacity(36)
-        for (index, byte) in bytes.enumerated() {
-            if index == 8 || index == 13 || index == 18 || index == 23 {
-                guard byte == UInt8(ascii: "-") else { return nil }
-                lowered.append(byte)
-                continue
-            }
-            switch byte {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "a")...UInt8(ascii: "f"):
-                lowered.append(byte)
-            case UInt8(ascii: "A")...UInt8(ascii: "F"):
-                lowered.append(byte + 32)
-            default:
-                return nil
-            }
+        guard text.utf8.count == 36 else { return nil }
+        var raw: uuid_t = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        let parsed = text.withCString { characters in
+            withUnsafeMutableBytes(of: &raw) { uuid_parse(characters, $0.baseAddress!.assumingMemoryBound(to: UInt8.self)) }
         }
-        string = String(decoding: lowered, as: UTF8.self)
+        guard parsed == 0 else { return nil }
+        self = withUnsafeBytes(of: raw) {
+            CanonicalUUID(
+                high: UInt64(bigEndian: $0.loadUnaligned(as: UInt64.self)),
+                low: UInt64(bigEndian: $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self)))
+        }
+    }
+
+    /// Accepts only the canonical text itself (lower-case): a name this software made, such as a
+    /// VDI's file or volume, and not another name for the same UUID.
+    public init?(canonical text: String) {
+        guard !text.utf8.contains(where: { (UInt8(ascii: "A")...UInt8(ascii: "F")).contains($0) }) else { return nil }
+        self.init(text)
     }
 
     /// A new random (version 4) UUID.
     public static func random() -> CanonicalUUID {
         var generator = SystemRandomNumberGenerator()
-        var bytes = (0..<16).map { _ in UInt8.random(in: 0...255, using: &generator) }
-        bytes[6] = (bytes[6] & 0x0F) | 0x40
-        bytes[8] = (bytes[8] & 0x3F) | 0x80
-        return CanonicalUUID(bytes: bytes)
+        var high = generator.next() as UInt64
+        var low = generator.next() as UInt64
+        high = (high & ~0xF000) | 0x4000  // byte 6: version 4
+        low = (low & ~(0xC0 << 56)) | (0x80 << 56)  // byte 8: the RFC 4122 variant
+        return CanonicalUUID(high: high, low: low)
     }
 
     /// The UUID for 16 raw bytes (as stored in a VHD footer).
     public init(bytes: [UInt8]) {
         precondition(bytes.count == 16, "a UUID is 16 bytes")
-        let hex = bytes.map { byte -> String in
-            let digits = String(byte, radix: 16)
-            return digits.count == 1 ? "0" + digits : digits
-        }.joined()
-        let characters = Array(hex)
-        let groups = [0..<8, 8..<12, 12..<16, 16..<20, 20..<32].map { String(characters[$0]) }
-        string = groups.joined(separator: "-")
+        high = bytes[0..<8].reduce(0) { $0 << 8 | UInt64($1) }
+        low = bytes[8..<16].reduce(0) { $0 << 8 | UInt64($1) }
+    }
+
+    init(high: UInt64, low: UInt64) {
+        self.high = high
+        self.low = low
     }
 
     /// The 16 raw bytes, big-endian as in RFC 4122 (and in VHD footers).
     public var bytes: [UInt8] {
-        let hex = Array(string.utf8.filter { $0 != UInt8(ascii: "-") })
-        return stride(from: 0, to: 32, by: 2).map { index in
-            UInt8(String(decoding: hex[index..<index + 2], as: UTF8.self), radix: 16) ?? 0
+        (0..<8).map { UInt8(truncatingIfNeeded: high >> (56 - 8 * $0)) } + (0..<8).map { UInt8(truncatingIfNeeded: low >> (56 - 8 * $0)) }
+    }
+
+    /// The canonical text, lower-case (libuuid's `uuid_unparse_lower`).
+    public var string: String {
+        let raw = (high.bigEndian, low.bigEndian)
+        return String(unsafeUninitializedCapacity: 37) { text in
+            withUnsafeBytes(of: raw) { uuid in
+                text.withMemoryRebound(to: CChar.self) {
+                    uuid_unparse_lower(uuid.baseAddress!.assumingMemoryBound(to: UInt8.self), $0.baseAddress!)
+                }
+            }
+            return 36
         }
     }
 
     public var description: String { string }
 
-    public static func < (lhs: CanonicalUUID, rhs: CanonicalUUID) -> Bool { lhs.string < rhs.string }
+    public static func < (lhs: CanonicalUUID, rhs: CanonicalUUID) -> Bool { (lhs.high, lhs.low) < (rhs.high, rhs.low) }
 }

@@ -212,7 +212,7 @@ public struct EXTSR: VHDRepositoryDriver {
     func contents(of device: BlockDevice, sr: CanonicalUUID) throws(StorageError) -> Contents {
         let signatures = try device.probeSignatures()
         if signatures.isEmpty { return .blank }
-        let ours = signatures.first { $0.type == Ext4.type && $0.uuid.flatMap(CanonicalUUID.init) == sr }
+        let ours = signatures.first { $0.type == Ext4.type && $0.uuid.flatMap { CanonicalUUID($0) } == sr }
         guard let ours else { return .other(signatures) }
         return ours.label == Self.deletingLabel ? .thisSRBeingDeleted : .thisSR
     }

@@ -52,7 +52,7 @@ public struct AttachState: Sendable {
 
     public func attachedVDIs() -> [CanonicalUUID] {
         guard let names = try? Syscall.directoryEntries(vdiDirectory) else { return [] }
-        return names.compactMap(CanonicalUUID.init).sorted()
+        return names.compactMap { CanonicalUUID($0) }.sorted()
     }
 
     public func markVDIAttached(_ vdi: CanonicalUUID, path: String) throws(StorageError) {

@@ -59,7 +59,7 @@ public struct IntentRecord: Equatable, Sendable {
 
     public subscript(key: String) -> String? { fields[key] }
 
-    public func uuid(_ key: String) -> CanonicalUUID? { fields[key].flatMap(CanonicalUUID.init) }
+    public func uuid(_ key: String) -> CanonicalUUID? { fields[key].flatMap { CanonicalUUID($0) } }
 }
 
 /// One record, held (flock) by the process carrying it out or recovering it. Another process

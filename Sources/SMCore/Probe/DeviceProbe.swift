@@ -35,7 +35,7 @@ extension ProbedSR {
     static func fileSRs(in directory: String, shownAs shown: String, host: HostEnvironment) throws(StorageError) -> [ProbedSR] {
         var found: [ProbedSR] = []
         for name in try Syscall.directoryEntries(directory).sorted() {
-            guard let uuid = CanonicalUUID(name), uuid.string == name else { continue }
+            guard let uuid = CanonicalUUID(canonical: name) else { continue }
             let root = directory == "/" ? "/\(name)" : "\(directory)/\(name)"
             guard Syscall.isDirectory("\(root)/.sm") else { continue }
             let vdis = try VHDRepository(sr: uuid, root: root, host: host).allVDIFiles().count

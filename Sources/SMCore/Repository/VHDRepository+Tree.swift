@@ -181,7 +181,7 @@ extension VHDRepository {
         let name = header.parentName
         guard name.hasSuffix(vhdSuffix) else { return nil }
         let stem = String(name.dropLast(vhdSuffix.count))
-        guard let vdi = CanonicalUUID(stem), vdi.string == stem else { return nil }
+        guard let vdi = CanonicalUUID(canonical: stem) else { return nil }
         return vdi
     }
 }

@@ -51,7 +51,7 @@ public struct VHDRepository: Sendable {
         return entries.compactMap { entry -> (vdi: CanonicalUUID, listedRegular: Bool)? in
             guard entry.name.hasSuffix(Self.vhdSuffix) else { return nil }
             let stem = String(entry.name.dropLast(Self.vhdSuffix.count))
-            guard let uuid = CanonicalUUID(stem), uuid.string == stem else { return nil }
+            guard let uuid = CanonicalUUID(canonical: stem) else { return nil }
             return (uuid, entry.type == UInt8(DT_REG))
         }.sorted { $0.vdi < $1.vdi }
     }
@@ -250,7 +250,7 @@ public struct VHDRepository: Sendable {
             var report: VDIReport
             var hidden: Bool
             var parent: CanonicalUUID?
-            var uniqueID: [UInt8]
+            var uniqueID: CanonicalUUID
         }
         let rootNames = try Syscall.directoryEntries(root)
         sweepAbandonedTemporaries(rootNames: rootNames)
@@ -258,13 +258,18 @@ public struct VHDRepository: Sendable {
         // (a substring search over every name was a tenth of a 10,000-VDI scan).
         let lockInfix = Array("\(Self.vhdSuffix)\(LockTarget.mutexSuffix).".utf8)
         let lockFileOwners = Set(
-            rootNames.compactMap { name -> String? in
-                name.utf8.count > 36 + lockInfix.count && name.utf8.dropFirst(36).starts(with: lockInfix) ? String(name.prefix(36)) : nil
+            rootNames.compactMap { name -> CanonicalUUID? in
+                name.utf8.count > 36 + lockInfix.count && name.utf8.dropFirst(36).starts(with: lockInfix)
+                    ? CanonicalUUID(String(name.prefix(36))) : nil
             })
         // Which VDIs have attributes, from one listing: most have none, and asking for each one's
         // file cost two system calls and an error built and thrown per VDI.
-        let attributed = metadata.recordedVDIs()
-        var entries: [CanonicalUUID: Entry] = [:]
+        let attributed = Set(metadata.recordedVDIs().compactMap { CanonicalUUID($0) })
+        // The entries in the order of their VDIs (as listed), found by VDI through `position`:
+        // a dictionary of small values, sized once (a 50,000-VDI scan spent a tenth of its time
+        // growing and probing dictionaries of whole entries, and sorting their keys).
+        var entries: [Entry] = []
+        var position: [CanonicalUUID: Int] = [:]
         var damaged: [(CanonicalUUID, StorageError)] = []
         var occupied: UInt64 = 0
         // The files are read one after another while a merge (sr_gc, on any host) may rename its
@@ -272,11 +277,15 @@ public struct VHDRepository: Sendable {
         // (other than a parent with its child's, below), or a listed file is gone before it is
         // read, is torn, and is read again.
         for attempt in 0..<Self.scanAttempts {
-            entries = [:]
+            let listed = try allVDIFilesWithTypes()
+            entries = []
+            entries.reserveCapacity(listed.count)
+            position = [:]
+            position.reserveCapacity(listed.count)
             damaged = []
             occupied = 0
             var vanished = false
-            for (vdi, listedRegular) in try allVDIFilesWithTypes() {
+            for (vdi, listedRegular) in listed {
                 let path = vdiPath(vdi)
                 do throws(StorageError) {
                     let image = try VHDImage.open(path, listedRegular: listedRegular)
@@ -287,8 +296,8 @@ public struct VHDRepository: Sendable {
                     var report = VDIReport(uuid: vdi, size: image.size, utilisation: utilisation)
                     // persistent VDI locks: VHDRepository+Locks.swift (asked only where lock files exist:
                     // each question lists the SR directory, which made a 10,000-VDI scan quadratic)
-                    report.locked = lockFileOwners.contains(vdi.string) && isLocked(vdi)
-                    let attributes = attributed.contains(vdi.string) ? metadata.attributes(of: vdi) : [:]
+                    report.locked = lockFileOwners.contains(vdi) && isLocked(vdi)
+                    let attributes = attributed.contains(vdi) ? metadata.attributes(of: vdi) : [:]
                     report.label = attributes["label"] ?? ""
                     report.description = attributes["description"] ?? ""
                     report.readOnly = attributes["read_only"] == "true"
@@ -296,17 +305,22 @@ public struct VHDRepository: Sendable {
                     let parent =
                         image.isDifferencing && parentName.hasSuffix(Self.vhdSuffix)
                         ? CanonicalUUID(String(parentName.dropLast(Self.vhdSuffix.count))) : nil
-                    entries[vdi] = Entry(report: report, hidden: image.footer.hidden, parent: parent, uniqueID: image.footer.uniqueID)
+                    position[vdi] = entries.count
+                    entries.append(
+                        Entry(
+                            report: report, hidden: image.footer.hidden, parent: parent,
+                            uniqueID: CanonicalUUID(bytes: image.footer.uniqueID)))
                 } catch {
                     // Listed, then gone before it could be read: renamed away under this scan.
                     if Syscall.lstatus(path) == nil { vanished = true }
                     damaged.append((vdi, error))
                 }
             }
-            var owners: [[UInt8]: CanonicalUUID] = [:]
-            let torn = entries.contains { vdi, entry in
-                guard let other = owners.updateValue(vdi, forKey: entry.uniqueID) else { return false }
-                return entry.parent != other && entries[other]?.parent != vdi
+            var owners: [CanonicalUUID: Int] = [:]
+            owners.reserveCapacity(entries.count)
+            let torn = entries.indices.contains { index in
+                guard let other = owners.updateValue(index, forKey: entries[index].uniqueID) else { return false }
+                return entries[index].parent != entries[other].report.uuid && entries[other].parent != entries[index].report.uuid
             }
             if !(torn || vanished) || attempt + 1 == Self.scanAttempts { break }
             Syscall.sleep(seconds: 0.02)
@@ -318,58 +332,59 @@ public struct VHDRepository: Sendable {
         // A hidden VDI being merged into its only child takes the child's identity (hidden flag
         // included) a moment before it is renamed over the child (VHDRepository+GC.swift, step
         // 3): seen then, it is still the deleted parent, not a VDI to list.
-        for entry in entries.values {
-            if let parent = entry.parent, entries[parent]?.uniqueID == entry.uniqueID { entries[parent]?.hidden = true }
+        for entry in entries {
+            if let parent = entry.parent.flatMap({ position[$0] }), entries[parent].uniqueID == entry.uniqueID {
+                entries[parent].hidden = true
+            }
         }
         // Chain health (Docs/chain-health.md): a merge is waiting wherever a hidden VDI has one
         // child; it would copy at most the child's allocated blocks (one BAT read per merge).
-        var childCount: [CanonicalUUID: Int] = [:]
-        for entry in entries.values { if let parent = entry.parent { childCount[parent, default: 0] += 1 } }
-        var mergeBytes: [CanonicalUUID: UInt64] = [:]  // by child
-        for entry in entries.values {
-            guard let parent = entry.parent, entries[parent]?.hidden == true, childCount[parent] == 1 else { continue }
+        var childCount = [Int](repeating: 0, count: entries.count)
+        for entry in entries { if let parent = entry.parent.flatMap({ position[$0] }) { childCount[parent] += 1 } }
+        var mergeBytes = [UInt64?](repeating: nil, count: entries.count)  // by child
+        for (index, entry) in entries.enumerated() {
+            guard let parent = entry.parent.flatMap({ position[$0] }), entries[parent].hidden, childCount[parent] == 1 else { continue }
             let blocks = (try? VHDImage.open(vdiPath(entry.report.uuid)).allocationTable())?.count { $0 != VHDImage.unallocated } ?? 0
-            mergeBytes[entry.report.uuid] = UInt64(blocks) * VHDImage.blockSize
+            mergeBytes[index] = UInt64(blocks) * VHDImage.blockSize
         }
         // Depth and merge bytes of every chain, each VHD counted once however many VDIs share it
         // (a 10,000-deep chain of snapshots stays linear); a loop is followed once round.
-        var health: [CanonicalUUID: (depth: Int, bytes: UInt64)] = [:]
-        func chainHealth(_ start: CanonicalUUID) -> (depth: Int, bytes: UInt64) {
-            var path: [CanonicalUUID] = []
-            var onPath: Set<CanonicalUUID> = []
+        var health = [(depth: Int, bytes: UInt64)?](repeating: nil, count: entries.count)
+        func chainHealth(_ start: Int) -> (depth: Int, bytes: UInt64) {
+            var path: [Int] = []
+            var onPath: Set<Int> = []
             var above: (depth: Int, bytes: UInt64) = (0, 0)
-            var link: CanonicalUUID? = start
-            while let current = link, let linkEntry = entries[current] {
+            var link: Int? = start
+            while let current = link {
                 if let known = health[current] {
                     above = known
                     break
                 }
                 guard onPath.insert(current).inserted else { break }
                 path.append(current)
-                link = linkEntry.parent
+                link = entries[current].parent.flatMap { position[$0] }
             }
-            for vdi in path.reversed() {
-                above = (above.depth + 1, above.bytes + (mergeBytes[vdi] ?? 0))
-                health[vdi] = above
+            for index in path.reversed() {
+                above = (above.depth + 1, above.bytes + (mergeBytes[index] ?? 0))
+                health[index] = above
             }
             return health[start] ?? above
         }
         var reports: [VDIReport] = []
         var virtualAllocation: UInt64 = 0
-        for vdi in entries.keys.sorted() {
-            guard let entry = entries[vdi], !entry.hidden else { continue }
+        for (index, entry) in entries.enumerated() where !entry.hidden {
             var report = entry.report
-            let chain = chainHealth(vdi)
+            let chain = chainHealth(index)
             report.chainDepth = chain.depth
             report.coalesceBytes = chain.bytes
             // The nearest listed ancestor (hidden parents are skipped; cycles are cut).
-            var ancestor = entry.parent
-            var seen: Set<CanonicalUUID> = [vdi]
-            while let candidate = ancestor, let parentEntry = entries[candidate], parentEntry.hidden, !seen.contains(candidate) {
+            var ancestor = entry.parent.flatMap { position[$0] }
+            var seen: Set<Int> = [index]
+            while let candidate = ancestor, entries[candidate].hidden, !seen.contains(candidate) {
                 seen.insert(candidate)
-                ancestor = parentEntry.parent
+                ancestor = entries[candidate].parent.flatMap { position[$0] }
             }
-            report.parent = ancestor.flatMap { entries[$0] != nil ? $0 : nil }
+            report.parent = ancestor.map { entries[$0].report.uuid }
             virtualAllocation += report.size
             reports.append(report)
         }
@@ -378,7 +393,7 @@ public struct VHDRepository: Sendable {
             virtualAllocation: virtualAllocation, physicalSize: physicalSize, vdis: reports)
         report.collector = CollectorReport(
             running: SharedClaim.liveHolder("gc", srRoot: root, host: host) != nil,
-            pendingMerges: mergeBytes.count)
+            pendingMerges: mergeBytes.count { $0 != nil })
         return report
     }
 

@@ -121,7 +121,7 @@ struct LVMIntent: Equatable {
                 else { throw .io("damaged intent record '\(tag)'") }
                 sanlockHostID = id
             } else {
-                guard host == nil, let uuid = CanonicalUUID(part), uuid.string == part else { throw .io("damaged intent record '\(tag)'") }
+                guard host == nil, let uuid = CanonicalUUID(canonical: part) else { throw .io("damaged intent record '\(tag)'") }
                 vdis.append(uuid)
             }
         }

@@ -48,8 +48,7 @@ public final class LVMRepository {
     /// The VDI a logical volume holds; nil for a volume that is not a VDI's.
     public static func vdi(fromLogicalVolume name: String) -> CanonicalUUID? {
         guard name.hasPrefix("LV-") else { return nil }
-        let uuid = CanonicalUUID(String(name.dropFirst(3)))
-        return uuid?.string == String(name.dropFirst(3)) ? uuid : nil
+        return CanonicalUUID(canonical: String(name.dropFirst(3)))
     }
 
     /// The liblvm2cmd handle, opened on first use.

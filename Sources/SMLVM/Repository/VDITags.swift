@@ -66,7 +66,7 @@ public struct VDITags: Sendable, Equatable {
                 virtualSize = size
             } else if tag.hasPrefix(Self.parentPrefix) {
                 let text = String(tag.dropFirst(Self.parentPrefix.count))
-                guard let uuid = CanonicalUUID(text), uuid.string == text else {
+                guard let uuid = CanonicalUUID(canonical: text) else {
                     throw .io("logical volume \(volume) has a damaged parent tag '\(tag)'")
                 }
                 parent = uuid
