@@ -39,6 +39,13 @@ func linkage(_ product: String) -> [LinkerSetting] {
     return [.unsafeFlags(["-static-executable"] + archives.map { "-l\($0)" }, .when(configuration: .release))]
 }
 
+/// Our modules reach the metadata of a generic type (`[String: String]`, `Set<CanonicalUUID>`, a
+/// `Result`) through its accessor, with the conformances it needs passed in, instead of through
+/// its mangled name: a name is demangled at run time on first use and every conformance in it
+/// looked up by a scan of all the executable's conformance records (a vdi_delete made 8 such
+/// scans and 62 demanglings; Docs/performance.md). The code is a little larger.
+let directMetadata: [SwiftSetting] = [.unsafeFlags(["-Xfrontend", "-disable-concrete-type-metadata-mangled-name-accessors"])]
+
 let package = Package(
     name: "StorageManager",
     products: [
@@ -68,19 +75,22 @@ let package = Package(
                 "CLibXML2", "CBlkid", "CLibUUID", "CNettle",
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Subprocess", package: "swift-subprocess")
-            ]
+            ],
+            swiftSettings: directMetadata
         ),
         // LVM lives in its own module so that only LVM drivers link liblvm2cmd (and its ~20
         // shared libraries): a FileSR call must not pay for loading them at start-up.
         .target(
             name: "SMLVM",
-            dependencies: ["SMCore", "CLVM2Cmd"]
+            dependencies: ["SMCore", "CLVM2Cmd"],
+            swiftSettings: directMetadata
         ),
         // Ceph's client libraries (librbd, librados and their dependencies) likewise get a module
         // of their own, loaded only by RBDSR.
         .target(
             name: "SMRBD",
-            dependencies: ["SMCore", "CRBD"]
+            dependencies: ["SMCore", "CRBD"],
+            swiftSettings: directMetadata
         ),
         // lock-util's command line, a module so that sm-drivers can answer as lock-util too.
         .target(
@@ -88,22 +98,26 @@ let package = Package(
             dependencies: [
                 "SMCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser")
-            ]
+            ],
+            swiftSettings: directMetadata
         ),
-        .executableTarget(name: "lock-util", dependencies: ["LockUtility"]),
+        .executableTarget(name: "lock-util", dependencies: ["LockUtility"], swiftSettings: directMetadata),
         // sm-vhd's command line, a module for the same reason.
         .target(
             name: "VHDCommand",
             dependencies: [
                 "SMCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser")
-            ]
+            ],
+            swiftSettings: directMetadata
         ),
-        .executableTarget(name: "sm-vhd", dependencies: ["VHDCommand"]),
+        .executableTarget(name: "sm-vhd", dependencies: ["VHDCommand"], swiftSettings: directMetadata),
         .executableTarget(
-            name: "sm-drivers", dependencies: ["SMCore", "LockUtility", "VHDCommand"], linkerSettings: linkage("sm-drivers")),
+            name: "sm-drivers", dependencies: ["SMCore", "LockUtility", "VHDCommand"], swiftSettings: directMetadata,
+            linkerSettings: linkage("sm-drivers")),
         .executableTarget(
-            name: "sm-dynamic-drivers", dependencies: ["SMCore", "SMLVM", "SMRBD"], linkerSettings: linkage("sm-dynamic-drivers")),
+            name: "sm-dynamic-drivers", dependencies: ["SMCore", "SMLVM", "SMRBD"], swiftSettings: directMetadata,
+            linkerSettings: linkage("sm-dynamic-drivers")),
         .testTarget(
             name: "SMCoreTests",
             dependencies: ["SMCore"]
@@ -116,5 +130,8 @@ let package = Package(
             name: "DriverTests",
             dependencies: ["SMCore", "SMLVM"]
         )
-    ] + drivers.map { .executableTarget(name: $0, dependencies: driverDependencies($0), linkerSettings: linkage($0)) }
+    ]
+        + drivers.map {
+            .executableTarget(name: $0, dependencies: driverDependencies($0), swiftSettings: directMetadata, linkerSettings: linkage($0))
+        }
 )

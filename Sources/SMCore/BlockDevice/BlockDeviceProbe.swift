@@ -40,7 +40,7 @@ public struct Signature: Sendable, Equatable, CustomStringConvertible {
         if let uuid, !uuid.isEmpty { details.append("UUID \(uuid)") }
         if let label, !label.isEmpty { details.append("label \"\(ArgumentParsing.printable(label))\"") }
         let name = "\(ArgumentParsing.printable(type)) \(kind.rawValue)"
-        return details.isEmpty ? name : "\(name) (\(details.joined(separator: ", ")))"
+        return details.isEmpty ? name : "\(name) (\(details.joinedText(separator: ", ")))"
     }
 }
 

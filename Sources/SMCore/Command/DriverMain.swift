@@ -22,7 +22,7 @@ public enum DriverMain {
         signal(SIGPIPE, SIG_IGN)
         let invoked = CommandLine.arguments.first.map { String($0.split(separator: "/").last ?? Substring($0)) } ?? ""
         guard let driver = drivers.first(where: { $0.name == invoked }) else {
-            let names = drivers.map { $0.name }.joined(separator: ", ")
+            let names = drivers.map { $0.name }.joinedText(separator: ", ")
             exit(
                 fail(
                     .invalid(

@@ -173,7 +173,7 @@ public enum Request: Sendable {
         guard arguments.count == names.count else {
             if names.isEmpty { throw .invalid("\(verb.rawValue) takes no arguments (it names no SR), got \(arguments.count)") }
             throw .invalid(
-                "\(verb.rawValue) takes \(names.count) argument\(names.count == 1 ? "" : "s") (\(names.joined(separator: " "))), got \(arguments.count)"
+                "\(verb.rawValue) takes \(names.count) argument\(names.count == 1 ? "" : "s") (\(names.joinedText(separator: " "))), got \(arguments.count)"
             )
         }
         if verb == .srProbe { return .srProbe }

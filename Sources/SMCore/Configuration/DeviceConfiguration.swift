@@ -45,7 +45,7 @@ public struct DeviceConfiguration: Sendable {
     public var redactedDescription: String {
         values.keys.sorted().map { key in
             "\(key)=\(Self.secretKeys.contains(key.lowercased()) ? "***" : values[key] ?? "")"
-        }.joined(separator: " ")
+        }.joinedText(separator: " ")
     }
 
     /// Parses a dconf document.

@@ -25,7 +25,7 @@ public struct EXTSR: VHDRepositoryDriver {
 
     /// The filesystem label of an SR: `SR-` and the first eight hex digits of its UUID (labels
     /// hold 16 bytes; the whole UUID is the filesystem UUID, which is what identifies the SR).
-    static func label(for sr: CanonicalUUID) -> String { "SR-" + sr.string.prefix(8) }
+    static func label(for sr: CanonicalUUID) -> String { "SR-" + String(sr.string.prefix(8)) }
 
     let devicePath: String
     let force: Bool
@@ -269,6 +269,6 @@ public struct EXTSR: VHDRepositoryDriver {
     }
 
     static func describe(_ signatures: [Signature]) -> String {
-        signatures.map(\.description).joined(separator: " and ")
+        signatures.map(\.description).joinedText(separator: " and ")
     }
 }

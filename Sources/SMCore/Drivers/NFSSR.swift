@@ -177,6 +177,6 @@ public struct NFSSR: VHDRepositoryDriver {
     }
 
     func attachRecord(_ sr: CanonicalUUID) -> String {
-        "source=\(export.source(appending: sr.string))\nmount=\(mounted(sr).mountPoint)\noptions=\(options.arguments.joined(separator: ","))\n"
+        "source=\(export.source(appending: sr.string))\nmount=\(mounted(sr).mountPoint)\noptions=\(options.arguments.joinedText(separator: ","))\n"
     }
 }

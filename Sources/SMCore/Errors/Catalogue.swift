@@ -119,7 +119,7 @@ extension StorageError {
         StorageError(
             code: .resourceBusy,
             message: "another operation holds \(path) (waited \(seconds) s)"
-                + (holders.isEmpty ? "" : ": " + holders.joined(separator: ", ")))
+                + (holders.isEmpty ? "" : ": " + holders.joinedText(separator: ", ")))
     }
 
     /// EBUSY: another process or host holds a claim on shared storage.
@@ -219,7 +219,7 @@ extension StorageError {
     public static func deviceMounted(_ device: String, at mountPoints: [String]) -> StorageError {
         StorageError(
             code: .resourceBusy,
-            message: "device \(device) is mounted at \(mountPoints.joined(separator: ", ")); unmount it first")
+            message: "device \(device) is mounted at \(mountPoints.joinedText(separator: ", ")); unmount it first")
     }
 
     /// EEXIST: sr_create found `contents` on the device and was not told to destroy them (`force`).
@@ -303,11 +303,11 @@ extension StorageError {
 
     /// ENODEV: LUNs the dconf names have no block device on this host after login.
     public static func lunsMissing(_ missing: [Int], iqn: String, portal: String, present: [Int]) -> StorageError {
-        let here = present.map(String.init).joined(separator: ", ")
+        let here = present.map(String.init).joinedText(separator: ", ")
         return StorageError(
             code: .noSuchDevice,
             message: "target \(iqn) at \(portal) has no LUN "
-                + missing.map(String.init).joined(separator: ", ")
+                + missing.map(String.init).joinedText(separator: ", ")
                 + " on this host (its LUNs here: \(here.isEmpty ? "none" : here))")
     }
 

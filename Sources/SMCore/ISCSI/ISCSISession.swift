@@ -46,7 +46,7 @@ public struct ISCSISession {
     /// The iscsiadm interface carrying the login.
     var interface: String {
         guard let initiator = target.initiatorIQN else { return "default" }
-        return "sm-" + Self.hexDigest(initiator).prefix(12)
+        return "sm-" + String(Self.hexDigest(initiator).prefix(12))
     }
 
     func registration(_ sr: CanonicalUUID) -> String { "\(host.runDirectory)/\(sr)/iscsi-session" }
@@ -370,14 +370,14 @@ public struct ISCSISession {
             authentication += ["node.session.auth.username = \(chap.user)", "node.session.auth.password = \(chap.password)"]
         }
         lines.insert(contentsOf: authentication, at: end)
-        return lines.joined(separator: "\n")
+        return lines.joinedText(separator: "\n")
     }
 
     // MARK: Pieces
 
     func lockTarget() throws(StorageError) -> HostLock {
         try HostLock.acquire(
-            "\(host.lockDirectory)/iscsi/" + Self.hexDigest(target.iqn).prefix(16), mode: .exclusive,
+            "\(host.lockDirectory)/iscsi/" + String(Self.hexDigest(target.iqn).prefix(16)), mode: .exclusive,
             timeout: host.lockTimeout)
     }
 

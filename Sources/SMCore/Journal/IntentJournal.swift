@@ -38,7 +38,7 @@ public struct IntentRecord: Equatable, Sendable {
 
     var bytes: [UInt8] {
         let lines = [Self.magic, "operation=\(operationName)"] + fields.keys.sorted().map { "\($0)=\(fields[$0] ?? "")" }
-        return Array((lines.joined(separator: "\n") + "\n").utf8)
+        return Array((lines.joinedText(separator: "\n") + "\n").utf8)
     }
 
     /// Reads what `bytes` wrote (`KeyValueLines`); nil unless the first line is the magic and

@@ -228,7 +228,7 @@ public struct PersistentLock: Sendable {
     }
 
     public static func list(_ holders: [LockHolder]) -> String {
-        holders.map(\.owner.description).joined(separator: ", ")
+        holders.map(\.owner.description).joinedText(separator: ", ")
     }
 
     static func seconds(_ value: Double) -> String {

@@ -19,13 +19,13 @@ public enum Mount {
         let created = !Syscall.exists(mountPoint)
         try Syscall.makeDirectories(mountPoint)
         var arguments = ["-t", type]
-        if !options.isEmpty { arguments += ["-o", options.joined(separator: ",")] }
+        if !options.isEmpty { arguments += ["-o", options.joinedText(separator: ",")] }
         do throws(StorageError) {
             let output = try ExternalCommand.runAllowingFailure("mount", arguments + [source, mountPoint])
             guard output.status == 0 else {
                 // mount(8) puts its reason first and "dmesg(1) may have more information" last.
                 let reason = output.standardError.split(whereSeparator: \.isNewline)
-                    .map { String($0).trimmingWhitespace() }.filter { !$0.isEmpty }.joined(separator: " ")
+                    .map { String($0).trimmingWhitespace() }.filter { !$0.isEmpty }.joinedText(separator: " ")
                 throw .io("mount \(source) on \(mountPoint) failed (status \(output.status)): \(reason.isEmpty ? "no output" : reason)")
             }
             guard try isMounted(mountPoint) else {

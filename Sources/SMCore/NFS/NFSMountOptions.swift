@@ -56,7 +56,7 @@ public struct NFSMountOptions: Sendable, Equatable {
             guard let version = Version(rawValue: text) else {
                 throw .invalid(
                     "dconf nfsversion '\(ArgumentParsing.printable(text))' must be one of "
-                        + Version.allCases.map(\.rawValue).joined(separator: ", "))
+                        + Version.allCases.map(\.rawValue).joinedText(separator: ", "))
             }
             self.version = version
         }

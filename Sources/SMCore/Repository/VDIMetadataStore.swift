@@ -38,7 +38,7 @@ public struct VDIMetadataStore: Sendable {
     public func stageAttributes(_ attributes: [String: String], of vdi: CanonicalUUID) throws(StorageError) -> StagedAttributes {
         try Syscall.makeDirectories(directory)
         let target = path(vdi)
-        let temporary = target + Syscall.temporarySuffix + CanonicalUUID.random().string.prefix(8)
+        let temporary = target + Syscall.temporarySuffix + String(CanonicalUUID.random().string.prefix(8))
         let descriptor = try ClaimedTemporary.create(temporary)
         do throws(StorageError) {
             try descriptor.writeAll(Array(Self.text(attributes).utf8), at: 0, path: temporary)
@@ -53,8 +53,8 @@ public struct VDIMetadataStore: Sendable {
 
     static func text(_ attributes: [String: String]) -> String {
         attributes.keys.sorted().map { key in
-            "\(key)=\(attributes[key]!.split(whereSeparator: \.isNewline).joined(separator: " "))"
-        }.joined(separator: "\n") + "\n"
+            "\(key)=\(attributes[key]!.split(whereSeparator: \.isNewline).map(String.init).joinedText(separator: " "))"
+        }.joinedText(separator: "\n") + "\n"
     }
 
     public func remove(_ vdi: CanonicalUUID) throws(StorageError) {

@@ -61,7 +61,7 @@ extension VHDRepository {
             OperationLog.note(
                 host: host,
                 "sr_check \(sr): skipped VDIs a running operation is changing: "
-                    + busy.sorted().map(\.string).joined(separator: " "))
+                    + busy.sorted().map(\.string).joinedText(separator: " "))
         }
         return SRCheckReport(uuid: sr, checkedVDIs: files.count - busy.intersection(files).count, problems: problems)
     }

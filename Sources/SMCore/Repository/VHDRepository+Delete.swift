@@ -44,7 +44,7 @@ extension VHDRepository {
         if !hasChildren, let parent = tree.nodes[vdi]?.parent {
             fields["leaf-parent"] = parent.string
             let ancestors = tree.chain(from: parent).prefix { tree.nodes[$0]?.hidden == true }
-            if !ancestors.isEmpty { fields["ancestors"] = ancestors.map(\.string).joined(separator: ",") }
+            if !ancestors.isEmpty { fields["ancestors"] = ancestors.map(\.string).joinedText(separator: ",") }
         }
         if hasChildren, let time = Syscall.modificationTime(vdiPath(vdi)) { fields["modification-time"] = Self.encode(time) }
         let entry = try journal.begin(IntentRecord(operation: .delete, fields: fields))

@@ -57,7 +57,7 @@ extension VHDRepository {
                 OperationLog.note(
                     host: host,
                     "sr_gc \(sr): not coalescing or reclaiming while VHDs are unreadable or chains "
-                        + "broken: " + unsound.keys.sorted().prefix(20).map { "\($0) (\(unsound[$0] ?? ""))" }.joined(separator: ", ")
+                        + "broken: " + unsound.keys.sorted().prefix(20).map { "\($0) (\(unsound[$0] ?? ""))" }.joinedText(separator: ", ")
                         + (unsound.count > 20 ? " and \(unsound.count - 20) more" : "") + " (run sr_check)")
                 return report
             }

@@ -131,7 +131,7 @@ public struct SRTree: Sendable {
                 }
             }
             if let id = current, let index = position[id] {
-                let loop = (path[index...] + [id]).map(\.string).joined(separator: " -> ")
+                let loop = (path[index...] + [id]).map(\.string).joinedText(separator: " -> ")
                 for member in path[index...] { status[member] = .broken(vdi: member, reason: "parent loop \(loop)") }
             }
             for id in path.reversed() where status[id] == nil {

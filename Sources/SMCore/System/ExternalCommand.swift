@@ -53,7 +53,7 @@ public enum ExternalCommand {
         guard input == nil || lock == nil else {
             throw .io("internal: \(program) cannot both hold a lock (as its stdin) and be given input")
         }
-        Diagnostics.debug("run \(program) \(arguments.joined(separator: " "))")
+        Diagnostics.debug("run \(program) \(arguments.joinedText(separator: " "))")
         let box = OutcomeBox()
         let semaphore = DispatchSemaphore(value: 0)
         let executable: Executable = program.hasPrefix("/") ? .path(FilePath(program)) : .name(program)

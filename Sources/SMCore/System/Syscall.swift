@@ -113,7 +113,8 @@ public enum Syscall {
         if isDirectory(path) { return }
         var prefix = ""
         for component in path.split(separator: "/", omittingEmptySubsequences: true) {
-            prefix += "/" + component
+            prefix += "/"
+            prefix += String(component)
             if isDirectory(prefix) { continue }
             switch attempt({ Glibc.mkdir(prefix, mode) }) {
             case .success, .failure(.fileExists): continue
@@ -182,7 +183,7 @@ public enum Syscall {
     /// (O_EXCL), so a secret written with 0600 is never readable by others, not even for an instant.
     public static func writeFileAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o644) throws(StorageError) {
         let directory = parentDirectory(of: path)
-        let temporary = path + temporarySuffix + CanonicalUUID.random().string.prefix(8)
+        let temporary = path + temporarySuffix + String(CanonicalUUID.random().string.prefix(8))
         let descriptor = try ClaimedTemporary.create(temporary, mode: mode)
         defer { descriptor.closeIgnoringErrors() }
         do throws(StorageError) {

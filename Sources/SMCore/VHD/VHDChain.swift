@@ -98,7 +98,7 @@ public final class VHDChain {
             if Syscall.exists(path) { return path }
             tried.append(path)
         }
-        throw .malformed("\(image.path): parent not found (tried \(tried.isEmpty ? "no locator" : tried.joined(separator: ", ")))")
+        throw .malformed("\(image.path): parent not found (tried \(tried.isEmpty ? "no locator" : tried.joinedText(separator: ", ")))")
     }
 
     /// The relative or absolute path one locator names, `./` and `.\` prefixes removed.

@@ -106,7 +106,20 @@ public struct VHDDynamicHeader: Equatable, Sendable {
             if unit == 0 { break }
             units.append(unit)
         }
-        return String(decoding: units, as: UTF16.self)
+        // The standard library's UTF-16 decoder, one scalar at a time (ill-formed units become
+        // U+FFFD, as `String(decoding:as:)` would make them): its generic transcoding entry point
+        // is not specialized for us, and its first call scans every conformance record of the
+        // executable (Docs/performance.md), in every verb that reads a differencing disk.
+        var decoder = UTF16()
+        var input = units.makeIterator()
+        var name = String.UnicodeScalarView()
+        while true {
+            switch decoder.decode(&input) {
+            case .scalarValue(let scalar): name.append(scalar)
+            case .error: name.append("\u{FFFD}")
+            case .emptyInput: return String(name)
+            }
+        }
     }
 
     /// Stores `name` as UTF-16 big-endian (truncated to 256 code units).

@@ -32,7 +32,7 @@ public struct LVMCommand: Sendable, Equatable, CustomStringConvertible {
         }
         var quoted: [String] = []
         for word in words { quoted.append(try Self.quote(word)) }
-        return quoted.joined(separator: " ")
+        return quoted.joinedText(separator: " ")
     }
 
     /// `word` as liblvm2cmd's splitter will give it back.
@@ -54,5 +54,5 @@ public struct LVMCommand: Sendable, Equatable, CustomStringConvertible {
         byte == 0x20 || (0x09...0x0D).contains(byte)
     }
 
-    public var description: String { (try? line()) ?? words.joined(separator: " ") }
+    public var description: String { (try? line()) ?? words.joinedText(separator: " ") }
 }

@@ -21,7 +21,7 @@ public struct LVMOutcome: Sendable {
 
     /// LVM's own words for a failure, for a StorageError message.
     public var reason: String {
-        errors.isEmpty ? "LVM returned \(returnCode) without an error message" : errors.joined(separator: "; ")
+        errors.isEmpty ? "LVM returned \(returnCode) without an error message" : errors.joinedText(separator: "; ")
     }
 }
 

@@ -129,7 +129,7 @@ public struct SanlockLockspace: Sendable, Equatable {
             let named =
                 using.isEmpty
                 ? "sanlock has not read the other hosts' leases"
-                : using.map { "host id \($0.id) (\($0.state))" }.joined(separator: ", ")
+                : using.map { "host id \($0.id) (\($0.state))" }.joinedText(separator: ", ")
             throw .lockspaceInUseElsewhere(name, hosts: named)
         }
     }

@@ -91,7 +91,7 @@ struct LVMIntent: Equatable {
             parts.append(Self.hostField + owner.host)
             if let id = owner.sanlockHostID { parts.append(Self.sanlockField + String(id)) }
         }
-        return Self.prefix + parts.joined(separator: ":")
+        return Self.prefix + parts.joinedText(separator: ":")
     }
 
     init(_ operation: Operation, _ vdis: [CanonicalUUID], owner: Owner? = nil) {

@@ -81,7 +81,7 @@ public final class LVMRepository {
         var capacity: UInt64 = 0
         for device in blockDevices { capacity += try device.size }
         guard size <= capacity else {
-            throw .noSpace("Size \(size) is more than the \(capacity) bytes of \(devices.joined(separator: ", "))")
+            throw .noSpace("Size \(size) is more than the \(capacity) bytes of \(devices.joinedText(separator: ", "))")
         }
         do {
             let tags = vdiType == .vhd ? [LVMVDIType.groupTag] : []
@@ -94,7 +94,7 @@ public final class LVMRepository {
         let report = try group.report()
         guard report.size < size else { return }
         try group.remove(physicalVolumes: try group.physicalVolumes())
-        throw .noSpace("a volume group over \(devices.joined(separator: ", ")) holds \(report.size) bytes, less than Size \(size)")
+        throw .noSpace("a volume group over \(devices.joinedText(separator: ", ")) holds \(report.size) bytes, less than Size \(size)")
     }
 
     /// `sr_delete`: idempotent. EBUSY while the group holds any logical volume; otherwise removes

@@ -145,14 +145,14 @@ public struct CephCredentials: Sendable {
         monitors.map { entry in
             if entry.hasPrefix("v1:") || entry.hasPrefix("v2:") { return entry }
             return entry.hasSuffix(":6789") ? "v1:\(entry)" : "v2:\(entry)"
-        }.joined(separator: ",")
+        }.joinedText(separator: ",")
     }
 
     /// The monitors for the kernel client: without the `v1:`/`v2:` prefixes.
     var kernelMonitors: String {
         monitors.map { entry in
             entry.hasPrefix("v1:") || entry.hasPrefix("v2:") ? String(entry.dropFirst(3)) : entry
-        }.joined(separator: ",")
+        }.joinedText(separator: ",")
     }
 
     /// The kernel client's monitor list from librados' `mon_host` (as a ceph.conf gives it:
@@ -165,6 +165,6 @@ public struct CephCredentials: Sendable {
         let v2 = entries.filter { $0.hasPrefix("v2:") }
         return (v2.isEmpty ? entries : v2).map { entry in
             entry.hasPrefix("v1:") || entry.hasPrefix("v2:") ? String(entry.dropFirst(3)) : entry
-        }.joined(separator: ",")
+        }.joinedText(separator: ",")
     }
 }

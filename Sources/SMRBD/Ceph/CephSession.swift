@@ -109,7 +109,7 @@ public final class CephSession {
             let monitors =
                 credentials.monitors.isEmpty
                 ? "the monitors of \(credentials.configurationFile ?? "")"
-                : credentials.monitors.joined(separator: ",")
+                : credentials.monitors.joinedText(separator: ",")
             switch -code {
             case ETIMEDOUT, ECONNREFUSED, EHOSTUNREACH, ENETUNREACH, ENOENT:
                 throw StorageError(
