@@ -33,4 +33,25 @@ import Testing
         #expect(parsed == header)
         #expect(parsed.parentName == "87b8646b-b800-9500-cb7b-af3b74e02f5c.vhd")
     }
+
+    /// Parent names and Windows locators are UTF-16: decoded as the standard library's
+    /// `String(decoding:as:)` decodes them, ill-formed units (lone surrogates) included.
+    @Test func utf16NamesDecodeAsTheStandardLibraryDoes() {
+        var generator = SystemRandomNumberGenerator()
+        let samples: [[UInt16]] =
+            [[], Array("disk-é-✓-😀.vhd".utf16), [0xD800], [0xDC00, 0x41], [0x41, 0xD83D], [0xD83D, 0xDE00, 0xDFFF]]
+            + (0..<300).map { _ in
+                (0..<Int.random(in: 1...24, using: &generator)).map { _ in
+                    // Mostly ASCII, some surrogates of either half, some of the rest of the plane.
+                    switch UInt8.random(in: 0...3, using: &generator) {
+                    case 0: UInt16.random(in: 0xD800...0xDFFF, using: &generator)
+                    case 1: UInt16.random(in: 0x80...0xFFFF, using: &generator)
+                    default: UInt16.random(in: 0x20...0x7E, using: &generator)
+                    }
+                }
+            }
+        for units in samples {
+            #expect(String(utf16Units: units) == String(decoding: units, as: UTF16.self), "\(units)")
+        }
+    }
 }

@@ -124,7 +124,7 @@ public final class VHDChain {
                 if unit == 0 { break }
                 units.append(unit)
             }
-            text = String(decoding: units, as: UTF16.self).replacingBackslashes()
+            text = String(utf16Units: units).replacingBackslashes()
         default:
             return nil
         }

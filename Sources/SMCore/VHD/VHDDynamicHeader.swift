@@ -106,20 +106,7 @@ public struct VHDDynamicHeader: Equatable, Sendable {
             if unit == 0 { break }
             units.append(unit)
         }
-        // The standard library's UTF-16 decoder, one scalar at a time (ill-formed units become
-        // U+FFFD, as `String(decoding:as:)` would make them): its generic transcoding entry point
-        // is not specialized for us, and its first call scans every conformance record of the
-        // executable (Docs/performance.md), in every verb that reads a differencing disk.
-        var decoder = UTF16()
-        var input = units.makeIterator()
-        var name = String.UnicodeScalarView()
-        while true {
-            switch decoder.decode(&input) {
-            case .scalarValue(let scalar): name.append(scalar)
-            case .error: name.append("\u{FFFD}")
-            case .emptyInput: return String(name)
-            }
-        }
+        return String(utf16Units: units)
     }
 
     /// Stores `name` as UTF-16 big-endian (truncated to 256 code units).
@@ -130,5 +117,27 @@ public struct VHDDynamicHeader: Equatable, Sendable {
             bytes[2 * index + 1] = UInt8(unit & 0xFF)
         }
         parentUnicodeName = bytes
+    }
+}
+
+extension String {
+    /// The text of UTF-16 code units (a VHD's parent name, a Windows locator), decoded by the
+    /// standard library's `UTF16` decoder a scalar at a time, ill-formed units becoming U+FFFD as
+    /// `String(decoding:as:)` makes them: that generic entry point is not specialized for us, and
+    /// its first call in a process scans every conformance record of the executable
+    /// (Docs/performance.md), in every verb that reads a differencing disk.
+    init(utf16Units units: [UInt16]) {
+        var decoder = UTF16()
+        var input = units.makeIterator()
+        var scalars = String.UnicodeScalarView()
+        while true {
+            switch decoder.decode(&input) {
+            case .scalarValue(let scalar): scalars.append(scalar)
+            case .error: scalars.append("\u{FFFD}")
+            case .emptyInput:
+                self.init(scalars)
+                return
+            }
+        }
     }
 }
