@@ -264,7 +264,7 @@ public struct VHDRepository: Sendable {
             })
         // Which VDIs have attributes, from one listing: most have none, and asking for each one's
         // file cost two system calls and an error built and thrown per VDI.
-        let attributed = Set(metadata.recordedVDIs().compactMap { CanonicalUUID($0) })
+        let attributed = Set(metadata.recordedVDIs().compactMap { CanonicalUUID(canonical: $0) })
         // The entries in the order of their VDIs (as listed), found by VDI through `position`:
         // a dictionary of small values, sized once (a 50,000-VDI scan spent a tenth of its time
         // growing and probing dictionaries of whole entries, and sorting their keys).
