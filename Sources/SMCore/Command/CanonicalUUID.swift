@@ -20,11 +20,7 @@ public struct CanonicalUUID: Hashable, Comparable, CustomStringConvertible, Send
             withUnsafeMutableBytes(of: &raw) { uuid_parse(characters, $0.baseAddress!.assumingMemoryBound(to: UInt8.self)) }
         }
         guard parsed == 0 else { return nil }
-        self = withUnsafeBytes(of: raw) {
-            CanonicalUUID(
-                high: UInt64(bigEndian: $0.loadUnaligned(as: UInt64.self)),
-                low: UInt64(bigEndian: $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self)))
-        }
+        self = withUnsafeBytes(of: raw) { CanonicalUUID(raw: $0) }
     }
 
     /// Accepts only the canonical text itself (lower-case): a name this software made, such as a
@@ -47,8 +43,7 @@ public struct CanonicalUUID: Hashable, Comparable, CustomStringConvertible, Send
     /// The UUID for 16 raw bytes (as stored in a VHD footer).
     public init(bytes: [UInt8]) {
         precondition(bytes.count == 16, "a UUID is 16 bytes")
-        high = bytes[0..<8].reduce(0) { $0 << 8 | UInt64($1) }
-        low = bytes[8..<16].reduce(0) { $0 << 8 | UInt64($1) }
+        self = bytes.withUnsafeBytes { CanonicalUUID(raw: $0) }
     }
 
     init(high: UInt64, low: UInt64) {
@@ -56,15 +51,24 @@ public struct CanonicalUUID: Hashable, Comparable, CustomStringConvertible, Send
         self.low = low
     }
 
+    /// From the 16 bytes at `raw`, as `raw` below lays them out.
+    private init(raw: UnsafeRawBufferPointer) {
+        self.init(
+            high: UInt64(bigEndian: raw.loadUnaligned(as: UInt64.self)),
+            low: UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self)))
+    }
+
+    /// The 16 bytes in memory, big-endian (what libuuid reads and `bytes` returns).
+    private var raw: (UInt64, UInt64) { (high.bigEndian, low.bigEndian) }
+
     /// The 16 raw bytes, big-endian as in RFC 4122 (and in VHD footers).
     public var bytes: [UInt8] {
-        (0..<8).map { UInt8(truncatingIfNeeded: high >> (56 - 8 * $0)) } + (0..<8).map { UInt8(truncatingIfNeeded: low >> (56 - 8 * $0)) }
+        withUnsafeBytes(of: raw) { Array($0) }
     }
 
     /// The canonical text, lower-case (libuuid's `uuid_unparse_lower`).
     public var string: String {
-        let raw = (high.bigEndian, low.bigEndian)
-        return String(unsafeUninitializedCapacity: 37) { text in
+        String(unsafeUninitializedCapacity: 37) { text in
             withUnsafeBytes(of: raw) { uuid in
                 text.withMemoryRebound(to: CChar.self) {
                     uuid_unparse_lower(uuid.baseAddress!.assumingMemoryBound(to: UInt8.self), $0.baseAddress!)

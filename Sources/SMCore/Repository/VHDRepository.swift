@@ -260,7 +260,7 @@ public struct VHDRepository: Sendable {
         let lockFileOwners = Set(
             rootNames.compactMap { name -> CanonicalUUID? in
                 name.utf8.count > 36 + lockInfix.count && name.utf8.dropFirst(36).starts(with: lockInfix)
-                    ? CanonicalUUID(String(name.prefix(36))) : nil
+                    ? CanonicalUUID(canonical: String(name.prefix(36))) : nil
             })
         // Which VDIs have attributes, from one listing: most have none, and asking for each one's
         // file cost two system calls and an error built and thrown per VDI.

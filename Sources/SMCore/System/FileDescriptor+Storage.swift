@@ -17,15 +17,21 @@ import SystemPackage
 extension FileDescriptor {
     /// Writes all of `bytes` at `offset` (pwrite; the file offset is not moved).
     public func writeAll(_ bytes: some Sequence<UInt8>, at offset: UInt64, path: String) throws(StorageError) {
-        try Syscall.call("write", path: path) {
-            let written: Void? = try bytes.withContiguousStorageIfAvailable { buffer in
-                var done = 0
-                while done < buffer.count {
-                    let rest = UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: buffer[done...]))
-                    done += try write(toAbsoluteOffset: Int64(offset) + Int64(done), rest)
-                }
-            }
-            if written == nil { _ = try writeAll(toAbsoluteOffset: Int64(offset), bytes) }
+        var failure: StorageError?
+        let contiguous: Void? = bytes.withContiguousStorageIfAvailable { buffer in
+            do throws(StorageError) { try writeAll(UnsafeRawBufferPointer(buffer), at: offset, path: path) } catch { failure = error }
+        }
+        if let failure { throw failure }
+        if contiguous == nil { try Syscall.call("write", path: path) { _ = try writeAll(toAbsoluteOffset: Int64(offset), bytes) } }
+    }
+
+    /// Writes all of `buffer` at `offset` (pwrite with the non-generic `write`; short writes
+    /// continued).
+    public func writeAll(_ buffer: UnsafeRawBufferPointer, at offset: UInt64, path: String) throws(StorageError) {
+        var done = 0
+        while done < buffer.count {
+            let rest = UnsafeRawBufferPointer(rebasing: buffer[done...])
+            done += try Syscall.call("write", path: path) { try write(toAbsoluteOffset: Int64(offset) + Int64(done), rest) }
         }
     }
 

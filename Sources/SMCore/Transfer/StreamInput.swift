@@ -108,14 +108,3 @@ final class StreamInput {
         return count > limit ? nil : Array(bytes[0..<count])
     }
 }
-
-extension FileDescriptor {
-    /// Writes all of `buffer` at `offset` (pwrite; short writes continued).
-    func writeAll(_ buffer: UnsafeRawBufferPointer, at offset: UInt64, path: String) throws(StorageError) {
-        var done = 0
-        while done < buffer.count {
-            let rest = UnsafeRawBufferPointer(rebasing: buffer[done...])
-            done += try Syscall.call("write", path: path) { try write(toAbsoluteOffset: Int64(offset) + Int64(done), rest) }
-        }
-    }
-}
