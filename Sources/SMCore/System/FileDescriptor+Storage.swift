@@ -17,22 +17,15 @@ import SystemPackage
 extension FileDescriptor {
     /// Writes all of `bytes` at `offset` (pwrite; the file offset is not moved).
     public func writeAll(_ bytes: some Sequence<UInt8>, at offset: UInt64, path: String) throws(StorageError) {
-        var failure: StorageError?
-        let contiguous: Void? = bytes.withContiguousStorageIfAvailable { buffer in
-            do throws(StorageError) { try writeAll(UnsafeRawBufferPointer(buffer), at: offset, path: path) } catch { failure = error }
+        try Syscall.call("write", path: path) {
+            let written: Void? = try bytes.withContiguousStorageIfAvailable { try writeWhole(UnsafeRawBufferPointer($0), at: offset) }
+            if written == nil { _ = try writeAll(toAbsoluteOffset: Int64(offset), bytes) }
         }
-        if let failure { throw failure }
-        if contiguous == nil { try Syscall.call("write", path: path) { _ = try writeAll(toAbsoluteOffset: Int64(offset), bytes) } }
     }
 
-    /// Writes all of `buffer` at `offset` (pwrite with the non-generic `write`; short writes
-    /// continued).
+    /// Writes all of `buffer` at `offset` (pwrite; the file offset is not moved).
     public func writeAll(_ buffer: UnsafeRawBufferPointer, at offset: UInt64, path: String) throws(StorageError) {
-        var done = 0
-        while done < buffer.count {
-            let rest = UnsafeRawBufferPointer(rebasing: buffer[done...])
-            done += try Syscall.call("write", path: path) { try write(toAbsoluteOffset: Int64(offset) + Int64(done), rest) }
-        }
+        try Syscall.call("write", path: path) { try writeWhole(buffer, at: offset) }
     }
 
     /// Writes all of `bytes` at the current offset: a pipe, or a file opened to append.
@@ -48,6 +41,14 @@ extension FileDescriptor {
     func writeWhole(_ buffer: UnsafeRawBufferPointer) throws {
         var rest = buffer
         while !rest.isEmpty { rest = UnsafeRawBufferPointer(rebasing: rest[try write(rest)...]) }
+    }
+
+    /// Writes all of `buffer` at `offset` with the non-generic `pwrite`, as many times as it takes.
+    func writeWhole(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws {
+        var done = 0
+        while done < buffer.count {
+            done += try write(toAbsoluteOffset: Int64(offset) + Int64(done), UnsafeRawBufferPointer(rebasing: buffer[done...]))
+        }
     }
 
     /// Reads up to `buffer.count` bytes at `offset` into `buffer`; returns how many (fewer only
