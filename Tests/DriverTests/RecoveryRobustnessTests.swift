@@ -173,10 +173,10 @@ import Testing
         #expect(FileManager.default.fileExists(atPath: "\(sr.root)/.\(vdi).vhd.new"))
         let attributes = "\(sr.root)/.sm/vdi/\(vdi).tmp.0badf00d"
         try FileManager.default.createDirectory(atPath: "\(sr.root)/.sm/vdi", withIntermediateDirectories: true)
-        FileManager.default.createFile(atPath: attributes, contents: Data("label=x\n".utf8))
+        #expect(FileManager.default.createFile(atPath: attributes, contents: Data("label=x\n".utf8)))
         // A live writer's temporary (this process holds its lock) must survive the sweep.
         let live = "\(sr.root)/.sm/vdi/\(newUUID()).tmp.1ive1ive"
-        FileManager.default.createFile(atPath: live, contents: Data())
+        #expect(FileManager.default.createFile(atPath: live, contents: Data()))
         let holder = open(live, O_RDWR)
         defer { close(holder) }
         #expect(flock(holder, LOCK_EX) == 0)

@@ -101,7 +101,7 @@ import Testing
         try sr.expectOK("vdi_resize", sr.sr, base, String(Self.large))
         try expectSound(sr, base, size: Self.large, data: data)
         let raw = sr.scratch.path("base.raw")
-        FileManager.default.createFile(atPath: raw, contents: Data(data))
+        #expect(FileManager.default.createFile(atPath: raw, contents: Data(data)))
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: raw))
         try handle.truncate(atOffset: Self.large)
         try handle.close()
@@ -231,7 +231,7 @@ import Testing
         let status = try FileManager.default.attributesOfFileSystem(forPath: mountPoint)
         let free = (status[.systemFreeSize] as? NSNumber)?.uint64Value ?? 0
         let filler = "\(mountPoint)/filler"
-        FileManager.default.createFile(atPath: filler, contents: nil)
+        #expect(FileManager.default.createFile(atPath: filler, contents: nil))
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: filler))
         try? handle.write(contentsOf: Data(count: Int(free - min(free, Self.mebibyte))))
         try handle.close()

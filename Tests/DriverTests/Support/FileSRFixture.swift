@@ -75,7 +75,7 @@ enum VHDOracle {
     static func readsAsZeros(_ path: String, size: UInt64, scratch: Scratch) throws -> Bool {
         let raw = scratch.path("zero-\(UUID().uuidString).raw")
         defer { try? FileManager.default.removeItem(atPath: raw) }
-        FileManager.default.createFile(atPath: raw, contents: nil)
+        #expect(FileManager.default.createFile(atPath: raw, contents: nil))
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: raw))
         try handle.truncate(atOffset: size)
         try handle.close()
