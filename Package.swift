@@ -20,12 +20,13 @@ func driverDependencies(_ driver: String) -> [Target.Dependency] {
 
 /// The drivers that link only SMCore's libraries (libxml2, libblkid), and `sm-drivers` that holds
 /// them all, are fully static in release builds: no dynamic loader, no symbol lookups, no
-/// relocations of a dozen shared libraries at every start (Docs/performance.md measures it).
+/// relocations of a dozen shared libraries at every start (Docs/performance.md measures it); lld
+/// links them, their code in the order of `codeOrder`.
 /// Debian ships the static archives of libxml2 and its dependencies (ICU, liblzma, zlib) and of
 /// libblkid. The LVM drivers load liblvm2cmd (which has no archive), and RBDSR librbd and
 /// librados (neither has one), with dlopen, which needs the dynamic loader: they are dynamic
 /// executables with those same archives, libstdc++ and libgcc's unwinder linked in
-/// (Scripts/ld-static-dependencies, which also drops the standard library's export of every
+/// (Scripts/ld-static-dependencies, gold, which also drops the standard library's export of every
 /// symbol and its `$ORIGIN` search path) and not position-independent, so that only libc and
 /// libm are loaded before `main`; `sm-dynamic-drivers` holds all three for the package.
 /// lock-util and sm-vhd stay dynamic in their own builds: each static copy would carry ICU's 30 MB
@@ -36,8 +37,21 @@ func linkage(_ product: String) -> [LinkerSetting] {
         return [.unsafeFlags(["-use-ld=\(linker)", "-Xclang-linker", "-no-pie"], .when(configuration: .release))]
     }
     let archives = ["icuuc", "icudata", "lzma", "z", "stdc++", "m"]
-    return [.unsafeFlags(["-static-executable"] + archives.map { "-l\($0)" }, .when(configuration: .release))]
+    return [.unsafeFlags(["-static-executable"] + archives.map { "-l\($0)" } + codeOrder, .when(configuration: .release))]
 }
+
+/// The static executables' code in the order of Scripts/link-order.txt first: the functions that
+/// a driver's start-up and its common verbs run (collected with valgrind by Scripts/link-order.sh)
+/// sit next to each other, so that a call faults in a few dozen pages of code instead of one here
+/// and one there across 9 MB (FileSR --help 142 → 114 page faults, vdi_delete 212 → 157;
+/// Docs/performance.md). lld orders by symbol; the standard library's archive has a section per
+/// function, and so do our modules in release builds (`-function-sections`, `swiftFlags`). A
+/// function missing from the list (new or renamed) is placed as usual: a stale list costs speed,
+/// never correctness.
+let codeOrder = [
+    "-use-ld=lld", "-Xlinker", "--symbol-ordering-file=\(Context.packageDirectory)/Scripts/link-order.txt",
+    "-Xlinker", "--no-warn-symbol-ordering"
+]
 
 /// Our modules reach the metadata of a generic type (`[String: String]`, `Set<CanonicalUUID>`, a
 /// `Result`) through its accessor, with the conformances it needs passed in, instead of through
@@ -45,6 +59,10 @@ func linkage(_ product: String) -> [LinkerSetting] {
 /// looked up by a scan of all the executable's conformance records (a vdi_delete made 8 such
 /// scans and 62 demanglings; Docs/performance.md). The code is a little larger.
 let directMetadata: [SwiftSetting] = [.unsafeFlags(["-Xfrontend", "-disable-concrete-type-metadata-mangled-name-accessors"])]
+
+/// Our modules' settings: `directMetadata`, and in release builds a section per function, so that
+/// the linker can order them (`codeOrder`).
+let swiftFlags = directMetadata + [.unsafeFlags(["-Xfrontend", "-function-sections"], .when(configuration: .release))]
 
 let package = Package(
     name: "StorageManager",
@@ -76,21 +94,21 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Subprocess", package: "swift-subprocess")
             ],
-            swiftSettings: directMetadata
+            swiftSettings: swiftFlags
         ),
         // LVM lives in its own module so that only LVM drivers link liblvm2cmd (and its ~20
         // shared libraries): a FileSR call must not pay for loading them at start-up.
         .target(
             name: "SMLVM",
             dependencies: ["SMCore", "CLVM2Cmd"],
-            swiftSettings: directMetadata
+            swiftSettings: swiftFlags
         ),
         // Ceph's client libraries (librbd, librados and their dependencies) likewise get a module
         // of their own, loaded only by RBDSR.
         .target(
             name: "SMRBD",
             dependencies: ["SMCore", "CRBD"],
-            swiftSettings: directMetadata
+            swiftSettings: swiftFlags
         ),
         // lock-util's command line, a module so that sm-drivers can answer as lock-util too.
         .target(
@@ -99,9 +117,9 @@ let package = Package(
                 "SMCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser")
             ],
-            swiftSettings: directMetadata
+            swiftSettings: swiftFlags
         ),
-        .executableTarget(name: "lock-util", dependencies: ["LockUtility"], swiftSettings: directMetadata),
+        .executableTarget(name: "lock-util", dependencies: ["LockUtility"], swiftSettings: swiftFlags),
         // sm-vhd's command line, a module for the same reason.
         .target(
             name: "VHDCommand",
@@ -109,14 +127,14 @@ let package = Package(
                 "SMCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser")
             ],
-            swiftSettings: directMetadata
+            swiftSettings: swiftFlags
         ),
-        .executableTarget(name: "sm-vhd", dependencies: ["VHDCommand"], swiftSettings: directMetadata),
+        .executableTarget(name: "sm-vhd", dependencies: ["VHDCommand"], swiftSettings: swiftFlags),
         .executableTarget(
-            name: "sm-drivers", dependencies: ["SMCore", "LockUtility", "VHDCommand"], swiftSettings: directMetadata,
+            name: "sm-drivers", dependencies: ["SMCore", "LockUtility", "VHDCommand"], swiftSettings: swiftFlags,
             linkerSettings: linkage("sm-drivers")),
         .executableTarget(
-            name: "sm-dynamic-drivers", dependencies: ["SMCore", "SMLVM", "SMRBD"], swiftSettings: directMetadata,
+            name: "sm-dynamic-drivers", dependencies: ["SMCore", "SMLVM", "SMRBD"], swiftSettings: swiftFlags,
             linkerSettings: linkage("sm-dynamic-drivers")),
         .testTarget(
             name: "SMCoreTests",
@@ -132,6 +150,6 @@ let package = Package(
         )
     ]
         + drivers.map {
-            .executableTarget(name: $0, dependencies: driverDependencies($0), swiftSettings: directMetadata, linkerSettings: linkage($0))
+            .executableTarget(name: $0, dependencies: driverDependencies($0), swiftSettings: swiftFlags, linkerSettings: linkage($0))
         }
 )

@@ -63,6 +63,31 @@ MANWIDTH=100 man -P cat FileSR 2>/dev/null | grep -q "vdi_snapshot SR-UUID sourc
 dpkg-query -W -f='${Conffiles}\n' "$package" | grep -q " /etc/sm/sm.conf " || fail "/etc/sm/sm.conf is not a conffile"
 echo "  drivers: $(echo $drivers)"
 
+step "code order: sm-drivers starts with Scripts/link-order.txt's functions"
+# Package.swift links the static executables with lld and that list (`codeOrder`); a build that
+# lost either still works, only slower, so this is where it shows. The installed copy is
+# stripped: the build's own (the same layout, with its symbols) is read. The first listed
+# function must open the code, and the first 200 that the executable defines must lie in its
+# first MiB (a C object brings all of its functions where its first listed one goes, so they are
+# not in the list's exact order); unordered, they are spread over all 9 MB.
+bin=$(swift build -c release --static-swift-stdlib --show-bin-path)
+python3 - "$bin/sm-drivers" Scripts/link-order.txt <<'PYTHON' || fail "sm-drivers is not laid out by Scripts/link-order.txt"
+import re, subprocess, sys
+executable, order = sys.argv[1], open(sys.argv[2]).read().split()
+sections = subprocess.run(["readelf", "-SW", executable], capture_output=True, text=True, check=True).stdout
+start = int(re.search(r"\.text\s+PROGBITS\s+([0-9a-f]+)", sections).group(1), 16)
+address = {}
+for line in subprocess.run(["nm", "--defined-only", executable], capture_output=True, text=True, check=True).stdout.splitlines():
+    fields = line.split()
+    if len(fields) == 3 and fields[1] in "tTiW":
+        address.setdefault(fields[2], int(fields[0], 16) - start)
+placed = [address[name] for name in order if name in address][:200]
+if len(placed) < 200 or placed[0] >= 4096 or max(placed) >= 1 << 20:
+    print(f"  {len(placed)} listed functions found, the first at .text+{placed[0] if placed else -1:#x}, the farthest at .text+{max(placed, default=-1):#x}")
+    sys.exit(1)
+print(f"  the first 200 listed functions lie within .text+{max(placed):#x}")
+PYTHON
+
 step "no executable needs the Swift toolchain"
 swift_path=$(readlink -f "$(command -v swift)" 2>/dev/null || true)
 toolchain=${swift_path%/usr/bin/*}
