@@ -11,8 +11,10 @@ Parts (default: all):
            vdi_clone 1 GiB / 1 TiB       rename S.vhd -> B.vhd, two qemu-img create -b B.vhd
            vdi_resize 1 -> 2 GiB         qemu-img resize -f qcow2 1G -> 2G (vpc has no resize)
            vdi_resize 1 -> 2040 GiB      qemu-img create -f vpc 2040G (the BAT growth is the work)
-           vdi_delete                    rm of the same file (qemu-img has no delete), and rm
-                                         followed by sync of the directory (a delete that lasts)
+           vdi_delete                    rm of the same file followed by sync of the directory
+                                         (qemu-img has no delete; this is a delete that lasts, as
+                                         ours); bare rm beside it for scale, no goal (it makes
+                                         nothing durable, so it is not the same work)
          and the 1 TiB snapshot and clone against their absolute goal (10 ms wall).
   fsync  fsync + fdatasync calls of each verb and reference (strace -f -c; the sync_file_range
          WRITE hints of snapshot, clone and coalescing wait for nothing and are not counted);
@@ -230,7 +232,14 @@ if "verbs" in options.parts:
     absolute = {}
     for label, reference_name, make_case in cases:
         ours, reference = measure(label, make_case)
-        add_row(label, ours, reference_name, reference, 1.0)
+        if reference_name == "rm":
+            # For scale only: a bare rm leaves the delete to be lost in a crash; ours cannot be
+            # that (Docs/performance.md, "Not met, and why").
+            ratio = ours / reference
+            summary.append(f"{label}|{ours * 1000:.2f} ms|{reference_name} {reference * 1000:.2f} ms|{ratio:.2f}x|- (rm makes nothing durable)|-")
+            print(f"  {label:34} {ours * 1000:10.2f} ms  {reference_name:34} {reference * 1000:10.2f} ms  {ratio:6.2f}x")
+        else:
+            add_row(label, ours, reference_name, reference, 1.0)
         absolute[label] = ours
     for label in ("vdi_snapshot 1 TiB", "vdi_clone 1 TiB"):
         add_row(f"{label} (absolute)", absolute[label], "goal", 0.010, 1.0)
