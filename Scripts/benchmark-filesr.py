@@ -90,11 +90,16 @@ def empty(directory):
         empty(f"{directory}/.sm/vdi")
 
 
-def add_row(operation, ours, reference_name, reference, goal, unit="ms", scale=1000.0, verdict=None):
+def add_row(operation, ours, reference_name, reference, goal, unit="ms", scale=1000.0, verdict=None, why=None):
+    """A summary row; `goal` None makes a row for scale only, with `why` in the goal column."""
     ratio = ours / reference
+    if goal is None:
+        goal_text, verdict = f"- ({why})", "-"
+    else:
+        goal_text = f"<= {goal}x"
     if verdict is None:
         verdict = "met" if ratio <= goal else "NOT met"
-    summary.append(f"{operation}|{ours * scale:.2f} {unit}|{reference_name} {reference * scale:.2f} {unit}|{ratio:.2f}x|<= {goal}x|{verdict}")
+    summary.append(f"{operation}|{ours * scale:.2f} {unit}|{reference_name} {reference * scale:.2f} {unit}|{ratio:.2f}x|{goal_text}|{verdict}")
     print(f"  {operation:34} {ours * scale:10.2f} {unit}  {reference_name:34} {reference * scale:10.2f} {unit}  {ratio:6.2f}x")
 
 
@@ -235,9 +240,7 @@ if "verbs" in options.parts:
         if reference_name == "rm":
             # For scale only: a bare rm leaves the delete to be lost in a crash; ours cannot be
             # that (Docs/performance.md, "Not met, and why").
-            ratio = ours / reference
-            summary.append(f"{label}|{ours * 1000:.2f} ms|{reference_name} {reference * 1000:.2f} ms|{ratio:.2f}x|- (rm makes nothing durable)|-")
-            print(f"  {label:34} {ours * 1000:10.2f} ms  {reference_name:34} {reference * 1000:10.2f} ms  {ratio:6.2f}x")
+            add_row(label, ours, reference_name, reference, None, why="rm makes nothing durable")
         else:
             add_row(label, ours, reference_name, reference, 1.0)
         absolute[label] = ours
