@@ -2,7 +2,8 @@ import Testing
 
 @testable import SMCore
 
-/// Reading ext4's MMP block as `debugfs -R dump_mmp` prints it, and the NFS soft timeout.
+/// Reading ext4's MMP block as `debugfs -c -R dump_mmp` prints it, e2fsprogs' MMP refusals, and
+/// the NFS soft timeout.
 @Suite struct Ext4MultiMountTests {
     static let held = """
         block_number: 4385
@@ -41,6 +42,33 @@ import Testing
     @Test func notABlock() {
         #expect(Ext4.MultiMountBlock(dumpMMP: "dump_mmp: MMP: not active on this filesystem.") == nil)
         #expect(Ext4.MultiMountBlock(dumpMMP: Self.held.replacing("sequence: 0000002a", with: "sequence: zz")) == nil)
+    }
+
+    /// e2fsprogs' MMP refusals are found in an e2fsck failure (the EIO message a CI run gave
+    /// when the block could not be read); other failures are not refusals.
+    @Test func refusalsInMessages() {
+        let active =
+            "e2fsck -p /run/h2/by-path/lun-1 failed (status 8): /usr/sbin/e2fsck: MMP: device currently "
+            + "active while trying to open /run/h2/by-path/lun-1; run e2fsck -f /run/h2/by-path/lun-1 by hand"
+        #expect(Ext4.multiMountRefusal(in: active) == "MMP: device currently active")
+        #expect(Ext4.multiMountRefusal(in: "e2fsck: MMP: e2fsck being run while checking MMP block") == "MMP: e2fsck being run")
+        #expect(Ext4.multiMountRefusal(in: "e2fsck: MMP: undergoing an unknown operation") != nil)
+        #expect(Ext4.multiMountRefusal(in: "e2fsck: MMP block checksum does not match while reading MMP block") == nil)
+        #expect(Ext4.multiMountRefusal(in: "e2fsck -p /dev/sdb failed (status 4): UNEXPECTED INCONSISTENCY") == nil)
+    }
+
+    /// The error when e2fsck refused for MMP and the block did not name a holder: EBUSY, one line,
+    /// the refusal and why the holder is not named.
+    @Test func refusalWithoutHolder() {
+        let error = StorageError.srRefusedByMultiMountProtection(
+            "0d9e8f7a-6b5c-4d4e-8f3a-2b1c0d9e8f7a", device: "/dev/sdb", refusal: "MMP: device currently active",
+            detail: "its MMP block could not be read (debugfs failed)", outcome: "nothing was mounted here")
+        #expect(error.code == .resourceBusy)
+        #expect(
+            error.description
+                == "EBUSY: SR 0d9e8f7a-6b5c-4d4e-8f3a-2b1c0d9e8f7a on device /dev/sdb is in use by another host: ext4 "
+                + "multi-mount protection refused it (MMP: device currently active); its MMP block could not be read "
+                + "(debugfs failed); nothing was mounted here")
     }
 
     /// One soft call gives up after timeo × (retrans + 1)(retrans + 2) / 2; a hard mount has no bound.

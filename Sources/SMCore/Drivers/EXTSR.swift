@@ -253,10 +253,23 @@ public struct EXTSR: VHDRepositoryDriver {
     }
 
     /// A failed e2fsck or mount of a filesystem whose MMP block shows a holder is that holder's
-    /// refusal: EBUSY naming it. Anything else stays as it was.
+    /// refusal: EBUSY naming it. One whose own message is an MMP refusal (e2fsck's "MMP: device
+    /// currently active") is EBUSY too when the block cannot be read, with why not. Anything
+    /// else stays as it was.
     static func explainRefusal(_ error: StorageError, device: BlockDevice, sr: CanonicalUUID) -> StorageError {
-        guard error.code == .ioError, let block = try? Ext4.multiMountBlock(device), !block.isClean else { return error }
-        return inUseElsewhere(device: device, sr: sr, holder: block, outcome: "nothing was mounted here")
+        guard error.code == .ioError else { return error }
+        let unreadable: String
+        do throws(StorageError) {
+            if let block = try Ext4.multiMountBlock(device), !block.isClean {
+                return inUseElsewhere(device: device, sr: sr, holder: block, outcome: "nothing was mounted here")
+            }
+            unreadable = "its MMP block shows no holder now"
+        } catch {
+            unreadable = "its MMP block could not be read (\(error.message))"
+        }
+        guard let refusal = Ext4.multiMountRefusal(in: error.message) else { return error }
+        return .srRefusedByMultiMountProtection(
+            sr.string, device: device.path, refusal: refusal, detail: unreadable, outcome: "nothing was mounted here")
     }
 
     static func inUseElsewhere(

@@ -265,6 +265,17 @@ extension StorageError {
                 + "multi-mount protection names \(holder), updated \(secondsAgo) s ago; \(outcome)")
     }
 
+    /// EBUSY: e2fsprogs refused the SR for ext4 multi-mount protection, and the MMP block does
+    /// not name the holder (`detail` says why).
+    public static func srRefusedByMultiMountProtection(
+        _ sr: String, device: String, refusal: String, detail: String, outcome: String
+    ) -> StorageError {
+        StorageError(
+            code: .resourceBusy,
+            message: "SR \(sr) on device \(device) is in use by another host: ext4 multi-mount protection "
+                + "refused it (\(refusal)); \(detail); \(outcome)")
+    }
+
     /// ENODEV: the export cannot be mounted (the spec's "attachment parameters are incorrect").
     public static func exportUnmountable(_ export: String, reason: String) -> StorageError {
         StorageError(code: .noSuchDevice, message: "cannot mount the export \(export): \(reason)")

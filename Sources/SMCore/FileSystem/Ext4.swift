@@ -123,15 +123,32 @@ public enum Ext4 {
 
     /// The filesystem's MMP block, read without taking part in the protocol (debugfs opens
     /// read-only, so it neither waits nor writes); nil when the filesystem has no MMP.
+    ///
+    /// `-c` (debugfs's "catastrophic" open) reads the superblock and group descriptors but not
+    /// the allocation bitmaps: on a filesystem another host has mounted and writes, this host's
+    /// cached descriptors and the bitmaps read after them disagree for seconds at a time, and a
+    /// full open then fails ("Inode bitmap checksum does not match bitmap"), which is when the
+    /// block is wanted most. The MMP block itself is read with O_DIRECT either way.
     public static func multiMountBlock(_ device: BlockDevice) throws(StorageError) -> MultiMountBlock? {
-        let output = try ExternalCommand.runAllowingFailure("debugfs", ["-R", "dump_mmp", device.path])
+        let output = try ExternalCommand.runAllowingFailure("debugfs", ["-c", "-R", "dump_mmp", device.path])
         let text = output.standardOutput + "\n" + output.standardError
         if text.contains("not active on this filesystem") { return nil }
         guard output.status == 0, let block = MultiMountBlock(dumpMMP: output.standardOutput) else {
             let reason = ExternalCommand.lastLine(output.standardError) ?? "no output"
-            throw .io("debugfs -R dump_mmp \(device.path) failed (status \(output.status)): \(reason)")
+            throw .io("debugfs -c -R dump_mmp \(device.path) failed (status \(output.status)): \(reason)")
         }
         return block
+    }
+
+    /// The messages of e2fsprogs' MMP refusals (lib/ext2fs/ext2_err.et.in): another host has
+    /// the filesystem, e2fsck runs on it, or an operation e2fsprogs does not know holds it.
+    static let multiMountRefusals = [
+        "MMP: device currently active", "MMP: e2fsck being run", "MMP: undergoing an unknown operation"
+    ]
+
+    /// The MMP refusal an e2fsprogs message reports, or nil.
+    public static func multiMountRefusal(in message: String) -> String? {
+        multiMountRefusals.first { message.contains($0) }
     }
 
     /// The block of a live holder of the filesystem on another host, or nil. Clean: nil at

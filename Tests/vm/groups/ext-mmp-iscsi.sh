@@ -7,7 +7,8 @@
 # to that host's disk, as each host's udev would).
 #
 # Proves: host 1's sr_create and sr_attach make and mount ext4 with MMP; host 2's sr_attach
-# while host 1 has the SR is EBUSY naming h1, leaves no mount, and logs host 2 out again; after
+# while host 1 has the SR and creates and deletes VDIs on it is EBUSY naming h1, leaves no mount,
+# and logs host 2 out again; after
 # host 1's sr_detach, host 2 attaches over its own session and sr_scan lists host 1's VDI.
 # MMP's node name is the kernel's host name; one kernel serves both hosts here, so the guest is
 # named h1 while host 1 mounts.
@@ -111,10 +112,33 @@ dumpe2fs -h "$disk1" 2>/dev/null | grep -q '^Filesystem features:.* mmp' || vm_f
 mounted_in h1 | grep -q "/run/h1/sr-mount/$sr $disk1" || vm_fail "host 1 has no mount of $disk1: $(mounted_in h1)"
 host_expect 0 h1 vdi_create "$sr" "$vdi" $((32 * 1024 * 1024))
 
-vm_step "host 2: sr_attach over its own session is EBUSY naming h1; no mount; host 2 logged out again"
+vm_step "host 2: sr_attach over its own session, while host 1 creates and deletes a VDI, is EBUSY naming h1; no mount; host 2 logged out again"
+# Host 1's writes change allocation bitmaps under host 2's cached group descriptors: a debugfs
+# that reads the bitmaps cannot open the filesystem then (the CI run of stop 26 answered EIO so).
+scratch=2e0f9a8b-7c6d-4e5f-9a4b-3c2d1e0f9a8b
+touch /tmp/ext-mmp-writer
+writer() {
+    local rounds=0
+    while [ -e /tmp/ext-mmp-writer ]; do
+        host_driver h1 vdi_create "$sr" "$scratch" $((4 * 1024 * 1024)) >/dev/null
+        [ "$DRIVER_STATUS" = 0 ] || { echo "vdi_create exited $DRIVER_STATUS: $DRIVER_ERR"; return 1; }
+        host_driver h1 vdi_delete "$sr" "$scratch" >/dev/null
+        [ "$DRIVER_STATUS" = 0 ] || { echo "vdi_delete exited $DRIVER_STATUS: $DRIVER_ERR"; return 1; }
+        rounds=$((rounds + 1))
+    done
+    echo "$rounds"
+}
+writer </dev/null >/tmp/ext-mmp-writer.out 2>&1 &
+writer_pid=$!
+vm_on_exit rm -f /tmp/ext-mmp-writer
 start=$(date +%s.%N)
 host_expect 16 h2 sr_attach "$sr"
 echo "  refused after $(seconds_since "$start") s"
+rm -f /tmp/ext-mmp-writer
+wait "$writer_pid" || vm_fail "host 1's verbs during the refusal failed: $(cat /tmp/ext-mmp-writer.out)"
+rounds=$(cat /tmp/ext-mmp-writer.out)
+[ "$rounds" -gt 0 ] 2>/dev/null || vm_fail "host 1 made no VDI during host 2's sr_attach: $rounds"
+echo "  host 1 created and deleted a VDI $rounds times meanwhile"
 grep -q "node 'h1'" <<< "$DRIVER_ERR" || vm_fail "the refusal does not name node 'h1': $DRIVER_ERR"
 [ -z "$(mounted_in h2)" ] || vm_fail "host 2 has a mount after the refusal: $(mounted_in h2)"
 [ ! -e "/run/h2/sr-mount/$sr" ] || vm_fail "host 2's refused sr_attach left /run/h2/sr-mount/$sr"

@@ -82,7 +82,7 @@ echo "  host 1's sr_attach took $(seconds_since "$start") s (e2fsck and mount ea
 hostname "$guest_name"
 mounted_in h1 | grep -q "/run/h1/sr-mount/$sr $loop1" || vm_fail "host 1 has no mount of $loop1: $(mounted_in h1)"
 host_expect 0 h1 "" vdi_create "$sr" "$vdi" "$size"
-mmp=$(debugfs -R dump_mmp "$loop2" 2>/dev/null)
+mmp=$(debugfs -c -R dump_mmp "$loop2" 2>/dev/null)
 grep -q '^node_name: h1$' <<< "$mmp" || vm_fail "the MMP block does not name h1: $mmp"
 # Keep host 1's live MMP block (valid checksum, a running sequence): written back later, it is
 # what a host that died with the SR mounted leaves behind.
@@ -133,7 +133,7 @@ host_expect 0 h2 "" sr_detach "$sr"
 vm_step "host 1 dies with the SR attached (its last MMP block left on disk): host 2 waits, then attaches"
 vm_check "write back host 1's MMP block" dd if=/run/mmp-live of="$loop1" bs="$block_size" seek="$mmp_block" count=1 \
     oflag=direct conv=notrunc,fsync status=none
-mmp=$(debugfs -R dump_mmp "$loop2" 2>/dev/null)
+mmp=$(debugfs -c -R dump_mmp "$loop2" 2>/dev/null)
 grep -q '^node_name: h1$' <<< "$mmp" && ! grep -q '^sequence: ff4d4d50$' <<< "$mmp" \
     || vm_fail "the written-back MMP block is not host 1's live one: $mmp"
 start=$(date +%s.%N)
@@ -152,7 +152,7 @@ vm_on_exit nsenter -t "${holder[h1]}" -m -- umount -l "/run/h1/sr-mount/$sr_old"
 host_expect 0 h1 "$multihost" sr_attach "$sr_old"
 features=$(dumpe2fs -h "$loop1" 2>/dev/null)
 grep -q '^Filesystem features:.* mmp' <<< "$features" || vm_fail "sr_attach with multihost did not turn mmp on: $(grep features <<< "$features")"
-mmp=$(debugfs -R dump_mmp "$loop1" 2>/dev/null)
+mmp=$(debugfs -c -R dump_mmp "$loop1" 2>/dev/null)
 grep -q '^sequence: ff4d4d50$' <<< "$mmp" && vm_fail "the MMP block is clean while host 1 has the SR mounted: $mmp"
 host_expect 0 h1 "" sr_detach "$sr_old"
 host_expect 0 h1 "" sr_delete "$sr_old"
