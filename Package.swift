@@ -26,9 +26,10 @@ func driverDependencies(_ driver: String) -> [Target.Dependency] {
 /// libblkid. The LVM drivers load liblvm2cmd (which has no archive), and RBDSR librbd and
 /// librados (neither has one), with dlopen, which needs the dynamic loader: they are dynamic
 /// executables with those same archives, libstdc++ and libgcc's unwinder linked in
-/// (Scripts/ld-static-dependencies, gold, which also drops the standard library's export of every
-/// symbol and its `$ORIGIN` search path) and not position-independent, so that only libc and
-/// libm are loaded before `main`; `sm-dynamic-drivers` holds all three for the package.
+/// (Scripts/ld-static-dependencies: lld, their code in the order of `codeOrder`'s list too; it
+/// also drops the standard library's export of every symbol and its `$ORIGIN` search path) and
+/// not position-independent, so that only libc and libm are loaded before `main`;
+/// `sm-dynamic-drivers` holds all three for the package.
 /// lock-util and sm-vhd stay dynamic in their own builds: each static copy would carry ICU's 30 MB
 /// of data (the package installs both as links to sm-drivers, which answers as either by that name).
 func linkage(_ product: String) -> [LinkerSetting] {
