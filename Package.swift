@@ -21,12 +21,12 @@ func driverDependencies(_ driver: String) -> [Target.Dependency] {
 /// The drivers that link only SMCore's libraries (libxml2, libblkid), and `sm-drivers` that holds
 /// them all, are fully static in release builds: no dynamic loader, no symbol lookups, no
 /// relocations of a dozen shared libraries at every start (Docs/performance.md measures it); lld
-/// links them, their code in the order of `codeOrder`.
+/// links them, their code in the order of `orderFlags`.
 /// Debian ships the static archives of libxml2 and its dependencies (ICU, liblzma, zlib) and of
 /// libblkid. The LVM drivers load liblvm2cmd (which has no archive), and RBDSR librbd and
 /// librados (neither has one), with dlopen, which needs the dynamic loader: they are dynamic
 /// executables with those same archives, libstdc++ and libgcc's unwinder linked in
-/// (Scripts/ld-static-dependencies: lld, their code in the order of `codeOrder`'s list too; it
+/// (Scripts/ld-static-dependencies: lld, their code in the order of `orderFlags` too; it
 /// also drops the standard library's export of every symbol and its `$ORIGIN` search path) and
 /// not position-independent, so that only libc and libm are loaded before `main`;
 /// `sm-dynamic-drivers` holds all three for the package.
@@ -35,13 +35,14 @@ func driverDependencies(_ driver: String) -> [Target.Dependency] {
 func linkage(_ product: String) -> [LinkerSetting] {
     if dlopenDrivers.contains(product) || product == "sm-dynamic-drivers" {
         let linker = Context.packageDirectory + "/Scripts/ld-static-dependencies"
-        return [.unsafeFlags(["-use-ld=\(linker)", "-Xclang-linker", "-no-pie"], .when(configuration: .release))]
+        return [.unsafeFlags(["-use-ld=\(linker)", "-Xclang-linker", "-no-pie"] + orderFlags, .when(configuration: .release))]
     }
     let archives = ["icuuc", "icudata", "lzma", "z", "stdc++", "m"]
-    return [.unsafeFlags(["-static-executable"] + archives.map { "-l\($0)" } + codeOrder, .when(configuration: .release))]
+    return [.unsafeFlags(["-static-executable", "-use-ld=lld"] + archives.map { "-l\($0)" } + orderFlags, .when(configuration: .release))]
 }
 
-/// The static executables' code in the order of Scripts/link-order.txt first: the functions that
+/// lld's flags that put the code in the order of Scripts/link-order.txt first (the static
+/// executables, and the dynamic ones through Scripts/ld-static-dependencies): the functions that
 /// a driver's start-up and its common verbs run (collected with valgrind by Scripts/link-order.sh)
 /// sit next to each other, so that a call faults in a few dozen pages of code instead of one here
 /// and one there across 9 MB (FileSR --help 142 → 114 page faults, vdi_delete 212 → 157;
@@ -49,8 +50,8 @@ func linkage(_ product: String) -> [LinkerSetting] {
 /// function, and so do our modules in release builds (`-function-sections`, `swiftFlags`). A
 /// function missing from the list (new or renamed) is placed as usual: a stale list costs speed,
 /// never correctness.
-let codeOrder = [
-    "-use-ld=lld", "-Xlinker", "--symbol-ordering-file=\(Context.packageDirectory)/Scripts/link-order.txt",
+let orderFlags = [
+    "-Xlinker", "--symbol-ordering-file=\(Context.packageDirectory)/Scripts/link-order.txt",
     "-Xlinker", "--no-warn-symbol-ordering"
 ]
 
@@ -62,7 +63,7 @@ let codeOrder = [
 let directMetadata: [SwiftSetting] = [.unsafeFlags(["-Xfrontend", "-disable-concrete-type-metadata-mangled-name-accessors"])]
 
 /// Our modules' settings: `directMetadata`, and in release builds a section per function, so that
-/// the linker can order them (`codeOrder`).
+/// the linker can order them (`orderFlags`).
 let swiftFlags = directMetadata + [.unsafeFlags(["-Xfrontend", "-function-sections"], .when(configuration: .release))]
 
 let package = Package(

@@ -2,7 +2,7 @@
 # Writes Scripts/link-order.txt: the functions that the static drivers run for the calls a host
 # agent makes most (start-up, --help, an EINVAL answer, the FileSR verbs of a VDI's life, sr_scan,
 # sr_gc, lock-util, sm-vhd), those that more calls run first. The release link of the static
-# executables (Package.swift, `codeOrder`) lays these functions out next to each other at the
+# executables (Package.swift, `orderFlags`) lays these functions out next to each other at the
 # start of the code, so that a call touches a few dozen pages of code instead of faulting in one
 # here and one there across 9 MB (Docs/performance.md, "What changed at stop 26").
 #

@@ -64,7 +64,7 @@ dpkg-query -W -f='${Conffiles}\n' "$package" | grep -q " /etc/sm/sm.conf " || fa
 echo "  drivers: $(echo $drivers)"
 
 step "code order: sm-drivers starts with Scripts/link-order.txt's functions"
-# Package.swift links the static executables with lld and that list (`codeOrder`); a build that
+# Package.swift links the static executables with lld and that list (`orderFlags`); a build that
 # lost either still works, only slower, so this is where it shows. The installed copy is
 # stripped: the build's own (the same layout, with its symbols) is read. The first listed
 # function must open the code, and the first 200 that the executable defines must lie in its
