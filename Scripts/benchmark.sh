@@ -8,10 +8,14 @@
 #
 # --quick: fewer rounds (about 3 minutes in all on 2 shared cores instead of about 5 per part).
 #
-# startup: CPU time (perf task-clock, medians of ROUNDS interleaved runs, default 100) of
-#   `<driver> --help` beside /bin/true and beside a C program that links what FileSR links
-#   dynamically (libxml2 + libblkid): the goals of issue 14 (FileSR ≤ 2x /bin/true; every other
-#   driver ≤ 1.5x FileSR). The other parts run the older scripts (benchmark-filesr.py, benchmark-cow.sh,
+# startup: CPU time (perf task-clock, medians of ROUNDS runs, default 100, each round in a random
+#   order) of `<driver> --help` beside /bin/true and beside a C program that links what FileSR
+#   links dynamically (libxml2 + libblkid): the goals of issue 14 (FileSR ≤ 2x /bin/true; every
+#   other driver ≤ 1.5x FileSR). For scale, a C program and the smallest Swift program, each linked
+#   static and dynamic (the Swift one as sm-drivers and sm-dynamic-drivers are): the difference is
+#   what being dynamic costs any program here, and so the least a dynamic driver (LVMSR, RBDSR)
+#   can cost beyond the static FileSR.
+#   The other parts run the older scripts (benchmark-filesr.py, benchmark-cow.sh,
 #   benchmark-lvm.sh, benchmark-rbd.sh) and print their own ratio tables above the summary;
 #   filesr (metadata verbs beside qemu-img, fsync counts, sr_scan at 1k/10k/50k VDIs and its peak
 #   RSS) and cow (chain reads, coalescing beside cp + sync, its peak RSS) add their rows to it.
@@ -54,15 +58,34 @@ startup() {
     local c=$work/xml-blkid
     printf '#include <libxml/parser.h>\n#include <blkid/blkid.h>\nint main(int c, char **v) { if (c > 5) { xmlCleanupParser(); blkid_put_cache(0); } return 0; }\n' > "$c.c"
     cc -O2 -o "$c" "$c.c" $(pkg-config --cflags --libs libxml-2.0 blkid)
+    # What a dynamic executable pays before main, whoever wrote it: the same C program linked
+    # static and linked dynamically to libc and libm, not position-independent, as
+    # sm-dynamic-drivers is (the two libraries it loads; Swift's standard library needs libm).
+    local floor=$work/loader
+    printf '#include <math.h>\n#include <stdio.h>\nint main(int c, char **v) { if (c > 5) printf("%%f\\n", sin(c)); return 0; }\n' > "$floor.c"
+    cc -O2 -static -o "$floor-static" "$floor.c" -lm
+    cc -O2 -no-pie -o "$floor-dynamic" "$floor.c" -Wl,--no-as-needed -lm
+    # The same for the smallest Swift program, linked as sm-drivers and as sm-dynamic-drivers are
+    # (Package.swift, `linkage`): the Swift runtime's start costs more in a dynamic executable too
+    # (its constructor that finds argv reads /proc/self/maps, which lists every library's mappings).
+    local hello=$work/hello
+    printf 'if CommandLine.arguments.count > 5 { print("x") }\n' > "$hello.swift"
+    local linker=$PWD/Scripts/ld-static-dependencies
+    (cd "$work" && swiftc -O "$hello.swift" -o "$hello-static" -static-executable -use-ld=lld >/dev/null 2>&1 \
+        && swiftc -O "$hello.swift" -o "$hello-dynamic" -static-stdlib -use-ld="$linker" \
+            -Xclang-linker -no-pie >/dev/null 2>&1) \
+        || { echo "benchmark: could not build the Swift reference program" >&2; exit 1; }
     # The package's way to run the drivers and lock-util: links to the multi-call executables.
     ln -s "$bin/sm-drivers" "$work/EXTSR"
     ln -s "$bin/sm-dynamic-drivers" "$work/LVMSR"
     ln -s "$bin/sm-dynamic-drivers" "$work/RBDSR"
     ln -s "$bin/sm-drivers" "$work/lock-util"
-    local programs=(/bin/true "$c" "$bin/FileSR" "$work/EXTSR" "$work/LVMSR" "$work/RBDSR" "$work/lock-util")
+    local programs=(/bin/true "$c" "$floor-static" "$floor-dynamic" "$hello-static" "$hello-dynamic" "$bin/FileSR" "$work/EXTSR" "$work/LVMSR" "$work/RBDSR" "$work/lock-util")
     local samples=$work/startup
+    # Each round in a new random order: with a fixed one, each program always ran right after the
+    # same other one (and in its wake: the previous exit's memory still being freed, caches).
     for _ in $(seq 1 "$rounds"); do
-        for program in "${programs[@]}"; do
+        for program in $(shuf -e "${programs[@]}"); do
             printf '%s %s\n' "$program" "$(perf stat -x, -e task-clock "$program" --help 2>&1 >/dev/null | grep task-clock | cut -d, -f1)"
         done
     done > "$samples"
@@ -73,8 +96,11 @@ startup() {
             END { if (NR != n) { print "benchmark: " p " --help gave " NR " of " n " measurements" > "/dev/stderr"; exit 1 }
                   print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
     }
-    local true_ms c_ms file_ms ext_ms lvm_ms rbd_ms lock_ms
+    local true_ms c_ms static_ms dynamic_ms file_ms ext_ms lvm_ms rbd_ms lock_ms
     true_ms=$(median /bin/true); c_ms=$(median "$c"); file_ms=$(median "$bin/FileSR"); ext_ms=$(median "$work/EXTSR")
+    static_ms=$(median "$floor-static"); dynamic_ms=$(median "$floor-dynamic")
+    local hello_static_ms hello_dynamic_ms
+    hello_static_ms=$(median "$hello-static"); hello_dynamic_ms=$(median "$hello-dynamic")
     lvm_ms=$(median "$work/LVMSR"); rbd_ms=$(median "$work/RBDSR"); lock_ms=$(median "$work/lock-util")
     printf '  /bin/true %s ms, C libxml2+libblkid %s ms, FileSR %s ms, EXTSR (sm-drivers) %s ms, LVMSR (sm-dynamic-drivers) %s ms, RBDSR (sm-dynamic-drivers) %s ms, lock-util %s ms\n' \
         "$true_ms" "$c_ms" "$file_ms" "$ext_ms" "$lvm_ms" "$rbd_ms" "$lock_ms"
@@ -84,6 +110,19 @@ startup() {
     row "LVMSR --help (sm-dynamic-drivers link)" "$lvm_ms" "FileSR" "$file_ms" 1.5
     row "RBDSR --help (sm-dynamic-drivers link)" "$rbd_ms" "FileSR" "$file_ms" 1.5
     row "lock-util --help (sm-drivers link)" "$lock_ms" "/bin/true" "$true_ms" 2
+    # For scale, no goal: what being dynamic costs any program here (C: the loader mapping and
+    # relocating libc and libm; Swift: that and the runtime's own start), beside what LVMSR costs
+    # beyond FileSR, and the LVMSR/FileSR ratio that cost alone gives.
+    printf '  C static %s ms, dynamic (libc + libm) %s ms; Swift static %s ms, dynamic %s ms; LVMSR - FileSR %s ms\n' \
+        "$static_ms" "$dynamic_ms" "$hello_static_ms" "$hello_dynamic_ms" "$(echo "$lvm_ms $file_ms" | awk '{ printf "%.3f", $1 - $2 }')"
+    python3 -c '
+import sys
+lvm, file, c_dynamic, c_static, dynamic, static = map(float, sys.argv[1:7])
+print(f"a Swift program, dynamic as LVMSR|{dynamic:.2f} ms|static as FileSR {static:.2f} ms|{dynamic / static:.2f}x|—|— (for scale)")
+print(f"a C program, dynamic (libc + libm)|{c_dynamic:.2f} ms|static {c_static:.2f} ms|{c_dynamic / c_static:.2f}x|—|— (for scale)")
+print(f"LVMSR --help minus FileSR|{lvm - file:.2f} ms|Swift dynamic minus static {dynamic - static:.2f} ms|{(lvm - file) / (dynamic - static):.2f}x|—|— (for scale)")
+print(f"FileSR + being dynamic|{file + dynamic - static:.2f} ms|FileSR {file:.2f} ms|{(file + dynamic - static) / file:.2f}x|—|— (the floor of the LVMSR row)")
+' "$lvm_ms" "$file_ms" "$dynamic_ms" "$static_ms" "$hello_dynamic_ms" "$hello_static_ms" >> "$summary"
 }
 
 for part in "${parts[@]}"; do
